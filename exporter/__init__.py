@@ -1,0 +1,7 @@
+"""edgeport exporter: PyTorch classifiers -> verified ONNX bundles.
+
+torch, torchvision, onnx and onnxsim are imported inside functions, so the CLI (and every
+`--help`) works on a device that has only the runtime's dependencies.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,129 @@
+"""`edgeport export` and `edgeport models`, added to the runtime's command group.
+
+This module is the console script's entry point; the runtime package never imports it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from runtime import console
+from runtime.cli import cli, common_options, print_comparisons
+from runtime.errors import EXIT_CHECK_FAILED
+
+
+def _triple(ctx, param, value):
+    if value is None:
+        return None
+    parts = [p for p in value.replace(",", " ").split() if p]
+    try:
+        floats = tuple(float(p) for p in parts)
+    except ValueError:
+        raise click.BadParameter(f"expected 3 numbers like 0.485,0.456,0.406, got '{value}'") from None
+    if len(floats) != 3:
+        raise click.BadParameter(f"expected 3 numbers, got {len(floats)}")
+    return floats
+
+
+@cli.command()
+@click.option("--model", "-m", required=True, metavar="NAME|FILE.py:FACTORY|MODULE:FACTORY",
+              help="A registry name (see `edgeport models`) or a factory returning an nn.Module.")
+@click.option("--weights", "-w", default="DEFAULT", show_default=True,
+              help="DEFAULT, a torchvision weights name (IMAGENET1K_V2), none (random init), a checkpoint PATH, "
+                   "or auto (DEFAULT if already cached in TORCH_HOME, else random init; never downloads). "
+                   "Models without named weights (seed, user) default to none.")
+@click.option("--trust-checkpoint", is_flag=True,
+              help="UNSAFE: allow checkpoints that need full unpickling (can execute code). Only for files you trust.")
+@click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Classes of the model's head.")
+@click.option("--input-size", type=click.IntRange(min=8, max=4096), default=None,
+              help="Square input size (default: the model's own, e.g. 224).")
+@click.option("--mean", callback=_triple, default=None, help="Normalization mean, 3 values (default ImageNet's).")
+@click.option("--std", callback=_triple, default=None, help="Normalization std, 3 values (default ImageNet's).")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("exports"), show_default=True,
+              help="Folder that receives OUTPUT/<model>/.")
+@click.option("--name", default=None, help="Bundle folder name (default: the model's name).")
+@click.option("--max-batch", type=click.IntRange(min=1, max=4096), default=32, show_default=True,
+              help="Largest batch the dynamic-batch graph and engines are built for.")
+@click.option("--opset", type=click.IntRange(min=7, max=20), default=17, show_default=True)
+@click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
+@click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx (FP16 graph, FP32 I/O).")
+@click.option("--int8", is_flag=True, help="Also write model.int8.onnx (Q/DQ, TensorRT rules), calibrated on --calib-data.")
+@click.option("--calib-data", type=click.Path(path_type=Path), default=None,
+              help="Folder of images or .npy/.npz of preprocessed tensors (default: the shipped calib_data/).")
+@click.option("--calib-samples", type=click.IntRange(min=1), default=None, help="Calibration samples (default: all, capped at 512).")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default=None,
+              help="INT8 range estimation (default: see docs).")
+@click.option("--verify-data", type=click.Path(path_type=Path), default=None,
+              help="Folder of images for the golden set (default: the built-in held-out photos).")
+@click.option("--verify-samples", type=click.IntRange(min=1), default=64, show_default=True,
+              help="At most this many images from --verify-data.")
+@click.option("--no-verify", is_flag=True, help="Skip the final verification.")
+@click.option("--tol", "tols", multiple=True, metavar="PRECISION.METRIC=VALUE", help="Override a verification tolerance.")
+@common_options
+def export(model, weights, trust_checkpoint, num_classes, input_size, mean, std, output, name, max_batch, opset,
+           no_simplify, fp16, int8, calib_data, calib_samples, calib_method, verify_data, verify_samples,
+           no_verify, tols):
+    """Export a model to a verified bundle: ONNX (+FP16, +INT8) and PyTorch reference outputs."""
+    from runtime.compare import parse_tolerances
+
+    from .models import REGISTRY, ModelRequest
+    from .pipeline import ExportConfig, run_export
+
+    # Seed and user models have no named weights: DEFAULT means random init for them.
+    entry = REGISTRY.get(model)
+    if weights in ("DEFAULT", "auto") and (entry is None or entry.family != "torchvision"):
+        weights = "none"
+    elif weights == "auto":
+        from .weights import auto_weights
+
+        weights = auto_weights(model)
+    request = ModelRequest(model=model, weights=weights, num_classes=num_classes, input_size=input_size,
+                           mean=mean, std=std, trust_checkpoint=trust_checkpoint)
+    config = ExportConfig(request=request, output=output, max_batch=max_batch, opset=opset,
+                          simplify=not no_simplify, fp16=fp16, int8=int8, calib_data=calib_data,
+                          calib_samples=calib_samples, calib_method=calib_method, verify=not no_verify,
+                          verify_data=verify_data, verify_samples=verify_samples,
+                          tolerances=parse_tolerances(tols), name=name)
+    result = run_export(config)
+    if result.comparisons:
+        print_comparisons(result.comparisons)
+    click.echo(f"bundle: {result.bundle}")
+    if result.comparisons:
+        click.echo(f"report: {result.bundle / 'report.md'}")
+    if result.comparisons and not all(c.passed for c in result.comparisons):
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@common_options
+def models(as_json):
+    """List the built-in models: parameters, GMACs, input size and weights."""
+    from runtime.errors import require
+
+    require("torchvision", purpose="Listing models", install="pip install 'edgeport[export]'")
+    from .models import list_models
+
+    rows = list_models()
+    if as_json:
+        import json
+
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'model':<18} {'params':>9} {'GMACs':>7} {'input':>9}  weights")
+    for r in rows:
+        size = f"{r['resize']}/{r['input_size']}"
+        click.echo(f"{r['name']:<18} {r['params_m']:>8.2f}M {r['gmacs']:>7.3f} {size:>9}  {', '.join(r['weights'])}")
+    click.echo("\ninput = resize/crop of the default weights. Your own model: --model path/to/file.py:factory "
+               "(or package.module:factory) with --num-classes, --input-size, --mean/--std.")
+
+
+def main(argv=None):
+    cli.main(args=argv, prog_name="edgeport")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,109 @@
+"""PyTorch -> ONNX (dynamic batch), onnxsim simplification checked numerically, FP16."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import DependencyError, EdgeportError, require
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+DEFAULT_OPSET = 17  # parses on TensorRT 8.6 (JetPack 5) through 11
+
+
+def export_onnx(module, input_size: int, opset: int = DEFAULT_OPSET):
+    """Trace ``module`` to an ONNX ModelProto with a symbolic batch dimension."""
+    import torch
+
+    onnx = require("onnx", purpose="Exporting to ONNX", install="pip install 'edgeport[export]'")
+    dummy = torch.zeros(1, 3, input_size, input_size)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            # The TorchScript exporter: fast, and its output for ResNet/DenseNet parses on every
+            # TensorRT from 8.6 on. (torch >= 2.9 defaults to dynamo=True.)
+            torch.onnx.export(
+                module, dummy, buf,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                opset_version=opset, do_constant_folding=True, dynamo=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - the exporter raises many types
+            raise EdgeportError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc)[:500]}",
+                                hint="Rerun with --debug for the traceback; unusual layers may need a newer --opset.") from exc
+    model = onnx.load_from_string(buf.getvalue())
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # noqa: BLE001
+        raise EdgeportError(f"The exported ONNX graph does not pass onnx.checker: {exc}") from exc
+    return model
+
+
+def ort_outputs(model_or_path, inputs: np.ndarray, batch: int = 8) -> np.ndarray:
+    """Run an ONNX model (proto or path) on ONNX Runtime CPU, in batches."""
+    from runtime.runners.onnxruntime import import_ort
+
+    ort = import_ort()
+    src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    outs = [sess.run(None, {name: inputs[i:i + batch]})[0] for i in range(0, len(inputs), batch)]
+    return np.concatenate(outs).astype(np.float32)
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a-b| over each sample's logit range of ``b`` (worst sample)."""
+    span = b.max(axis=1) - b.min(axis=1)
+    return float((np.abs(a - b).max(axis=1) / np.where(span > 0, span, 1.0)).max())
+
+
+def simplify(model, check_inputs: np.ndarray, tolerance: float = 1e-5):
+    """onnxsim, then a numeric check of the simplified graph against the original."""
+    try:
+        import onnxsim
+    except ImportError as exc:
+        raise DependencyError("Simplifying needs onnxsim, which is not installed.",
+                              hint="pip install onnxsim, or pass --no-simplify.") from exc
+    try:
+        simplified, ok = onnxsim.simplify(model, check_n=0)
+    except Exception as exc:  # noqa: BLE001
+        raise EdgeportError(f"onnxsim failed: {type(exc).__name__}: {str(exc)[:300]}",
+                            hint="Pass --no-simplify to keep the unsimplified graph.") from exc
+    if not ok:
+        raise EdgeportError("onnxsim could not validate the simplified graph.", hint="Pass --no-simplify.")
+    before = ort_outputs(model, check_inputs)
+    after = ort_outputs(simplified, check_inputs)
+    err = relative_error(after, before)
+    if not np.isfinite(err) or err > tolerance:
+        raise EdgeportError(
+            f"The simplified graph differs from the original by {err:.3g} of the logit range "
+            f"(tolerance {tolerance:g}); refusing to use it.",
+            hint="Pass --no-simplify, and please report the model.")
+    stats = {"nodes_before": len(model.graph.node), "nodes_after": len(simplified.graph.node),
+             "max_rel_diff": err}
+    return simplified, stats
+
+
+def to_fp16(model):
+    """An FP16 graph with FP32 inputs and outputs (casts at the boundaries)."""
+    try:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError as exc:
+        raise DependencyError("The FP16 conversion uses onnxruntime.transformers, which is missing.",
+                              hint="pip install onnxruntime (or onnxruntime-gpu).") from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return convert_float_to_float16(model, keep_io_types=True)
+
+
+def save(model, path: Path) -> None:
+    import onnx
+
+    onnx.save(model, str(path))

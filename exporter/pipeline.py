@@ -1,0 +1,192 @@
+"""`edgeport export`: model -> ONNX -> onnxsim -> precision variants -> golden set -> verify.
+
+Each stage logs what it does and how long it took; the bundle is staged and swapped in
+atomically (bundle_writer.py), so an interrupted export leaves no half bundle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from runtime import console
+from runtime.bundle import GOLDEN, SCHEMA_VERSION, Bundle
+from runtime.errors import EdgeportError, UsageError
+
+from .models import ModelRequest
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    request: ModelRequest
+    output: Path = Path("exports")
+    max_batch: int = 32
+    opset: int = 17
+    simplify: bool = True
+    fp16: bool = False
+    int8: bool = False
+    calib_data: Path | None = None
+    calib_samples: int | None = None
+    calib_method: str | None = None
+    verify: bool = True
+    verify_data: Path | None = None
+    verify_samples: int = 64
+    tolerances: dict | None = None
+    name: str | None = None  # bundle folder name (default: the model's name)
+
+
+@dataclasses.dataclass
+class ExportResult:
+    bundle: Path
+    comparisons: list
+    timings: dict
+
+
+def library_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for dist in ("edgeport", "torch", "torchvision", "onnx", "onnxsim", "onnxruntime", "onnxruntime-gpu", "numpy"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+class _Stage:
+    def __init__(self, timings: dict, name: str, message: str):
+        self.timings, self.name, self.message = timings, name, message
+
+    def __enter__(self):
+        console.log(self.message)
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.timings[self.name] = round(time.perf_counter() - self.t0, 3)
+
+
+def run_export(config: ExportConfig) -> ExportResult:
+    from runtime.errors import require
+
+    require("torch", purpose="edgeport export", install="pip install 'edgeport[export]'")
+    from . import golden as G
+    from .bundle_writer import StagedBundle, guard_disk
+    from .models import build_model, count_macs
+    from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, save, simplify, to_fp16
+
+    if config.max_batch < 1:
+        raise UsageError(f"--max-batch must be at least 1, got {config.max_batch}.")
+    if not 7 <= config.opset <= 20:
+        raise UsageError(f"--opset {config.opset} is outside the supported range 7..20 "
+                         "(TensorRT 8.6 parses up to 17; static INT8 quantization needs < 21).")
+    timings: dict[str, float] = {}
+    with _Stage(timings, "load", f"loading model {config.request.model} (weights: {config.request.weights})"):
+        built = build_model(config.request, log=console.log)
+    pre = built.preprocessing
+    name = config.name or built.name
+
+    # The golden images and PyTorch's outputs on them; this forward pass also proves the
+    # model accepts the input size.
+    with _Stage(timings, "reference", "computing PyTorch FP32 reference outputs on the golden set"):
+        if config.verify_data:
+            gold = G.folder_images(config.verify_data, pre, config.verify_samples)
+        else:
+            gold = G.builtin_images(pre)
+        from runtime.preprocess import normalize
+
+        inputs = normalize(gold.images, pre)
+        try:
+            reference = G.reference_outputs(built.module, inputs)
+        except Exception as exc:  # noqa: BLE001 - shape errors from arbitrary models
+            raise EdgeportError(
+                f"{built.name} cannot take {pre.crop}x{pre.crop} inputs: {type(exc).__name__}: {str(exc)[:300]}",
+                hint="Choose another --input-size (e.g. the model's default).") from exc
+        if reference.ndim != 2:
+            raise EdgeportError(f"{built.name} returns outputs of shape {list(reference.shape)}; edgeport "
+                                "exports classifiers whose output is (batch, classes).")
+        num_classes = reference.shape[1]
+        if built.num_classes and num_classes != built.num_classes:
+            raise EdgeportError(f"{built.name} returns {num_classes} classes, but {built.num_classes} were requested.",
+                                hint="Check --num-classes and the factory.")
+        params, macs = count_macs(built.module, pre.crop)
+    console.log(f"{built.name}: {params / 1e6:.2f} M parameters, {macs / 1e9:.3f} GMACs at {pre.crop}x{pre.crop}, "
+                f"{num_classes} classes; {len(gold.names)} golden samples ({gold.source})")
+    if gold.skipped:
+        console.warn(f"skipped {len(gold.skipped)} unreadable verification images (first: {gold.skipped[0][0]}: "
+                     f"{gold.skipped[0][1]})")
+    if built.weights.get("random_init"):
+        console.warn("random-init weights: the report checks fidelity to PyTorch only, not task accuracy")
+
+    with StagedBundle(config.output, name) as staged:
+        with _Stage(timings, "export", f"exporting to ONNX (opset {config.opset}, dynamic batch 1..{config.max_batch})"):
+            model = export_onnx(built.module, pre.crop, config.opset)
+        check = inputs[: min(4, len(inputs))]
+        simplify_stats = None
+        if config.simplify:
+            with _Stage(timings, "simplify", "simplifying with onnxsim (checked against the unsimplified graph)"):
+                model, simplify_stats = simplify(model, check)
+            console.log(f"onnxsim: {simplify_stats['nodes_before']} -> {simplify_stats['nodes_after']} nodes, "
+                        f"max rel diff {simplify_stats['max_rel_diff']:.2e}")
+        with guard_disk(staged.staging):
+            save(model, staged.path("model.onnx"))
+        artifacts = {"fp32": staged.entry("model.onnx")}
+        if config.fp16:
+            with _Stage(timings, "fp16", "converting to FP16 (FP32 inputs and outputs)"):
+                with guard_disk(staged.staging):
+                    save(to_fp16(model), staged.path("model.fp16.onnx"))
+            artifacts["fp16"] = staged.entry("model.fp16.onnx")
+
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "model": {
+                "name": name, "architecture": built.name, "source": built.source, "spec": built.spec,
+                "num_classes": num_classes, "class_names": built.class_names,
+                "params": params, "gmacs": round(macs / 1e9, 4),
+            },
+            "weights": built.weights,
+            "input": {"name": INPUT_NAME, "shape": ["batch", 3, pre.crop, pre.crop], "dtype": "float32",
+                      "min_batch": 1, "max_batch": config.max_batch},
+            "output": {"name": OUTPUT_NAME, "shape": ["batch", num_classes], "dtype": "float32"},
+            "preprocessing": pre.to_dict(),
+            "opset": config.opset,
+            "simplified": simplify_stats,
+            "versions": library_versions(),
+            "artifacts": artifacts,
+        }
+
+        if config.int8:
+            from .quantize import add_int8  # the INT8 issue
+
+            with _Stage(timings, "int8", "calibrating and quantizing to INT8 (Q/DQ)"):
+                add_int8(staged, manifest, model, built, config)
+
+        with guard_disk(staged.staging):
+            np.savez_compressed(staged.path(GOLDEN), images=gold.images, outputs=reference.astype(np.float32),
+                                names=np.array(gold.names))
+        manifest["golden"] = {**staged.entry(GOLDEN), "samples": len(gold.names), "source": gold.source,
+                              "skipped": len(gold.skipped)}
+        manifest["timings_s"] = timings
+        staged.write_manifest(manifest)
+
+        comparisons = []
+        if config.verify:
+            from runtime.report import write_reports
+            from runtime.verify import VerifyConfig, verify_bundle
+
+            with _Stage(timings, "verify", "verifying every artifact against PyTorch on ONNX Runtime CPU"):
+                b = Bundle.open(staged.staging)
+                vconf = VerifyConfig(tolerances=config.tolerances) if config.tolerances else VerifyConfig()
+                comparisons = verify_bundle(b, vconf, log=console.log)
+                with guard_disk(staged.staging):
+                    write_reports(b, comparisons)
+        final = staged.commit()
+    console.log(f"bundle written to {final} in {sum(timings.values()):.1f} s")
+    return ExportResult(bundle=final, comparisons=comparisons, timings=timings)
+

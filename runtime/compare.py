@@ -1,0 +1,171 @@
+"""Accuracy diff between an artifact's outputs and the PyTorch reference.
+
+Metrics per (backend, provider, precision):
+- max/mean absolute difference, and max difference relative to the reference logit range
+  (per sample: max|a-r| / (max r - min r), worst sample);
+- cosine similarity of centered logits (each sample's mean subtracted), min and mean;
+- top-1 agreement and mean top-5 overlap.
+
+Random-init classifiers predict one class for nearly every image, so top-1 agreement on
+them says little; centered cosine and the relative difference are the primary checks.
+Any NaN or Inf in the outputs fails the check, whatever the tolerances.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .errors import UsageError
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """Pass criteria; ``None`` disables a criterion."""
+
+    max_rel_diff: float | None = None
+    cosine_min: float | None = None
+    top1_agreement: float | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Defaults per precision. FP32 must reproduce PyTorch to 1e-4 of the logit range; FP16 and
+# INT8 are judged on the shape of the logit vector (centered cosine), their natural error.
+DEFAULT_TOLERANCES = {
+    "fp32": Tolerance(max_rel_diff=1e-4, cosine_min=0.99999),
+    "fp16": Tolerance(max_rel_diff=2e-2, cosine_min=0.999),
+    "int8": Tolerance(cosine_min=0.99),
+    "int8-cpu": Tolerance(cosine_min=0.99),
+}
+
+TOLERANCE_KEYS = tuple(f.name for f in dataclasses.fields(Tolerance))
+
+
+def parse_tolerances(items: tuple[str, ...] | list[str]) -> dict[str, Tolerance]:
+    """Parse ``--tol fp16.cosine_min=0.995`` items over the defaults."""
+    tols = dict(DEFAULT_TOLERANCES)
+    for item in items:
+        try:
+            lhs, value = item.split("=", 1)
+            precision, key = lhs.split(".", 1)
+        except ValueError:
+            raise UsageError(f"--tol takes PRECISION.METRIC=VALUE (e.g. fp16.cosine_min=0.995), got '{item}'.") from None
+        if key not in TOLERANCE_KEYS:
+            raise UsageError(f"--tol metric '{key}' is unknown; choose one of {', '.join(TOLERANCE_KEYS)}.")
+        if value.lower() in ("none", "off"):
+            number = None
+        else:
+            try:
+                number = float(value)
+            except ValueError:
+                raise UsageError(f"--tol value '{value}' for {lhs} is not a number.") from None
+        base = tols.get(precision, Tolerance())
+        tols[precision] = dataclasses.replace(base, **{key: number})
+    return tols
+
+
+@dataclasses.dataclass
+class Comparison:
+    """The result of comparing one artifact with the reference."""
+
+    backend: str
+    provider: str
+    precision: str
+    samples: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    max_rel_diff: float
+    cosine_min: float
+    cosine_mean: float
+    top1_agreement: float
+    top5_overlap: float
+    nonfinite: int
+    passed: bool
+    failures: list[str]
+    tolerance: dict
+    per_sample_cosine: list[float] = dataclasses.field(default_factory=list)
+    per_sample_max_abs: list[float] = dataclasses.field(default_factory=list)
+    top1_changed: list[int] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _centered_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    na = np.linalg.norm(a, axis=1)
+    nb = np.linalg.norm(b, axis=1)
+    denom = na * nb
+    cos = np.where(denom > 0, (a * b).sum(axis=1) / np.where(denom > 0, denom, 1.0), np.where(
+        (na == 0) & (nb == 0), 1.0, 0.0))
+    return np.clip(cos, -1.0, 1.0)
+
+
+def compare(
+    outputs: np.ndarray,
+    reference: np.ndarray,
+    *,
+    backend: str,
+    provider: str,
+    precision: str,
+    tolerance: Tolerance,
+) -> Comparison:
+    out = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+    ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    if out.shape != ref.shape:
+        raise ValueError(f"output shape {out.shape} differs from reference shape {ref.shape}")
+    n = len(ref)
+    finite = np.isfinite(out)
+    nonfinite = int((~finite).sum())
+    safe = np.where(finite, out, 0.0)
+    diff = np.abs(safe - ref)
+    diff = np.where(finite, diff, np.inf)
+    span = ref.max(axis=1) - ref.min(axis=1)
+    rel = diff.max(axis=1) / np.where(span > 0, span, 1.0)
+    cos = _centered_cosine(safe, ref)
+    cos = np.where(finite.all(axis=1), cos, -1.0)
+    top1_out = safe.argmax(axis=1)
+    top1_ref = ref.argmax(axis=1)
+    k = min(5, ref.shape[1])
+    top5_out = np.argsort(-safe, axis=1)[:, :k]
+    top5_ref = np.argsort(-ref, axis=1)[:, :k]
+    overlap = np.array([len(set(a) & set(b)) / k for a, b in zip(top5_out, top5_ref)])
+    agree = top1_out == top1_ref
+    result = Comparison(
+        backend=backend,
+        provider=provider,
+        precision=precision,
+        samples=n,
+        max_abs_diff=float(diff.max()) if n else 0.0,
+        mean_abs_diff=float(np.where(np.isfinite(diff), diff, 0).mean()) if n else 0.0,
+        max_rel_diff=float(rel.max()) if n else 0.0,
+        cosine_min=float(cos.min()) if n else 1.0,
+        cosine_mean=float(cos.mean()) if n else 1.0,
+        top1_agreement=float(agree.mean()) if n else 1.0,
+        top5_overlap=float(overlap.mean()) if n else 1.0,
+        nonfinite=nonfinite,
+        passed=True,
+        failures=[],
+        tolerance=tolerance.to_dict(),
+        per_sample_cosine=[float(c) for c in cos],
+        per_sample_max_abs=[float(d) for d in diff.max(axis=1)] if n else [],
+        top1_changed=[int(i) for i in np.nonzero(~agree)[0]],
+    )
+    failures = []
+    if n == 0:
+        failures.append("no samples to compare")
+    if nonfinite:
+        failures.append(f"{nonfinite} NaN/Inf values in the outputs")
+    if tolerance.max_rel_diff is not None and not result.max_rel_diff <= tolerance.max_rel_diff:
+        failures.append(f"max_rel_diff {result.max_rel_diff:.3g} > {tolerance.max_rel_diff:g}")
+    if tolerance.cosine_min is not None and not result.cosine_min >= tolerance.cosine_min:
+        failures.append(f"cosine_min {result.cosine_min:.6f} < {tolerance.cosine_min:g}")
+    if tolerance.top1_agreement is not None and not result.top1_agreement >= tolerance.top1_agreement:
+        failures.append(f"top1_agreement {result.top1_agreement:.3f} < {tolerance.top1_agreement:g}")
+    result.failures = failures
+    result.passed = not failures
+    return result

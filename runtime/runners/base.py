@@ -1,0 +1,91 @@
+"""The runner interface (template method, after Polygraphy's BaseRunner).
+
+``infer()`` validates the feed once (name, dtype, rank, fixed dimensions, batch range) and
+then calls the backend's ``infer_impl()``, so every backend gets the same checks and the
+same error messages.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+
+import numpy as np
+
+from ..errors import EdgeportError
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: np.dtype
+    shape: tuple  # ints for fixed dimensions, None (or a string) for dynamic ones
+
+
+class Runner(abc.ABC):
+    """Runs one model artifact. Subclasses set ``inputs``/``outputs`` and ``infer_impl``."""
+
+    backend = "base"
+
+    def __init__(self):
+        self.inputs: list[TensorSpec] = []
+        self.outputs: list[TensorSpec] = []
+        self.max_batch: int | None = None
+
+    @property
+    def description(self) -> str:
+        return self.backend
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._validate(feed)
+        return self.infer_impl(feed)
+
+    @abc.abstractmethod
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the backend on a validated feed."""
+
+    def close(self) -> None:  # pragma: no cover - trivial
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- validation ----------------------------------------------------------------
+    def _validate(self, feed: dict[str, np.ndarray]) -> None:
+        expected = {t.name: t for t in self.inputs}
+        missing = sorted(set(expected) - set(feed))
+        extra = sorted(set(feed) - set(expected))
+        if missing or extra:
+            raise EdgeportError(
+                f"Input names do not match the model: missing {missing}, unexpected {extra}; "
+                f"the model takes {sorted(expected)}."
+            )
+        for name, spec in expected.items():
+            arr = feed[name]
+            if not isinstance(arr, np.ndarray):
+                raise EdgeportError(f"Input '{name}' must be a numpy array, got {type(arr).__name__}.")
+            if arr.dtype != spec.dtype:
+                raise EdgeportError(
+                    f"Input '{name}' has dtype {arr.dtype}, but the model expects {np.dtype(spec.dtype)}."
+                )
+            if arr.ndim != len(spec.shape):
+                raise EdgeportError(
+                    f"Input '{name}' has shape {list(arr.shape)} (rank {arr.ndim}), but the model "
+                    f"expects rank {len(spec.shape)}: {list(spec.shape)}."
+                )
+            for axis, (got, want) in enumerate(zip(arr.shape, spec.shape)):
+                if isinstance(want, int) and want > 0 and got != want:
+                    raise EdgeportError(
+                        f"Input '{name}' has shape {list(arr.shape)}, but the model expects "
+                        f"{list(spec.shape)} (dimension {axis} must be {want})."
+                    )
+            if arr.shape and arr.shape[0] < 1:
+                raise EdgeportError(f"Input '{name}' has an empty batch.")
+            if self.max_batch and arr.shape and arr.shape[0] > self.max_batch:
+                raise EdgeportError(
+                    f"Batch {arr.shape[0]} exceeds the artifact's maximum batch {self.max_batch}.",
+                    hint="Split the input or rebuild with a larger --max-batch.",
+                )

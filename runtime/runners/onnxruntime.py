@@ -1,0 +1,104 @@
+"""ONNX Runtime runner: CPU, CUDA and TensorRT execution providers by short name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DependencyError, EdgeportError, UsageError
+from .base import Runner, TensorSpec
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+}
+
+
+def import_ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise DependencyError(
+            "Running ONNX artifacts needs ONNX Runtime, which is not installed.",
+            hint="Install `pip install edgeport[cpu]` (onnxruntime) or, on GPU machines, "
+            "`pip install edgeport[gpu]` (onnxruntime-gpu); never both.",
+        ) from exc
+    return ort
+
+
+def resolve_provider(provider: str) -> str:
+    """Map a short provider name to ONNX Runtime's, checking it is available here."""
+    ort = import_ort()
+    if provider not in PROVIDERS:
+        raise UsageError(f"Unknown provider '{provider}'; choose one of {', '.join(PROVIDERS)}.")
+    full = PROVIDERS[provider]
+    available = ort.get_available_providers()
+    if full not in available:
+        short = [k for k, v in PROVIDERS.items() if v in available]
+        raise EdgeportError(
+            f"Requested provider was: {provider} ({full}), but available providers are: {short} "
+            f"({', '.join(available)}).",
+            hint="For cuda/tensorrt install onnxruntime-gpu instead of onnxruntime (`pip install edgeport[gpu]`) "
+            "on a machine with an NVIDIA GPU.",
+        )
+    return full
+
+
+class OnnxRuntimeRunner(Runner):
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | Path, *, provider: str = "cpu", threads: int | None = None,
+                 max_batch: int | None = None, optimization: str = "all"):
+        super().__init__()
+        ort = import_ort()
+        self.provider = provider
+        full = resolve_provider(provider)
+        opts = ort.SessionOptions()
+        if threads is not None:
+            if threads < 1:
+                raise UsageError(f"--threads must be at least 1, got {threads}.")
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = {
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        }[optimization]
+        opts.log_severity_level = 3
+        providers = [full] if full == "CPUExecutionProvider" else [full, "CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        except Exception as exc:  # ORT raises its own exception types
+            raise EdgeportError(f"ONNX Runtime could not load {path}: {exc}") from exc
+        self.inputs = [
+            TensorSpec(i.name, np.dtype(_ORT_TYPES.get(i.type, np.float32)), tuple(
+                d if isinstance(d, int) else None for d in i.shape))
+            for i in self.session.get_inputs()
+        ]
+        self.outputs = [
+            TensorSpec(o.name, np.dtype(_ORT_TYPES.get(o.type, np.float32)), tuple(
+                d if isinstance(d, int) else None for d in o.shape))
+            for o in self.session.get_outputs()
+        ]
+        self._output_names = [o.name for o in self.outputs]
+        self.max_batch = max_batch
+
+    @property
+    def description(self) -> str:
+        return f"onnxruntime/{self.provider}"
+
+    def infer_impl(self, feed):
+        values = self.session.run(self._output_names, feed)
+        return dict(zip(self._output_names, values))
