@@ -17,7 +17,7 @@ from runtime.errors import EdgeportError, UsageError
 # torchvision's DenseNet checkpoints predate a module rename: "norm.1" -> "norm1" etc.
 # This is the same remapping torchvision applies in densenet._load_state_dict.
 _DENSENET_LEGACY = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
 )
 
 RANDOM_NOTE = ("random-init weights (--weights none): only fidelity to PyTorch is meaningful, "
@@ -153,9 +153,16 @@ def load_checkpoint(path: Path, trust: bool = False) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
+        # The safe unpickler names the GLOBAL it blocked; anything else means a corrupt file.
+        blocked = [ln.strip() for ln in str(exc).splitlines() if "global" in ln.lower()]
+        if not blocked:
+            raise EdgeportError(
+                f"'{path}' is not a readable PyTorch checkpoint (truncated or corrupt?): "
+                f"{[ln for ln in str(exc).splitlines() if ln.strip()][-2][:200]}",
+                hint="Check the file (its size and sha256) or save it again.") from exc
         raise EdgeportError(
             f"Refused to load '{path}': it is not a plain tensor checkpoint; unpickling it could execute "
-            f"arbitrary code ({str(exc).splitlines()[0][:200]}).",
+            f"arbitrary code ({blocked[0][:200]}).",
             hint="Re-save it as a state_dict (torch.save(model.state_dict(), path)), or, only if you trust "
                  "where it came from, pass --trust-checkpoint (unsafe: runs the pickle's code).",
         ) from exc
@@ -192,7 +199,8 @@ def extract_state_dict(obj, path) -> dict:
 
 def _load_into(module, state_dict: dict, source: str) -> None:
     own = module.state_dict()
-    missing = [k for k in own if k not in state_dict]
+    # BatchNorm fills in a missing num_batches_tracked itself (old checkpoints lack it).
+    missing = [k for k in own if k not in state_dict and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state_dict if k not in own]
     mismatched = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
                   for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)]
