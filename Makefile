@@ -14,7 +14,7 @@ else
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast clean gpu-check bench
 
 setup: $(STAMP)
 
@@ -26,10 +26,22 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/edgeport export --model densenet121 --weights auto --fp16 --output exports
+	$(VENV)/bin/edgeport export --model densenet121 --weights auto --fp16 --int8 --output exports
 
 test: setup
 	$(PY) -m pytest -q
+
+# Speed on this machine (not part of `make test`): PyTorch eager vs edgeport's FP32/FP16/INT8/INT8-CPU
+# for resnet18/resnet50/densenet121, the export's wall time and peak RSS per stage, and the
+# issue's targets (met / NOT met). Several minutes on 2 cores; results in benchmarks/results/.
+bench: setup
+	$(PY) benchmarks/run.py
+
+# On a machine with an NVIDIA GPU and TensorRT (docs/tensorrt.md; on a Jetson create .venv with
+# --system-site-packages first): export -> build fp16/int8 -> verify -> bench for resnet50 and
+# densenet121, report in gpu-check/report.md. Exits 2 when TensorRT or the GPU is missing.
+gpu-check: setup
+	$(PY) scripts/gpu_check.py --out gpu-check
 
 clean:
 	rm -rf exports .pytest_cache

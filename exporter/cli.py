@@ -62,12 +62,19 @@ def _triple(ctx, param, value):
               help="At most this many images from --verify-data.")
 @click.option("--no-verify", is_flag=True, help="Skip the final verification.")
 @click.option("--tol", "tols", multiple=True, metavar="PRECISION.METRIC=VALUE", help="Override a verification tolerance.")
+@click.option("--class-names", "class_names_file", type=click.Path(path_type=Path), default=None,
+              help="Text file with one class name per line (line N = class N-1), stored in the manifest "
+                   "for `predict` and labeled accuracy.")
+@click.option("--engine", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
+              help="Build TensorRT engines right after the export: auto = when TensorRT and a GPU are here "
+                   "(otherwise print the `edgeport build` command for the target), yes = required, no = never.")
 @common_options
 def export(model, weights, trust_checkpoint, num_classes, input_size, mean, std, output, name, max_batch, opset,
            no_simplify, fp16, int8, calib_data, calib_samples, calib_method, verify_data, verify_samples,
-           no_verify, tols):
+           no_verify, tols, class_names_file, engine):
     """Export a model to a verified bundle: ONNX (+FP16, +INT8) and PyTorch reference outputs."""
     from runtime.compare import parse_tolerances
+    from runtime.labeled import read_class_names
 
     from .models import REGISTRY, ModelRequest
     from .pipeline import ExportConfig, run_export
@@ -86,13 +93,22 @@ def export(model, weights, trust_checkpoint, num_classes, input_size, mean, std,
                           simplify=not no_simplify, fp16=fp16, int8=int8, calib_data=calib_data,
                           calib_samples=calib_samples, calib_method=calib_method, verify=not no_verify,
                           verify_data=verify_data, verify_samples=verify_samples,
-                          tolerances=parse_tolerances(tols), name=name)
+                          tolerances=parse_tolerances(tols), name=name,
+                          class_names=tuple(read_class_names(class_names_file)) if class_names_file else None,
+                          engine=engine)
     result = run_export(config)
     if result.comparisons:
         print_comparisons(result.comparisons)
     click.echo(f"bundle: {result.bundle}")
     if result.comparisons:
         click.echo(f"report: {result.bundle / 'report.md'}")
+    for built in result.engines:
+        click.echo(f"engine: {built.path}")
+    if result.engine_hint:
+        click.echo(result.engine_hint)
+    if result.comparisons:
+        # Last line on purpose: `make demo` ends by saying where the page to open is.
+        click.echo(f"report: {result.bundle / 'report.html'}")
     if result.comparisons and not all(c.passed for c in result.comparisons):
         sys.exit(EXIT_CHECK_FAILED)
 
@@ -122,6 +138,9 @@ def models(as_json):
 
 
 def main(argv=None):
+    from runtime.cli import install_signal_handlers
+
+    install_signal_handlers()
     cli.main(args=argv, prog_name="edgeport")
 
 

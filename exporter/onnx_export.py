@@ -107,3 +107,59 @@ def save(model, path: Path) -> None:
     import onnx
 
     onnx.save(model, str(path))
+
+
+FP16_MAX = 65504.0
+
+
+def fp16_range_check(model, inputs: np.ndarray, limit: int = 8) -> dict:
+    """Find FP32 tensors whose values leave FP16's range on the golden inputs.
+
+    ONNX Runtime's CPU provider runs most FP16 nodes through float kernels, so it does not
+    reproduce an FP16 overflow between layers; TensorRT would. This check runs the FP32
+    graph with every intermediate tensor exposed (one image at a time, to bound memory) and
+    lists the tensors and initializers whose magnitude exceeds 65504.
+    """
+    import copy
+
+    import onnx
+    from onnx import numpy_helper
+
+    from runtime.runners.onnxruntime import import_ort
+
+    ort = import_ort()
+    probe = copy.deepcopy(model)
+    existing = {o.name for o in probe.graph.output}
+    names = []
+    for node in probe.graph.node:
+        if node.op_type in ("Constant", "Shape"):
+            continue
+        for out in node.output:
+            if out and out not in existing:
+                probe.graph.output.append(onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None))
+                names.append(out)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(probe.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    out_names = [o.name for o in sess.get_outputs()]
+    peaks: dict[str, float] = {}
+    for i in range(min(limit, len(inputs))):
+        values = sess.run(out_names, {sess.get_inputs()[0].name: inputs[i:i + 1]})
+        for name, v in zip(out_names, values):
+            if isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.size:
+                peaks[name] = max(peaks.get(name, 0.0), float(np.abs(v).max()))
+    over = sorted(((n, p) for n, p in peaks.items() if p > FP16_MAX), key=lambda t: -t[1])
+    big_weights = []
+    for init in model.graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT:
+            peak = float(np.abs(numpy_helper.to_array(init)).max()) if init.dims else 0.0
+            if peak > FP16_MAX:
+                big_weights.append((init.name, peak))
+    return {
+        "samples": min(limit, len(inputs)),
+        "max_abs_activation": max(peaks.values()) if peaks else 0.0,
+        "overflowing_tensors": [{"name": n, "max_abs": p} for n, p in over[:20]],
+        "overflowing_count": len(over),
+        "overflowing_initializers": [{"name": n, "max_abs": p} for n, p in big_weights[:20]],
+    }

@@ -38,6 +38,8 @@ class ExportConfig:
     verify_samples: int = 64
     tolerances: dict | None = None
     name: str | None = None  # bundle folder name (default: the model's name)
+    class_names: tuple[str, ...] | None = None  # --class-names FILE; overrides the weights' categories
+    engine: str = "no"  # --engine auto|yes|no: TensorRT engines right after the export (the CLI defaults to auto)
 
 
 @dataclasses.dataclass
@@ -45,6 +47,8 @@ class ExportResult:
     bundle: Path
     comparisons: list
     timings: dict
+    engines: list = dataclasses.field(default_factory=list)  # runtime.trt.build.BuiltEngine
+    engine_hint: str | None = None  # why no engines were built, and the command to run on the target
 
 
 def library_versions() -> dict:
@@ -75,10 +79,14 @@ def run_export(config: ExportConfig) -> ExportResult:
     from runtime.errors import require
 
     require("torch", purpose="edgeport export", install="pip install 'edgeport[export]'")
+    if config.engine == "yes":
+        from runtime.trt.build import require_engine_support
+
+        require_engine_support()  # fail before a minutes-long export, not after it
     from . import golden as G
     from .bundle_writer import StagedBundle, guard_disk
     from .models import build_model, count_macs
-    from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, save, simplify, to_fp16
+    from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, fp16_range_check, save, simplify, to_fp16
 
     if config.max_batch < 1:
         raise UsageError(f"--max-batch must be at least 1, got {config.max_batch}.")
@@ -114,6 +122,9 @@ def run_export(config: ExportConfig) -> ExportResult:
         if built.num_classes and num_classes != built.num_classes:
             raise EdgeportError(f"{built.name} returns {num_classes} classes, but {built.num_classes} were requested.",
                                 hint="Check --num-classes and the factory.")
+        if config.class_names is not None and len(config.class_names) != num_classes:
+            raise UsageError(f"--class-names lists {len(config.class_names)} names, but {built.name} returns "
+                             f"{num_classes} classes.", hint="Write exactly one name per class, in index order.")
         params, macs = count_macs(built.module, pre.crop)
     console.log(f"{built.name}: {params / 1e6:.2f} M parameters, {macs / 1e9:.3f} GMACs at {pre.crop}x{pre.crop}, "
                 f"{num_classes} classes; {len(gold.names)} golden samples ({gold.source})")
@@ -140,14 +151,20 @@ def run_export(config: ExportConfig) -> ExportResult:
             with _Stage(timings, "fp16", "converting to FP16 (FP32 inputs and outputs)"):
                 with guard_disk(staged.staging):
                     save(to_fp16(model), staged.path("model.fp16.onnx"))
+                fp16_range = fp16_range_check(model, inputs)
             artifacts["fp16"] = staged.entry("model.fp16.onnx")
+            if fp16_range["overflowing_count"] or fp16_range["overflowing_initializers"]:
+                console.warn(f"{fp16_range['overflowing_count']} tensors exceed the FP16 range (max |x| = "
+                             f"{fp16_range['max_abs_activation']:.3g} > 65504) on the golden set; the FP16 "
+                             "artifact will overflow on TensorRT")
 
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "model": {
                 "name": name, "architecture": built.name, "source": built.source, "spec": built.spec,
-                "num_classes": num_classes, "class_names": built.class_names,
+                "num_classes": num_classes,
+                "class_names": list(config.class_names) if config.class_names else built.class_names,
                 "params": params, "gmacs": round(macs / 1e9, 4),
             },
             "weights": built.weights,
@@ -160,12 +177,18 @@ def run_export(config: ExportConfig) -> ExportResult:
             "versions": library_versions(),
             "artifacts": artifacts,
         }
+        if config.fp16:
+            manifest["fp16_range"] = fp16_range
 
         if config.int8:
             from .quantize import add_int8  # the INT8 issue
 
             with _Stage(timings, "int8", "calibrating and quantizing to INT8 (Q/DQ)"):
                 add_int8(staged, manifest, model, built, config)
+            from .cpu_int8 import add_int8_cpu  # model.int8-cpu.onnx: the INT8 graph ORT CPU runs fast
+
+            with _Stage(timings, "int8_cpu", "quantizing for ONNX Runtime CPU (U8S8 QOperator)"):
+                add_int8_cpu(staged, manifest, model, built, config)
 
         with guard_disk(staged.staging):
             np.savez_compressed(staged.path(GOLDEN), images=gold.images, outputs=reference.astype(np.float32),
@@ -188,5 +211,14 @@ def run_export(config: ExportConfig) -> ExportResult:
                     write_reports(b, comparisons)
         final = staged.commit()
     console.log(f"bundle written to {final} in {sum(timings.values()):.1f} s")
-    return ExportResult(bundle=final, comparisons=comparisons, timings=timings)
+    engines, engine_hint = [], None
+    if config.engine != "no":
+        if all(c.passed for c in comparisons):
+            from runtime.trt.build import export_engines
+
+            engines, engine_hint = export_engines(final, config.engine, log=console.log, warn=console.warn)
+        else:
+            engine_hint = "TensorRT engines were not built because the verification failed."
+    return ExportResult(bundle=final, comparisons=comparisons, timings=timings, engines=engines,
+                        engine_hint=engine_hint)
 

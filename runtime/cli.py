@@ -15,7 +15,7 @@ import click
 from . import console
 from .errors import EXIT_CHECK_FAILED, EXIT_ERROR, EdgeportError
 
-PRECISION_CHOICES = ("fp32", "fp16", "int8", "all")
+PRECISION_CHOICES = ("fp32", "fp16", "int8", "int8-cpu", "all")  # rules: runtime/precision.py
 
 
 class EdgeportGroup(click.Group):
@@ -87,7 +87,11 @@ def print_comparisons(results) -> None:
 @cli.command()
 @click.argument("bundle", type=click.Path(path_type=str))
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISION_CHOICES),
-              default=("all",), show_default=True, help="Artifacts to check (repeatable).")
+              default=("all",), show_default=True,
+              help="Artifacts to check (repeatable). On the CPU provider int8 means model.int8-cpu.onnx "
+                   "(ONNX Runtime's fast U8S8 graph) when the bundle has it; all checks both INT8 graphs.")
+@click.option("--qdq", is_flag=True,
+              help="With --precision int8 on the CPU provider: run the TensorRT-style Q/DQ graph (model.int8.onnx).")
 @click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True)
 @click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
               help="ONNX Runtime execution provider.")
@@ -95,9 +99,19 @@ def print_comparisons(results) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads.")
 @click.option("--tol", "tols", multiple=True, metavar="PRECISION.METRIC=VALUE",
               help="Override a tolerance, e.g. fp16.cosine_min=0.995 (metrics: max_rel_diff, cosine_min, top1_agreement).")
+@click.option("--data", type=click.Path(path_type=str), default=None,
+              help="Labeled images for top-1/top-5 accuracy: an ImageFolder tree (DIR/<class>/*.jpg) "
+                   "or a flat folder with --labels.")
+@click.option("--labels", "labels_file", type=click.Path(path_type=str), default=None,
+              help="With a flat --data folder: a file of `file,label` lines (label: class name or index).")
+@click.option("--data-samples", type=click.IntRange(min=1), default=None,
+              help="Use at most this many --data images (spread evenly over the classes).")
 @common_options
-def verify(bundle, precisions, backend, provider, batch, threads, tols):
+def verify(bundle, precisions, qdq, backend, provider, batch, threads, tols, data, labels_file, data_samples):
     """Check every artifact of BUNDLE against the PyTorch reference outputs it carries.
+
+    With --data, also measure top-1/top-5 accuracy of every artifact on labeled images
+    (the reference is the bundle's FP32 ONNX graph on ONNX Runtime CPU).
 
     Exit status: 0 all checks pass, 1 an accuracy check failed (reports still written).
     """
@@ -108,18 +122,52 @@ def verify(bundle, precisions, backend, provider, batch, threads, tols):
 
     b = Bundle.open(bundle)
     config = VerifyConfig(precisions=tuple(precisions), backend=backend, provider=provider,
-                          batch=batch, threads=threads, tolerances=parse_tolerances(tols))
+                          batch=batch, threads=threads, tolerances=parse_tolerances(tols), qdq=qdq)
+    dataset = _labeled_set(b, data, labels_file, data_samples)  # before the long part: fail early
     results = verify_bundle(b, config, log=console.log)
-    write_reports(b, results)
+    sections = {}
+    if dataset is not None:
+        from .labeled import AccuracyConfig, evaluate_accuracy, merge_accuracy
+        from .report import load_report
+
+        acc = evaluate_accuracy(b, dataset, AccuracyConfig(precisions=tuple(precisions), backend=backend,
+                                                           provider=provider, batch=batch, threads=threads,
+                                                           qdq=qdq),
+                                log=console.log)
+        sections["accuracy"] = merge_accuracy(load_report(b).get("accuracy"), acc)
+    write_reports(b, results, sections=sections)
     print_comparisons(results)
+    if dataset is not None:
+        from .labeled import ACCURACY_HEADER, accuracy_rows
+        from .report import render_table
+
+        click.echo(f"\nlabeled accuracy on {acc['samples']} images ({acc['skipped']} unreadable skipped):")
+        click.echo(render_table(ACCURACY_HEADER, accuracy_rows(acc)))
     click.echo(f"report: {b.report_path('md')}")
+    click.echo(f"report: {b.report_path('html')}")
     if not all(r.passed for r in results):
         sys.exit(EXIT_CHECK_FAILED)
 
 
+def _labeled_set(bundle, data, labels_file, limit):
+    """The --data set of `verify`, or None; option errors surface before any inference."""
+    from .errors import UsageError
+
+    if data is None:
+        if labels_file is not None or limit is not None:
+            raise UsageError("--labels and --data-samples need --data DIR.")
+        return None
+    from .labeled import load_labeled_set
+
+    model = bundle.manifest.get("model", {})
+    num_classes = model.get("num_classes") or bundle.manifest["output"]["shape"][-1]
+    return load_labeled_set(data, labels_file, class_names=bundle.class_names, num_classes=int(num_classes),
+                            limit=limit)
+
+
 # Commands that live in their own modules register themselves on `cli` when imported.
 # Each module imports only click and runtime at top level (heavy imports inside commands).
-_COMMAND_MODULES = ()
+_COMMAND_MODULES = ("runtime.cli_report", "runtime.cli_trt", "runtime.cli_lint", "runtime.cli_bench")
 
 
 def _register_commands() -> None:
@@ -132,5 +180,19 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def install_signal_handlers() -> None:
+    """SIGTERM behaves like Ctrl-C: cleanup handlers run, nothing half-written stays."""
+    import signal
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, _term)
+    except ValueError:  # not in the main thread (embedded use)
+        pass
+
+
 def main(argv=None):  # pragma: no cover - thin entry point (runtime-only installs)
+    install_signal_handlers()
     cli.main(args=argv, prog_name="edgeport")

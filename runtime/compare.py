@@ -89,6 +89,7 @@ class Comparison:
     per_sample_cosine: list[float] = dataclasses.field(default_factory=list)
     per_sample_max_abs: list[float] = dataclasses.field(default_factory=list)
     top1_changed: list[int] = dataclasses.field(default_factory=list)
+    fp16_range: dict | None = None  # export-time FP16 range check (FP16 artifacts only)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -40,8 +40,9 @@ class Progress:
         self.count = 0
         self.tty = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
         self.interval = interval
-        self._last = 0.0
         self._start = time.monotonic()
+        # Plain mode: the first interim line comes after ``interval`` s, so short steps log once.
+        self._last = self._start
 
     def __enter__(self):
         return self
@@ -52,11 +53,22 @@ class Progress:
             return
         now = time.monotonic()
         if self.tty:
+            # Redraw at most ~10 times a second (and always at the end): a fast loop must not
+            # spend its time writing to the terminal.
+            if now - self._last < 0.1 and self.count < self.total:
+                return
+            self._last = now
             width = 30
-            frac = self.count / self.total if self.total else 1.0
+            frac = min(self.count / self.total, 1.0) if self.total else 1.0
             bar = "#" * int(frac * width)
-            sys.stderr.write(f"\r[edgeport] {self.label} [{bar:<{width}}] {self.count}/{self.total}")
+            elapsed = now - self._start
+            eta = ""
+            if 0 < self.count < self.total and elapsed > 1.0:
+                eta = f" ETA {elapsed * (self.total - self.count) / self.count:.0f} s"
+            sys.stderr.write(f"\r\x1b[K[edgeport] {self.label} [{bar:<{width}}] {self.count}/{self.total}"
+                             f" {elapsed:.0f} s{eta}")
             sys.stderr.flush()
+            self._drawn = True
         elif now - self._last >= self.interval and self.count < self.total:
             self._last = now
             log(f"{self.label}: {self.count}/{self.total}")
@@ -65,6 +77,6 @@ class Progress:
         if _state["quiet"]:
             return
         elapsed = time.monotonic() - self._start
-        if self.tty:
-            sys.stderr.write("\n")
+        if self.tty and getattr(self, "_drawn", False):
+            sys.stderr.write("\r\x1b[K")  # replace the bar by the summary line below
         log(f"{self.label}: {self.count}/{self.total} done in {elapsed:.1f} s")

@@ -27,6 +27,10 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        # mkstemp creates 0600; reports are shared like the rest of the bundle (umask decides).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -65,8 +69,11 @@ def merge_results(report: dict, comparisons: list[Comparison], golden_names: lis
     return report
 
 
-def write_reports(bundle: Bundle, comparisons: list[Comparison]) -> dict:
-    """Merge ``comparisons`` into the bundle's report.json and regenerate report.md."""
+def write_reports(bundle: Bundle, comparisons: list[Comparison], sections: dict | None = None) -> dict:
+    """Merge ``comparisons`` into the bundle's report.json and regenerate report.md and .html.
+
+    ``sections``: other top-level report.json sections to set (e.g. ``{"accuracy": ...}``).
+    """
     golden = bundle.manifest.get("golden", {})
     report = load_report(bundle)
     report["report_version"] = REPORT_VERSION
@@ -74,10 +81,23 @@ def write_reports(bundle: Bundle, comparisons: list[Comparison]) -> dict:
     report["weights"] = bundle.manifest.get("weights", {})
     report["golden"] = {k: golden.get(k) for k in ("samples", "source")}
     merge_results(report, comparisons)
+    if getattr(comparisons, "lint", None):  # verify.VerifyResults: the Q/DQ lint per precision
+        report.setdefault("lint", {}).update(comparisons.lint)
+    if sections:
+        report.update(sections)
     report["passed"] = all(r.get("passed") for r in report["results"])
+    save_report(bundle, report)
+    return report
+
+
+def save_report(bundle: Bundle, report: dict) -> None:
+    """Write report.json, report.md and report.html from ``report`` (one call for every writer,
+    so the three never disagree)."""
+    from .html_report import write_html
+
     atomic_write_text(bundle.report_path("json"), json.dumps(report, indent=2) + "\n")
     atomic_write_text(bundle.report_path("md"), render_markdown(report))
-    return report
+    write_html(bundle, report)
 
 
 def _fmt(x, digits=3):
@@ -140,4 +160,49 @@ def render_markdown(report: dict) -> str:
     lines.append("Tolerances: " + "; ".join(
         f"{r['precision']}: " + ", ".join(f"{k}={v}" for k, v in r["tolerance"].items() if v is not None)
         for r in results))
+    lines += markdown_sections(report)
     return "\n".join(lines) + "\n"
+
+
+def markdown_sections(report: dict) -> list[str]:
+    """Labeled accuracy and benchmark sections for report.md, when report.json has them."""
+    lines = []
+    lint = report.get("lint")
+    if isinstance(lint, dict) and lint:
+        lines += ["", "### Q/DQ lint (TensorRT's INT8 rules)", ""]
+        lines += [f"- {p} ({d.get('file', '?')}): {'' if d.get('passed') else 'FAIL, '}{d.get('summary', '')}"
+                  for p, d in lint.items() if isinstance(d, dict)]
+    acc = report.get("accuracy")
+    if isinstance(acc, dict) and acc.get("reference"):
+        ref = acc["reference"]
+        lines += ["", f"### Labeled accuracy: {acc.get('samples', '?')} images ({acc.get('data', '?')})", ""]
+        rows = [[f"reference: {ref.get('label', 'fp32')}", f"{ref.get('backend')}/{ref.get('provider')}",
+                 f"{ref['top1']:.2%}", f"{ref['top5']:.2%}", "-", "-"]]
+        for r in acc.get("results", []):
+            rows.append([r["precision"], f"{r['backend']}/{r['provider']}", f"{r['top1']:.2%}", f"{r['top5']:.2%}",
+                         f"{r['top1_drop_points']:+.2f}", f"{r['top5_drop_points']:+.2f}"])
+        lines.append(render_table(["model", "backend", "top-1", "top-5", "top-1 drop (points)",
+                                   "top-5 drop (points)"], rows))
+        lines += ["", f"Reference: {ref.get('description', ref.get('label', '?'))}. "
+                      "Drop = reference minus artifact, in percentage points."]
+    from .html_report import benchmark_rows
+
+    benches = benchmark_rows(report)
+    if benches:
+        lines += ["", "### Latency", ""]
+        def cell(v):
+            return "-" if v is None else _fmt(v)
+
+        # `edgeport bench` writes throughput_ips (images/s); "throughput" is the older name.
+        rows = [[str(b.get("precision")), f"{b.get('backend')}/{b.get('provider')}", cell(b.get("batch")),
+                 cell(b.get("threads")), cell(b.get("p50_ms")), cell(b.get("p90_ms")), cell(b.get("p99_ms")),
+                 cell(b.get("throughput_ips", b.get("throughput")))]
+                for b in benches]
+        lines.append(render_table(["precision", "backend", "batch", "threads", "p50 ms", "p90 ms", "p99 ms", "img/s"],
+                                  rows))
+        machine = (report.get("benchmarks") or {}).get("machine") if isinstance(report.get("benchmarks"), dict) else None
+        if isinstance(machine, dict):
+            from .benchmark import describe_machine_line
+
+            lines += ["", f"Measured on: {describe_machine_line(machine)}."]
+    return lines

@@ -20,14 +20,21 @@ REPO = Path(__file__).resolve().parents[1]
 EDGEPORT = [sys.executable, "-m", "exporter.cli"]
 
 
+_SAVED_ENV: dict = {}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def offline_env(tmp_path_factory):
     """No downloads: an empty TORCH_HOME and a closed proxy for every test (and subprocess)."""
     home = tmp_path_factory.mktemp("torch_home")
     saved = {k: os.environ.get(k) for k in ("TORCH_HOME", "https_proxy", "http_proxy", "HTTPS_PROXY", "HTTP_PROXY")}
+    _SAVED_ENV.update(saved)  # the chromium fixture's apt-get needs the real proxy settings
     os.environ["TORCH_HOME"] = str(home)
     for k in ("https_proxy", "http_proxy", "HTTPS_PROXY", "HTTP_PROXY"):
         os.environ[k] = "http://127.0.0.1:9"
+    # INT8 calibration ranges are cached between exports (exporter/quantize.py): never in ~/.cache.
+    saved["EDGEPORT_CACHE"] = os.environ.get("EDGEPORT_CACHE")
+    os.environ["EDGEPORT_CACHE"] = str(tmp_path_factory.mktemp("edgeport_cache"))
     yield home
     for k, v in saved.items():
         if v is None:
@@ -70,7 +77,9 @@ def exported(tmp_path_factory):
         key = tuple(args)
         if key not in _CACHE:
             out = tmp_path_factory.mktemp("bundles")
-            result = invoke("export", *args, "--output", str(out), "-q")
+            # No TensorRT builds in shared fixtures (export's --engine auto would build on GPU machines).
+            extra = () if "--engine" in args else ("--engine", "no")
+            result = invoke("export", *args, *extra, "--output", str(out), "-q")
             assert result.exit_code == 0, result.output
             bundles = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
             assert len(bundles) == 1, bundles
@@ -78,6 +87,15 @@ def exported(tmp_path_factory):
         return _CACHE[key]
 
     return build
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory):
+    """A small SeedResNet trained on crops of the golden photos (tests/trained_model.py): the
+    model file, checkpoint, held-out crops and calibration crops, built once per session."""
+    from trained_model import build_trained_model
+
+    return build_trained_model(tmp_path_factory.mktemp("trained_model"))
 
 
 @pytest.fixture
@@ -88,3 +106,179 @@ def copy_bundle(tmp_path):
         return dst
 
     return copy
+
+
+# -- headless Chromium (report.html tests) ------------------------------------------------------
+def _find_chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Path of a headless Chromium. When missing it is installed from Debian's `chromium`
+    package (apt-get, as root, bounded in time, output kept quiet); if that is impossible the
+    tests that need it skip with the reason."""
+    path = _find_chromium()
+    if path:
+        return path
+    if not shutil.which("apt-get"):
+        pytest.skip("chromium is not installed and apt-get is not available to install it")
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        pytest.skip("chromium is not installed and installing it with apt-get needs root")
+    # apt-get must reach the package mirror: undo the closed test proxy for this one command.
+    env = {k: v for k, v in os.environ.items() if k not in _SAVED_ENV or k == "TORCH_HOME"}
+    env.update({k: v for k, v in _SAVED_ENV.items() if v is not None and k != "TORCH_HOME"})
+    env["DEBIAN_FRONTEND"] = "noninteractive"
+    steps = (["apt-get", "update", "-qq"],
+             ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"])
+    for cmd, timeout in zip(steps, (300, 900)):
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            pytest.skip(f"installing chromium failed: {' '.join(cmd)}: {exc}")
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            pytest.skip(f"installing chromium failed: {' '.join(cmd)} exited {proc.returncode}: {tail[0]}")
+    path = _find_chromium()
+    if not path:
+        pytest.skip("apt-get installed chromium, but no chromium binary is on PATH")
+    return path
+
+
+# -- a tiny trained classifier with class names (labeled accuracy, predict, report) ------------
+COLOR_CLASSES = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 220),
+                 "yellow": (230, 210, 40), "magenta": (200, 50, 200), "cyan": (40, 200, 210)}
+COLOR_MODEL = """
+import torch.nn as nn
+
+
+def build(num_classes=6):
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes))
+"""
+
+
+def color_image(rng, name: str, size: int = 24):
+    """A noisy photo-like image of one colour class: noise, brightness, and a blob."""
+    import numpy as np
+
+    img = np.asarray(COLOR_CLASSES[name], dtype=np.float32) + rng.normal(0, 25, (size, size, 3))
+    y, x = rng.integers(0, size - size // 2, 2)
+    img[y:y + size // 2, x:x + size // 2] *= rng.uniform(0.6, 1.2)
+    return np.clip(img * rng.uniform(0.75, 1.15), 0, 255).astype(np.uint8)
+
+
+def write_color_images(root: Path, per_class: int, seed: int, flat: bool = False) -> list[tuple[str, str]]:
+    """Write ``per_class`` PNGs per colour under ``root`` (ImageFolder, or flat); returns (file, class)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    written = []
+    for name in COLOR_CLASSES:
+        folder = root if flat else root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            fname = f"{name}_{i:03d}.png"
+            Image.fromarray(color_image(rng, name)).save(folder / fname)
+            written.append((fname if flat else f"{name}/{fname}", name))
+    return written
+
+
+@pytest.fixture(scope="session")
+def color_bundle(tmp_path_factory, exported):
+    """A 6-class colour classifier trained here (~1 s), exported with --fp16 and --class-names.
+
+    Unlike random-init nets it has real task accuracy, so labeled accuracy and predict can be
+    checked against the truth."""
+    import numpy as np
+    import torch
+
+    from exporter.models import load_user_factory
+    from runtime.preprocess import Preprocessing, normalize, resize_crop
+
+    work = tmp_path_factory.mktemp("color_model")
+    model_file = work / "color_net.py"
+    model_file.write_text(COLOR_MODEL)
+    names_file = work / "classes.txt"
+    names_file.write_text("\n".join(COLOR_CLASSES) + "\n")
+    factory, _ = load_user_factory(f"{model_file}:build")
+    # Train on exactly what the bundle will be fed: --input-size 16 -> resize 18, crop 16.
+    pre = Preprocessing(resize=18, crop=16)
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    xs, ys = [], []
+    for label, name in enumerate(COLOR_CLASSES):
+        for _ in range(40):
+            xs.append(resize_crop(Image.fromarray(color_image(rng, name)), pre))
+            ys.append(label)
+    x = torch.from_numpy(normalize(np.stack(xs), pre))
+    y = torch.tensor(ys)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: more threads only fight over the 2 cores
+    try:
+        torch.manual_seed(0)
+        model = factory()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(120):
+            idx = torch.randint(0, len(x), (64,), generator=gen)
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    ckpt = work / "color_net.pth"
+    torch.save(model.state_dict(), ckpt)
+    return exported("--model", f"{model_file}:build", "--weights", str(ckpt), "--num-classes", "6",
+                    "--input-size", "16", "--fp16", "--class-names", str(names_file))
+
+
+# -- hardware markers: `gpu` needs an NVIDIA GPU, `trt` needs TensorRT --------------------------
+def _gpu_missing_reason() -> str | None:
+    """None when a CUDA GPU is visible (nvidia-smi, a Jetson, or torch.cuda), else why not."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            if subprocess.run([smi, "-L"], capture_output=True, timeout=20).returncode == 0:
+                return None
+        except (OSError, subprocess.SubprocessError):
+            pass
+    if Path("/etc/nv_tegra_release").exists():  # Jetson: no nvidia-smi before JetPack 6
+        return None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return None
+    except ImportError:
+        pass
+    return "needs an NVIDIA GPU: nvidia-smi, /etc/nv_tegra_release and torch.cuda found none here"
+
+
+def _trt_missing_reason() -> str | None:
+    try:
+        import tensorrt  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - ImportError, or a broken native install
+        return f"needs TensorRT: `import tensorrt` failed ({type(exc).__name__}: {exc})"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `gpu` tests without a visible GPU and `trt` tests without TensorRT, saying why."""
+    reasons = {}
+    for item in items:
+        for marker, probe in (("gpu", _gpu_missing_reason), ("trt", _trt_missing_reason)):
+            if item.get_closest_marker(marker) is None:
+                continue
+            if marker not in reasons:
+                reasons[marker] = probe()
+            if reasons[marker]:
+                item.add_marker(pytest.mark.skip(reason=reasons[marker]))

@@ -368,3 +368,15 @@ def test_failed_export_keeps_existing_bundle(tmp_path):
     assert r.returncode == 3
     assert (out / "seed_resnet" / "manifest.json").read_text() == before
     assert [p.name for p in out.iterdir() if p.name.startswith(".") and "tmp" in p.name] == []
+
+
+def test_python_m_exporter_is_edgeport_export(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    r = subprocess.run([sys.executable, "-m", "exporter", "--model", "seed_densenet", "--no-verify", "-o",
+                        str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "seed_densenet" / "manifest.json").is_file()

@@ -60,7 +60,7 @@ class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
     def __init__(self, path: str | Path, *, provider: str = "cpu", threads: int | None = None,
-                 max_batch: int | None = None, optimization: str = "all"):
+                 max_batch: int | None = None, optimization: str = "all", provider_options: dict | None = None):
         super().__init__()
         ort = import_ort()
         self.provider = provider
@@ -78,6 +78,9 @@ class OnnxRuntimeRunner(Runner):
         }[optimization]
         opts.log_severity_level = 3
         providers = [full] if full == "CPUExecutionProvider" else [full, "CPUExecutionProvider"]
+        if provider_options:
+            # e.g. the TensorRT EP's engine cache inside the bundle (runtime/trt/ort_ep.py)
+            providers[0] = (full, dict(provider_options))
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:  # ORT raises its own exception types

@@ -1,0 +1,511 @@
+"""INT8 by explicit quantization: a Q/DQ ONNX graph that TensorRT 8.6 to 11 builds as INT8.
+
+TensorRT 11 removed implicit INT8 calibration, so the precision lives in the graph as
+QuantizeLinear/DequantizeLinear pairs. ONNX Runtime's static quantizer writes them,
+configured for TensorRT's rules (runtime/qdq_lint.py checks every one of them):
+
+- symmetric INT8 everywhere, zero points 0 (TensorRT: "Non-zero zero point is not supported");
+- activations per tensor, weights per output channel (int8 initializers + DequantizeLinear);
+- biases stay float (``QuantizeBias: False``): TensorRT's parser cannot dequantize the INT32
+  bias ORT writes by default, and folds float biases into INT8 convolutions anyway;
+- Q/DQ on the inputs of every Conv, Gemm and MatMul (constant B); outputs of weighted ops are
+  not quantized (TensorRT's placement advice: quantize inputs, let it fuse the outputs);
+- residual Adds: Q/DQ on the identity input; the input coming straight from a Conv is left
+  float so TensorRT fuses Conv+Add(+ReLU) into one INT8 kernel (as in NVIDIA's ResNet recipe);
+- Concat (DenseNet): Q/DQ on the inputs, with one scale shared by every tensor connected
+  through Concats, so TensorRT can drop the concatenation instead of re-quantizing.
+
+Calibration ranges are cached, keyed by a sha256 of everything they depend on (the FP32
+graph, the preprocessing, the calibration files, the method, the sample count and this
+recipe's version): calibration.json in the bundle, and the same file in a cache folder
+($EDGEPORT_CACHE, else $XDG_CACHE_HOME/edgeport, else ~/.cache/edgeport) because a bundle
+is rewritten by every export. The same ranges give ``calib.cache`` in TensorRT's format for
+the implicit-INT8 path of TensorRT <= 10 (DLA builds), with model.onnx's tensor names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import io
+import json
+import logging
+import math
+import os
+import struct
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from runtime import console
+from runtime.errors import DependencyError, EdgeportError, UsageError, require
+
+# Bump when the calibration or quantization recipe changes: old cached ranges then no longer match.
+RECIPE_VERSION = 1
+METHODS = ("minmax", "entropy", "percentile")
+# Chosen by measurement (docs/int8.md): agreement and centered cosine vs PyTorch.
+DEFAULT_METHOD = "minmax"
+PERCENTILE = 99.999
+INT8_FILE = "model.int8.onnx"
+CALIBRATION_FILE = "calibration.json"
+TRT_CACHE_FILE = "calib.cache"
+# NV_TENSORRT_VERSION of the TensorRT that reads calib.cache by default: 10.3.0 (JetPack 6,
+# the last JetPack whose TensorRT has implicit INT8 and DLA). 8.6.1 would be "8601".
+TRT_CACHE_VERSION = "100300"
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+QUANTIZED_OPS = WEIGHTED_OPS + ("Add", "Concat")
+_CHUNK = 16  # samples per calibrator pass: bounds the memory of histogram methods
+
+
+def cache_dir() -> Path:
+    """Where calibration ranges are kept between exports."""
+    if os.environ.get("EDGEPORT_CACHE"):
+        return Path(os.environ["EDGEPORT_CACHE"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "edgeport"
+    return Path.home() / ".cache" / "edgeport"
+
+
+def calibration_key(graph_bytes: bytes, preprocessing: dict, calib_digest: str, method: str, samples: int) -> str:
+    """sha256 of everything the ranges depend on; any change gives a new key (recalibration)."""
+    h = hashlib.sha256()
+    for part in (
+        f"edgeport-int8-recipe-{RECIPE_VERSION}",
+        hashlib.sha256(graph_bytes).hexdigest(),
+        json.dumps(preprocessing, sort_keys=True),
+        calib_digest,
+        method,
+        str(samples),
+        str(PERCENTILE) if method == "percentile" else "",
+    ):
+        h.update(part.encode("utf-8") + b"\n")
+    return h.hexdigest()
+
+
+# -- calibration ------------------------------------------------------------------------------
+def _quiet_ort():
+    """ORT's quantization tools print to stdout and log warnings on the root logger."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    stack.callback(root.setLevel, level)
+    return stack
+
+
+def prepare_for_quantization(graph_bytes: bytes, tmp: Path) -> Path:
+    """ORT's quant_pre_process on a copy: shape inference only, so tensor names stay model.onnx's."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, dst = tmp / "fp32.onnx", tmp / "fp32.pre.onnx"
+    src.write_bytes(graph_bytes)
+    with _quiet_ort():
+        # No ORT graph optimization: it could fuse or rename nodes, and calib.cache must
+        # name the tensors TensorRT sees when it parses model.onnx.
+        quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=True)
+    return dst
+
+
+def calibrate_ranges(model_path: Path, calib, input_name: str, method: str, tmp: Path) -> dict[str, list[float]]:
+    """Run the calibrator over every float tensor: ``{tensor: [min, max]}`` (symmetric for histograms)."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    from .calibration import CalibrationReader
+
+    ort.set_default_logger_severity(3)
+    ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[method]
+    options = {"symmetric": True}
+    if method == "percentile":
+        options["percentile"] = PERCENTILE
+    with _quiet_ort():
+        # op_types None: every float tensor, so calib.cache covers every layer TensorRT builds.
+        calibrator = create_calibrator(model_path, None, augmented_model_path=str(tmp / "augmented.onnx"),
+                                       calibrate_method=ort_method, extra_options=options)
+    with console.Progress(len(calib), f"calibrating ({method}, {len(calib)} samples)") as progress:
+        reader = CalibrationReader(calib, input_name, batch=8, on_batch=progress.update)
+        try:
+            with _quiet_ort():
+                for start in range(0, len(calib), _CHUNK):
+                    reader.set_range(start, start + _CHUNK)
+                    calibrator.collect_data(reader)
+                data = calibrator.compute_data()
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise EdgeportError(f"Calibration failed in ONNX Runtime: {type(exc).__name__}: {str(exc)[:400]}",
+                                hint="Rerun with --debug for the traceback.") from exc
+    ranges = {}
+    for name, td in data.items():
+        lo, hi = (float(np.asarray(v, dtype=np.float64).reshape(-1)[0]) for v in td.range_value)
+        if math.isfinite(lo) and math.isfinite(hi):
+            ranges[name] = [lo, hi]
+    if not ranges:
+        raise EdgeportError("Calibration produced no tensor ranges (the calibrator saw no float tensors).")
+    return ranges
+
+
+def _read_cached(path: Path, key: str) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != key or not isinstance(data.get("tensors"), dict):
+        return None
+    try:
+        return {name: [float(v["min"]), float(v["max"])] for name, v in data["tensors"].items()}
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def calibration_document(key: str, method: str, calib, ranges: dict) -> dict:
+    """calibration.json: the ranges plus what they were computed from."""
+    return {
+        "format": "edgeport-calibration",
+        "version": 1,
+        "key": key,
+        "recipe_version": RECIPE_VERSION,
+        "method": method,
+        "percentile": PERCENTILE if method == "percentile" else None,
+        "samples": len(calib),
+        "source": {"path": str(calib.path), "kind": calib.source, "digest": calib.digest,
+                   "skipped": len(calib.skipped)},
+        "tensors": {name: {"min": lo, "max": hi, "amax": max(abs(lo), abs(hi))}
+                    for name, (lo, hi) in sorted(ranges.items())},
+    }
+
+
+# -- quantization -----------------------------------------------------------------------------
+def _constant_names(model) -> set[str]:
+    names = {init.name for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            names.update(node.output)
+    return names
+
+
+def shared_concat_ranges(model, ranges: dict) -> dict:
+    """One range for every group of tensors joined by Concats (inputs and outputs).
+
+    TensorRT removes a Concat whose inputs share a scale (each producer writes INT8 into
+    its slice); different scales force a re-quantization per input.
+    """
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    constants = _constant_names(model)
+    for node in model.graph.node:
+        if node.op_type != "Concat":
+            continue
+        members = [t for t in list(node.input) + list(node.output) if t and t not in constants and t in ranges]
+        for t in members[1:]:
+            parent[find(t)] = find(members[0])
+    groups: dict[str, list[str]] = {}
+    for t in parent:
+        groups.setdefault(find(t), []).append(t)
+    out = dict(ranges)
+    for members in groups.values():
+        amax = max(max(abs(ranges[t][0]), abs(ranges[t][1])) for t in members)
+        for t in members:
+            out[t] = [-amax, amax]
+    return out
+
+
+def _nodes_to_exclude(model) -> list[str]:
+    """Adds/Concats with a constant input (a bias add, a normalization) stay float: only
+    activation-activation Adds are residual joins, and a constant would be quantized to INT8."""
+    constants = _constant_names(model)
+    out = []
+    for node in model.graph.node:
+        if node.op_type in ("Add", "Concat") and any(i in constants for i in node.input if i):
+            out.append(node.name)
+        if node.op_type == "MatMul" and not (len(node.input) > 1 and node.input[1] in constants):
+            out.append(node.name)  # activation x activation MatMul: not a weighted layer
+    return out
+
+
+def _ensure_node_names(model) -> None:
+    used = {n.name for n in model.graph.node if n.name}
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in used:
+                name += "_"
+            node.name = name
+            used.add(name)
+
+
+def quantize_qdq(pre_path: Path, ranges: dict, out_path: Path, tmp: Path):
+    """ORT's static quantizer with TensorRT's rules; returns the post-processed ModelProto."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+
+    model = onnx.load(str(pre_path))
+    _ensure_node_names(model)
+    named = tmp / "fp32.named.onnx"
+    onnx.save(model, str(named))
+    ranges = shared_concat_ranges(model, ranges)
+    tensors = TensorsData(CalibrationMethod.MinMax, {
+        name: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for name, (lo, hi) in ranges.items()})
+    ort_cache = tmp / "ort-ranges.json"
+    save_tensors_data(tensors, ort_cache)
+    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        import onnxruntime
+
+        raise DependencyError(
+            f"This ONNX Runtime ({onnxruntime.__version__}) has no quantize_static(calibration_cache_path=...), "
+            "which edgeport uses to hand over its own calibration ranges.",
+            hint="Upgrade it on the export host: pip install -U onnxruntime.")
+    try:
+        with _quiet_ort():
+            quantize_static(
+                str(named), str(out_path), None,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(QUANTIZED_OPS),
+                per_channel=True,
+                reduce_range=False,
+                activation_type=QuantType.QInt8,  # ORT's default QUInt8 is asymmetric: TensorRT refuses it
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=_nodes_to_exclude(model),
+                calibrate_method=CalibrationMethod.MinMax,  # the ranges are ours; only the cache is read
+                calibration_cache_path=str(ort_cache),
+                extra_options={
+                    "ActivationSymmetric": True,
+                    "WeightSymmetric": True,
+                    "QuantizeBias": False,
+                    "MatMulConstBOnly": True,
+                    # Quantize inputs only; TensorRT fuses the output scale into the next layer.
+                    "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
+                    # Output-channel axis of the weights: Conv [K,C,R,S] -> 0, MatMul [K,N] -> 1.
+                    "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "MatMul": 1},
+                },
+            )
+    except Exception as exc:  # noqa: BLE001 - ORT raises many types on unusual graphs
+        raise EdgeportError(f"ONNX Runtime could not quantize the model: {type(exc).__name__}: {str(exc)[:400]}",
+                            hint="Rerun with --debug for the traceback; export without --int8 meanwhile.") from exc
+    qmodel = onnx.load(str(out_path))
+    fused = fuse_residual_inputs(qmodel)
+    return qmodel, fused
+
+
+def fuse_residual_inputs(model) -> int:
+    """Leave float the Add input that comes straight from a Conv/Gemm (one per Add).
+
+    TensorRT fuses Conv + Add(+ReLU) when the Conv's output feeds the Add directly and the
+    other (residual) input is quantized; a Q/DQ pair between them would block the fusion.
+    In a PyTorch ResNet the first Add input is the main branch (``out += identity``).
+    """
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    changed = 0
+    for node in model.graph.node:
+        if node.op_type != "Add" or len(node.input) != 2:
+            continue
+        dq = [producer.get(i) for i in node.input]
+        if not all(d is not None and d.op_type == "DequantizeLinear" for d in dq):
+            continue
+        for idx in (0, 1):
+            q = producer.get(dq[idx].input[0])
+            if q is None or q.op_type != "QuantizeLinear":
+                continue
+            src = producer.get(q.input[0])
+            if src is not None and src.op_type in ("Conv", "Gemm"):
+                node.input[idx] = q.input[0]
+                changed += 1
+                break
+    # Drop Q/DQ nodes nobody reads any more.
+    while True:
+        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+        dead = [n for n in model.graph.node
+                if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            model.graph.node.remove(n)
+    _drop_unused_initializers(model)
+    return changed
+
+
+def _drop_unused_initializers(model) -> None:
+    used = {i for n in model.graph.node for i in n.input}
+    keep = [init for init in model.graph.initializer if init.name in used]
+    if len(keep) != len(model.graph.initializer):
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(keep)
+
+
+# -- TensorRT calibration cache ---------------------------------------------------------------
+def trt_calibration_cache(ranges: dict, tensor_names: list[str], version: str = TRT_CACHE_VERSION,
+                          calibrator: str = "EntropyCalibration2") -> str:
+    """TensorRT's calibration table: a header, then ``name: <big-endian float32 scale in hex>``.
+
+    scale = amax / 127. The header names IInt8EntropyCalibrator2 whatever method computed
+    the ranges: it is the calibrator ``trtexec --calib`` and Polygraphy use by default, and
+    TensorRT ignores a cache whose calibrator type differs from the one reading it.
+    Tensors whose range is zero are left out (TensorRT keeps those layers in float).
+    """
+    lines = [f"TRT-{version}-{calibrator}"]
+    for name in tensor_names:
+        if name not in ranges:
+            continue
+        amax = max(abs(ranges[name][0]), abs(ranges[name][1]))
+        if not (math.isfinite(amax) and amax > 0):
+            continue
+        lines.append(f"{name}: {struct.pack('>f', amax / 127.0).hex()}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_trt_calibration_cache(text: str) -> tuple[str, dict[str, float]]:
+    """(header, {tensor: scale}) from a TensorRT calibration table."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines or not lines[0].startswith("TRT-"):
+        raise ValueError("not a TensorRT calibration cache (no TRT-<version>-<calibrator> header)")
+    scales = {}
+    for ln in lines[1:]:
+        name, _, value = ln.rpartition(": ")
+        scales[name] = struct.unpack(">f", bytes.fromhex(value.strip()))[0]
+    return lines[0], scales
+
+
+def _fp32_tensor_names(model) -> list[str]:
+    """model.onnx's activation tensors in graph order: the names TensorRT's parser gives them."""
+    names = [i.name for i in model.graph.input]
+    for node in model.graph.node:
+        names += [o for o in node.output if o]
+    return list(dict.fromkeys(names))
+
+
+# -- the export stage ----------------------------------------------------------------------------
+def _verify_files(config):
+    from runtime.preprocess import list_images
+
+    from .golden import BUILTIN_DIR
+
+    if config.verify_data:
+        return list_images(config.verify_data)[: config.verify_samples], f"--verify-data {config.verify_data}"
+    return list_images(BUILTIN_DIR), f"the built-in golden photos ({BUILTIN_DIR})"
+
+
+def add_int8(staged, manifest: dict, model, built, config) -> None:
+    """Calibrate, quantize and lint; write model.int8.onnx, calibration.json and calib.cache."""
+    require("onnx", purpose="INT8 quantization", install="pip install 'edgeport[export]'")
+    require("onnxruntime.quantization", purpose="INT8 quantization", install="pip install 'edgeport[cpu]'")
+    from runtime.qdq_lint import lint_model
+
+    from .bundle_writer import guard_disk
+    from .calibration import check_overlap, default_calib_dir, load_calibration
+
+    method = config.calib_method or DEFAULT_METHOD
+    if method not in METHODS:
+        raise UsageError(f"--calib-method '{method}' is unknown; choose one of {', '.join(METHODS)}.")
+    if manifest.get("opset", 17) < 13:
+        raise UsageError(f"--int8 needs --opset 13 or newer (per-channel QuantizeLinear/DequantizeLinear), "
+                         f"got {manifest.get('opset')}.", hint="Drop --opset (default 17) or pass 13..20.")
+    pre = built.preprocessing
+    input_name = manifest["input"]["name"]
+    calib_path = Path(config.calib_data) if config.calib_data else default_calib_dir()
+    calib = load_calibration(calib_path, pre, (3, pre.crop, pre.crop), config.calib_samples,
+                             input_name=input_name, log=console.log)
+    if config.calib_samples and len(calib) < config.calib_samples:
+        console.warn(f"--calib-samples {config.calib_samples} asked for more samples than {calib_path} provides; "
+                     f"calibrating on {len(calib)}")
+    if calib.skipped:
+        console.warn(f"calibration: {len(calib.skipped)} of {calib.available} files could not be read "
+                     f"(first: {calib.skipped[0][0]}: {calib.skipped[0][1]})")
+    check_overlap(calib, *_verify_files(config))
+
+    graph_bytes = staged.path("model.onnx").read_bytes()
+    key = calibration_key(graph_bytes, manifest["preprocessing"], calib.digest, method, len(calib))
+    cache_file = cache_dir() / "calibration" / f"{key}.json"
+    ranges, origin = None, None
+    for candidate in (staged.final / CALIBRATION_FILE, cache_file):
+        ranges = _read_cached(candidate, key)
+        if ranges is not None:
+            origin = candidate
+            break
+
+    with tempfile.TemporaryDirectory(prefix="edgeport-int8-") as tmpdir:
+        tmp = Path(tmpdir)
+        pre_path = prepare_for_quantization(graph_bytes, tmp)
+        t0 = time.perf_counter()
+        if ranges is not None:
+            console.log(f"calibration cache hit (key {key[:12]}): reusing the {method} ranges of "
+                        f"{len(ranges)} tensors from {origin}")
+            calibrated = False
+        else:
+            console.log(f"calibration cache miss (key {key[:12]}): calibrating with {method} on {calib.describe()}")
+            ranges = calibrate_ranges(pre_path, calib, input_name, method, tmp)
+            calibrated = True
+        calib_seconds = round(time.perf_counter() - t0, 3)
+        document = calibration_document(key, method, calib, ranges)
+        text = json.dumps(document, indent=1) + "\n"
+        if calibrated:
+            try:
+                _write_atomic(cache_file, text)
+            except OSError as exc:
+                console.warn(f"could not save the calibration cache {cache_file} ({exc}); the next export "
+                             "will calibrate again")
+        qmodel, fused = quantize_qdq(pre_path, ranges, tmp / "int8.onnx", tmp)
+
+    report = lint_model(qmodel)
+    if not report.passed:
+        raise EdgeportError(f"The INT8 graph edgeport produced breaks TensorRT's Q/DQ rules: {report.summary()}",
+                            hint="This is a bug in edgeport; please report it with the model.")
+    from .onnx_export import save
+
+    with guard_disk(staged.staging):
+        save(qmodel, staged.path(INT8_FILE))
+        staged.path(CALIBRATION_FILE).write_text(text)
+        staged.path(TRT_CACHE_FILE).write_text(trt_calibration_cache(ranges, _fp32_tensor_names(model)))
+    manifest["artifacts"]["int8"] = staged.entry(INT8_FILE)
+    counts = report.counts()
+    manifest["int8"] = {
+        "format": "QDQ",
+        "method": method,
+        "samples": len(calib),
+        "calibration_source": {"path": str(calib.path), "kind": calib.source, "skipped": len(calib.skipped),
+                               "digest": calib.digest},
+        "cache_key": key,
+        "calibrated": calibrated,
+        "calibration_seconds": calib_seconds,
+        "recipe_version": RECIPE_VERSION,
+        "rules": {"activations": "int8 per-tensor symmetric", "weights": "int8 per-channel symmetric (axis 0)",
+                  "zero_points": 0, "bias": "float", "residual_add_inputs_fused": fused,
+                  "concat": "inputs share one scale"},
+        "int8_ops": counts["int8"],
+        "float_ops": counts["float"],
+        "calibration": staged.entry(CALIBRATION_FILE),
+        "trt_calibration_cache": {**staged.entry(TRT_CACHE_FILE), "header": f"TRT-{TRT_CACHE_VERSION}-EntropyCalibration2",
+                                  "tensor_names": "model.onnx",
+                                  "note": "for implicit INT8 (TensorRT <= 10, DLA); rewrite the first line's "
+                                          "version if your TensorRT ignores the cache"},
+    }
+    console.log(f"INT8: {sum(counts['int8'].values())} layers in INT8, {sum(counts['float'].values())} left in float; "
+                f"{fused} residual Add inputs fused; lint clean")

@@ -1,0 +1,285 @@
+"""`edgeport bench`: latency percentiles and throughput of every artifact, per batch size.
+
+Each (artifact, batch) is timed through edgeport's own runner (``Runner.infer``, exactly
+what verify and predict call) on the bundle's golden images, after a warm-up: p50/p90/p99
+and mean latency of one call, and throughput = images per second over the timed calls
+(batch x calls / their summed time). The machine is described next to the numbers (CPU,
+cores, threads, load average before and after, library versions), because a latency
+means nothing without it.
+
+Results are merged into the bundle's report.json under ``benchmarks``::
+
+    {"machine": {...}, "results": [{backend, provider, precision, artifact, batch, threads,
+     p50_ms, p90_ms, p99_ms, mean_ms, throughput_ips, iterations, ...}, ...]}
+
+A new run replaces the results with the same (backend, provider, precision, batch,
+threads); results measured on another machine (CPU model, cores or GPU differ) are
+dropped, since they are not comparable with the new ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import time
+from typing import Callable
+
+import numpy as np
+
+from .bundle import Bundle
+from .errors import UsageError
+
+DEFAULT_WARMUP = 10
+DEFAULT_DURATION_S = 3.0  # when neither --iterations nor --duration is given
+MIN_ITERATIONS = 10  # a --duration run still times at least this many calls
+RESULT_FIELDS = ("backend", "provider", "precision", "artifact", "batch", "threads", "p50_ms", "p90_ms",
+                 "p99_ms", "mean_ms", "throughput_ips", "iterations")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    precisions: tuple[str, ...] = ("all",)
+    backend: str = "onnxruntime"
+    provider: str = "cpu"
+    batches: tuple[int, ...] = (1,)
+    threads: int | None = None  # None: the backend's default (ORT: one per physical core)
+    warmup: int = DEFAULT_WARMUP
+    iterations: int | None = None  # exactly this many timed calls ...
+    duration: float | None = None  # ... or time calls for this many seconds (at least MIN_ITERATIONS)
+    qdq: bool = False  # --qdq: int8 on the CPU provider runs model.int8.onnx, not model.int8-cpu.onnx
+
+    def validate(self) -> None:
+        """Refuse option values no run could honour (the CLI checks them too)."""
+        if not self.batches:
+            raise UsageError("Give at least one batch size (--batch 1,8).")
+        bad = [b for b in self.batches if not isinstance(b, int) or b < 1]
+        if bad:
+            raise UsageError(f"Batch sizes must be whole numbers of at least 1, got {bad}.")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {self.threads}.")
+        if self.warmup < 0:
+            raise UsageError(f"--warmup must be 0 or more, got {self.warmup}.")
+        if self.iterations is not None and self.duration is not None:
+            raise UsageError("Pass --iterations N or --duration S, not both.")
+        if self.iterations is not None and self.iterations < 1:
+            raise UsageError(f"--iterations must be at least 1, got {self.iterations}.")
+        if self.duration is not None and not self.duration > 0:
+            raise UsageError(f"--duration must be a positive number of seconds, got {self.duration}.")
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    """'1,8' -> (1, 8); raises ValueError with a readable reason."""
+    parts = [p.strip() for p in str(text).replace(" ", ",").split(",") if p.strip()]
+    if not parts:
+        raise ValueError("expected batch sizes like 1 or 1,8")
+    out = []
+    for p in parts:
+        try:
+            value = int(p)
+        except ValueError:
+            raise ValueError(f"'{p}' is not a whole number (expected batch sizes like 1,8)") from None
+        if value < 1:
+            raise ValueError(f"batch sizes must be at least 1, got {value}")
+        out.append(value)
+    return tuple(dict.fromkeys(out))
+
+
+# -- timing -------------------------------------------------------------------------------------
+def time_calls(fn: Callable[[], object], *, warmup: int, iterations: int | None, duration: float | None,
+               clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Call ``fn`` ``warmup`` times untimed, then time each call: ``iterations`` calls, or calls
+    for ``duration`` seconds (at least MIN_ITERATIONS). Returns the seconds of each call."""
+    for _ in range(warmup):
+        fn()
+    if iterations is None and duration is None:
+        duration = DEFAULT_DURATION_S
+    samples: list[float] = []
+    start = clock()
+    while True:
+        t0 = clock()
+        fn()
+        samples.append(clock() - t0)
+        if iterations is not None:
+            if len(samples) >= iterations:
+                break
+        elif len(samples) >= MIN_ITERATIONS and clock() - start >= duration:
+            break
+    return samples
+
+
+def latency_stats(samples_s: list[float], batch: int) -> dict:
+    """Percentiles (linear interpolation) and mean in ms; throughput in images per second."""
+    if not samples_s:
+        raise ValueError("no timed calls")
+    ms = np.asarray(samples_s, dtype=np.float64) * 1e3
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    total_s = float(ms.sum()) / 1e3
+    return {
+        "p50_ms": round(float(p50), 4),
+        "p90_ms": round(float(p90), 4),
+        "p99_ms": round(float(p99), 4),
+        "mean_ms": round(float(ms.mean()), 4),
+        "min_ms": round(float(ms.min()), 4),
+        "max_ms": round(float(ms.max()), 4),
+        "throughput_ips": round(batch * len(ms) / total_s, 3) if total_s > 0 else None,
+        "iterations": int(len(ms)),
+    }
+
+
+def batch_input(images: np.ndarray, batch: int) -> np.ndarray:
+    """``batch`` samples from ``images`` (repeated when there are fewer), contiguous float32."""
+    reps = -(-batch // len(images))
+    return np.ascontiguousarray(np.concatenate([images] * reps)[:batch], dtype=np.float32)
+
+
+# -- the run --------------------------------------------------------------------------------------
+def bench_precisions(bundle: Bundle, config: BenchConfig) -> list[str]:
+    """The artifacts to time: verify's rules (runtime/precision.py); `all` on TensorRT = built engines."""
+    if config.backend == "tensorrt" and (not config.precisions or "all" in config.precisions):
+        try:
+            from .trt.sidecar import engine_precisions
+        except ImportError as exc:
+            raise UsageError(f"--backend tensorrt needs edgeport's TensorRT support (runtime.trt), which does not "
+                             f"import here: {exc}.") from exc
+        return engine_precisions(bundle)
+    from .verify import select_precisions
+
+    return select_precisions(bundle, config.precisions, backend=config.backend, provider=config.provider,
+                             qdq=config.qdq)
+
+
+def _artifact_for(bundle: Bundle, config: BenchConfig, precision: str, warn):
+    """(file, provider label, extra runner options): the same choice verify makes (engines on TensorRT)."""
+    try:
+        from .verify import artifact_for
+    except ImportError as exc:  # pragma: no cover - verify always has it in this tree
+        raise UsageError(f"This edgeport cannot resolve artifacts for {config.backend}: {exc}.") from exc
+    return artifact_for(bundle, config, precision, warn=warn)
+
+
+def _gpu_description(backend: str, provider: str) -> str | None:
+    if backend != "tensorrt" and provider == "cpu":
+        return None
+    try:
+        from .trt.device import probe_gpu
+
+        gpu = probe_gpu()[0]
+    except Exception:  # noqa: BLE001 - a description must never fail a benchmark
+        return None
+    return None if gpu is None else f"{gpu.name} (sm {gpu.compute_capability})"
+
+
+def run_benchmarks(bundle: Bundle, config: BenchConfig, log: Callable[[str], None] = lambda s: None,
+                   warn: Callable[[str], None] | None = None) -> dict:
+    """Time every selected artifact at every batch size; returns {"machine": ..., "results": [...]}."""
+    from .machine import describe_machine, load_average
+    from .precision import int8_cpu_warning
+    from .runners import make_runner
+
+    config.validate()
+    too_big = [b for b in config.batches if b > bundle.max_batch]
+    if too_big:
+        raise UsageError(f"Batch {', '.join(map(str, too_big))} exceeds the bundle's maximum batch {bundle.max_batch}.",
+                         hint="Pass smaller --batch values, or re-export with a larger --max-batch.")
+    precisions = bench_precisions(bundle, config)
+    images = bundle.golden().inputs(bundle.preprocessing)
+    machine = describe_machine(config.threads)
+    machine["load_avg_before"] = load_average()
+    gpu = _gpu_description(config.backend, config.provider)
+    if gpu:
+        machine["gpu"] = gpu
+    if "int8-cpu" in precisions and warn is not None:
+        message = int8_cpu_warning(bundle.manifest)
+        if message:
+            warn(message)
+    results = []
+    for precision in precisions:
+        path, provider, extra = _artifact_for(bundle, config, precision, warn=log)
+        runner = make_runner(config.backend, path, provider=config.provider, threads=config.threads,
+                             max_batch=bundle.max_batch, **extra)
+        with runner:
+            for batch in config.batches:
+                feed = {bundle.input_name: batch_input(images, batch)}
+                log(f"timing {precision} ({path.name}) on {config.backend}/{provider}, batch {batch}")
+                samples = time_calls(lambda: runner.infer(feed), warmup=config.warmup,
+                                     iterations=config.iterations, duration=config.duration)
+                stats = latency_stats(samples, batch)
+                results.append({
+                    "backend": config.backend, "provider": provider, "precision": precision,
+                    "artifact": path.name, "batch": batch, "threads": config.threads, **stats,
+                    "warmup": config.warmup,
+                    "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                })
+    machine["load_avg_after"] = load_average()
+    return {"machine": machine, "results": results}
+
+
+# -- the report -------------------------------------------------------------------------------------
+def _result_key(r: dict) -> tuple:
+    return (r.get("backend"), r.get("provider"), r.get("precision"), r.get("batch"), r.get("threads"))
+
+
+def merge_benchmarks(old: dict | list | None, new: dict, log: Callable[[str], None] = lambda s: None) -> dict:
+    """The report's ``benchmarks`` section after ``new``: same-key results replaced, other
+    machines' results dropped (not comparable), the machine of the newest run kept."""
+    from .machine import machine_fingerprint
+
+    old_results: list = []
+    old_machine = None
+    if isinstance(old, dict):
+        old_results = [r for r in old.get("results", []) if isinstance(r, dict)]
+        old_machine = old.get("machine") if isinstance(old.get("machine"), dict) else None
+    elif isinstance(old, list):  # an older layout: a bare list of results
+        old_results = [r for r in old if isinstance(r, dict)]
+    if old_results and (old_machine is None
+                        or machine_fingerprint(old_machine) != machine_fingerprint(new["machine"])):
+        log(f"dropping {len(old_results)} earlier benchmark result(s) measured on another machine")
+        old_results = []
+    keys = {_result_key(r) for r in new["results"]}
+    kept = [r for r in old_results if _result_key(r) not in keys]
+    return {"machine": new["machine"], "results": kept + list(new["results"])}
+
+
+def write_benchmarks(bundle: Bundle, run: dict, log: Callable[[str], None] = lambda s: None) -> dict:
+    """Merge ``run`` into report.json and redraw report.md/.html; returns the merged section."""
+    from .report import REPORT_VERSION, load_report, save_report
+
+    report = load_report(bundle)
+    report.setdefault("report_version", REPORT_VERSION)
+    report.setdefault("model", bundle.name)
+    report["benchmarks"] = merge_benchmarks(report.get("benchmarks"), run, log=log)
+    save_report(bundle, report)
+    return report["benchmarks"]
+
+
+BENCH_HEADER = ["precision", "backend", "artifact", "batch", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms",
+                "img/s", "calls"]
+
+
+def bench_rows(results: list[dict]) -> list[list[str]]:
+    """Rows for BENCH_HEADER."""
+    def f(v, digits=3):
+        return "-" if v is None else (f"{v:.{digits}g}" if isinstance(v, float) else str(v))
+
+    return [[r["precision"], f"{r['backend']}/{r['provider']}", r.get("artifact", "-"), str(r["batch"]),
+             "default" if r.get("threads") is None else str(r["threads"]), f(r["p50_ms"], 4), f(r["p90_ms"], 4),
+             f(r["p99_ms"], 4), f(r["mean_ms"], 4), f(r["throughput_ips"], 4), str(r["iterations"])]
+            for r in results]
+
+
+def describe_machine_line(machine: dict) -> str:
+    """One line: CPU, cores, threads, load, ONNX Runtime version."""
+    versions = machine.get("versions") or {}
+    ort = versions.get("onnxruntime") or versions.get("onnxruntime-gpu")
+    parts = [f"{machine.get('cpu')} ({machine.get('arch')}), {machine.get('usable_cores')} usable cores",
+             f"threads {machine.get('threads') or 'default'}", f"VNNI {'yes' if machine.get('vnni') else 'no'}"]
+    if machine.get("gpu"):
+        parts.append(f"GPU {machine['gpu']}")
+    if ort:
+        parts.append(f"onnxruntime {ort}")
+    if versions.get("tensorrt"):
+        parts.append(f"tensorrt {versions['tensorrt']}")
+    load = machine.get("load_avg_before"), machine.get("load_avg_after")
+    if all(load):
+        parts.append(f"load avg {load[0][0]} -> {load[1][0]}")
+    return "; ".join(parts)

@@ -1,0 +1,72 @@
+"""`edgeport build`: TensorRT engines for a bundle (registers itself on the `cli` group).
+
+Imports only click and runtime at top level; tensorrt is imported when the command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import console
+from .cli import cli, common_options
+
+# int8-cpu (ONNX Runtime's U8S8 QOperator graph) is never built by TensorRT.
+BUILD_PRECISIONS = ("fp32", "fp16", "int8", "all")
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=str))
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(BUILD_PRECISIONS), default=("all",),
+              show_default=True, help="Engines to build (repeatable); all = every precision the bundle has.")
+@click.option("--min-batch", type=click.IntRange(min=1), default=None,
+              help="Smallest batch of the profile (default: the bundle's, 1).")
+@click.option("--opt-batch", type=click.IntRange(min=1), default=None,
+              help="Batch TensorRT tunes kernels for (default: min(8, max batch)).")
+@click.option("--max-batch", type=click.IntRange(min=1), default=None,
+              help="Largest batch of the profile (default: the bundle's --max-batch).")
+@click.option("--workspace", "workspace_mib", type=click.IntRange(min=1), default=None, metavar="MiB",
+              help="Builder workspace cap (default: 1/4 of memory up to 2 GiB on Jetson, 1/2 up to 4 GiB on GPUs).")
+@click.option("--dla-core", type=click.IntRange(min=0), default=None,
+              help="Build for this DLA core (Jetson AGX/NX Orin, Xavier); fp16/int8 only, static batch.")
+@click.option("--gpu-fallback", is_flag=True, help="With --dla-core: run layers DLA cannot run on the GPU.")
+@click.option("--timing-cache", type=click.Path(path_type=Path), default=None,
+              help="Timing cache file (default: per TensorRT version and GPU under $EDGEPORT_CACHE or ~/.cache/edgeport).")
+@click.option("--no-timing-cache", is_flag=True, help="Build without reading or writing a timing cache.")
+@click.option("--builder-level", type=click.IntRange(0, 5), default=None,
+              help="Builder optimization level 0-5 (TensorRT's default 3; higher builds longer).")
+@click.option("--hardware-compat", type=click.Choice(["none", "ampere+"]), default="none", show_default=True,
+              help="ampere+: one engine for every GPU with compute capability >= 8.0 (somewhat slower).")
+@click.option("--version-compatible", is_flag=True,
+              help="Engine also loads on later TensorRT releases of the same major (embeds the lean runtime).")
+@click.option("--build-path", type=click.Choice(["auto", "strongly-typed", "flags"]), default="auto", show_default=True,
+              help="auto: strongly typed from the bundle's FP16/INT8 graphs on TensorRT >= 10, builder flags before; "
+                   "flags: weakly typed + FP16/INT8 flags (TensorRT < 11).")
+@common_options
+def build(bundle, precisions, min_batch, opt_batch, max_batch, workspace_mib, dla_core, gpu_fallback, timing_cache,
+          no_timing_cache, builder_level, hardware_compat, version_compatible, build_path):
+    """Build TensorRT engines for BUNDLE on this machine (a Jetson or a GPU server).
+
+    Each engine lands in the bundle as model.<precision>...sm<CC>.trt<version>.engine with a
+    .json sidecar recording how and where it was built; verify/predict/bench refuse engines
+    built for another TensorRT version or GPU.
+    """
+    from .bundle import Bundle
+    from .errors import UsageError
+    from .report import render_table
+    from .trt.build import BuildOptions, build_engines
+
+    if timing_cache is not None and no_timing_cache:
+        raise UsageError("--timing-cache and --no-timing-cache contradict each other; pass one.")
+    b = Bundle.open(bundle)
+    options = BuildOptions(precisions=tuple(precisions), min_batch=min_batch, opt_batch=opt_batch,
+                           max_batch=max_batch, workspace_mib=workspace_mib, dla_core=dla_core,
+                           gpu_fallback=gpu_fallback, timing_cache=timing_cache, no_timing_cache=no_timing_cache,
+                           builder_level=builder_level, hardware_compat=hardware_compat,
+                           version_compatible=version_compatible, build_path=build_path)
+    built = build_engines(b, options, log=console.log, warn=console.warn)
+    rows = [[e.precision, e.sidecar["build_path"], e.path.name, f"{e.path.stat().st_size / 2**20:.1f} MiB",
+             f"{e.seconds:.1f} s"] for e in built]
+    click.echo(render_table(["precision", "build path", "engine", "size", "build time"], rows))
+    click.echo(f"next: edgeport verify {b.root} --backend tensorrt")

@@ -1,0 +1,347 @@
+"""Labeled accuracy: top-1 / top-5 of every artifact on a folder of labeled images.
+
+Two layouts, as people keep their validation sets:
+
+- ImageFolder: ``DIR/<class>/*.jpg``, one sub-folder per class;
+- flat: ``DIR/*.jpg`` plus ``--labels FILE`` with ``file,label`` lines (ImageNet-val style;
+  ``file label`` separated by whitespace works too; a ``file,label`` header is skipped).
+
+Labels become class indexes by the manifest's class names when it has them (folder or
+label == class name), else by integer labels, else by sorted folder / label names (the
+torchvision ImageFolder convention, only when they cover every class of the model).
+
+The reference is the bundle's FP32 ONNX graph (model.onnx) on ONNX Runtime CPU: the device
+has no torch, and that graph is the one the golden check ties to PyTorch. It is labeled as
+such in every report. Images are streamed in chunks, so a 50,000-image set never sits in
+memory at once; every artifact sees exactly the same images.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as _dt
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .bundle import Bundle
+from .errors import EdgeportError, UsageError
+from .preprocess import IMAGE_EXTENSIONS, list_images, load_folder, normalize
+
+REFERENCE_BACKEND = ("onnxruntime", "cpu")
+CHUNK = 64  # images decoded at a time (memory bound: CHUNK x 3 x crop x crop floats)
+
+
+def read_class_names(path: str | Path) -> list[str]:
+    """Class names from a text file, one per line (blank lines ignored; duplicates refused)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgeportError(f"Cannot read the class-names file '{p}' ({exc}).",
+                            hint="Pass a UTF-8 text file with one class name per line.") from exc
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise EdgeportError(f"The class-names file '{p}' has no names.", hint="Write one class name per line.")
+    seen, dups = set(), []
+    for n in names:
+        if n in seen:
+            dups.append(n)
+        seen.add(n)
+    if dups:
+        raise EdgeportError(f"The class-names file '{p}' repeats {len(dups)} name(s): {', '.join(dups[:5])}.",
+                            hint="Each line must name a different class (line N = class index N-1).")
+    return names
+
+
+def _norm(name: str) -> str:
+    """Folder names cannot hold every character a class name has: compare loosely."""
+    return " ".join(name.replace("_", " ").replace("-", " ").lower().split())
+
+
+@dataclasses.dataclass(frozen=True)
+class LabeledSet:
+    """Image files with their class indexes, and how the labels were mapped."""
+
+    root: Path
+    files: list[Path]
+    labels: np.ndarray  # int64 class indexes, one per file
+    layout: str  # "imagefolder" | "labels file <path>"
+    label_source: str  # "manifest class names" | "integer labels" | "sorted names"
+    classes_present: int
+
+
+def _map_labels(raw: list[str], class_names: list[str] | None, num_classes: int, what: str) -> tuple[dict, str]:
+    """Map distinct raw label strings to class indexes; returns (mapping, how).
+
+    Each label is a class name of the manifest (exact, then ignoring case, ``_`` and ``-``)
+    or an integer class index; only when neither applies to any label are sorted names used.
+    """
+    distinct = sorted(set(raw))
+    mapping, how = {}, set()
+    exact = {n: i for i, n in enumerate(class_names or [])}
+    loose: dict[str, int] = {}
+    for i, n in enumerate(class_names or []):
+        loose.setdefault(_norm(n), i)
+    for label in distinct:
+        if label in exact:
+            mapping[label], _ = exact[label], how.add("manifest class names")
+        elif _norm(label) in loose:
+            mapping[label], _ = loose[_norm(label)], how.add("manifest class names")
+        elif label.lstrip("-").isdigit():
+            mapping[label], _ = int(label), how.add("integer labels")
+    if mapping:
+        bad = sorted((d for d, i in mapping.items() if not 0 <= i < num_classes), key=len)
+        if bad:
+            raise EdgeportError(f"Integer labels {', '.join(bad[:8])} are outside the model's classes 0..{num_classes - 1}.",
+                                hint="Labels must be class indexes (or class names) of this model.")
+        unknown = [d for d in distinct if d not in mapping]
+        if unknown:
+            example = f" (e.g. {', '.join(class_names[:5])})" if class_names else ""
+            raise EdgeportError(
+                f"{len(unknown)} of the {len(distinct)} {what} are neither class names of this model nor class "
+                f"indexes: {', '.join(unknown[:8])}{' ...' if len(unknown) > 8 else ''}.",
+                hint=f"Use the manifest's class names{example} or integer class indexes.")
+        return mapping, " and ".join(sorted(how))
+    if len(distinct) != num_classes:
+        raise EdgeportError(
+            f"Cannot map {len(distinct)} {what} ({', '.join(distinct[:5])}{' ...' if len(distinct) > 5 else ''}) "
+            f"to the model's {num_classes} classes: "
+            + ("none of them is a class name of this model" if class_names else "the bundle has no class names")
+            + ", and mapping sorted names to indexes is only right when every class is present.",
+            hint="Name folders/labels by integer class index, or export with --class-names FILE.")
+    return {d: i for i, d in enumerate(distinct)}, "sorted names"
+
+
+def load_labeled_set(data: str | Path, labels_file: str | Path | None, *, class_names: list[str] | None,
+                     num_classes: int, limit: int | None = None) -> LabeledSet:
+    """Find the images and their class indexes (no pixels are decoded here)."""
+    root = Path(data)
+    if not root.is_dir():
+        raise UsageError(f"--data '{root}' is not a folder.",
+                         hint="Pass an ImageFolder tree (one sub-folder per class) or a flat folder with --labels FILE.")
+    if labels_file is not None:
+        files, raw = _read_labels_file(root, Path(labels_file))
+        layout = f"labels file {labels_file}"
+        what = "labels"
+    else:
+        files, raw = [], []
+        subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        for d in subdirs:
+            imgs = list_images(d)
+            files += imgs
+            raw += [d.name] * len(imgs)
+        if not files:
+            loose = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+            if loose:
+                raise UsageError(f"--data '{root}' holds {len(loose)} images but no class sub-folders.",
+                                 hint="Add --labels FILE with `file,label` lines, or sort the images into one "
+                                      "sub-folder per class.")
+            raise EdgeportError(f"--data '{root}' contains no images in class sub-folders.",
+                                hint="Expected DIR/<class>/<image>.jpg.")
+        layout = "imagefolder"
+        what = "class folders"
+    mapping, how = _map_labels(raw, class_names, num_classes, what)
+    labels = np.array([mapping[r] for r in raw], dtype=np.int64)
+    if limit is not None and limit < len(files):
+        # Spread the subset over the whole (class-sorted) list, so every class keeps its share.
+        pick = np.unique(np.linspace(0, len(files) - 1, limit).round().astype(int))
+        files = [files[i] for i in pick]
+        labels = labels[pick]
+    return LabeledSet(root=root, files=files, labels=labels, layout=layout, label_source=how,
+                      classes_present=int(len(np.unique(labels))))
+
+
+def _read_labels_file(root: Path, path: Path) -> tuple[list[Path], list[str]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgeportError(f"Cannot read the labels file '{path}' ({exc}).",
+                            hint="Pass a text file with `file,label` lines.") from exc
+    files, raw, missing = [], [], []
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "," in line:
+            row = next(csv.reader([line]))
+            parts = [row[0].strip(), ",".join(row[1:]).strip()] if len(row) >= 2 else row
+        else:
+            parts = line.rsplit(None, 1)
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            raise EdgeportError(f"{path}:{n} is not a `file,label` line: {line!r}.",
+                                hint="Write one `file,label` pair per line (label: class name or index).")
+        name, label = parts
+        if n == 1 and name.lower() in ("file", "filename", "image", "path") and not (root / name).exists():
+            continue  # a header line
+        f = root / name
+        if not f.is_file():
+            missing.append(name)
+            continue
+        files.append(f)
+        raw.append(label)
+    if missing:
+        raise EdgeportError(f"{len(missing)} image(s) named in {path} are not in '{root}': "
+                            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}.",
+                            hint="File names in the labels file are relative to the --data folder.")
+    if not files:
+        raise EdgeportError(f"The labels file '{path}' lists no images.", hint="Write `file,label` lines.")
+    return files, raw
+
+
+@dataclasses.dataclass(frozen=True)
+class AccuracyConfig:
+    precisions: tuple[str, ...] = ("all",)
+    backend: str = "onnxruntime"
+    provider: str = "cpu"
+    batch: int | None = None
+    threads: int | None = None
+    qdq: bool = False  # --qdq: int8 on the CPU provider runs model.int8.onnx (runtime/precision.py)
+
+
+def _topk(logits: np.ndarray, k: int) -> np.ndarray:
+    k = min(k, logits.shape[1])
+    part = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    order = np.take_along_axis(logits, part, axis=1).argsort(axis=1)[:, ::-1]
+    return np.take_along_axis(part, order, axis=1)
+
+
+class _Tally:
+    def __init__(self):
+        self.top1 = self.top5 = self.n = 0
+        self.agree = 0
+
+    def add(self, top: np.ndarray, labels: np.ndarray, ref_top1: np.ndarray | None = None):
+        self.n += len(labels)
+        self.top1 += int((top[:, 0] == labels).sum())
+        self.top5 += int((top == labels[:, None]).any(axis=1).sum())
+        if ref_top1 is not None:
+            self.agree += int((top[:, 0] == ref_top1).sum())
+
+
+def evaluate_accuracy(bundle: Bundle, dataset: LabeledSet, config: AccuracyConfig,
+                      log: Callable[[str], None] = lambda s: None) -> dict:
+    """Top-1/top-5 of the reference (FP32 ONNX on ONNX Runtime CPU) and of every selected
+    artifact on ``config.backend``/``provider``; returns report.json's ``accuracy`` section."""
+    from . import console
+    from .runners import make_runner
+    from .verify import VerifyConfig, artifact_for, run_batched
+
+    vconf = VerifyConfig(precisions=config.precisions, backend=config.backend, provider=config.provider)
+    precisions = artifact_precisions(bundle, vconf)
+    pre = bundle.preprocessing
+    batch = config.batch or min(bundle.max_batch, 8)
+    runners, keys = {}, []
+    ref_key = (*REFERENCE_BACKEND, "fp32")
+    try:
+        runners[ref_key] = make_runner(REFERENCE_BACKEND[0], bundle.artifact_path("fp32"),
+                                       provider=REFERENCE_BACKEND[1], threads=config.threads,
+                                       max_batch=bundle.max_batch)
+        for p in precisions:
+            # Same artifact choice as verify: TensorRT runs the bundle's engine for this device.
+            path, provider, extra = artifact_for(bundle, vconf, p, warn=log)
+            key = (config.backend, provider, p)
+            keys.append(key)
+            if key not in runners:
+                runners[key] = make_runner(config.backend, path, provider=config.provider, threads=config.threads,
+                                           max_batch=bundle.max_batch, **extra)
+        tallies = {k: _Tally() for k in runners}
+        skipped: list[tuple[str, str]] = []
+        log(f"labeled accuracy: {len(dataset.files)} images from {dataset.root}, reference model.onnx (FP32) "
+            f"on onnxruntime/cpu, artifacts {', '.join(precisions)} on {config.backend}/{config.provider}")
+        with console.Progress(len(dataset.files), "labeled accuracy") as progress:
+            for start in range(0, len(dataset.files), CHUNK):
+                files = dataset.files[start:start + CHUNK]
+                labels = dataset.labels[start:start + CHUNK]
+                loaded = load_folder(files, pre, root=dataset.root)
+                skipped += loaded.skipped
+                if loaded.skipped:
+                    ok = set(loaded.names)
+                    labels = np.array([lab for f, lab in zip(files, labels)
+                                       if f.relative_to(dataset.root).as_posix() in ok], dtype=np.int64)
+                if len(loaded.names):
+                    x = normalize(loaded.images, pre)
+                    ref_top = _topk(run_batched(runners[ref_key], bundle, x, batch), 5)
+                    tallies[ref_key].add(ref_top, labels)
+                    for key, runner in runners.items():
+                        if key == ref_key:
+                            continue
+                        top = _topk(run_batched(runner, bundle, x, batch), 5)
+                        tallies[key].add(top, labels, ref_top[:, 0])
+                progress.update(len(files))
+    finally:
+        for r in runners.values():
+            r.close()
+    ref = tallies[ref_key]
+    if ref.n == 0:
+        raise EdgeportError(f"None of the {len(dataset.files)} images in '{dataset.root}' could be read.",
+                            hint=f"First problem: {skipped[0][0]}: {skipped[0][1]}" if skipped else None)
+    ref_top1, ref_top5 = ref.top1 / ref.n, ref.top5 / ref.n
+    results = []
+    for key in keys:
+        t = tallies[key]
+        top1, top5 = t.top1 / t.n, t.top5 / t.n
+        results.append({
+            "backend": key[0], "provider": key[1], "precision": key[2], "samples": t.n,
+            "top1": top1, "top5": top5,
+            "top1_drop_points": round(100 * (ref_top1 - top1), 4),
+            "top5_drop_points": round(100 * (ref_top5 - top5), 4),
+            # The FP32 artifact on the reference backend *is* the reference: it agrees by construction.
+            "agreement_with_reference": (t.agree / t.n) if key != ref_key else 1.0,
+        })
+    return {
+        "data": str(dataset.root),
+        "layout": dataset.layout,
+        "label_source": dataset.label_source,
+        "samples": ref.n,
+        "classes_present": dataset.classes_present,
+        "skipped": len(skipped),
+        "skipped_examples": [f"{n}: {why}" for n, why in skipped[:10]],
+        "reference": {
+            "label": "model.onnx FP32", "precision": "fp32",
+            "backend": REFERENCE_BACKEND[0], "provider": REFERENCE_BACKEND[1],
+            "description": "the bundle's FP32 ONNX graph (model.onnx) on ONNX Runtime CPU, itself checked "
+                           "against PyTorch on the golden set; PyTorch is not run here",
+            "top1": ref_top1, "top5": ref_top5,
+        },
+        "results": results,
+        "evaluated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def artifact_precisions(bundle: Bundle, config) -> list[str]:
+    """The precisions ``verify`` runs for ``config`` ("all" on TensorRT = those with engines)."""
+    from .verify import select_precisions
+
+    if config.backend == "tensorrt" and (not config.precisions or "all" in config.precisions):
+        from .trt.sidecar import engine_precisions
+
+        return engine_precisions(bundle)
+    return select_precisions(bundle, config.precisions, backend=config.backend, provider=config.provider,
+                             qdq=config.qdq)
+
+
+def merge_accuracy(old: dict | None, new: dict) -> dict:
+    """Keep other backends' results when the same data set was evaluated before."""
+    if not isinstance(old, dict) or old.get("data") != new["data"] or old.get("samples") != new["samples"]:
+        return new
+    keys = {(r["backend"], r["provider"], r["precision"]) for r in new["results"]}
+    kept = [r for r in old.get("results", [])
+            if (r.get("backend"), r.get("provider"), r.get("precision")) not in keys]
+    return {**new, "results": kept + new["results"]}
+
+
+def accuracy_rows(acc: dict) -> list[list[str]]:
+    """Rows for the terminal table printed by ``verify --data``."""
+    ref = acc["reference"]
+    rows = [[f"reference ({ref['label']})", f"{ref['backend']}/{ref['provider']}", f"{ref['top1']:.2%}",
+             f"{ref['top5']:.2%}", "-", "-"]]
+    for r in acc["results"]:
+        rows.append([r["precision"], f"{r['backend']}/{r['provider']}", f"{r['top1']:.2%}", f"{r['top5']:.2%}",
+                     f"{r['top1_drop_points']:+.2f}", f"{r['top5_drop_points']:+.2f}"])
+    return rows
+
+
+ACCURACY_HEADER = ["model", "backend", "top-1", "top-5", "top-1 drop (points)", "top-5 drop (points)"]

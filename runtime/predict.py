@@ -1,0 +1,110 @@
+"""`edgeport predict`: class names and softmax probabilities for a few images.
+
+Images go through exactly the bundle's preprocessing (runtime.preprocess), the same code
+that produced the golden inputs, so a prediction here matches what verify checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import Bundle
+from .errors import EdgeportError, UsageError
+from .preprocess import load_rgb, normalize, resize_crop
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictConfig:
+    precision: str = "fp32"
+    backend: str = "onnxruntime"
+    provider: str = "cpu"
+    topk: int = 5
+    threads: int | None = None
+    qdq: bool = False  # --qdq: int8 on the CPU provider runs model.int8.onnx (runtime/precision.py)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def class_name(names: list[str] | None, index: int) -> str:
+    """The manifest's name for ``index``, or ``class N`` when the bundle has none."""
+    if names and 0 <= index < len(names):
+        return str(names[index])
+    return f"class {index}"
+
+
+def load_inputs(bundle: Bundle, images: list[str | Path]) -> np.ndarray:
+    """Preprocess ``images`` for ``bundle``; an unreadable file is an error naming it."""
+    pre = bundle.preprocessing
+    crops = []
+    for item in images:
+        path = Path(item)
+        if not path.exists():
+            raise EdgeportError(f"Image '{path}' does not exist.", hint="Check the path.")
+        if path.is_dir():
+            raise EdgeportError(f"'{path}' is a folder, not an image.",
+                                hint="Pass image files (a shell glob like DIR/*.jpg works).")
+        try:
+            crops.append(resize_crop(load_rgb(path, min_side=pre.resize), pre))
+        except Exception as exc:  # noqa: BLE001 - any decoder error means "not a readable image"
+            raise EdgeportError(f"Cannot read image '{path}': {type(exc).__name__}: {exc}.",
+                                hint="Pass a JPEG, PNG, BMP, WebP, TIFF or GIF file.") from exc
+    return normalize(np.stack(crops), pre)
+
+
+def predict(bundle: Bundle, images: list[str | Path], config: PredictConfig) -> list[dict]:
+    """Top-k classes with softmax probabilities for each image, in the order given."""
+    from .runners import make_runner
+    from .verify import VerifyConfig, artifact_for, run_batched
+
+    if not images:
+        raise UsageError("Pass at least one image.")
+    if config.topk < 1:
+        raise UsageError(f"--topk must be at least 1, got {config.topk}.")
+    # int8 on the CPU provider means model.int8-cpu.onnx (unless --qdq): runtime/precision.py.
+    from .precision import select_precisions
+
+    (precision,) = select_precisions(bundle.precisions, (config.precision,), backend=config.backend,
+                                     provider=config.provider, qdq=config.qdq, where=f"Bundle '{bundle.root}'")
+    x = load_inputs(bundle, images)
+    # Same artifact choice as verify: TensorRT runs the bundle's engine for this device.
+    vconf = VerifyConfig(precisions=(precision,), backend=config.backend, provider=config.provider)
+    path, provider, extra = artifact_for(bundle, vconf, precision)
+    runner = make_runner(config.backend, path, provider=config.provider, threads=config.threads,
+                         max_batch=bundle.max_batch, **extra)
+    with runner:
+        logits = run_batched(runner, bundle, x, max(1, min(bundle.max_batch, 8)))
+    probs = softmax(logits)
+    k = min(config.topk, probs.shape[1])
+    names = bundle.class_names
+    out = []
+    for path, p in zip(images, probs):
+        order = np.argsort(-p, kind="stable")[:k]
+        out.append({
+            "image": str(path),
+            "precision": precision,
+            "backend": config.backend,
+            "provider": provider,
+            "top": [{"rank": r + 1, "index": int(i), "name": class_name(names, int(i)), "probability": float(p[i])}
+                    for r, i in enumerate(order)],
+        })
+    return out
+
+
+def format_predictions(predictions: list[dict]) -> str:
+    """Human-readable block per image: rank, name, probability."""
+    lines = []
+    for pred in predictions:
+        lines.append(f"{pred['image']}  ({pred['precision']}, {pred['backend']}/{pred['provider']})")
+        width = max(len(t["name"]) for t in pred["top"])
+        for t in pred["top"]:
+            lines.append(f"  {t['rank']}. {t['name']:<{width}}  {t['probability']:7.2%}")
+    return "\n".join(lines)

@@ -1,0 +1,402 @@
+"""Q/DQ lint: does an ONNX graph follow the rules TensorRT enforces for explicit INT8?
+
+TensorRT 8.6 to 11 build a Q/DQ graph as INT8 only when it is quantized their way; a graph
+from ONNX Runtime's defaults (asymmetric uint8 activations, INT32 biases) fails to parse or
+silently runs layers in float. The rules, each reported with the offending nodes by name:
+
+- ``has-qdq``        the graph has QuantizeLinear/DequantizeLinear nodes at all;
+- ``int8``           every Q/DQ is signed 8-bit (not uint8, int16, int4, float8);
+- ``int32-bias``     no DequantizeLinear of an INT32 tensor (TensorRT's parser dequantizes
+                     8-bit tensors only; quantize with ``QuantizeBias: False``);
+- ``zero-point``     every zero point is 0 (TensorRT: "Non-zero zero point is not supported");
+- ``scale``          scales are constant, finite and positive;
+- ``activation-per-tensor``  activations have one scale;
+- ``weight-per-channel``     weights are per output channel (Conv axis 0, Gemm axis 0 with
+                     transB=1 else 1, MatMul axis 1), one scale per channel;
+- ``weighted-inputs``  both inputs of every Conv, Gemm and MatMul with a constant B are quantized;
+- ``residual-add``   an Add of two activations has Q/DQ on both inputs, or on all but one
+                     input that comes straight from a Conv/Gemm (TensorRT fuses that one);
+- ``concat-scale``   the inputs of a quantized Concat are all quantized with one shared scale;
+- ``q-dq-pair``      every QuantizeLinear feeds DequantizeLinear nodes only.
+
+It also lists which Conv/Gemm/MatMul/Add/Concat run INT8 and which stay in float.
+The ``onnx`` package is imported lazily (a device without it skips the lint with a warning).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DependencyError, EdgeportError
+
+RULES = {
+    "has-qdq": "the graph has QuantizeLinear/DequantizeLinear nodes",
+    "int8": "every Q/DQ is signed 8-bit (INT8)",
+    "int32-bias": "no DequantizeLinear of an INT32 tensor (quantized bias)",
+    "zero-point": "every zero point is 0 (symmetric quantization)",
+    "scale": "scales are constant, finite and positive",
+    "activation-per-tensor": "activations are quantized per tensor (one scale)",
+    "weight-per-channel": "weights are quantized per output channel, one scale per channel",
+    "weighted-inputs": "both inputs of every Conv/Gemm/MatMul (constant B) have Q/DQ",
+    "residual-add": "every Add of two activations has Q/DQ on its residual input",
+    "concat-scale": "the inputs of a quantized Concat share one scale",
+    "q-dq-pair": "every QuantizeLinear feeds DequantizeLinear only",
+}
+LISTED_OPS = ("Conv", "Gemm", "MatMul", "Add", "Concat")
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+# onnx.TensorProto data types by number (avoids importing onnx for the names).
+_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 10: "float16",
+           11: "float64", 16: "bfloat16", 17: "float8e4m3fn", 18: "float8e4m3fnuz", 19: "float8e5m2",
+           20: "float8e5m2fnuz", 21: "uint4", 22: "int4"}
+
+
+@dataclasses.dataclass
+class Violation:
+    rule: str
+    node: str
+    message: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class LintReport:
+    """The lint result: violations per rule and the INT8 / float layers."""
+
+    source: str
+    violations: list[Violation]
+    int8_nodes: dict[str, list[str]]
+    float_nodes: dict[str, list[str]]
+    qdq_nodes: int
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+    def by_rule(self) -> dict[str, list[Violation]]:
+        out: dict[str, list[Violation]] = {r: [] for r in RULES}
+        for v in self.violations:
+            out.setdefault(v.rule, []).append(v)
+        return out
+
+    def counts(self) -> dict:
+        return {"int8": {k: len(v) for k, v in self.int8_nodes.items()},
+                "float": {k: len(v) for k, v in self.float_nodes.items()}}
+
+    def summary(self, per_rule: int = 2) -> str:
+        if self.passed:
+            n8 = sum(len(v) for v in self.int8_nodes.values())
+            nf = sum(len(v) for v in self.float_nodes.values())
+            return f"clean ({self.qdq_nodes} Q/DQ nodes; {n8} layers INT8, {nf} float)"
+        parts = []
+        for rule, items in self.by_rule().items():
+            if items:
+                shown = "; ".join(v.message for v in items[:per_rule])
+                more = f" (+{len(items) - per_rule} more)" if len(items) > per_rule else ""
+                parts.append(f"[{rule}] {shown}{more}")
+        return f"{len(self.violations)} violation(s): " + " ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "passed": self.passed,
+            "qdq_nodes": self.qdq_nodes,
+            "rules": {rule: {"description": RULES.get(rule, rule), "violations": [v.to_dict() for v in items]}
+                      for rule, items in self.by_rule().items()},
+            "int8": self.int8_nodes,
+            "float": self.float_nodes,
+        }
+
+
+def _load(model_or_path):
+    try:
+        import onnx
+    except ImportError as exc:
+        raise DependencyError(f"The Q/DQ lint needs the Python package 'onnx', which is not importable here ({exc}).",
+                              hint="Install it with: pip install onnx") from exc
+    if hasattr(model_or_path, "graph"):
+        return model_or_path, "<model>"
+    path = Path(model_or_path)
+    if not path.is_file():
+        raise EdgeportError(f"ONNX file '{path}' does not exist.", hint="Pass the path of a .onnx file.")
+    try:
+        return onnx.load(str(path), load_external_data=False), str(path)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types
+        raise EdgeportError(f"'{path}' is not a readable ONNX model: {type(exc).__name__}: {exc}") from exc
+
+
+class _Graph:
+    """Index of one ONNX graph: producers, consumers, constants, Q/DQ types."""
+
+    def __init__(self, model):
+        from onnx import numpy_helper
+
+        g = model.graph
+        self.nodes = list(g.node)
+        self.producer = {o: n for n in self.nodes for o in n.output if o}
+        self.consumers: dict[str, list] = {}
+        for n in self.nodes:
+            for i in n.input:
+                if i:
+                    self.consumers.setdefault(i, []).append(n)
+        self.outputs = {o.name for o in g.output}
+        self.const_dtype: dict[str, int] = {}
+        self.const_shape: dict[str, tuple] = {}
+        self._arrays: dict[str, object] = {}
+        for init in g.initializer:
+            self.const_dtype[init.name] = init.data_type
+            self.const_shape[init.name] = tuple(init.dims)
+            self._arrays[init.name] = init
+        for n in self.nodes:
+            if n.op_type == "Constant" and n.output:
+                for a in n.attribute:
+                    if a.name == "value":
+                        self.const_dtype[n.output[0]] = a.t.data_type
+                        self.const_shape[n.output[0]] = tuple(a.t.dims)
+                        self._arrays[n.output[0]] = a.t
+        self._to_array = numpy_helper.to_array
+        self._cache: dict[str, np.ndarray] = {}
+
+    def array(self, name: str) -> np.ndarray | None:
+        if name not in self._arrays:
+            return None
+        if name not in self._cache:
+            self._cache[name] = np.asarray(self._to_array(self._arrays[name]))
+        return self._cache[name]
+
+    def is_const(self, name: str) -> bool:
+        return name in self.const_dtype
+
+    def is_weight(self, name: str) -> bool:
+        """A constant, or a constant seen through DequantizeLinear (and QuantizeLinear)."""
+        seen = 0
+        while name and seen < 4:
+            if self.is_const(name):
+                return True
+            p = self.producer.get(name)
+            if p is None or p.op_type not in QDQ_OPS:
+                return False
+            name, seen = p.input[0], seen + 1
+        return False
+
+    def qdq_dtype(self, node) -> int | None:
+        """The integer type a Q produces / a DQ consumes."""
+        if len(node.input) > 2 and node.input[2]:
+            return self.const_dtype.get(node.input[2])
+        if node.op_type == "QuantizeLinear":
+            for a in node.attribute:
+                if a.name == "output_dtype" and a.i:
+                    return a.i
+            return 2  # uint8: the ONNX default when no zero point is given
+        x = node.input[0]
+        if x in self.const_dtype:
+            return self.const_dtype[x]
+        p = self.producer.get(x)
+        if p is not None and p.op_type == "QuantizeLinear":
+            return self.qdq_dtype(p)
+        return None
+
+    def dq_input(self, tensor: str):
+        """The DequantizeLinear producing ``tensor`` (None when it is not quantized)."""
+        p = self.producer.get(tensor)
+        return p if p is not None and p.op_type == "DequantizeLinear" else None
+
+
+def _name(node) -> str:
+    return node.name or f"<unnamed {node.op_type} -> {node.output[0] if node.output else '?'}>"
+
+
+def _attr(node, name: str, default):
+    for a in node.attribute:
+        if a.name == name:
+            return a.i
+    return default
+
+
+def lint_model(model_or_path) -> LintReport:
+    """Check an ONNX model (a ModelProto or a path) against TensorRT's Q/DQ rules."""
+    model, source = _load(model_or_path)
+    G = _Graph(model)
+    v: list[Violation] = []
+    qdq = [n for n in G.nodes if n.op_type in QDQ_OPS]
+    if not qdq:
+        v.append(Violation("has-qdq", source, f"{source} has no QuantizeLinear/DequantizeLinear nodes: "
+                                              "it is not an explicitly quantized (Q/DQ) graph"))
+
+    for n in qdq:
+        name = _name(n)
+        dtype = G.qdq_dtype(n)
+        tname = _DTYPES.get(dtype, str(dtype)) if dtype is not None else "unknown"
+        if n.op_type == "DequantizeLinear" and dtype == 6:
+            v.append(Violation("int32-bias", name, f"DequantizeLinear '{name}' dequantizes INT32 tensor "
+                                                   f"'{n.input[0]}' (a quantized bias): TensorRT's ONNX parser "
+                                                   "dequantizes 8-bit tensors only; keep biases float "
+                                                   "(QuantizeBias=False)"))
+        elif dtype != 3:
+            v.append(Violation("int8", name, f"{n.op_type} '{name}' is {tname}, not INT8 (TensorRT builds "
+                                             "signed 8-bit Q/DQ only; ORT's default is asymmetric uint8)"))
+        # Zero point: must be 0 (absent means 0).
+        if len(n.input) > 2 and n.input[2]:
+            zp = G.array(n.input[2])
+            if zp is None:
+                v.append(Violation("zero-point", name, f"{n.op_type} '{name}' has a zero point computed at run "
+                                                       "time; TensorRT needs a constant 0"))
+            elif np.any(zp.astype(np.float64) != 0):
+                nz = zp.reshape(-1)
+                v.append(Violation("zero-point", name, f"{n.op_type} '{name}' has non-zero zero point "
+                                                       f"{nz[np.nonzero(nz)[0][0]]} (TensorRT: \"Non-zero zero point "
+                                                       "is not supported\"; quantize symmetrically)"))
+        scale = G.array(n.input[1]) if len(n.input) > 1 else None
+        if scale is None:
+            v.append(Violation("scale", name, f"{n.op_type} '{name}' has no constant scale"))
+            continue
+        s = scale.astype(np.float64).reshape(-1)
+        if not (np.all(np.isfinite(s)) and np.all(s > 0)):
+            v.append(Violation("scale", name, f"{n.op_type} '{name}' has a zero, negative or non-finite scale "
+                                              f"(min {s.min():.3g})"))
+        x = n.input[0]
+        weight = G.is_weight(x)
+        if not weight and s.size != 1:
+            v.append(Violation("activation-per-tensor", name,
+                               f"{n.op_type} '{name}' quantizes activation '{x}' with {s.size} scales; "
+                               "TensorRT wants one scale per activation tensor"))
+        if n.op_type == "QuantizeLinear":
+            bad = [c for c in G.consumers.get(n.output[0], []) if c.op_type != "DequantizeLinear"]
+            if bad or n.output[0] in G.outputs:
+                other = _name(bad[0]) if bad else "the graph output"
+                v.append(Violation("q-dq-pair", name, f"QuantizeLinear '{name}' feeds {other}, not a "
+                                                      "DequantizeLinear"))
+
+    int8_nodes: dict[str, list[str]] = {op: [] for op in LISTED_OPS}
+    float_nodes: dict[str, list[str]] = {op: [] for op in LISTED_OPS}
+    for n in G.nodes:
+        if n.op_type in ("Conv", "Gemm", "MatMul"):
+            _check_weighted(G, n, v, int8_nodes, float_nodes)
+        elif n.op_type == "Add":
+            _check_add(G, n, v, int8_nodes, float_nodes)
+        elif n.op_type == "Concat":
+            _check_concat(G, n, v, int8_nodes, float_nodes)
+    if not qdq:  # a float graph: one violation (has-qdq) says it all; the layers are listed as float
+        v = [x for x in v if x.rule == "has-qdq"]
+    return LintReport(source=source, violations=v, int8_nodes=int8_nodes, float_nodes=float_nodes,
+                      qdq_nodes=len(qdq))
+
+
+def _check_weighted(G: _Graph, n, v, int8_nodes, float_nodes) -> None:
+    name = _name(n)
+    if len(n.input) < 2:
+        return
+    x, w = n.input[0], n.input[1]
+    if n.op_type == "MatMul" and not G.is_weight(w):
+        return  # activation x activation: not a weighted layer
+    dq_x, dq_w = G.dq_input(x), G.dq_input(w)
+    if dq_x is not None and dq_w is not None:
+        int8_nodes[n.op_type].append(name)
+    else:
+        float_nodes[n.op_type].append(name)
+        missing = " and ".join(what for what, dq in (("input", dq_x), ("weight", dq_w)) if dq is None)
+        v.append(Violation("weighted-inputs", name, f"{n.op_type} '{name}' has no Q/DQ on its {missing}: "
+                                                    "TensorRT runs it in float"))
+    if dq_w is None:
+        return
+    scale = G.array(dq_w.input[1]) if len(dq_w.input) > 1 else None
+    shape = _weight_shape(G, dq_w)
+    if scale is None or shape is None:
+        return
+    if n.op_type == "Conv":
+        axis = 0
+    elif n.op_type == "Gemm":
+        axis = 0 if _attr(n, "transB", 0) else 1
+    else:
+        axis = len(shape) - 1
+    count = int(np.asarray(scale).size)
+    if count == 1:
+        v.append(Violation("weight-per-channel", _name(dq_w), f"weight '{dq_w.input[0]}' of {n.op_type} '{name}' "
+                                                              "has one scale; quantize it per output channel"))
+        return
+    got_axis = _attr(dq_w, "axis", 1)
+    if got_axis < 0:
+        got_axis += len(shape)
+    if got_axis != axis or count != shape[axis]:
+        v.append(Violation("weight-per-channel", _name(dq_w),
+                           f"weight '{dq_w.input[0]}' of {n.op_type} '{name}' (shape {list(shape)}) has {count} "
+                           f"scales on axis {got_axis}; TensorRT wants {shape[axis]} on the output-channel axis {axis}"))
+
+
+def _weight_shape(G: _Graph, dq) -> tuple | None:
+    x = dq.input[0]
+    if x in G.const_shape:
+        return G.const_shape[x]
+    p = G.producer.get(x)
+    if p is not None and p.op_type == "QuantizeLinear" and p.input[0] in G.const_shape:
+        return G.const_shape[p.input[0]]
+    return None
+
+
+def _check_add(G: _Graph, n, v, int8_nodes, float_nodes) -> None:
+    name = _name(n)
+    inputs = [i for i in n.input if i]
+    if len(inputs) != 2 or any(G.is_weight(i) for i in inputs):
+        return  # a bias or constant add, not a residual join
+    plain = [i for i in inputs if G.dq_input(i) is None]
+    fusable = [i for i in plain if (G.producer.get(i) is not None and G.producer[i].op_type in ("Conv", "Gemm"))]
+    if not plain or (len(plain) == 1 and fusable):
+        int8_nodes["Add"].append(name)
+        return
+    float_nodes["Add"].append(name)
+    if len(plain) == 2 and len(fusable) < 2:
+        residual = next(i for i in plain if i not in fusable)
+        why = f"neither input has Q/DQ (residual input '{residual}' should be quantized)"
+    elif len(plain) == 2:
+        why = f"neither input has Q/DQ (quantize one of '{plain[0]}', '{plain[1]}')"
+    else:
+        src = G.producer.get(plain[0])
+        why = f"its residual input '{plain[0]}' (from {src.op_type if src else 'the graph input'}) has no Q/DQ"
+    v.append(Violation("residual-add", name, f"Add '{name}' runs in float: {why}; TensorRT then cannot fuse "
+                                             "the residual join into the INT8 convolution"))
+
+
+def _check_concat(G: _Graph, n, v, int8_nodes, float_nodes) -> None:
+    name = _name(n)
+    inputs = [i for i in n.input if i and not G.is_const(i)]
+    dqs = [G.dq_input(i) for i in inputs]
+    if not any(dqs):
+        float_nodes["Concat"].append(name)
+        return
+    if not all(dqs):
+        float_nodes["Concat"].append(name)
+        missing = next(i for i, d in zip(inputs, dqs) if d is None)
+        v.append(Violation("concat-scale", name, f"Concat '{name}' mixes quantized and float inputs "
+                                                 f"('{missing}' has no Q/DQ): TensorRT re-quantizes around it"))
+        return
+    scales = [G.array(d.input[1]) for d in dqs]
+    values = {float(np.asarray(s).reshape(-1)[0]) for s in scales if s is not None and np.asarray(s).size == 1}
+    if len(values) > 1:
+        v.append(Violation("concat-scale", name, f"Concat '{name}' has inputs with {len(values)} different "
+                                                 f"scales ({min(values):.3g}..{max(values):.3g}); a shared scale "
+                                                 "lets TensorRT drop the concatenation"))
+    int8_nodes["Concat"].append(name)
+
+
+def lint_artifact(path: str | Path, warn=None) -> dict | None:
+    """Lint one bundle artifact for verify: the report as a dict, or None when onnx is missing."""
+    try:
+        report = lint_model(path)
+    except DependencyError as exc:
+        if warn:
+            warn(f"skipping the Q/DQ lint of {Path(path).name}: {exc}")
+        return None
+    return {
+        "file": Path(path).name,
+        "passed": report.passed,
+        "summary": report.summary(),
+        "qdq_nodes": report.qdq_nodes,
+        "violations": {rule: [x.to_dict() for x in items] for rule, items in report.by_rule().items() if items},
+        "int8_layers": report.counts()["int8"],
+        "float_layers": {op: names for op, names in report.float_nodes.items() if names},
+    }

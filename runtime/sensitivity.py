@@ -1,0 +1,461 @@
+"""Per-layer INT8 sensitivity of a Q/DQ graph, and layer-level fallback to higher precision.
+
+A *unit* is one quantized layer of a Q/DQ graph: a Conv/Gemm/MatMul (its input and weight
+go through QuantizeLinear/DequantizeLinear), a residual Add (its residual input is
+quantized) or a Concat (its inputs are quantized with their group's shared scale).
+
+Sensitivity = "quantize only this layer": the FP32 graph with the Q/DQ of one unit put
+back, run on held-out images and compared with the FP32 graph's own outputs:
+
+- ``sqnr_db``: signal-to-quantization-noise ratio of the logits, 10 log10(sum r^2 / sum (o-r)^2);
+- ``output_cosine``: mean cosine of centered logits (as in runtime/compare.py);
+- ``top1_agreement`` with the FP32 graph.
+
+Why this and not ONNX Runtime's ``qdq_loss_debug`` (per-tensor SQNR inside the fully
+quantized graph): that tool measures the error at each tensor, either locally (before vs
+after its own Q/DQ, blind to how much the rest of the network amplifies or forgets it) or
+accumulated from every layer upstream (so depth dominates the ranking). Isolating one unit
+and looking at the logits measures what the fallback decision changes: how much of the
+final error that one layer adds. docs/int8.md compares the rankings on a real case.
+The cost is one ONNX Runtime session per unit, so the measurement uses a bounded sample.
+
+Falling back: ``MixedGraph.variant(float_units, fallback)`` removes the Q/DQ of the given
+units from a copy of the Q/DQ graph (their inputs read the float tensors again, their
+weights are the FP32 ones of model.onnx). With ``fallback="fp16"`` the weighted layers
+among them get FP16 weights between two Casts, so a strongly typed TensorRT build runs
+them in FP16 instead of FP32 (TensorRT 10+ takes every layer's precision from the ONNX
+types; an un-quantized layer of an FP32 graph would run in FP32). The names of the units
+kept in higher precision are recorded in the model's metadata under ``edgeport.kept_float``:
+runtime/qdq_lint.py then lists them as float by design instead of reporting them.
+
+Nothing here imports torch; ``onnx`` and ``onnxruntime`` are imported lazily.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Callable
+
+import numpy as np
+
+from .errors import DependencyError, EdgeportError
+
+KEEP_FLOAT_KEY = "edgeport.kept_float"  # metadata: JSON list of node names kept in higher precision
+KEEP_FLOAT_PRECISION_KEY = "edgeport.kept_float_precision"  # "fp16" or "fp32"
+FALLBACKS = ("fp16", "fp32")
+WEIGHTED = ("Conv", "Gemm", "MatMul")
+UNIT_OPS = WEIGHTED + ("Add", "Concat")
+QDQ = ("QuantizeLinear", "DequantizeLinear")
+DEFAULT_SAMPLES = 32  # images per sensitivity run: one ORT session per layer, so it is bounded
+FP16_MAX = 65504.0
+_FP16_SAFE = FP16_MAX / 4  # margin: calibration ranges underestimate the tails
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as exc:
+        raise DependencyError(f"Per-layer sensitivity needs the Python package 'onnx', which is not importable "
+                              f"here ({exc}).", hint="Install it with: pip install onnx") from exc
+    return onnx
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One quantized layer of a Q/DQ graph."""
+
+    name: str  # node name (the Q/DQ graph keeps model.onnx's node names)
+    op_type: str
+    output: str  # its output tensor (same name in model.onnx)
+    macs: int  # multiply-accumulates per sample (0 for Add / Concat)
+    group: int | None = None  # Concat: id of its shared-scale group
+
+
+def kept_float_names(model) -> list[str]:
+    """Node names a Q/DQ graph declares as kept in higher precision on purpose."""
+    for prop in model.metadata_props:
+        if prop.key == KEEP_FLOAT_KEY:
+            try:
+                names = json.loads(prop.value)
+            except ValueError:
+                return []
+            return [str(n) for n in names] if isinstance(names, list) else []
+    return []
+
+
+def _set_metadata(model, key: str, value: str) -> None:
+    for prop in model.metadata_props:
+        if prop.key == key:
+            prop.value = value
+            return
+    entry = model.metadata_props.add()
+    entry.key, entry.value = key, value
+
+
+class MixedGraph:
+    """A Q/DQ graph and its FP32 original: the quantized units, their MACs, and variants
+    with some units taken back to float."""
+
+    def __init__(self, qmodel, fp32model):
+        onnx = _onnx()
+        self.onnx = onnx
+        self.qmodel = qmodel
+        self.fp32 = fp32model
+        self.fp32_inits = {i.name: i for i in fp32model.graph.initializer}
+        self.fp32_by_output = {n.output[0]: n for n in fp32model.graph.node if n.output}
+        nodes = list(qmodel.graph.node)
+        self.producer = {o: n for n in nodes for o in n.output if o}
+        self.q_consts = {i.name for i in qmodel.graph.initializer}
+        self.q_consts.update(o for n in nodes if n.op_type == "Constant" for o in n.output)
+        self.already_float = kept_float_names(qmodel)
+        shapes = _output_shapes(onnx, fp32model)
+        self.total_macs = 0
+        units = []
+        groups = _concat_groups(nodes, self.q_consts)
+        for n in nodes:
+            if n.op_type in WEIGHTED:
+                macs = _macs(n, shapes, self._weight_dims(n))
+                self.total_macs += macs
+                if self._is_weighted_unit(n):
+                    units.append(Unit(n.name, n.op_type, n.output[0], macs))
+            elif n.op_type in ("Add", "Concat") and self._dq_inputs(n):
+                act = [i for i in n.input if i and not self._is_const(i)]
+                if n.op_type == "Add" and len(act) != 2:
+                    continue  # a bias / constant add, not a residual join
+                units.append(Unit(n.name, n.op_type, n.output[0], 0,
+                                  groups.get(n.name) if n.op_type == "Concat" else None))
+        self.units = units
+        self.by_name = {u.name: u for u in units}
+
+    # -- graph facts ---------------------------------------------------------------------
+    def _is_const(self, name: str) -> bool:
+        seen = 0
+        while name and seen < 4:
+            if name in self.q_consts:
+                return True
+            p = self.producer.get(name)
+            if p is None or p.op_type not in QDQ:
+                return False
+            name, seen = p.input[0], seen + 1
+        return False
+
+    def _dq_inputs(self, node) -> list[int]:
+        return [i for i, t in enumerate(node.input)
+                if t and self.producer.get(t) is not None and self.producer[t].op_type == "DequantizeLinear"]
+
+    def _is_weighted_unit(self, node) -> bool:
+        if len(node.input) < 2:
+            return False
+        if node.op_type == "MatMul" and not self._is_const(node.input[1]):
+            return False  # activation x activation: not a weighted layer
+        return bool(self._dq_inputs(node))
+
+    def _weight_dims(self, node) -> tuple | None:
+        ref = self.fp32_by_output.get(node.output[0])
+        if ref is None or len(ref.input) < 2 or ref.input[1] not in self.fp32_inits:
+            return None
+        return tuple(self.fp32_inits[ref.input[1]].dims)
+
+    def macs_share(self, names) -> float:
+        """Share of the graph's weighted-layer MACs that the units ``names`` hold."""
+        if not self.total_macs:
+            return 0.0
+        return sum(self.by_name[n].macs for n in names if n in self.by_name) / self.total_macs
+
+    def int8_macs_share(self, float_units) -> float:
+        """Share of all weighted-layer MACs still in INT8 when ``float_units`` fall back."""
+        quantized = [u.name for u in self.units if u.op_type in WEIGHTED and u.name not in set(float_units)]
+        return self.macs_share(quantized)
+
+    def dependent_adds(self, float_units) -> dict[str, str]:
+        """Adds fed directly by a weighted unit that falls back to FP16: {add: that unit}.
+
+        TensorRT fuses an INT8 Conv with the Add it feeds; once the Conv runs in FP16 (behind
+        a Cast) the Add runs in float anyway, so its own Q/DQ only adds rounding error.
+        """
+        wanted = {n for n in float_units if n in self.by_name and self.by_name[n].op_type in WEIGHTED}
+        out = {}
+        for u in self.units:
+            if u.op_type != "Add" or u.name in float_units:
+                continue
+            node = self._node(u.name)
+            for t in node.input:
+                p = self.producer.get(t)
+                if p is not None and p.name in wanted:
+                    out[u.name] = p.name
+        return out
+
+    def _node(self, name: str):
+        return next(n for n in self.qmodel.graph.node if n.name == name)
+
+    # -- variants --------------------------------------------------------------------------
+    def variant(self, float_units, fallback: str = "fp32", fp16_unsafe=frozenset()):
+        """A copy of the Q/DQ graph with ``float_units`` (node names) out of INT8.
+
+        ``fallback="fp16"``: weighted units run in FP16 (Casts around, FP16 weights), except
+        those in ``fp16_unsafe`` (ranges beyond FP16), which stay FP32; Adds and Concats stay
+        FP32. Returns the ModelProto; its metadata names every unit kept out of INT8.
+        """
+        if fallback not in FALLBACKS:
+            raise EdgeportError(f"Unknown fallback precision '{fallback}'; choose one of {', '.join(FALLBACKS)}.")
+        onnx = self.onnx
+        names = [n for n in dict.fromkeys(float_units)]
+        unknown = [n for n in names if n not in self.by_name]
+        if unknown:
+            raise EdgeportError(f"{len(unknown)} layer(s) to keep in float are not quantized layers of this graph: "
+                                f"{', '.join(unknown[:5])}.")
+        if fallback == "fp16":
+            names += [a for a in self.dependent_adds(names) if a not in names]
+        model = onnx.ModelProto()
+        model.CopyFrom(self.qmodel)
+        graph = model.graph
+        producer = {o: n for n in graph.node for o in n.output if o}
+        have_inits = {i.name for i in graph.initializer}
+        wanted = set(names)
+        new_nodes = []
+        for node in graph.node:
+            if node.name not in wanted:
+                new_nodes.append(node)
+                continue
+            ref = self.fp32_by_output.get(node.output[0])
+            if ref is None:
+                raise EdgeportError(f"Layer '{node.name}' of the Q/DQ graph has no counterpart in the FP32 graph "
+                                    f"(no node writes '{node.output[0]}'); cannot take it back to float.")
+            for idx, t in enumerate(node.input):
+                p = producer.get(t)
+                if not t or p is None or p.op_type != "DequantizeLinear":
+                    continue
+                original = ref.input[idx]
+                if original in self.fp32_inits and original not in have_inits:
+                    graph.initializer.append(self.fp32_inits[original])
+                    have_inits.add(original)
+                node.input[idx] = original
+            if fallback == "fp16" and node.op_type in WEIGHTED and node.name not in fp16_unsafe:
+                new_nodes += _fp16_island(onnx, node, graph, self.fp32_inits, have_inits)
+            else:
+                new_nodes.append(node)
+        del graph.node[:]
+        graph.node.extend(new_nodes)
+        _prune(graph)
+        kept = list(dict.fromkeys(self.already_float + names))
+        _set_metadata(model, KEEP_FLOAT_KEY, json.dumps(kept))
+        if kept:
+            _set_metadata(model, KEEP_FLOAT_PRECISION_KEY, fallback)
+        return model
+
+    def only(self, unit: str):
+        """The FP32 graph with only ``unit`` quantized (every other unit back to float)."""
+        return self.variant([u.name for u in self.units if u.name != unit], "fp32")
+
+
+def _fp16_island(onnx, node, graph, fp32_inits: dict, have_inits: set) -> list:
+    """[Cast(x -> fp16), node with FP16 constants, Cast(y -> fp32)], keeping the output name."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    x16 = f"{node.input[0]}_{node.name}_fp16in"
+    inputs = [x16]
+    for t in node.input[1:]:
+        if not t:
+            inputs.append(t)
+            continue
+        name16 = f"{t}_fp16"
+        if name16 not in have_inits:
+            arr = numpy_helper.to_array(fp32_inits[t]) if t in fp32_inits else None
+            if arr is None:
+                arr = next(numpy_helper.to_array(i) for i in graph.initializer if i.name == t)
+            graph.initializer.append(numpy_helper.from_array(arr.astype(np.float16), name16))
+            have_inits.add(name16)
+        inputs.append(name16)
+    out = node.output[0]
+    y16 = f"{out}_fp16"
+    cast_in = helper.make_node("Cast", [node.input[0]], [x16], name=f"{node.name}_CastToFp16", to=TensorProto.FLOAT16)
+    del node.input[:]
+    node.input.extend(inputs)
+    node.output[0] = y16
+    cast_out = helper.make_node("Cast", [y16], [out], name=f"{node.name}_CastToFp32", to=TensorProto.FLOAT)
+    return [cast_in, node, cast_out]
+
+
+def _prune(graph) -> None:
+    """Drop Q/DQ nodes nobody reads any more, then unused initializers."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = {i for n in graph.node for i in n.input} | outputs
+        dead = [n for n in graph.node if n.op_type in QDQ and not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            graph.node.remove(n)
+    used = {i for n in graph.node for i in n.input}
+    keep = [i for i in graph.initializer if i.name in used]
+    if len(keep) != len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(keep)
+
+
+def _output_shapes(onnx, model) -> dict[str, list]:
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - MACs are informative; a graph shape inference cannot do gets 0
+        inferred = model
+    shapes = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    return shapes
+
+
+def _macs(node, shapes: dict, wdims: tuple | None) -> int:
+    """MACs per sample of a weighted layer: output elements x weights per output element."""
+    out = shapes.get(node.output[0])
+    if not out or wdims is None or any(d is None for d in out[1:]) or not wdims:
+        return 0
+    if node.op_type == "Conv":
+        per_output = int(np.prod(wdims[1:]))
+    elif node.op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        per_output = wdims[1] if trans_b else wdims[0]
+    else:  # MatMul with a constant [K, N] weight
+        per_output = wdims[-2] if len(wdims) >= 2 else 1
+    return int(np.prod(out[1:])) * int(per_output)
+
+
+def _concat_groups(nodes, consts: set) -> dict[str, int]:
+    """Concat node -> id of the group of Concats joined by shared tensors (one shared scale)."""
+    parent: dict[str, str] = {}
+
+    def find(x):
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    producer = {o: n for n in nodes for o in n.output if o}
+
+    def source(t):  # see through Q/DQ to the tensor they quantize
+        seen = 0
+        while t in producer and producer[t].op_type in QDQ and seen < 4:
+            t, seen = producer[t].input[0], seen + 1
+        return t
+
+    concats = [n for n in nodes if n.op_type == "Concat"]
+    for n in concats:
+        members = [source(t) for t in list(n.input) + list(n.output) if t and t not in consts]
+        for t in members[1:]:
+            parent[find(t)] = find(members[0])
+    ids: dict[str, int] = {}
+    out = {}
+    for n in concats:
+        root = find(source(n.output[0]))
+        out[n.name] = ids.setdefault(root, len(ids))
+    return out
+
+
+# -- running variants ----------------------------------------------------------------------------
+def run_model(model, inputs: np.ndarray, *, input_name: str, batch: int = 32, threads: int | None = None) -> np.ndarray:
+    """First output of ``model`` (a ModelProto) on ``inputs``, with ONNX Runtime's CPU provider."""
+    from .runners.onnxruntime import import_ort
+
+    ort = import_ort()
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), sess_options=opts,
+                                       providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+        raise EdgeportError(f"ONNX Runtime could not load a mixed-precision variant: {type(exc).__name__}: "
+                            f"{str(exc)[:300]}", hint="Rerun with --debug for the traceback; this is an edgeport bug.") from exc
+    output = session.get_outputs()[0].name
+    outs = []
+    for start in range(0, len(inputs), batch):
+        chunk = np.ascontiguousarray(inputs[start:start + batch], dtype=np.float32)
+        outs.append(np.asarray(session.run([output], {input_name: chunk})[0], dtype=np.float32))
+    return np.concatenate(outs, axis=0)
+
+
+def output_metrics(out: np.ndarray, ref: np.ndarray) -> dict:
+    """SQNR (dB) of the logits, mean centered cosine and top-1 agreement of ``out`` vs ``ref``."""
+    from .compare import _centered_cosine
+
+    out = np.asarray(out, np.float64).reshape(len(out), -1)
+    ref = np.asarray(ref, np.float64).reshape(len(ref), -1)
+    finite = np.isfinite(out).all()
+    if not finite:
+        return {"sqnr_db": -math.inf, "output_cosine": -1.0, "top1_agreement": 0.0}
+    noise = float(((out - ref) ** 2).sum())
+    signal = float((ref ** 2).sum())
+    sqnr = math.inf if noise == 0 else 10 * math.log10(max(signal, 1e-30) / noise)
+    return {"sqnr_db": sqnr, "output_cosine": float(_centered_cosine(out, ref).mean()),
+            "top1_agreement": float((out.argmax(1) == ref.argmax(1)).mean())}
+
+
+def pick_samples(n: int, limit: int | None) -> np.ndarray:
+    """Indexes of at most ``limit`` samples spread evenly over ``n`` (class-sorted sets keep every class)."""
+    if not limit or limit >= n:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+
+
+def measure_sensitivity(graph: MixedGraph, inputs: np.ndarray, *, input_name: str, batch: int = 32,
+                        threads: int | None = None, log: Callable[[str], None] = lambda s: None) -> list[dict]:
+    """Rank every quantized unit by the error it alone adds to the logits ("quantize only
+    this layer"), most harmful first. ``inputs``: normalized NCHW float32 samples."""
+    from .console import Progress
+
+    if not graph.units:
+        return []
+    reference = run_model(graph.fp32, inputs, input_name=input_name, batch=batch, threads=threads)
+    rows = []
+    with Progress(len(graph.units), f"sensitivity ({len(graph.units)} layers x {len(inputs)} samples)") as progress:
+        for unit in graph.units:
+            out = run_model(graph.only(unit.name), inputs, input_name=input_name, batch=batch, threads=threads)
+            m = output_metrics(out, reference)
+            rows.append({
+                "layer": unit.name, "op_type": unit.op_type,
+                "sqnr_db": _round(m["sqnr_db"], 3), "output_cosine": _round(m["output_cosine"], 7),
+                "top1_agreement": _round(m["top1_agreement"], 4),
+                "macs_share": round(graph.macs_share([unit.name]), 5),
+                **({"group": unit.group} if unit.group is not None else {}),
+            })
+            progress.update(1)
+    return rank_rows(rows)
+
+
+def _round(x: float, digits: int):
+    return x if not math.isfinite(x) else round(float(x), digits)
+
+
+def rank_rows(rows: list[dict]) -> list[dict]:
+    """Sort most sensitive first (lowest logit SQNR, then lowest cosine) and number them."""
+    def key(r):
+        s = r["sqnr_db"]
+        return (s if isinstance(s, (int, float)) else math.inf, r.get("output_cosine", 1.0))
+
+    ranked = sorted(rows, key=key)
+    for i, r in enumerate(ranked, 1):
+        r["rank"] = i
+        r.setdefault("kept_float", False)
+    return ranked
+
+
+def report_rows(rows: list[dict], kept: dict[str, str] | None = None) -> list[dict]:
+    """report.json's ``sensitivity`` list: fixed field order, ``kept_float`` filled in."""
+    kept = kept or {}
+    fields = ("rank", "layer", "op_type", "sqnr_db", "output_cosine", "top1_agreement", "macs_share", "kept_float")
+    out = []
+    for r in rows:
+        d = {k: r.get(k) for k in fields}
+        d["kept_float"] = r["layer"] in kept
+        for k in ("sqnr_db",):
+            if isinstance(d[k], float) and not math.isfinite(d[k]):
+                d[k] = -999.0 if d[k] < 0 else 999.0  # JSON has no inf; the chart needs a number
+        if r.get("group") is not None:
+            d["group"] = r["group"]
+        out.append(d)
+    return out

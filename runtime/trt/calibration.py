@@ -1,0 +1,101 @@
+"""The bundle's TensorRT calibration cache, for implicit INT8 (DLA on TensorRT <= 10).
+
+``edgeport export --int8`` writes, besides the Q/DQ graph, a calibration cache in
+TensorRT's text format: a header line ``TRT-<version>-<Algorithm>`` then one
+``tensor_name: <hex float32 scale>`` line per tensor of model.onnx. The builder replays it
+through a calibrator that never asks for data, so the device needs no calibration images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from ..errors import BundleError
+
+DEFAULT_NAME = "calib.cache"
+
+# Header algorithm -> the tensorrt calibrator class that reads such a cache.
+CALIBRATORS = {
+    "EntropyCalibration2": "IInt8EntropyCalibrator2",
+    "EntropyCalibration": "IInt8EntropyCalibrator",
+    "MinMaxCalibration": "IInt8MinMaxCalibrator",
+    "LegacyCalibration": "IInt8LegacyCalibrator",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheHeader:
+    trt_code: int | None  # e.g. 8601 for 8.6.1, 100300 for 10.3.0
+    algorithm: str
+    calibrator: str  # tensorrt class name
+
+
+def parse_header(data: bytes) -> CacheHeader:
+    """Read the first line of a TensorRT calibration cache."""
+    first = data.split(b"\n", 1)[0].decode("ascii", errors="replace").strip()
+    m = re.match(r"^TRT-(\d+)-(\w+)$", first)
+    if not m or m.group(2) not in CALIBRATORS:
+        raise BundleError(
+            f"The calibration cache does not start with a TensorRT header like 'TRT-8601-EntropyCalibration2' "
+            f"(found {first[:60]!r}).",
+            hint="Re-export the bundle with `edgeport export ... --int8` to regenerate it.")
+    return CacheHeader(int(m.group(1)), m.group(2), CALIBRATORS[m.group(2)])
+
+
+def version_code(version) -> int:
+    """NV_TENSORRT_VERSION as calibration headers write it: 8.6.1 -> 8601, 10.3.0 -> 100300."""
+    if version.major >= 10:
+        return version.major * 10000 + version.minor * 100 + version.patch
+    return version.major * 1000 + version.minor * 100 + version.patch
+
+
+def retarget(data: bytes, version) -> tuple[bytes, bool]:
+    """The cache with its header's version set to the running TensorRT's (True if changed).
+
+    The scales do not depend on the TensorRT version; only the header names one, and the
+    export cannot know which TensorRT the device has, so the header is made to match.
+    """
+    header = parse_header(data)
+    code = version_code(version)
+    if header.trt_code == code:
+        return data, False
+    rest = data.split(b"\n", 1)[1] if b"\n" in data else b""
+    return f"TRT-{code}-{header.algorithm}\n".encode() + rest, True
+
+
+def _entry(value) -> dict | None:
+    if isinstance(value, str):
+        return {"file": value}
+    if isinstance(value, dict) and isinstance(value.get("file"), str):
+        return value
+    return None
+
+
+def find_calibration_cache(bundle) -> Path:
+    """The checked path of the bundle's TensorRT calibration cache.
+
+    Looks where the INT8 export records it (manifest["int8"]["trt_calibration_cache"], or
+    similar keys in the int8 artifact entry or in manifest["artifacts"]); a recorded sha256
+    is verified. An unrecorded ``calib.cache`` in the bundle folder is used as a last resort.
+    """
+    m = bundle.manifest
+    arts = m.get("artifacts", {}) if isinstance(m.get("artifacts"), dict) else {}
+    int8 = m.get("int8", {}) if isinstance(m.get("int8"), dict) else {}
+    int8_art = arts.get("int8", {}) if isinstance(arts.get("int8"), dict) else {}
+    candidates = [int8.get(k) for k in ("trt_calibration_cache", "trt_calib_cache", "calib_cache")]
+    candidates += [int8_art.get(k) for k in ("trt_calibration_cache", "trt_calib_cache", "calib_cache")]
+    candidates += [arts.get(k) for k in ("trt_calibration_cache", "trt_calib_cache", "calib_cache")]
+    for value in candidates:
+        entry = _entry(value)
+        if entry:
+            return bundle._checked(entry, "the TensorRT calibration cache")
+    fallback = bundle.root / DEFAULT_NAME
+    if fallback.is_file():
+        return fallback
+    raise BundleError(
+        f"Bundle '{bundle.root}' has no TensorRT calibration cache ({DEFAULT_NAME}, recorded in manifest.json under "
+        "int8.trt_calib_cache), which implicit INT8 on DLA needs.",
+        hint="Re-export with `edgeport export ... --int8` (it writes the cache), or build int8 for the GPU "
+        "(drop --dla-core), which uses the Q/DQ graph instead.")

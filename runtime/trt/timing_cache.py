@@ -1,0 +1,89 @@
+"""The builder's timing cache: one file per (TensorRT version, GPU), reused across builds.
+
+TensorRT times candidate kernels ("tactics") for every layer; the timing cache keeps those
+measurements, so a rebuild (another precision, another profile, a re-export) takes seconds
+instead of minutes. A cache is only valid for the TensorRT version and GPU that produced
+it, so the default file name carries both:
+``$EDGEPORT_CACHE/timing/trt<version>-sm<CC>-<gpu>.cache`` (EDGEPORT_CACHE defaults to
+``$XDG_CACHE_HOME/edgeport`` or ``~/.cache/edgeport``).
+
+Builds of several bundles may run at once on one device: reads and writes hold an
+advisory lock, and writes go through a temp file + rename, so the file is never torn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from ..errors import EdgeportError
+from .policy import TrtVersion, cc_tag
+
+
+def cache_root(environ=None) -> Path:
+    """$EDGEPORT_CACHE, else $XDG_CACHE_HOME/edgeport, else ~/.cache/edgeport."""
+    env = os.environ if environ is None else environ
+    if env.get("EDGEPORT_CACHE"):
+        return Path(env["EDGEPORT_CACHE"]).expanduser()
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]).expanduser() / "edgeport"
+    return Path.home() / ".cache" / "edgeport"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "gpu"
+
+
+def default_path(trt_version: str, gpu_name: str, compute_capability: str, root: Path | None = None) -> Path:
+    """Where the timing cache for this TensorRT version and GPU lives."""
+    v = TrtVersion.parse(trt_version)
+    root = cache_root() if root is None else Path(root)
+    return root / "timing" / f"trt{v}-{cc_tag(compute_capability)}-{_slug(gpu_name)}.cache"
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """An exclusive advisory lock next to ``path`` (blocks until other builds release it)."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def load(path: Path) -> bytes:
+    """The cache's bytes, or b"" when there is none yet."""
+    path = Path(path)
+    try:
+        with locked(path):
+            return path.read_bytes() if path.is_file() else b""
+    except OSError as exc:
+        raise EdgeportError(f"Cannot read the timing cache {path}: {exc}.",
+                            hint="Fix its permissions, delete it, or pass another --timing-cache PATH.") from exc
+
+
+def save(path: Path, data: bytes) -> None:
+    """Replace the cache atomically (readers see the old or the new file, never half)."""
+    path = Path(path)
+    try:
+        with locked(path):
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+    except OSError as exc:
+        raise EdgeportError(f"Cannot write the timing cache {path}: {exc}.",
+                            hint="Free disk space or pass another --timing-cache PATH.") from exc
