@@ -32,16 +32,7 @@ class StagedBundle:
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "StagedBundle":
-        try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise EdgeportError(f"Output path '{self.out_dir}' exists and is not a folder.",
-                                hint="Pass --output DIR pointing to a folder.") from None
-        except OSError as exc:
-            raise _os_error(exc, self.out_dir) from exc
-        if not os.access(self.out_dir, os.W_OK | os.X_OK):
-            raise EdgeportError(f"Output folder '{self.out_dir}' is not writable.",
-                                hint="Choose another --output folder or fix its permissions.")
+        prepare_output(self.out_dir)
         self._lock()
         self._recover()
         try:
@@ -116,6 +107,21 @@ class StagedBundle:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.final
+
+
+def prepare_output(out_dir: Path) -> None:
+    """Create the output folder and check it is writable (called early, before slow work)."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise EdgeportError(f"Output path '{out_dir}' exists and is not a folder.",
+                            hint="Pass --output DIR pointing to a folder.") from None
+    except OSError as exc:
+        raise _os_error(exc, out_dir) from exc
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise EdgeportError(f"Output folder '{out_dir}' is not writable.",
+                            hint="Choose another --output folder or fix its permissions.")
 
 
 def _os_error(exc: OSError, path: Path) -> EdgeportError:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from runtime import console
 from runtime.cli import cli, common_options, print_comparisons
 from runtime.errors import EXIT_CHECK_FAILED
 
@@ -56,6 +55,19 @@ def _triple(ctx, param, value):
 @click.option("--calib-samples", type=click.IntRange(min=1), default=None, help="Calibration samples (default: all, capped at 512).")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default=None,
               help="INT8 range estimation (default: see docs).")
+@click.option("--max-drop", type=float, default=None, metavar="POINTS",
+              help="With --int8: accuracy budget in percentage points (top-1 agreement loss vs PyTorch FP32 on the "
+                   "held-out golden set, or top-1 drop on --budget-data). The most sensitive layers leave INT8 "
+                   "until it holds (docs/int8.md).")
+@click.option("--budget-data", type=click.Path(path_type=Path), default=None,
+              help="With --max-drop: labeled held-out images (ImageFolder DIR/<class>/*.jpg) to judge the budget "
+                   "as top-1 accuracy drop.")
+@click.option("--fallback-precision", type=click.Choice(["fp16", "fp32"]), default=None,
+              help="With --max-drop: precision of the layers kept out of INT8 (default fp16; TensorRT builds them so).")
+@click.option("--max-float-layers", type=click.IntRange(min=1), default=None,
+              help="With --max-drop: at most this many layers may leave INT8 (default: half of them).")
+@click.option("--sensitivity-samples", type=click.IntRange(min=1), default=32, show_default=True,
+              help="With --max-drop: held-out images per per-layer sensitivity run.")
 @click.option("--verify-data", type=click.Path(path_type=Path), default=None,
               help="Folder of images for the golden set (default: the built-in held-out photos).")
 @click.option("--verify-samples", type=click.IntRange(min=1), default=64, show_default=True,
@@ -71,7 +83,8 @@ def _triple(ctx, param, value):
 @common_options
 def export(model, weights, trust_checkpoint, num_classes, input_size, mean, std, output, name, max_batch, opset,
            no_simplify, fp16, int8, calib_data, calib_samples, calib_method, verify_data, verify_samples,
-           no_verify, tols, class_names_file, engine):
+           no_verify, tols, class_names_file, engine, max_drop, budget_data, fallback_precision, max_float_layers,
+           sensitivity_samples):
     """Export a model to a verified bundle: ONNX (+FP16, +INT8) and PyTorch reference outputs."""
     from runtime.compare import parse_tolerances
     from runtime.labeled import read_class_names
@@ -95,7 +108,9 @@ def export(model, weights, trust_checkpoint, num_classes, input_size, mean, std,
                           verify_data=verify_data, verify_samples=verify_samples,
                           tolerances=parse_tolerances(tols), name=name,
                           class_names=tuple(read_class_names(class_names_file)) if class_names_file else None,
-                          engine=engine)
+                          engine=engine, max_drop=max_drop, budget_data=budget_data,
+                          fallback_precision=fallback_precision, max_float_layers=max_float_layers,
+                          sensitivity_samples=sensitivity_samples)
     result = run_export(config)
     if result.comparisons:
         print_comparisons(result.comparisons)

@@ -40,6 +40,13 @@ class ExportConfig:
     name: str | None = None  # bundle folder name (default: the model's name)
     class_names: tuple[str, ...] | None = None  # --class-names FILE; overrides the weights' categories
     engine: str = "no"  # --engine auto|yes|no: TensorRT engines right after the export (the CLI defaults to auto)
+    # --max-drop: INT8 accuracy budget in points; the most sensitive layers leave INT8 until it holds
+    # (exporter/mixed_precision.py). --budget-data: labeled held-out images to judge it on.
+    max_drop: float | None = None
+    budget_data: Path | None = None
+    fallback_precision: str | None = None  # fp16 (default) | fp32: precision of the layers kept out of INT8
+    max_float_layers: int | None = None  # default: half the quantized layers
+    sensitivity_samples: int = 32  # held-out images per per-layer sensitivity run
 
 
 @dataclasses.dataclass
@@ -84,7 +91,7 @@ def run_export(config: ExportConfig) -> ExportResult:
 
         require_engine_support()  # fail before a minutes-long export, not after it
     from . import golden as G
-    from .bundle_writer import StagedBundle, guard_disk
+    from .bundle_writer import StagedBundle, guard_disk, prepare_output
     from .models import build_model, count_macs
     from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, fp16_range_check, save, simplify, to_fp16
 
@@ -93,6 +100,12 @@ def run_export(config: ExportConfig) -> ExportResult:
     if not 7 <= config.opset <= 20:
         raise UsageError(f"--opset {config.opset} is outside the supported range 7..20 "
                          "(TensorRT 8.6 parses up to 17; static INT8 quantization needs < 21).")
+    if config.max_drop is not None or config.budget_data is not None or config.fallback_precision is not None \
+            or config.max_float_layers is not None:
+        from .mixed_precision import check_config
+
+        check_config(config)
+    prepare_output(config.output)  # fail fast, before loading the model
     timings: dict[str, float] = {}
     with _Stage(timings, "load", f"loading model {config.request.model} (weights: {config.request.weights})"):
         built = build_model(config.request, log=console.log)
@@ -179,15 +192,23 @@ def run_export(config: ExportConfig) -> ExportResult:
         }
         if config.fp16:
             manifest["fp16_range"] = fp16_range
+        int8_sections = {}  # report.json sections from the INT8 accuracy budget (sensitivity, mixed_precision)
 
         if config.int8:
             from .quantize import add_int8  # the INT8 issue
 
             with _Stage(timings, "int8", "calibrating and quantizing to INT8 (Q/DQ)"):
                 add_int8(staged, manifest, model, built, config)
+            if config.max_drop is not None:
+                from .mixed_precision import apply_budget, budget_data_for
+
+                with _Stage(timings, "int8_budget", f"fitting INT8 to the accuracy budget (--max-drop {config.max_drop:g})"):
+                    data = budget_data_for(config, manifest, pre, inputs, reference, gold.source)
+                    int8_sections = apply_budget(staged, manifest, config, pre, data, inputs, reference)
+
             from .cpu_int8 import add_int8_cpu  # model.int8-cpu.onnx: the INT8 graph ORT CPU runs fast
 
-            with _Stage(timings, "int8_cpu", "quantizing for ONNX Runtime CPU (U8S8 QOperator)"):
+            with _Stage(timings, "int8_cpu", "quantizing for ONNX Runtime CPU (U8S8 Q/DQ, model.int8-cpu.onnx)"):
                 add_int8_cpu(staged, manifest, model, built, config)
 
         with guard_disk(staged.staging):
@@ -208,7 +229,7 @@ def run_export(config: ExportConfig) -> ExportResult:
                 vconf = VerifyConfig(tolerances=config.tolerances) if config.tolerances else VerifyConfig()
                 comparisons = verify_bundle(b, vconf, log=console.log)
                 with guard_disk(staged.staging):
-                    write_reports(b, comparisons)
+                    write_reports(b, comparisons, sections=int8_sections or None)
         final = staged.commit()
     console.log(f"bundle written to {final} in {sum(timings.values()):.1f} s")
     engines, engine_hint = [], None

@@ -12,7 +12,7 @@ import click
 from . import console
 from .cli import cli, common_options
 
-# int8-cpu (ONNX Runtime's U8S8 QOperator graph) is never built by TensorRT.
+# int8-cpu (ONNX Runtime's U8S8 Q/DQ graph) is never built by TensorRT.
 BUILD_PRECISIONS = ("fp32", "fp16", "int8", "all")
 
 

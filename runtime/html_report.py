@@ -407,7 +407,7 @@ def _latency_section(report: dict) -> str:
     scalars = {k: v for k, v in meta.items() if not isinstance(v, (list, dict))}
     if scalars:
         parts.append(_definition_list(scalars))
-    cols = ["backend", "provider", "precision", "batch", "p50_ms", "p90_ms", "p99_ms", "throughput"]
+    cols = ["backend", "provider", "precision", "batch", "p50_ms", "p90_ms", "p99_ms", "throughput_ips"]
     extra = [k for b in benches for k in b if k not in cols and not isinstance(b[k], (list, dict))]
     cols += list(dict.fromkeys(extra))
     parts.append(_table(cols, [[_fmt(b.get(c)) for c in cols] for b in benches], table_id="benchmarks"))
@@ -558,6 +558,19 @@ def _sensitivity_plot(value) -> str:
     rows = _first_table(value)
     if not rows:
         return ""
+    ranked_rows = [r for r in rows if isinstance(r.get("rank"), int) and isinstance(r.get("output_cosine"), (int, float))
+                   and not isinstance(r.get("output_cosine"), bool)]
+    if ranked_rows and "layer" in ranked_rows[0]:  # runtime/sensitivity.py: ranked by the centered cosine
+        top = sorted(ranked_rows, key=lambda r: r["rank"])[:25]
+        vals = [-10 * math.log10(max(1.0 - float(r["output_cosine"]), 1e-12)) for r in top]
+        kept = PRECISION_COLORS["fp16"]
+        bars = [{"label": _tail(str(r["layer"]), 28), "values": [v], **({"colors": [kept]} if r.get("kept_float") else {})}
+                for r, v in zip(top, vals)]
+        title = "Most sensitive layers in rank order (lower = more harmful)"
+        if any(r.get("kept_float") for r in top):
+            title += "; orange: kept out of INT8"
+        return bar_chart("plot-sensitivity", title, bars, ["-10 log10(1 - cosine)"],
+                         "-10 log10(1 - centered cosine) of the logits with only that layer in INT8, dB")
     name_key = next((k for k in _NAME_KEYS if k in rows[0]), None)
     metric = next((k for k in _METRIC_KEYS if all(isinstance(r.get(k), (int, float)) for r in rows)), None)
     if metric is None:
@@ -571,18 +584,48 @@ def _sensitivity_plot(value) -> str:
     ranked = sorted(rows, key=lambda r: r[metric], reverse=not ascending)[:25]
     vals = [float(r[metric]) for r in ranked]
     offset = min(0.0, min(vals))  # bars start at zero; shift when the metric can be negative
-    bars = [{"label": str(r[name_key])[-28:], "values": [v - offset]} for r, v in zip(ranked, vals)]
-    return bar_chart("plot-sensitivity", f"Most sensitive layers by {metric}" + (" (lowest first)" if ascending
-                     else " (highest first)"), bars, [metric], metric + (f" (+{-offset:g})" if offset else ""),
+    # Layers an accuracy budget kept out of INT8 (export --max-drop) are drawn in the FP16 colour.
+    kept = PRECISION_COLORS["fp16"]
+    bars = [{"label": _tail(str(r[name_key]), 28), "values": [v - offset],
+             **({"colors": [kept]} if r.get("kept_float") else {})} for r, v in zip(ranked, vals)]
+    title = f"Most sensitive layers by {metric}" + (" (lowest first)" if ascending else " (highest first)")
+    if any(r.get("kept_float") for r in ranked):
+        title += "; orange: kept out of INT8"
+    return bar_chart("plot-sensitivity", title, bars, [metric], metric + (f" (+{-offset:g})" if offset else ""),
                      fmt=lambda v: f"{v + offset:.3g}")
+
+
+def _tail(text: str, width: int) -> str:
+    return text if len(text) <= width else "\u2026" + text[-(width - 1):]
+
+
+def _sensitivity_table(rows: list[dict]) -> str:
+    """The ranked layers of runtime/sensitivity.py: cosine as 1 - cosine (0.99997 and 0.9958 both read
+    1.000 at three digits), MAC share in percent, where each layer runs."""
+    def num(v, spec):
+        return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
+
+    body = [[num(r.get("rank"), "d"), str(r.get("layer")), str(r.get("op_type", "")),
+             num(1 - r["output_cosine"], ".2e") if isinstance(r.get("output_cosine"), (int, float)) else "-",
+             num(r.get("sqnr_db"), ".1f"),
+             num(r.get("top1_agreement"), ".1%"), num(r.get("macs_share"), ".2%"),
+             "kept out of INT8" if r.get("kept_float") else "INT8"] for r in rows[:MAX_TABLE_ROWS]]
+    return _table(["rank", "layer", "op", "1 - cosine", "SQNR dB", "top-1 agreement", "MACs", "runs in"], body,
+                  table_id="sensitivity-table", row_classes=["warn" if r.get("kept_float") else "" for r in rows])
 
 
 def _optional_section(report: dict, key: str, title: str) -> str:
     if key not in report or report[key] in (None, {}, []):
         return ""
     plot = _sensitivity_plot(report[key]) if key == "sensitivity" else ""
-    return (f'<section id="{key}"><h2>{_esc(title)}</h2>\n{plot}\n'
-            + render_generic(report[key], table_id=f"{key}-table") + "</section>")
+    value = report[key]
+    if key == "sensitivity" and isinstance(value, list) and value and all(
+            isinstance(r, dict) and "rank" in r and "layer" in r for r in value):
+        body = ("<p>Each layer quantized alone (every other layer FP32), compared with the FP32 graph at the "
+                "centered logits; ranked by the mean cosine, most harmful first.</p>" + _sensitivity_table(value))
+    else:
+        body = render_generic(value, table_id=f"{key}-table")
+    return f'<section id="{key}"><h2>{_esc(title)}</h2>\n{plot}\n' + body + "</section>"
 
 
 _CSS = """
@@ -652,6 +695,7 @@ def render_html(report: dict, manifest: dict | None = None, golden: dict | None 
     parts.append(_accuracy_section(report))
     parts.append(_changed_section(report, golden))
     parts.append(_optional_section(report, "lint", "INT8 lint"))
+    parts.append(_optional_section(report, "mixed_precision", "INT8 accuracy budget: layers kept out of INT8"))
     parts.append(_optional_section(report, "sensitivity", "Per-layer INT8 sensitivity"))
     tol = "; ".join(f"{_label(r)}: " + ", ".join(f"{k}={v}" for k, v in (r.get("tolerance") or {}).items()
                                                  if v is not None) for r in results)

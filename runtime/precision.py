@@ -4,7 +4,7 @@ A bundle exported with ``--int8`` carries two INT8 graphs:
 
 - ``int8``: model.int8.onnx, symmetric INT8 Q/DQ following TensorRT's rules (what
   ``edgeport build``, ``--backend tensorrt`` and ORT's TensorRT/CUDA providers run);
-- ``int8-cpu``: model.int8-cpu.onnx, ONNX Runtime's U8S8 QOperator graph, the fast one on
+- ``int8-cpu``: model.int8-cpu.onnx, ONNX Runtime's U8S8 Q/DQ graph, the fast one on
   ONNX Runtime's CPU provider (the TensorRT-style graph is slower than FP32 there).
 
 Rules (verify, bench and predict share them):
@@ -41,7 +41,7 @@ def resolve_precision(available: list[str], precision: str, *, backend: str = "o
                              "names the CPU graph; pass one of them.")
         if not cpu:
             raise UsageError(
-                f"--precision int8-cpu is ONNX Runtime's CPU graph (U8S8 QOperator), which {backend}/{provider} "
+                f"--precision int8-cpu is ONNX Runtime's CPU graph (U8S8 Q/DQ), which {backend}/{provider} "
                 "does not run.", hint="Use --precision int8 there (model.int8.onnx, built for TensorRT).")
         return CPU_INT8
     if precision == "int8" and cpu and not qdq and CPU_INT8 in available:

@@ -19,7 +19,10 @@ silently runs layers in float. The rules, each reported with the offending nodes
 - ``concat-scale``   the inputs of a quantized Concat are all quantized with one shared scale;
 - ``q-dq-pair``      every QuantizeLinear feeds DequantizeLinear nodes only.
 
-It also lists which Conv/Gemm/MatMul/Add/Concat run INT8 and which stay in float.
+It also lists which Conv/Gemm/MatMul/Add/Concat run INT8 and which stay in float. Layers a
+graph declares as kept in higher precision on purpose (model metadata ``edgeport.kept_float``,
+a JSON list of node names, written by ``export --max-drop``: runtime/sensitivity.py) are
+listed as float by design instead of failing ``weighted-inputs`` / ``residual-add``.
 The ``onnx`` package is imported lazily (a device without it skips the lint with a warning).
 """
 
@@ -73,6 +76,7 @@ class LintReport:
     int8_nodes: dict[str, list[str]]
     float_nodes: dict[str, list[str]]
     qdq_nodes: int
+    kept_float: list[str] = dataclasses.field(default_factory=list)  # declared float by design
 
     @property
     def passed(self) -> bool:
@@ -92,7 +96,8 @@ class LintReport:
         if self.passed:
             n8 = sum(len(v) for v in self.int8_nodes.values())
             nf = sum(len(v) for v in self.float_nodes.values())
-            return f"clean ({self.qdq_nodes} Q/DQ nodes; {n8} layers INT8, {nf} float)"
+            kept = f", {len(self.kept_float)} of them kept in higher precision on purpose" if self.kept_float else ""
+            return f"clean ({self.qdq_nodes} Q/DQ nodes; {n8} layers INT8, {nf} float{kept})"
         parts = []
         for rule, items in self.by_rule().items():
             if items:
@@ -109,6 +114,7 @@ class LintReport:
             "rules": {rule: {"description": RULES.get(rule, rule), "violations": [v.to_dict() for v in items]}
                       for rule, items in self.by_rule().items()},
             "int8": self.int8_nodes,
+            "kept_float": self.kept_float,
             "float": self.float_nodes,
         }
 
@@ -281,10 +287,27 @@ def lint_model(model_or_path) -> LintReport:
             _check_add(G, n, v, int8_nodes, float_nodes)
         elif n.op_type == "Concat":
             _check_concat(G, n, v, int8_nodes, float_nodes)
+    kept = _kept_float(model)
+    if kept:  # float by design (an accuracy budget kept them out of INT8): listed, not reported
+        v = [x for x in v if not (x.rule in ("weighted-inputs", "residual-add") and x.node in kept)]
     if not qdq:  # a float graph: one violation (has-qdq) says it all; the layers are listed as float
         v = [x for x in v if x.rule == "has-qdq"]
-    return LintReport(source=source, violations=v, int8_nodes=int8_nodes, float_nodes=float_nodes,
+    return LintReport(source=source, violations=v, int8_nodes=int8_nodes, float_nodes=float_nodes, kept_float=kept,
                       qdq_nodes=len(qdq))
+
+
+def _kept_float(model) -> list[str]:
+    """Node names listed under the ``edgeport.kept_float`` metadata key (a JSON list)."""
+    import json
+
+    for prop in model.metadata_props:
+        if prop.key == "edgeport.kept_float":
+            try:
+                names = json.loads(prop.value)
+            except ValueError:
+                return []
+            return [str(x) for x in names] if isinstance(names, list) else []
+    return []
 
 
 def _check_weighted(G: _Graph, n, v, int8_nodes, float_nodes) -> None:
@@ -399,4 +422,5 @@ def lint_artifact(path: str | Path, warn=None) -> dict | None:
         "violations": {rule: [x.to_dict() for x in items] for rule, items in report.by_rule().items() if items},
         "int8_layers": report.counts()["int8"],
         "float_layers": {op: names for op, names in report.float_nodes.items() if names},
+        **({"kept_float": report.kept_float} if report.kept_float else {}),
     }

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import tempfile
-from pathlib import Path
 
 from .bundle import Bundle
+from .fsutil import atomic_write_text  # noqa: F401  (re-exported for callers)
 from .compare import Comparison
 
 REPORT_VERSION = 1
@@ -18,26 +16,6 @@ SUMMARY_FIELDS = (
     "max_rel_diff", "cosine_min", "cosine_mean", "top1_agreement", "top5_overlap",
     "nonfinite", "passed", "failures", "tolerance",
 )
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        # mkstemp creates 0600; reports are shared like the rest of the bundle (umask decides).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def load_report(bundle: Bundle) -> dict:
@@ -172,6 +150,15 @@ def markdown_sections(report: dict) -> list[str]:
         lines += ["", "### Q/DQ lint (TensorRT's INT8 rules)", ""]
         lines += [f"- {p} ({d.get('file', '?')}): {'' if d.get('passed') else 'FAIL, '}{d.get('summary', '')}"
                   for p, d in lint.items() if isinstance(d, dict)]
+    mp = report.get("mixed_precision")  # export --max-drop (exporter/mixed_precision.py)
+    if isinstance(mp, dict) and isinstance(mp.get("budget_points"), (int, float)):
+        lines += ["", "### INT8 accuracy budget", "",
+                  f"Budget {mp['budget_points']:g} points ({mp.get('metric', '?')}, {mp.get('data', '?')}): "
+                  f"{_fmt(mp.get('drop_points'))} reached (full INT8: {_fmt(mp.get('full_int8_drop_points'))}); "
+                  f"{mp.get('layers_out_of_int8', '?')} of {mp.get('quantized_layers', '?')} layers out of INT8, "
+                  f"{_fmt(100 * float(mp.get('int8_macs_share') or 0), 1)} % of MACs in INT8.", ""]
+        lines += [f"- `{r.get('layer')}` ({r.get('op_type')}, {r.get('precision')}): {r.get('reason', '')}"
+                  for r in (mp.get("kept_float") or [])[:30] if isinstance(r, dict)]
     acc = report.get("accuracy")
     if isinstance(acc, dict) and acc.get("reference"):
         ref = acc["reference"]

@@ -7,17 +7,21 @@ quantized) or a Concat (its inputs are quantized with their group's shared scale
 Sensitivity = "quantize only this layer": the FP32 graph with the Q/DQ of one unit put
 back, run on held-out images and compared with the FP32 graph's own outputs:
 
-- ``sqnr_db``: signal-to-quantization-noise ratio of the logits, 10 log10(sum r^2 / sum (o-r)^2);
-- ``output_cosine``: mean cosine of centered logits (as in runtime/compare.py);
+- ``output_cosine``: mean cosine of centered logits (as in runtime/compare.py): **the rank**;
+- ``sqnr_db``: signal-to-quantization-noise ratio of the centered logits (each sample's mean
+  subtracted: softmax ignores a common shift), 10 log10(sum r^2 / sum (o-r)^2);
 - ``top1_agreement`` with the FP32 graph.
 
-Why this and not ONNX Runtime's ``qdq_loss_debug`` (per-tensor SQNR inside the fully
-quantized graph): that tool measures the error at each tensor, either locally (before vs
-after its own Q/DQ, blind to how much the rest of the network amplifies or forgets it) or
-accumulated from every layer upstream (so depth dominates the ranking). Isolating one unit
-and looking at the logits measures what the fallback decision changes: how much of the
-final error that one layer adds. docs/int8.md compares the rankings on a real case.
-The cost is one ONNX Runtime session per unit, so the measurement uses a bounded sample.
+Why rank by the cosine: a layer whose clipped range scales the logits down costs SQNR but
+changes no prediction (argmax and the cosine ignore a positive scale); measured on the
+trained test model, the cosine order reached the budget with fewer layers out of INT8 than
+the SQNR order (docs/int8.md). Why this measure and not ONNX Runtime's ``qdq_loss_debug``
+(per-tensor SQNR inside the fully quantized graph): that tool measures the error at each
+tensor, either locally (before vs after its own Q/DQ, blind to how much the rest of the
+network amplifies or forgets it) or accumulated from every layer upstream (so depth
+dominates the ranking). Isolating one unit and looking at the logits measures what the
+fallback decision changes: how much of the final error that one layer adds. The cost is
+one ONNX Runtime run over the sample per unit, so the sample is bounded.
 
 Falling back: ``MixedGraph.variant(float_units, fallback)`` removes the Q/DQ of the given
 units from a copy of the Q/DQ graph (their inputs read the float tensors again, their
@@ -36,7 +40,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -50,7 +54,7 @@ UNIT_OPS = WEIGHTED + ("Add", "Concat")
 QDQ = ("QuantizeLinear", "DequantizeLinear")
 DEFAULT_SAMPLES = 32  # images per sensitivity run: one ORT session per layer, so it is bounded
 FP16_MAX = 65504.0
-_FP16_SAFE = FP16_MAX / 4  # margin: calibration ranges underestimate the tails
+FP16_SAFE = FP16_MAX / 4  # margin: calibration ranges underestimate the tails
 
 
 def _onnx():
@@ -105,6 +109,7 @@ class MixedGraph:
         self.fp32 = fp32model
         self.fp32_inits = {i.name: i for i in fp32model.graph.initializer}
         self.fp32_by_output = {n.output[0]: n for n in fp32model.graph.node if n.output}
+        self.fp32_by_name = {n.name: n for n in fp32model.graph.node if n.name}
         nodes = list(qmodel.graph.node)
         self.producer = {o: n for n in nodes for o in n.output if o}
         self.q_consts = {i.name for i in qmodel.graph.initializer}
@@ -116,7 +121,8 @@ class MixedGraph:
         groups = _concat_groups(nodes, self.q_consts)
         for n in nodes:
             if n.op_type in WEIGHTED:
-                macs = _macs(n, shapes, self._weight_dims(n))
+                # The FP32 node: a layer already behind FP16 Casts writes a renamed tensor.
+                macs = _macs(self.fp32_node(n) or n, shapes, self._weight_dims(n))
                 self.total_macs += macs
                 if self._is_weighted_unit(n):
                     units.append(Unit(n.name, n.op_type, n.output[0], macs))
@@ -152,8 +158,16 @@ class MixedGraph:
             return False  # activation x activation: not a weighted layer
         return bool(self._dq_inputs(node))
 
+    def fp32_node(self, node):
+        """The FP32 graph's node for a Q/DQ graph node: same output tensor (or, for a layer already
+        behind FP16 Casts, same name)."""
+        ref = self.fp32_by_output.get(node.output[0]) if node.output else None
+        if ref is None or ref.op_type != node.op_type:
+            ref = self.fp32_by_name.get(node.name)
+        return ref if ref is not None and ref.op_type == node.op_type else None
+
     def _weight_dims(self, node) -> tuple | None:
-        ref = self.fp32_by_output.get(node.output[0])
+        ref = self.fp32_node(node)
         if ref is None or len(ref.input) < 2 or ref.input[1] not in self.fp32_inits:
             return None
         return tuple(self.fp32_inits[ref.input[1]].dims)
@@ -180,15 +194,18 @@ class MixedGraph:
         for u in self.units:
             if u.op_type != "Add" or u.name in float_units:
                 continue
-            node = self._node(u.name)
+            node = self.node_named(u.name)
             for t in node.input:
                 p = self.producer.get(t)
                 if p is not None and p.name in wanted:
                     out[u.name] = p.name
         return out
 
-    def _node(self, name: str):
-        return next(n for n in self.qmodel.graph.node if n.name == name)
+    def node_named(self, name: str):
+        """The Q/DQ graph's node called ``name``."""
+        if not hasattr(self, "_by_name"):
+            self._by_name = {n.name: n for n in self.qmodel.graph.node if n.name}
+        return self._by_name[name]
 
     # -- variants --------------------------------------------------------------------------
     def variant(self, float_units, fallback: str = "fp32", fp16_unsafe=frozenset()):
@@ -219,7 +236,7 @@ class MixedGraph:
             if node.name not in wanted:
                 new_nodes.append(node)
                 continue
-            ref = self.fp32_by_output.get(node.output[0])
+            ref = self.fp32_node(node)
             if ref is None:
                 raise EdgeportError(f"Layer '{node.name}' of the Q/DQ graph has no counterpart in the FP32 graph "
                                     f"(no node writes '{node.output[0]}'); cannot take it back to float.")
@@ -238,6 +255,7 @@ class MixedGraph:
                 new_nodes.append(node)
         del graph.node[:]
         graph.node.extend(new_nodes)
+        _release_orphan_qdq(graph, {u.name for u in self.units} - wanted)
         _prune(graph)
         kept = list(dict.fromkeys(self.already_float + names))
         _set_metadata(model, KEEP_FLOAT_KEY, json.dumps(kept))
@@ -276,6 +294,34 @@ def _fp16_island(onnx, node, graph, fp32_inits: dict, have_inits: set) -> list:
     node.output[0] = y16
     cast_out = helper.make_node("Cast", [y16], [out], name=f"{node.name}_CastToFp32", to=TensorProto.FLOAT)
     return [cast_in, node, cast_out]
+
+
+def _release_orphan_qdq(graph, quantized_units: set[str]) -> None:
+    """An activation Q/DQ that no quantized layer reads any more goes, for every reader.
+
+    ONNX Runtime rewires *every* consumer of a quantized tensor to its DequantizeLinear: in a
+    DenseNet the first BatchNorm of a block reads the block input through the Q/DQ that its
+    Concats asked for. Once those Concats fall back, that Q/DQ is there for nobody; keeping
+    it would leave rounding in a graph whose layers are all float.
+    """
+    producer = {o: n for n in graph.node for o in n.output if o}
+    readers: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            if i:
+                readers.setdefault(i, []).append(n)
+    outputs = {o.name for o in graph.output}
+    for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
+        q = producer.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear":
+            continue  # a weight (constant) DQ
+        users = readers.get(dq.output[0], [])
+        if dq.output[0] in outputs or any(u.name in quantized_units for u in users):
+            continue
+        for u in users:
+            for idx, t in enumerate(u.input):
+                if t == dq.output[0]:
+                    u.input[idx] = q.input[0]
 
 
 def _prune(graph) -> None:
@@ -368,7 +414,7 @@ def run_model(model, inputs: np.ndarray, *, input_name: str, batch: int = 32, th
     try:
         session = ort.InferenceSession(model.SerializeToString(), sess_options=opts,
                                        providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+    except Exception as exc:
         raise EdgeportError(f"ONNX Runtime could not load a mixed-precision variant: {type(exc).__name__}: "
                             f"{str(exc)[:300]}", hint="Rerun with --debug for the traceback; this is an edgeport bug.") from exc
     output = session.get_outputs()[0].name
@@ -380,7 +426,13 @@ def run_model(model, inputs: np.ndarray, *, input_name: str, batch: int = 32, th
 
 
 def output_metrics(out: np.ndarray, ref: np.ndarray) -> dict:
-    """SQNR (dB) of the logits, mean centered cosine and top-1 agreement of ``out`` vs ``ref``."""
+    """SQNR (dB) of the centered logits, mean centered cosine and top-1 agreement of ``out`` vs ``ref``.
+
+    Centered (each sample's mean logit subtracted) because softmax and argmax ignore a shift
+    common to all logits; on raw logits such a shift dominates the SQNR of nets whose logits
+    share a large offset (measured: a random-init DenseNet whose raw-logit SQNR rose while
+    its centered cosine fell), ranking layers by an error that changes no prediction.
+    """
     from .compare import _centered_cosine
 
     out = np.asarray(out, np.float64).reshape(len(out), -1)
@@ -388,8 +440,10 @@ def output_metrics(out: np.ndarray, ref: np.ndarray) -> dict:
     finite = np.isfinite(out).all()
     if not finite:
         return {"sqnr_db": -math.inf, "output_cosine": -1.0, "top1_agreement": 0.0}
-    noise = float(((out - ref) ** 2).sum())
-    signal = float((ref ** 2).sum())
+    oc = out - out.mean(axis=1, keepdims=True)
+    rc = ref - ref.mean(axis=1, keepdims=True)
+    noise = float(((oc - rc) ** 2).sum())
+    signal = float((rc ** 2).sum())
     sqnr = math.inf if noise == 0 else 10 * math.log10(max(signal, 1e-30) / noise)
     return {"sqnr_db": sqnr, "output_cosine": float(_centered_cosine(out, ref).mean()),
             "top1_agreement": float((out.argmax(1) == ref.argmax(1)).mean())}
@@ -432,10 +486,11 @@ def _round(x: float, digits: int):
 
 
 def rank_rows(rows: list[dict]) -> list[dict]:
-    """Sort most sensitive first (lowest logit SQNR, then lowest cosine) and number them."""
+    """Sort most sensitive first (lowest centered cosine, then lowest SQNR) and number them.
+    Rows without numbers (a layer already out of INT8 with nothing recorded) go last."""
     def key(r):
-        s = r["sqnr_db"]
-        return (s if isinstance(s, (int, float)) else math.inf, r.get("output_cosine", 1.0))
+        c, s = r.get("output_cosine"), r.get("sqnr_db")
+        return (c if isinstance(c, (int, float)) else math.inf, s if isinstance(s, (int, float)) else math.inf)
 
     ranked = sorted(rows, key=key)
     for i, r in enumerate(ranked, 1):
@@ -459,3 +514,44 @@ def report_rows(rows: list[dict], kept: dict[str, str] | None = None) -> list[di
             d["group"] = r["group"]
         out.append(d)
     return out
+
+
+# -- an existing bundle ----------------------------------------------------------------------------
+def bundle_sensitivity(bundle, *, samples: int | None = DEFAULT_SAMPLES, threads: int | None = None,
+                       log: Callable[[str], None] = lambda s: None) -> dict:
+    """Sensitivity of a bundle's Q/DQ artifact (model.int8.onnx) on its golden set.
+
+    Needs model.onnx, model.int8.onnx and golden.npz. Layers the artifact already keeps out
+    of INT8 (``export --max-drop``) have no Q/DQ left to measure: they are listed with the
+    numbers recorded at export (manifest ``int8.mixed_precision``). Returns ``{"rows": report
+    rows, "samples": n, "units": measured, "kept": names}``.
+    """
+    from .errors import BundleError
+
+    onnx = _onnx()
+    if "int8" not in bundle.precisions:
+        raise BundleError(f"Bundle '{bundle.root}' has no int8 artifact (model.int8.onnx) to analyse; it has "
+                          f"{', '.join(bundle.precisions) or 'none'}.",
+                          hint="Export it with --int8 (and --calib-data DIR).")
+    qmodel = onnx.load(str(bundle.artifact_path("int8")))
+    fp32 = onnx.load(str(bundle.artifact_path("fp32")))
+    graph = MixedGraph(qmodel, fp32)
+    golden = bundle.golden()
+    inputs = golden.inputs(bundle.preprocessing)
+    pick = pick_samples(len(inputs), samples)
+    log(f"sensitivity of {bundle.artifact_path('int8').name}: {len(graph.units)} quantized layers, one at a time, "
+        f"on {len(pick)} of {len(inputs)} golden images")
+    rows = measure_sensitivity(graph, inputs[pick], input_name=bundle.input_name,
+                               batch=max(1, min(bundle.max_batch, 32)), threads=threads, log=log)
+    kept = graph.already_float
+    if kept:
+        recorded = {r.get("layer"): r for r in (bundle.manifest.get("int8", {}).get("mixed_precision") or {})
+                    .get("kept_float", []) if isinstance(r, dict)}
+        for name in kept:
+            r = recorded.get(name, {})
+            rows.append({"layer": name, "op_type": r.get("op_type", "?"), "sqnr_db": r.get("sqnr_db"),
+                         "output_cosine": r.get("output_cosine"), "top1_agreement": r.get("top1_agreement"),
+                         "macs_share": r.get("macs_share", round(graph.macs_share([name]), 5)), "kept_float": True})
+        rows = rank_rows(rows)
+    return {"rows": report_rows(rows, {n: "kept" for n in kept}), "samples": len(pick),
+            "units": len(graph.units), "kept": kept}

@@ -101,7 +101,7 @@ def verify_bundle(
         if precision == "fp16":
             _fp16_range_into(results[-1], bundle.manifest.get("fp16_range"))
         # The TensorRT-style Q/DQ artifact: TensorRT's rules, checked on the ONNX file. (int8-cpu is
-        # ONNX Runtime's U8S8 QOperator graph: asymmetric uint8 by design, never built by TensorRT.)
+        # ONNX Runtime's U8S8 graph: asymmetric uint8 by design, never built by TensorRT.)
         if precision == "int8":
             _lint_into(results, precision, bundle.artifact_path(precision), log)
     return results

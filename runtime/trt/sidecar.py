@@ -22,12 +22,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import shlex
-import tempfile
 from pathlib import Path
 
 from ..bundle import sha256_file
+from ..fsutil import atomic_write_bytes
 from ..errors import BundleError, EdgeportError
 from .policy import TrtVersion, _cc_tuple
 
@@ -60,16 +59,7 @@ class EngineRecord:
 
 
 # -- writing ---------------------------------------------------------------------------------
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+_atomic_write = atomic_write_bytes
 
 
 def write_engine(bundle_root: Path, engine_name: str, plan: bytes, sidecar: dict) -> EngineRecord:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from ..errors import EdgeportError
+from ..fsutil import atomic_write_bytes
 from .policy import TrtVersion, cc_tag
 
 
@@ -75,15 +75,7 @@ def save(path: Path, data: bytes) -> None:
     path = Path(path)
     try:
         with locked(path):
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            atomic_write_bytes(path, data)
     except OSError as exc:
         raise EdgeportError(f"Cannot write the timing cache {path}: {exc}.",
                             hint="Free disk space or pass another --timing-cache PATH.") from exc
