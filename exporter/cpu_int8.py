@@ -30,9 +30,6 @@ CALIB_BATCH).
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +38,8 @@ import numpy as np
 
 from runtime import console
 from runtime.errors import EdgeportError, require
+
+from .quantize import _quiet_ort
 
 INT8_CPU_FILE = "model.int8-cpu.onnx"
 # Float ops that, left in the graph ONNX Runtime runs, mean a layer did not become int8.
@@ -51,17 +50,6 @@ RECIPE_VERSION = 1
 # measured on densenet121 at 224x224, about 350 MB per sample in the batch (batch 8: 2.8 GB,
 # batch 1: 0.45 GB) for the same speed per sample. One sample per call keeps export's peak low.
 CALIB_BATCH = 1
-
-
-def _quiet():
-    """ORT's quantization tools print to stdout and warn on the root logger."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    stack.callback(root.setLevel, level)
-    return stack
 
 
 def _attr(node, name, default=None):
@@ -159,11 +147,11 @@ def quantize_cpu(model, calib, input_name: str, *, reduce_range: bool, tmp: Path
     onnx.save(float_model, str(src))
     del float_model
     t0 = time.perf_counter()
-    with _quiet():
+    with _quiet_ort():
         quant_pre_process(str(src), str(pre))
     t1 = time.perf_counter()
     reader = CalibrationReader(calib, input_name, batch=CALIB_BATCH, on_batch=on_batch)
-    with _quiet():
+    with _quiet_ort():
         # QDQ format (ORT's recommendation for CPU since 1.11): ORT fuses each
         # DequantizeLinear -> op -> QuantizeLinear into its int8 kernel at load time (ort_cpu_ops
         # checks that it did), and the file stays standard ONNX.
