@@ -197,8 +197,21 @@ def extract_state_dict(obj, path) -> dict:
     return obj
 
 
+def _strip_wrapper_prefix(state_dict: dict, own: dict) -> dict:
+    """Drop a wrapper prefix shared by every key (``model.``, ``net.``, ``backbone.`` ...,
+    as training frameworks such as Lightning save them) when that makes the keys fit."""
+    if not state_dict or set(state_dict) & set(own):
+        return state_dict
+    prefixes = {k.split(".", 1)[0] for k in state_dict}
+    if len(prefixes) != 1 or not all("." in k for k in state_dict):
+        return state_dict
+    stripped = {k.split(".", 1)[1]: v for k, v in state_dict.items()}
+    return stripped if set(stripped) & set(own) else state_dict
+
+
 def _load_into(module, state_dict: dict, source: str) -> None:
     own = module.state_dict()
+    state_dict = _strip_wrapper_prefix(state_dict, own)
     # BatchNorm fills in a missing num_batches_tracked itself (old checkpoints lack it).
     missing = [k for k in own if k not in state_dict and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state_dict if k not in own]

@@ -228,6 +228,7 @@ def test_checkpoint_forms_reproduce_pytorch(tmp_path):
         "plain.pth": sd,
         "wrapped.pth": {"state_dict": {f"module.{k}": v for k, v in sd.items()}, "epoch": 3},
         "model_key.pth": {"model": sd, "optimizer": {}},
+        "lightning.ckpt": {"state_dict": {f"model.{k}": v for k, v in sd.items()}, "epoch": 9},
     }
     outputs = {}
     for fname, obj in forms.items():
