@@ -26,6 +26,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from runtime.bundle import sha256_file
 from runtime.errors import EdgeportError, UsageError
 from runtime.preprocess import Preprocessing, list_images, load_folder, normalize
 
@@ -80,14 +81,6 @@ def _order_key(rel: str) -> str:
     return hashlib.sha256(rel.encode("utf-8")).hexdigest()
 
 
-def sha256_bytes(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_calibration(path: str | Path, pre: Preprocessing, input_shape: tuple[int, int, int],
                      samples: int | None = None, input_name: str = "input",
                      log: Callable[[str], None] = lambda s: None) -> CalibrationSet:
@@ -132,7 +125,7 @@ def _load_folder(root: Path, pre: Preprocessing, cap: int, log) -> CalibrationSe
             hint="Check the files (are they real images?), or pass another --calib-data.")
     digest = hashlib.sha256()
     for name in names:
-        digest.update(name.encode("utf-8") + b"\0" + sha256_bytes(root / name).encode() + b"\n")
+        digest.update(name.encode("utf-8") + b"\0" + sha256_file(root / name).encode() + b"\n")
     if skipped:
         log(f"calibration: skipped {len(skipped)} unreadable file(s) (first: {skipped[0][0]}: {skipped[0][1]})")
     return CalibrationSet(source="folder", path=root, names=names, skipped=skipped, digest=digest.hexdigest(),
@@ -177,7 +170,7 @@ def _load_array(path: Path, input_shape: tuple[int, int, int], cap: int, input_n
     if not np.isfinite(arr).all():
         raise EdgeportError(f"Calibration array '{path}' contains NaN or Inf values.")
     arr = np.ascontiguousarray(arr[:cap], dtype=np.float32)
-    digest = hashlib.sha256(f"{path.name}\0{sha256_bytes(path)}\0{len(arr)}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{path.name}\0{sha256_file(path)}\0{len(arr)}".encode()).hexdigest()
     names = [f"{path.name}[{i}]" for i in range(len(arr))]
     return CalibrationSet(source="array", path=path, names=names, skipped=[], digest=digest,
                           available=len(arr), tensors=arr)
@@ -193,12 +186,12 @@ def check_overlap(calib: CalibrationSet, verify_files: Iterable[Path], verify_so
     verify_hashes = {}
     for f in verify_files:
         try:
-            verify_hashes.setdefault(sha256_bytes(f), f)
+            verify_hashes.setdefault(sha256_file(f), f)
         except OSError:
             continue
     clashes = []
     for name in calib.names:
-        h = sha256_bytes(calib.path / name)
+        h = sha256_file(calib.path / name)
         if h in verify_hashes:
             clashes.append((name, verify_hashes[h]))
     if clashes:

@@ -7,11 +7,11 @@ run code is refused unless ``--trust-checkpoint`` is given (unsafe, documented a
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
 
+from runtime.bundle import sha256_file
 from runtime.errors import EdgeportError, UsageError
 
 # torchvision's DenseNet checkpoints predate a module rename: "norm.1" -> "norm1" etc.
@@ -132,16 +132,8 @@ def apply_weights(module, req, family: str, log=lambda s: None) -> dict:
         state_dict = remap_densenet_keys(state_dict)
     _load_into(module, state_dict, str(path))
     log(f"loaded weights from {path}")
-    return {"spec": str(path), "file": str(path.resolve()), "sha256": _sha256(path), "random_init": False,
+    return {"spec": str(path), "file": str(path.resolve()), "sha256": sha256_file(path), "random_init": False,
             "description": f"checkpoint {path.name}", "trusted_pickle": bool(req.trust_checkpoint)}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_checkpoint(path: Path, trust: bool = False) -> dict:

@@ -64,6 +64,18 @@ def common_options(fn):
     return wrapper
 
 
+def backend_options(fn):
+    """--backend, --provider and --qdq, shared by verify, bench and predict."""
+    fn = click.option("--qdq", is_flag=True,
+                      help="With --precision int8 on the CPU provider: run the TensorRT-style Q/DQ graph "
+                           "(model.int8.onnx) instead of model.int8-cpu.onnx.")(fn)
+    fn = click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu",
+                      show_default=True, help="ONNX Runtime execution provider.")(fn)
+    fn = click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime",
+                      show_default=True)(fn)
+    return fn
+
+
 @click.group(cls=EdgeportGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.option("--quiet", "-q", is_flag=True, help="Only print results and errors.")
@@ -90,11 +102,7 @@ def print_comparisons(results) -> None:
               default=("all",), show_default=True,
               help="Artifacts to check (repeatable). On the CPU provider int8 means model.int8-cpu.onnx "
                    "(ONNX Runtime's fast U8S8 graph) when the bundle has it; all checks both INT8 graphs.")
-@click.option("--qdq", is_flag=True,
-              help="With --precision int8 on the CPU provider: run the TensorRT-style Q/DQ graph (model.int8.onnx).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True)
-@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
-              help="ONNX Runtime execution provider.")
+@backend_options
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Batch size (default: min(max batch, 8)).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads.")
 @click.option("--tol", "tols", multiple=True, metavar="PRECISION.METRIC=VALUE",

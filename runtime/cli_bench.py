@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from . import console
-from .cli import PRECISION_CHOICES, cli, common_options
+from .cli import PRECISION_CHOICES, backend_options, cli, common_options
 
 
 def _batches(ctx, param, value):
@@ -22,15 +22,11 @@ def _batches(ctx, param, value):
 
 @cli.command()
 @click.argument("bundle", type=click.Path(path_type=str))
-@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True)
-@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
-              help="ONNX Runtime execution provider.")
+@backend_options
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(PRECISION_CHOICES),
               default=("all",), show_default=True,
               help="Artifacts to time (repeatable). On the CPU provider int8 means model.int8-cpu.onnx when the "
                    "bundle has it; all times both INT8 graphs.")
-@click.option("--qdq", is_flag=True,
-              help="With --precision int8 on the CPU provider: time the TensorRT-style Q/DQ graph (model.int8.onnx).")
 @click.option("--batch", "batches", default="1", show_default=True, callback=_batches, metavar="N[,N...]",
               help="Batch sizes, comma-separated (e.g. 1,8); each at most the bundle's max batch.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from . import console
-from .cli import cli, common_options
+from .cli import backend_options, cli, common_options
 from .errors import BundleError
 
 
@@ -53,11 +53,7 @@ def report(bundle, output):
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "int8-cpu"]), default="fp32",
               show_default=True, help="Which artifact to run (int8 on the CPU provider: model.int8-cpu.onnx "
                                       "when the bundle has it).")
-@click.option("--qdq", is_flag=True,
-              help="With --precision int8 on the CPU provider: run the TensorRT-style Q/DQ graph (model.int8.onnx).")
-@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True)
-@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
-              help="ONNX Runtime execution provider.")
+@backend_options
 @click.option("--topk", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one list, one entry per image).")

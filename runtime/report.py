@@ -7,6 +7,7 @@ import json
 
 from .bundle import Bundle
 from .fsutil import atomic_write_text  # noqa: F401  (re-exported for callers)
+from .svg_plots import fmt_number as _fmt
 from .compare import Comparison
 
 REPORT_VERSION = 1
@@ -76,18 +77,6 @@ def save_report(bundle: Bundle, report: dict) -> None:
     atomic_write_text(bundle.report_path("json"), json.dumps(report, indent=2) + "\n")
     atomic_write_text(bundle.report_path("md"), render_markdown(report))
     write_html(bundle, report)
-
-
-def _fmt(x, digits=3):
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, float):
-        if x == 0:
-            return "0"
-        if abs(x) < 1e-2 or abs(x) >= 1e4:
-            return f"{x:.2e}"
-        return f"{x:.{digits}f}"
-    return str(x)
 
 
 def summary_rows(results: list[dict]) -> list[list[str]]:
@@ -178,7 +167,7 @@ def markdown_sections(report: dict) -> list[str]:
     if benches:
         lines += ["", "### Latency", ""]
         def cell(v):
-            return "-" if v is None else _fmt(v)
+            return _fmt(v)
 
         # `edgeport bench` writes throughput_ips (images/s); "throughput" is the older name.
         rows = [[str(b.get("precision")), f"{b.get('backend')}/{b.get('provider')}", cell(b.get("batch")),
