@@ -146,7 +146,7 @@ def test_build_engines_writes_engines_sidecars_and_timing_cache(bundle, tmp_path
     assert sc["build_path"] == "strongly-typed" and sc["tensorrt"] == "10.3.0.30"
     assert sc["gpu"] == {"name": "Orin", "compute_capability": "8.7", "total_memory": 8 << 30, "jetson": True}
     assert sc["source"] == {"artifact": "int8", "file": "model.int8.onnx",
-                            "sha256": bundle.manifest["artifacts"]["int8"]["sha256"]}
+                            "sha256": bundle.manifest.artifacts["int8"].sha256}
     assert sc["profile"] == {"min": 1, "opt": 2, "max": 4} and sc["input"]["max"] == [4, 3, 4, 4]
     assert sc["workspace_mib"] == 2048  # Jetson with 8 GB: a quarter
     assert sc["engine"]["sha256"] and sc["build_seconds"] >= 0 and sc["built_at"]
@@ -257,6 +257,7 @@ def test_runner_reports_a_plan_tensorrt_cannot_read(bundle):
 # -- verify --backend tensorrt through the fakes -------------------------------------------------------
 def test_verify_backend_tensorrt_uses_resolved_engines(bundle, monkeypatch):
     from runtime.trt import cuda_mem, device
+    from runtime.runners import Target
     from runtime.verify import VerifyConfig, verify_bundle
 
     mem = FakeMemory()
@@ -266,7 +267,7 @@ def test_verify_backend_tensorrt_uses_resolved_engines(bundle, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(device, "probe_env", lambda trt=None, dla=False: env_for(trt))
     monkeypatch.setattr(cuda_mem, "default_memory", lambda: mem)
-    results = verify_bundle(bundle, VerifyConfig(backend="tensorrt"))
+    results = verify_bundle(bundle, VerifyConfig(target=Target(backend="tensorrt")))
     assert [(r.precision, r.backend, r.provider, r.passed) for r in results] == \
         [("fp32", "tensorrt", "gpu", True), ("fp16", "tensorrt", "gpu", True)]
     assert results[0].max_abs_diff < 1e-5
@@ -275,6 +276,6 @@ def test_verify_backend_tensorrt_uses_resolved_engines(bundle, monkeypatch):
     before = len(trt.called("runtime.deserialize_cuda_engine"))
     with pytest.raises(EdgeportError, match="built for compute capability 8.7 \\(Orin\\).*this GPU has compute "
                                             "capability 8.6") as err:
-        verify_bundle(bundle, VerifyConfig(backend="tensorrt", precisions=("fp16",)))
+        verify_bundle(bundle, VerifyConfig(target=Target(backend="tensorrt"), precisions=("fp16",)))
     assert f"edgeport build {bundle.root} --precision fp16" in err.value.render()
     assert len(trt.called("runtime.deserialize_cuda_engine")) == before

@@ -260,7 +260,7 @@ def test_calibration_cache_found_where_the_int8_export_records_it(tmp_path):
     data = b"TRT-100300-EntropyCalibration2\ninput: 3c010a14\n"
     (root / "calib.cache").write_bytes(data)
     manifest = json.loads((root / "manifest.json").read_text())
-    manifest["int8"] = {"trt_calibration_cache": {"file": "calib.cache", "sha256": hashlib.sha256(data).hexdigest(),
+    manifest["int8"] = {"method": "minmax", "samples": 1, "trt_calibration_cache": {"file": "calib.cache", "sha256": hashlib.sha256(data).hexdigest(),
                                                   "header": "TRT-100300-EntropyCalibration2"}}
     (root / "manifest.json").write_text(json.dumps(manifest))
     assert calibration.find_calibration_cache(Bundle.open(root)) == root / "calib.cache"

@@ -333,6 +333,7 @@ def make_bundle(root: Path, *, precisions=("fp32", "fp16", "int8"), max_batch: i
     }
     if calib_cache is not None:
         (root / "calib.cache").write_bytes(calib_cache)
-        manifest["int8"] = {"trt_calib_cache": {"file": "calib.cache", "sha256": _sha(calib_cache)}}
+        manifest["int8"] = {"method": "minmax", "samples": 1,
+                            "trt_calibration_cache": {"file": "calib.cache", "sha256": _sha(calib_cache)}}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return root

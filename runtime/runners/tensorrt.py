@@ -54,11 +54,10 @@ class TensorRTRunner(Runner):
     backend = "tensorrt"
 
     def __init__(self, path: str | Path, *, sidecar: dict | None = None, dla_core: int | None = None,
-                 max_batch: int | None = None, memory=None, trt=None):
+                 memory=None, trt=None):
         """Deserialize ``path``. ``sidecar`` (from resolve_engine) says whether the engine is
-        version-compatible and which DLA core it targets; ``max_batch`` is accepted for
-        make_runner's interface (the engine's own profile decides); ``memory`` and ``trt``
-        let tests inject fakes."""
+        version-compatible and which DLA core it targets (batches are split/padded to the
+        engine's own profile); ``memory`` and ``trt`` let tests inject fakes."""
         super().__init__()
         from ..trt.builder import make_logger
         from ..trt.device import import_tensorrt
