@@ -176,7 +176,7 @@ def _labeled_set(bundle, data, labels_file, limit):
 # Commands that live in their own modules register themselves on `cli` when imported.
 # Each module imports only click and runtime at top level (heavy imports inside commands).
 _COMMAND_MODULES = ("runtime.cli_report", "runtime.cli_trt", "runtime.cli_lint", "runtime.cli_bench",
-                    "runtime.cli_sensitivity")
+                    "runtime.cli_sensitivity", "runtime.cli_triton")
 
 
 def _register_commands() -> None:
