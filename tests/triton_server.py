@@ -44,8 +44,9 @@ def ensure_venv(venv: Path | None = None, *, env: dict | None = None, timeout: f
     Raises RuntimeError with pip's last lines when it cannot be created (no network...).
     """
     venv = venv or venv_dir()
-    if (venv / STAMP).is_file() and venv_python(venv).exists():
-        return venv
+    stamp = venv / STAMP
+    if stamp.is_file() and stamp.read_text() == REQUIREMENTS.read_text() and venv_python(venv).exists():
+        return venv  # made by `make setup` (which copies the requirements into the stamp) or by a previous run
     steps = []
     if not venv_python(venv).exists():
         steps.append([sys.executable, "-m", "venv", str(venv)])
@@ -55,7 +56,7 @@ def ensure_venv(venv: Path | None = None, *, env: dict | None = None, timeout: f
         if proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
             raise RuntimeError(f"creating the Triton venv failed: {' '.join(cmd)} exited {proc.returncode}: {tail}")
-    (venv / STAMP).write_text(REQUIREMENTS.read_text())
+    stamp.write_text(REQUIREMENTS.read_text())
     return venv
 
 
