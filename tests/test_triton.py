@@ -212,7 +212,8 @@ def test_classification_extension_returns_the_class_names(served, color_bundle):
 
 def test_metrics_and_readiness_answer(served):
     body = _OPENER.open(served.metrics_url, timeout=10).read().decode()
-    lines = [ln for ln in body.splitlines() if ln.startswith("nv_inference_request_success{") and 'model="rn_fp32"' in ln]
+    lines = [ln for ln in body.splitlines()
+             if ln.startswith("nv_inference_request_success{") and 'model="rn_fp32"' in ln]
     assert lines and float(lines[0].rsplit(" ", 1)[1]) > 0
     status, _ = http_json(f"{served.http_url}/v2/models/colors/ready")
     assert status == 200

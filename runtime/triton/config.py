@@ -161,8 +161,10 @@ def render_pbtxt(config: dict) -> str:
 # -- Triton's schema ------------------------------------------------------------------------------
 def schema_module():
     """Triton's ModelConfig protobuf module and tritonclient's version, or a DependencyError."""
+    import importlib
+
     try:
-        from google.protobuf import text_format  # noqa: F401 - tritonclient[grpc] brings protobuf
+        importlib.import_module("google.protobuf.text_format")  # tritonclient[grpc] brings protobuf
         from tritonclient.grpc import model_config_pb2
     except (ImportError, RuntimeError) as exc:  # tritonclient.grpc raises RuntimeError without grpcio
         raise DependencyError(
