@@ -541,3 +541,17 @@ def test_without_tritonclient_the_schema_check_is_explicitly_skipped_or_refused(
     assert "was not checked against Triton's ModelConfig schema" in r.stderr
     assert "config.pbtxt schema: NOT checked" in r.stdout
     parse_config(tmp_path / "repo" / "resnet18")  # still valid (checked here, with tritonclient)
+
+
+def test_an_engine_whose_profile_starts_above_batch_1_is_refused(tmp_path, small_bundle, copy_bundle):
+    from runtime.bundle import Bundle
+    from runtime.errors import UsageError
+    from runtime.triton import TritonOptions, write_repository
+
+    bundle = copy_bundle(small_bundle)
+    _fake_engine(bundle, profile=(2, 4, 8))
+    with pytest.raises(UsageError) as info:
+        write_repository(Bundle.open(bundle), tmp_path / "repo", TritonOptions(backend="tensorrt"), env=_orin_env())
+    assert "accepts batches 2..8, but Triton sends batches from 1" in info.value.render()
+    assert info.value.render().endswith(f"edgeport build {bundle} --precision fp32 --min-batch 1 --max-batch 8")
+    assert not (tmp_path / "repo").exists()

@@ -139,7 +139,7 @@ def _dims(shape: list, what: str, bundle: Bundle) -> tuple[int, ...]:
 
 def _engine_source(bundle: Bundle, key: str, env, warn) -> tuple[Path, dict, int, list[str]]:
     """The engine for ``key`` (refused with the rebuild command when none fits this machine)."""
-    from ..trt.sidecar import rebuild_command, resolve_engine
+    from ..trt.sidecar import build_command, resolve_engine
 
     record = resolve_engine(bundle, key, env=env, warn=warn)
     sc = record.sidecar
@@ -148,7 +148,8 @@ def _engine_source(bundle: Bundle, key: str, env, warn) -> tuple[Path, dict, int
     if lo > 1:
         raise UsageError(f"The {key} engine {record.engine_path.name} accepts batches {lo}..{hi}, but Triton sends "
                          "batches from 1 up to max_batch_size.",
-                         hint=f"Rebuild it with --min-batch 1: {rebuild_command(bundle.root, sc)} --min-batch 1")
+                         hint="Rebuild it with a profile from batch 1: "
+                              f"{build_command(bundle.root, key, {**(sc.get('build_options') or {}), 'min_batch': 1})}")
     notes = [f"the engine was built with TensorRT {sc.get('tensorrt', '?')} for "
              f"{(sc.get('gpu') or {}).get('name', '?')} (compute capability "
              f"{(sc.get('gpu') or {}).get('compute_capability', '?')}): serve it with a Triton whose TensorRT is "
