@@ -130,6 +130,25 @@ class Bundle:
         return int(self.manifest.input.min_batch)
 
     @property
+    def input_shape(self) -> list:
+        """The input's shape as exported; the first axis is the dynamic batch (a name, e.g. "batch")."""
+        return list(self.manifest.input.shape)
+
+    @property
+    def output_shape(self) -> list:
+        """The output's shape as exported; the first axis is the dynamic batch."""
+        return list(self.manifest.output.shape)
+
+    @property
+    def input_dtype(self) -> str:
+        """numpy name of the input's element type (every artifact takes FP32 in and gives FP32 out)."""
+        return str(self.manifest.input.dtype)
+
+    @property
+    def output_dtype(self) -> str:
+        return str(self.manifest.output.dtype)
+
+    @property
     def max_batch(self) -> int:
         return int(self.manifest.input.max_batch)
 
