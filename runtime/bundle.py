@@ -53,6 +53,19 @@ class Golden:
         return normalize(self.images, pre)
 
 
+@dataclasses.dataclass(frozen=True)
+class CalibrationInfo:
+    """How an INT8 artifact was calibrated (the manifest's ``int8`` / ``int8_cpu`` section)."""
+
+    method: str | None
+    samples: int | None  # images (or tensors) the ranges were measured on
+    source: str | None  # the folder or array file, as given at export
+    kind: str | None  # "folder" or "array"
+    skipped: int = 0  # unreadable files
+    calibrated: bool | None = None  # False: ranges reused from the calibration cache
+    seconds: float | None = None
+
+
 class Bundle:
     """A bundle folder with a validated manifest."""
 
@@ -124,6 +137,40 @@ class Bundle:
     def precisions(self) -> list[str]:
         arts = self.manifest["artifacts"]
         return [p for p in arts if isinstance(arts[p], dict) and "file" in arts[p]]
+
+    @property
+    def artifact_files(self) -> dict[str, str]:
+        """{precision: file name} of every artifact the manifest lists (not checked: see artifact_path)."""
+        arts = self.manifest["artifacts"]
+        return {p: str(arts[p]["file"]) for p in self.precisions}
+
+    @property
+    def opset(self) -> int | None:
+        """The ONNX opset of the exported graphs."""
+        value = self.manifest.get("opset")
+        return value if isinstance(value, int) else None
+
+    @property
+    def batch_range(self) -> tuple[int, int]:
+        """(smallest, largest) batch of the dynamic-batch graphs."""
+        return int(self.manifest["input"].get("min_batch", 1)), self.max_batch
+
+    @property
+    def export_versions(self) -> dict[str, str]:
+        """Library versions at export time (python, torch, onnx, onnxruntime, ...)."""
+        versions = self.manifest.get("versions")
+        return {str(k): str(v) for k, v in versions.items()} if isinstance(versions, dict) else {}
+
+    def calibration(self, precision: str = "int8") -> CalibrationInfo | None:
+        """How the ``int8`` (TensorRT Q/DQ) or ``int8-cpu`` artifact was calibrated; None without it."""
+        section = self.manifest.get({"int8": "int8", "int8-cpu": "int8_cpu"}.get(precision, ""))
+        if precision not in self.precisions or not isinstance(section, dict):
+            return None
+        source = section.get("calibration_source") if isinstance(section.get("calibration_source"), dict) else {}
+        return CalibrationInfo(method=section.get("method"), samples=section.get("samples"),
+                               source=source.get("path"), kind=source.get("kind"),
+                               skipped=int(source.get("skipped") or 0), calibrated=section.get("calibrated"),
+                               seconds=section.get("calibration_seconds", section.get("calibrate_quantize_seconds")))
 
     # -- files -----------------------------------------------------------------------
     def _checked(self, entry: dict, what: str) -> Path:
