@@ -144,7 +144,8 @@ def latency_section(benches: list[dict], machine: dict | None) -> str:
                      "to report.json, and <code>edgeport report BUNDLE</code> redraws this page.</p></section>")
         return "\n".join(parts)
     warmups = sorted({b["warmup"] for b in benches if isinstance(b.get("warmup"), int)})
-    warm = f" after {'/'.join(map(str, warmups))} untimed warm-up calls" if warmups else ""
+    plural = "" if warmups == [1] else "s"
+    warm = f" after {'/'.join(map(str, warmups))} untimed warm-up call{plural}" if warmups else ""
     parts.append(f"<p>One number = one call of edgeport's runner on a batch of golden images{_esc(warm)}; "
                  "throughput = images per second over the timed calls. Latency means little without the "
                  "machine and its load, listed under the chart.</p>")
