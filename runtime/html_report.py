@@ -17,7 +17,6 @@ import datetime as _dt
 import html
 import io
 import json
-import math
 from pathlib import Path
 
 import numpy as np
