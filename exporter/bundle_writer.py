@@ -103,7 +103,7 @@ class StagedBundle:
         interrupts.check()  # a Ctrl-C swallowed by native code must not publish the bundle
         old = None
         if self.final.exists() or self.final.is_symlink():
-            if self.final.is_file():
+            if self.final.is_file():  # exporter/reexport.py refuses it earlier; a file that appeared since
                 raise EdgeportError(f"'{self.final}' exists and is a file, not a bundle folder.",
                                     hint="Remove it or choose another --output.")
             old = self.out_dir / f".{self.name}.old-{os.getpid()}"
@@ -115,8 +115,12 @@ class StagedBundle:
 
 
 def prepare_output(out_dir: Path) -> None:
-    """Create the output folder and check it is writable (called early, before slow work)."""
+    """Create the output folder and check it is writable and not itself a bundle (called early,
+    before slow work)."""
+    from .reexport import check_not_a_bundle
+
     out_dir = Path(out_dir)
+    check_not_a_bundle(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:

@@ -73,6 +73,24 @@ class BudgetData:
 
 
 @dataclasses.dataclass
+class Budget:
+    """The budget of an export, as the other INT8 artifact (model.int8-cpu.onnx) shares it:
+    the ranking, the layers model.int8.onnx keeps out of INT8, and the verdict on any graph."""
+
+    points: float
+    data: BudgetData
+    ranked: list[str]  # quantized layers, most sensitive first
+    kept: list[str]  # model.int8.onnx: the ranked prefix out of INT8, then the Adds that follow kept convs
+    prefix: int  # how many of ``ranked`` model.int8.onnx keeps out of INT8
+    cap: int  # at most this many of ``ranked`` may leave INT8 (--max-float-layers)
+    judge: Callable  # judge(model, precision) -> (drop in points, failed golden checks)
+
+    def evaluate(self, model, precision: str) -> tuple[float, list[str]]:
+        """The budget metric of ``model`` (a ModelProto), and its failures of ``precision``'s tolerance."""
+        return self.judge(model, precision)
+
+
+@dataclasses.dataclass
 class SearchResult:
     float_layers: int  # how many of the ranked layers fall back (a prefix of the ranking)
     drop: float  # the budget metric at that point, in points
@@ -82,7 +100,7 @@ class SearchResult:
 
 
 def search(ranked: list[str], evaluate: Callable[[list[str]], tuple[float, list[str]]], budget: float,
-           max_float: int, log: Callable[[str], None] = lambda s: None) -> SearchResult:
+           max_float: int, log: Callable[[str], None] = lambda s: None, already: int = 0) -> SearchResult:
     """The smallest prefix of ``ranked`` (most sensitive first) whose fallback meets ``budget``.
 
     ``evaluate(float_layers)`` returns (drop in points, other failed checks): a prefix is
@@ -91,7 +109,8 @@ def search(ranked: list[str], evaluate: Callable[[list[str]], tuple[float, list[
     Bounded: the full INT8 graph, then 1, 2, 4, ... float layers up to ``max_float`` until
     one is accepted, then bisection between the last miss and that hit; at most about
     2 log2(max_float) + 2 evaluations. The drop is not monotonic in the prefix length, so
-    bisection finds *a* boundary, not always the smallest prefix that would do.
+    bisection finds *a* boundary, not always the smallest prefix that would do. ``already``:
+    layers out of INT8 before any of ``ranked`` (only for the log).
     """
     cache: dict[int, tuple[float, bool]] = {}
     steps: list[dict] = []
@@ -105,7 +124,7 @@ def search(ranked: list[str], evaluate: Callable[[list[str]], tuple[float, list[
             steps.append({"float_layers": k, "drop_points": round(float(drop), 4), "met": ok,
                           "failures": "; ".join(failures), "seconds": round(time.perf_counter() - t0, 2)})
             why = "" if not failures else f"; {'; '.join(failures)}"
-            log(f"budget search: {k} layer(s) out of INT8 -> {drop:.2f} points "
+            log(f"budget search: {k + already} layer(s) out of INT8 -> {drop:.2f} points "
                 f"({'within' if drop <= budget + _EPS else 'over'} the {budget:g}-point budget{why})")
         return cache[k][1]
 
@@ -220,8 +239,9 @@ def default_max_float(units: int) -> int:
 def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs: np.ndarray,
                  golden_reference: np.ndarray) -> tuple:
     """Rank, search, rewrite model.int8.onnx; returns (its new FileEntry, the updated Int8Info,
-    the report sections ``sensitivity`` and ``mixed_precision``). Raises ``BudgetNotMet``
-    (exit 1) when the budget cannot be met.
+    the report sections ``sensitivity`` and ``mixed_precision``, the ``Budget`` that the CPU
+    INT8 artifact is then fitted to). Raises ``BudgetNotMet`` (exit 1) when the budget cannot
+    be met.
 
     A candidate must also pass the int8 verification tolerance on the golden set (default:
     centered cosine >= 0.99 against PyTorch, ``--tol int8.*``), so the bundle passes ``verify``.
@@ -273,13 +293,16 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
     tolerance = (config.tolerances or DEFAULT_TOLERANCES).get("int8") or Tolerance()
     same_data = data.mode == "agreement"
 
-    def evaluate(float_units: list[str]) -> tuple[float, list[str]]:
-        model = graph.variant(float_units, fallback, unsafe)
+    def judge(model, precision: str = "int8") -> tuple[float, list[str]]:
         out = run_model(model, data.inputs, input_name=input_name)
         golden = out if same_data else run_model(model, golden_inputs, input_name=input_name)
-        check = compare(golden, golden_reference, backend="onnxruntime", provider="cpu", precision="int8",
-                        tolerance=tolerance)
+        tol = tolerance if precision == "int8" else (config.tolerances or DEFAULT_TOLERANCES).get(precision)
+        check = compare(golden, golden_reference, backend="onnxruntime", provider="cpu", precision=precision,
+                        tolerance=tol or Tolerance())
         return budget_drop(out, data, fp32_accuracy), [f"golden check: {f}" for f in check.failures]
+
+    def evaluate(float_units: list[str]) -> tuple[float, list[str]]:
+        return judge(graph.variant(float_units, fallback, unsafe))
 
     console.log(f"budget: {data.metric} <= {budget:g} points on {data.description}; at most {cap} of "
                 f"{len(graph.units)} layers may leave INT8 ({fallback} fallback)")
@@ -362,7 +385,9 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
         console.log(f"INT8 budget met by the full INT8 graph: {result.drop:.2f} points <= {budget:g}")
     sections = {"sensitivity": report_rows(rows, {r["layer"]: r["reason"] for r in kept_rows}),
                 "mixed_precision": summary}
-    return staged.entry(INT8_FILE), int8, sections
+    shared = Budget(points=budget, data=data, ranked=ranked, kept=[r["layer"] for r in kept_rows],
+                    prefix=len(kept), cap=cap, judge=judge)
+    return staged.entry(INT8_FILE), int8, sections, shared
 
 
 def check_config(config) -> None:

@@ -48,6 +48,8 @@ class ExportConfig:
     fallback_precision: str | None = None  # fp16 (default) | fp32: precision of the layers kept out of INT8
     max_float_layers: int | None = None  # default: half the quantized layers
     sensitivity_samples: int = 32  # held-out images per per-layer sensitivity run
+    int8_cpu: bool = True  # with int8: also model.int8-cpu.onnx (--no-int8-cpu: TensorRT-only users skip it)
+    force: bool = False  # replace OUTPUT/<name> even when it holds another model or is not a bundle
 
 
 @dataclasses.dataclass
@@ -107,6 +109,9 @@ def _check_config(config: ExportConfig) -> None:
                          "(TensorRT 8.6 parses up to 17; static INT8 quantization needs < 21).")
     if config.engine not in ("auto", "yes", "no"):
         raise UsageError(f"engine must be auto, yes or no, got {config.engine!r}.")
+    from .int8_options import check_options
+
+    check_options(config)
     if config.max_drop is not None or config.budget_data is not None or config.fallback_precision is not None \
             or config.max_float_layers is not None:
         from .mixed_precision import check_config
@@ -211,23 +216,31 @@ def _add_graphs(staged, config: ExportConfig, built, ref: _Reference, timings: d
 def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, ref: _Reference,
               timings: dict) -> dict:
     """The INT8 artifacts (TensorRT Q/DQ, budget, CPU U8S8) into ``manifest``; returns report sections."""
+    from .int8_options import warn_few_samples
     from .quantize import add_int8
 
     with _Stage(timings, "int8", "calibrating and quantizing to INT8 (Q/DQ)"):
         manifest.artifacts["int8"], manifest.int8 = add_int8(staged, manifest, model, built, config)
+    warn_few_samples(manifest.int8, default_set=config.calib_data is None)
     sections: dict = {}
+    budget = None
     if config.max_drop is not None:
         from .mixed_precision import apply_budget, budget_data_for
 
         with _Stage(timings, "int8_budget", f"fitting INT8 to the accuracy budget (--max-drop {config.max_drop:g})"):
             data = budget_data_for(config, manifest, built.preprocessing, ref.inputs, ref.outputs, ref.gold.source)
-            manifest.artifacts["int8"], manifest.int8, sections = apply_budget(
+            manifest.artifacts["int8"], manifest.int8, sections, budget = apply_budget(
                 staged, manifest, config, built.preprocessing, data, ref.inputs, ref.outputs)
+    if not config.int8_cpu:
+        console.log("--no-int8-cpu: no model.int8-cpu.onnx (ONNX Runtime CPU then runs model.int8.onnx, slower "
+                    "than FP32 there)")
+        return sections
 
     from .cpu_int8 import add_int8_cpu  # model.int8-cpu.onnx: the INT8 graph ORT CPU runs fast
 
     with _Stage(timings, "int8_cpu", "quantizing for ONNX Runtime CPU (U8S8 Q/DQ, model.int8-cpu.onnx)"):
-        manifest.artifacts["int8-cpu"], manifest.int8_cpu = add_int8_cpu(staged, manifest, model, built, config)
+        manifest.artifacts["int8-cpu"], manifest.int8_cpu = add_int8_cpu(staged, manifest, model, built, config,
+                                                                         budget)
     return sections
 
 
@@ -262,6 +275,7 @@ def run_export(config: ExportConfig) -> ExportResult:
 
         require_engine_support()  # fail before a minutes-long export, not after it
     prepare_output(config.output)  # fail fast, before loading the model
+    _precheck_replace(config)
     timings: dict[str, float] = {}
     with _Stage(timings, "load", f"loading model {config.request.label}"):
         built = build_model(config.request, log=console.log)
@@ -272,10 +286,21 @@ def run_export(config: ExportConfig) -> ExportResult:
             built.restore()
 
 
+def _precheck_replace(config: ExportConfig) -> None:
+    """A re-export's refusals that need no loaded model (exporter/reexport.py), before loading it."""
+    from .models import REGISTRY
+    from .reexport import Identity, precheck
+
+    entry = REGISTRY.get(config.request.model) if isinstance(config.request.model, str) else None
+    identity = Identity(entry.family, entry.name, None) if entry else None
+    precheck(config.output, config.name or (entry.name if entry else None), identity, config.force)
+
+
 def _export_built(config: ExportConfig, built, timings: dict) -> ExportResult:
     """Everything after the model is loaded: reference outputs, the staged bundle, verification."""
     from .bundle_writer import StagedBundle, guard_disk
     from .models import count_macs
+    from .reexport import Identity, carry_over, check_replace
 
     pre = built.preprocessing
     name = config.name or built.name
@@ -291,6 +316,7 @@ def _export_built(config: ExportConfig, built, timings: dict) -> ExportResult:
         console.warn("random-init weights: the report checks fidelity to PyTorch only, not task accuracy")
 
     with StagedBundle(config.output, name) as staged:
+        previous = check_replace(staged.final, Identity(built.source, built.name, ref.num_classes), config.force)
         model, simplify_stats, fp16_range = _add_graphs(staged, config, built, ref, timings)
         manifest = _base_manifest(config, built, name, ref, params, macs, simplify_stats)
         manifest.artifacts["fp32"] = staged.entry("model.onnx")
@@ -305,6 +331,7 @@ def _export_built(config: ExportConfig, built, timings: dict) -> ExportResult:
                                      source=ref.gold.source, skipped=len(ref.gold.skipped))
         manifest.timings_s = timings
         staged.write_manifest(manifest)
+        carry_over(previous, staged, manifest, verify=config.verify, fresh=set(sections))
         comparisons = _verify_staged(staged, config, sections, timings) if config.verify else []
         final = staged.commit()
     console.log(f"bundle written to {final} in {sum(timings.values()):.1f} s")

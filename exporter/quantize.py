@@ -46,7 +46,8 @@ from runtime.fsutil import atomic_write_text
 from runtime.manifest import CalibrationSource, Int8Info, TrtCalibrationCache
 
 # Bump when the calibration or quantization recipe changes: old cached ranges then no longer match.
-RECIPE_VERSION = 1
+# 2: calibration.json also records each tensor's observed min/max (model.int8-cpu.onnx's ranges).
+RECIPE_VERSION = 2
 METHODS = ("minmax", "entropy", "percentile")
 # Chosen by measurement (docs/int8.md): agreement and centered cosine vs PyTorch.
 DEFAULT_METHOD = "minmax"
@@ -112,8 +113,14 @@ def prepare_for_quantization(graph_bytes: bytes, tmp: Path) -> Path:
     return dst
 
 
-def calibrate_ranges(model_path: Path, calib, input_name: str, method: str, tmp: Path) -> dict[str, list[float]]:
-    """Run the calibrator over every float tensor: ``{tensor: [min, max]}`` (symmetric for histograms)."""
+def calibrate_ranges(model_path: Path, calib, input_name: str, method: str, tmp: Path) -> tuple[dict, dict]:
+    """Run the calibrator over every float tensor, once.
+
+    Returns ``(ranges, observed)``: ``ranges`` ``{tensor: [lo, hi]}`` is the method's symmetric
+    range (model.int8.onnx, calib.cache); ``observed`` ``{tensor: [min, max]}`` is the real
+    minimum and maximum seen, which model.int8-cpu.onnx's asymmetric uint8 grid needs
+    (exporter/cpu_int8.py), so that artifact never calibrates a second time.
+    """
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator
@@ -123,7 +130,9 @@ def calibrate_ranges(model_path: Path, calib, input_name: str, method: str, tmp:
     ort.set_default_logger_severity(3)
     ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[method]
-    options = {"symmetric": True}
+    # MinMax runs asymmetric: the symmetric range is derived below (+-max|x|, what ORT's own
+    # symmetric MinMax computes), and the real min/max are kept for the CPU artifact.
+    options = {"symmetric": method != "minmax"}
     if method == "percentile":
         options["percentile"] = PERCENTILE
     with _quiet_ort():
@@ -143,17 +152,46 @@ def calibrate_ranges(model_path: Path, calib, input_name: str, method: str, tmp:
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise EdgeportError(f"Calibration failed in ONNX Runtime: {type(exc).__name__}: {str(exc)[:400]}",
                                 hint="Rerun with --debug for the traceback.") from exc
-    ranges = {}
-    for name, td in data.items():
-        lo, hi = (float(np.asarray(v, dtype=np.float64).reshape(-1)[0]) for v in td.range_value)
-        if math.isfinite(lo) and math.isfinite(hi):
-            ranges[name] = [lo, hi]
-    if not ranges:
+    found = _finite_pairs({name: td.range_value for name, td in data.items()})
+    if not found:
         raise EdgeportError("Calibration produced no tensor ranges (the calibrator saw no float tensors).")
-    return ranges
+    if method == "minmax":
+        observed = found
+        ranges = {n: [-max(abs(lo), abs(hi)), max(abs(lo), abs(hi))] for n, (lo, hi) in found.items()}
+    else:
+        ranges = found
+        observed = _histogram_min_max(calibrator, ranges)
+        if observed is None:  # an ORT whose histogram collector keeps no min/max: one MinMax pass more
+            console.log("calibration: this ONNX Runtime's histogram calibrator does not expose the observed "
+                        "min/max; measuring them with a MinMax pass for model.int8-cpu.onnx")
+            observed = calibrate_ranges(model_path, calib, input_name, "minmax", tmp)[1]
+    return ranges, observed
 
 
-def _read_cached(path: Path, key: str) -> dict | None:
+def _finite_pairs(values: dict) -> dict[str, list[float]]:
+    out = {}
+    for name, pair in values.items():
+        lo, hi = (float(np.asarray(v, dtype=np.float64).reshape(-1)[0]) for v in pair)
+        if math.isfinite(lo) and math.isfinite(hi):
+            out[name] = [lo, hi]
+    return out
+
+
+def _histogram_min_max(calibrator, ranges: dict) -> dict | None:
+    """The observed min/max that ORT's histogram collector records next to each histogram
+    (entries ``(hist, edges, min, max, ...)``); None when this ORT keeps them elsewhere."""
+    histograms = getattr(getattr(calibrator, "collector", None), "histogram_dict", None)
+    if not isinstance(histograms, dict):
+        return None
+    try:
+        observed = _finite_pairs({name: (h[2], h[3]) for name, h in histograms.items() if name in ranges})
+    except (IndexError, TypeError, ValueError):
+        return None
+    return observed if set(observed) >= set(ranges) else None
+
+
+def _read_cached(path: Path, key: str) -> tuple[dict, dict] | None:
+    """(ranges, observed) from a calibration.json with this key; None when absent or unusable."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -161,9 +199,16 @@ def _read_cached(path: Path, key: str) -> dict | None:
     if not isinstance(data, dict) or data.get("key") != key or not isinstance(data.get("tensors"), dict):
         return None
     try:
-        return {name: [float(v["min"]), float(v["max"])] for name, v in data["tensors"].items()}
-    except (KeyError, TypeError, ValueError):
+        ranges = {name: [float(v["min"]), float(v["max"])] for name, v in data["tensors"].items()}
+        observed = {name: [float(v["observed"][0]), float(v["observed"][1])] for name, v in data["tensors"].items()}
+    except (KeyError, TypeError, ValueError, IndexError):
         return None
+    return ranges, observed
+
+
+def observed_ranges(document: dict) -> dict[str, list[float]]:
+    """The observed ``{tensor: [min, max]}`` of a calibration.json document (model.int8-cpu.onnx's ranges)."""
+    return {name: [float(v["observed"][0]), float(v["observed"][1])] for name, v in document["tensors"].items()}
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -171,8 +216,11 @@ def _write_atomic(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
-def calibration_document(key: str, method: str, calib, ranges: dict) -> dict:
-    """calibration.json: the ranges plus what they were computed from."""
+def calibration_document(key: str, method: str, calib, ranges: dict, observed: dict) -> dict:
+    """calibration.json: the ranges plus what they were computed from.
+
+    Per tensor: ``min``/``max``/``amax``, the method's symmetric range (model.int8.onnx and
+    calib.cache), and ``observed``, the real [min, max] (model.int8-cpu.onnx)."""
     return {
         "format": "edgeport-calibration",
         "version": 1,
@@ -183,7 +231,8 @@ def calibration_document(key: str, method: str, calib, ranges: dict) -> dict:
         "samples": len(calib),
         "source": {"path": str(calib.path), "kind": calib.source, "digest": calib.digest,
                    "skipped": len(calib.skipped)},
-        "tensors": {name: {"min": lo, "max": hi, "amax": max(abs(lo), abs(hi))}
+        "tensors": {name: {"min": lo, "max": hi, "amax": max(abs(lo), abs(hi)),
+                           "observed": observed.get(name, [lo, hi])}
                     for name, (lo, hi) in sorted(ranges.items())},
     }
 
@@ -443,10 +492,10 @@ def add_int8(staged, manifest, model, built, config) -> tuple:
     graph_bytes = staged.path("model.onnx").read_bytes()
     key = calibration_key(graph_bytes, manifest.preprocessing, calib.digest, method, len(calib))
     cache_file = cache_dir() / "calibration" / f"{key}.json"
-    ranges, origin = None, None
+    cached, origin = None, None
     for candidate in (staged.final / CALIBRATION_FILE, cache_file):
-        ranges = _read_cached(candidate, key)
-        if ranges is not None:
+        cached = _read_cached(candidate, key)
+        if cached is not None:
             origin = candidate
             break
 
@@ -454,16 +503,17 @@ def add_int8(staged, manifest, model, built, config) -> tuple:
         tmp = Path(tmpdir)
         pre_path = prepare_for_quantization(graph_bytes, tmp)
         t0 = time.perf_counter()
-        if ranges is not None:
+        if cached is not None:
+            ranges, observed = cached
             console.log(f"calibration cache hit (key {key[:12]}): reusing the {method} ranges of "
                         f"{len(ranges)} tensors from {origin}")
             calibrated = False
         else:
             console.log(f"calibration cache miss (key {key[:12]}): calibrating with {method} on {calib.describe()}")
-            ranges = calibrate_ranges(pre_path, calib, input_name, method, tmp)
+            ranges, observed = calibrate_ranges(pre_path, calib, input_name, method, tmp)
             calibrated = True
         calib_seconds = round(time.perf_counter() - t0, 3)
-        document = calibration_document(key, method, calib, ranges)
+        document = calibration_document(key, method, calib, ranges, observed)
         text = json.dumps(document, indent=1) + "\n"
         if calibrated:
             try:

@@ -29,6 +29,9 @@ from .preprocess import Preprocessing
 __all__ = ["Bundle", "Golden", "MANIFEST", "GOLDEN", "SCHEMA_VERSION", "sha256_file"]
 
 GOLDEN = "golden.npz"
+# Below this many calibration samples export warns and the reports say so (NVIDIA's guidance
+# for post-training quantization of CNNs is at least 500 representative images).
+FEW_CALIBRATION_SAMPLES = 100
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -64,6 +67,15 @@ class CalibrationInfo:
     skipped: int = 0  # unreadable files
     calibrated: bool | None = None  # False: ranges reused from the calibration cache
     seconds: float | None = None
+    shared_with: str | None = None  # int8-cpu: the ranges are those of this artifact's calibration pass
+
+    @property
+    def few(self) -> bool:
+        """Fewer samples than FEW_CALIBRATION_SAMPLES: the ranges may miss real inputs."""
+        return isinstance(self.samples, int) and self.samples < FEW_CALIBRATION_SAMPLES
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "few": self.few, "recommended_min": FEW_CALIBRATION_SAMPLES}
 
 
 class Bundle:
@@ -211,7 +223,8 @@ class Bundle:
         return CalibrationInfo(method=section.method, samples=section.samples,
                                source=source.path if source else None, kind=source.kind if source else None,
                                skipped=int(source.skipped or 0) if source else 0, calibrated=extra.get("calibrated"),
-                               seconds=extra.get("calibration_seconds", extra.get("calibrate_quantize_seconds")))
+                               seconds=extra.get("calibration_seconds", extra.get("calibrate_quantize_seconds")),
+                               shared_with="int8" if precision == "int8-cpu" and "ranges" in extra else None)
 
     # -- files -----------------------------------------------------------------------
     def checked_file(self, entry: FileEntry, what: str) -> Path:
@@ -242,7 +255,9 @@ class Bundle:
         if entry is None:
             raise BundleError(
                 f"Bundle '{self.root}' has no {precision} artifact; it has: {', '.join(self.precisions) or 'none'}.",
-                hint="Re-export with the matching option (--fp16, or --int8 for both INT8 graphs) to add it.",
+                hint="Re-export with the same options plus the one that adds it (--fp16, or --int8 for both INT8 "
+                     "graphs): the artifacts that do not change come out byte-identical and keep their engines and "
+                     "benchmark results.",
             )
         return entry
 

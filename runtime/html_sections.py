@@ -12,6 +12,7 @@ import dataclasses
 import html
 import math
 
+from .bundle import FEW_CALIBRATION_SAMPLES
 from .svg_plots import bar_chart, fmt_number
 
 _esc = html.escape
@@ -20,7 +21,7 @@ PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#DD8452", "int8": "#55A868", "in
 SENSITIVITY_SHOWN = 20  # rows and bars before the rest of the sensitivity ranking is folded
 # The one quantity the sensitivity chart plots and its table column shows, under one name.
 SENSITIVITY_METRIC = "1 \u2212 cosine"
-FEW_CALIBRATION_IMAGES = 100  # below this the calibration section warns (NVIDIA: >= 500 for CNNs)
+FEW_CALIBRATION_IMAGES = FEW_CALIBRATION_SAMPLES  # below this the calibration section warns
 
 
 def color(precision: str) -> str:
@@ -187,7 +188,9 @@ def calibration_section(facts: PageFacts | None) -> str:
     rows = []
     for precision, c in facts.calibration.items():
         kind = {"folder": "folder of images", "array": "array of preprocessed tensors"}.get(c.kind, c.kind or "?")
-        if c.calibrated is False:
+        if c.shared_with:
+            ranges = f"the observed min/max of the {c.shared_with} calibration pass (no second calibration)"
+        elif c.calibrated is False:
             ranges = "reused from the calibration cache (same graph, data and method)"
         else:
             ranges = f"calibrated in {c.seconds:.2f} s" if isinstance(c.seconds, (int, float)) else "calibrated"
@@ -203,8 +206,9 @@ def calibration_section(facts: PageFacts | None) -> str:
                      f"{FEW_CALIBRATION_IMAGES} the activation ranges may miss inputs the model will see (NVIDIA "
                      "recommends at least 500 for CNNs): pass <code>--calib-data DIR</code> with images "
                      "typical of your inputs.</p>")
-    parts.append("<p>The ranges are per tensor and symmetric; the method is how they were estimated from the "
-                 "activations (<code>--calib-method</code>). Judge the result on images the calibration has not "
+    parts.append("<p>The ranges are per tensor: symmetric for model.int8.onnx (the method is how they were "
+                 "estimated from the activations, <code>--calib-method</code>), the observed min/max of the same "
+                 "pass for model.int8-cpu.onnx (asymmetric uint8). Judge the result on images the calibration has not "
                  "seen: the golden set above never overlaps it.</p></section>")
     return "\n".join(parts)
 

@@ -62,9 +62,20 @@ def select_precisions(available: list[str], requested, *, backend: str = "onnxru
     if missing:
         raise UsageError(
             f"{where} has no {', '.join(missing)} artifact; it has: {', '.join(available) or 'none'}.",
-            hint="Export with --int8 to add both INT8 graphs (int8 for TensorRT, int8-cpu for ONNX Runtime CPU)."
-            if any(p.startswith("int8") for p in missing) else None)
+            hint=_add_hint(missing, available))
     return list(dict.fromkeys(chosen))
+
+
+def _add_hint(missing: list[str], available: list[str]) -> str:
+    """How a re-export adds the missing artifacts (unchanged ones keep their engines and benchmarks)."""
+    if missing == [CPU_INT8] and "int8" in available:
+        how = "without --no-int8-cpu (model.int8-cpu.onnx, ONNX Runtime CPU's INT8 graph)"
+    elif any(p.startswith("int8") for p in missing):
+        how = "plus --int8 (both INT8 graphs: int8 for TensorRT, int8-cpu for ONNX Runtime CPU)"
+    else:
+        how = "plus " + " ".join(f"--{p}" for p in missing)
+    return (f"Re-export with the same options {how}: the artifacts that do not change come out byte-identical "
+            "and keep their engines and benchmark results.")
 
 
 def int8_cpu_warning(manifest, flags: set[str] | None = None) -> str | None:

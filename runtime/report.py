@@ -70,6 +70,11 @@ def write_reports(bundle: Bundle, comparisons: list[Comparison], sections: dict 
     report["model"] = bundle.name
     report["weights"] = bundle.manifest.weights.to_dict()
     report["golden"] = {"samples": golden.samples if golden else None, "source": golden.source if golden else None}
+    calibration = calibration_section(bundle)
+    if calibration:
+        report["calibration"] = calibration
+    else:
+        report.pop("calibration", None)
     merge_results(report, comparisons)
     if getattr(comparisons, "lint", None):  # verify.VerifyResults: the Q/DQ lint per precision
         report.setdefault("lint", {}).update(comparisons.lint)
@@ -78,6 +83,17 @@ def write_reports(bundle: Bundle, comparisons: list[Comparison], sections: dict 
     report["passed"] = all(r.get("passed") for r in report["results"])
     save_report(bundle, report)
     return report
+
+
+def calibration_section(bundle: Bundle) -> dict:
+    """report.json's ``calibration``: per INT8 artifact, the method, sample count and source
+    (from the manifest), and whether the count is below the recommended minimum."""
+    out = {}
+    for precision in ("int8", "int8-cpu"):
+        info = bundle.calibration(precision)
+        if info is not None:
+            out[precision] = info.to_dict()
+    return out
 
 
 def save_report(bundle: Bundle, report: dict) -> None:
@@ -142,9 +158,35 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _calibration_lines(calibration) -> list[str]:
+    """report.md's INT8 calibration section: per artifact, the sample count and where it came from."""
+    if not isinstance(calibration, dict) or not calibration:
+        return []
+    lines = ["", "### INT8 calibration", ""]
+    few = []
+    for precision, c in calibration.items():
+        if not isinstance(c, dict):
+            continue
+        if c.get("shared_with"):
+            ranges = f"the observed min/max of the {c['shared_with']} calibration pass"
+        else:
+            ranges = "reused from the calibration cache" if c.get("calibrated") is False else "calibrated"
+        skipped = f", {c['skipped']} unreadable files skipped" if c.get("skipped") else ""
+        lines.append(f"- {precision}: {c.get('samples', '?')} samples ({c.get('kind') or '?'} "
+                     f"{c.get('source') or '?'}{skipped}), method {c.get('method', '?')}, ranges {ranges}")
+        if c.get("few"):
+            few.append((c.get("samples"), c.get("recommended_min")))
+    if few:
+        samples, minimum = min(few, key=lambda t: t[0])
+        lines += ["", f"> Calibrated on only {samples} samples: with fewer than {minimum} the activation ranges "
+                      "may miss inputs the model will see (NVIDIA recommends at least 500 for CNNs). Pass "
+                      "`--calib-data DIR` with images typical of your inputs."]
+    return lines
+
+
 def markdown_sections(report: dict) -> list[str]:
     """Labeled accuracy and benchmark sections for report.md, when report.json has them."""
-    lines = []
+    lines = _calibration_lines(report.get("calibration"))
     lint = report.get("lint")
     if isinstance(lint, dict) and lint:
         lines += ["", "### Q/DQ lint (TensorRT's INT8 rules)", ""]

@@ -40,6 +40,9 @@ def _triple(ctx, param, value):
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("exports"), show_default=True,
               help="Parent folder: the bundle is written to OUTPUT/<name>/.")
 @click.option("--name", default=None, help="Bundle folder name (default: the model's name).")
+@click.option("--force", is_flag=True,
+              help="Replace OUTPUT/<name> even when it holds a bundle of another model (another architecture or "
+                   "class count) or a folder that is not a bundle.")
 @click.option("--max-batch", type=click.IntRange(min=1, max=4096), default=32, show_default=True,
               help="Largest batch the dynamic-batch graph and engines are built for.")
 @click.option("--opset", type=click.IntRange(min=7, max=20), default=17, show_default=True)
@@ -52,6 +55,9 @@ def _triple(ctx, param, value):
               help="With --int8: calibration samples (default: all, capped at 512).")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default=None,
               help="With --int8: INT8 range estimation (default: see docs).")
+@click.option("--no-int8-cpu", is_flag=True,
+              help="With --int8: skip model.int8-cpu.onnx, ONNX Runtime CPU's U8S8 graph (for TensorRT-only "
+                   "deployments; ONNX Runtime CPU then runs model.int8.onnx, slower than FP32 there).")
 @click.option("--max-drop", type=float, default=None, metavar="POINTS",
               help="With --int8: accuracy budget in percentage points (top-1 agreement loss vs PyTorch FP32 on the "
                    "held-out golden set, or top-1 drop on --labeled-data). The most sensitive layers leave INT8 "
@@ -85,7 +91,7 @@ def _triple(ctx, param, value):
 def export(model, weights, trust_checkpoint, num_classes, input_size, mean, std, output, name, max_batch, opset,
            no_simplify, fp16, int8, calib_data, calib_samples, calib_method, verify_data, verify_samples,
            no_verify, tols, class_names_file, engine, max_drop, budget_data, fallback_precision, max_float_layers,
-           sensitivity_samples, as_json):
+           sensitivity_samples, no_int8_cpu, force, as_json):
     """Export a model to a verified bundle: ONNX (+FP16, +INT8) and PyTorch reference outputs."""
     from runtime.errors import EXIT_CHECK_FAILED
     from runtime.labeled import read_class_names
@@ -99,7 +105,8 @@ def export(model, weights, trust_checkpoint, num_classes, input_size, mean, std,
         int8=int8, calib_data=calib_data, calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop,
         budget_data=budget_data, fallback_precision=fallback_precision, max_float_layers=max_float_layers,
         sensitivity_samples=sensitivity_samples, verify=not no_verify, verify_data=verify_data,
-        verify_samples=verify_samples, tolerances=tols, engine=engine, trust_checkpoint=trust_checkpoint)
+        verify_samples=verify_samples, tolerances=tols, engine=engine, trust_checkpoint=trust_checkpoint,
+        int8_cpu=not no_int8_cpu, force=force)
     if as_json:
         out_json({"bundle": result.bundle, "passed": result.passed,
                   "results": [c.to_dict() for c in result.comparisons], "timings_s": result.timings,

@@ -1,0 +1,403 @@
+"""Exporting over an existing bundle: what is replaced, what is kept, what is dropped.
+
+``edgeport export`` writes OUTPUT/<name>/ as a whole (staged, then swapped in: bundle_writer.py),
+so a re-export describes the complete new bundle. The rules:
+
+- ``-o/--output`` is the parent folder. An OUTPUT that is itself a bundle is refused (exit 2):
+  writing into it would nest a new bundle inside the old one.
+- OUTPUT/<name> that is not a bundle (no readable manifest.json) and not empty, or a bundle
+  of **another model**, is only replaced with ``--force`` (exit 2 otherwise). Another model
+  means a different ``model.source`` (torchvision, seed, user, python...),
+  ``model.architecture`` or ``model.num_classes`` in the manifest. New weights, input size,
+  preprocessing, opset, batch range or precisions are a new export of the same model: it is
+  replaced, and the log says what changed.
+- Everything the old bundle holds beyond its artifacts was computed from artifacts. It is
+  **carried over** into the new bundle when what it was computed from is byte-identical
+  (same sha256; an export is deterministic, so re-exporting an unchanged model with the same
+  options gives byte-identical files): TensorRT engines and their sidecars (source artifact
+  and, for implicit-INT8 engines, calib.cache unchanged, same batch range), and report.json's
+  benchmark results, verification results of other backends (golden set unchanged too),
+  labeled accuracy (the FP32 reference unchanged too), lint, sensitivity ranking and
+  accuracy-budget sections. Everything else is dropped, and one warning lists it (dropped
+  artifacts with the option that would keep them, stale engines with the rebuild command,
+  report sections, other files). With ``--no-verify`` the new bundle has no report, so the
+  old report's sections are all dropped.
+
+Adding a precision is therefore "re-export with the same options plus ``--int8``": the FP32
+and FP16 artifacts come out byte-identical, and their engines and benchmarks stay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+from runtime import console
+from runtime.bundle import GOLDEN, MANIFEST, Bundle
+from runtime.errors import BundleError, EdgeportError, UsageError
+
+EXPORT_FILES = (MANIFEST, GOLDEN, "calibration.json", "calib.cache", "report.json", "report.md", "report.html")
+ENGINE_SUFFIX = ".engine"
+SIDECAR_SUFFIX = ".engine.json"
+# Options that bring back an artifact the new export did not write.
+_KEEP_WITH = {"fp16": "--fp16", "int8": "--int8", "int8-cpu": "--int8 without --no-int8-cpu"}
+
+
+def looks_like_bundle(folder: Path) -> bool:
+    """``folder`` holds an edgeport manifest.json (not just any file of that name)."""
+    try:
+        data = json.loads((Path(folder) / MANIFEST).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and "schema_version" in data and "artifacts" in data
+
+
+def check_not_a_bundle(out_dir: Path) -> None:
+    """``-o`` is the parent folder: refuse one that is itself a bundle (never nest)."""
+    out_dir = Path(out_dir)
+    if looks_like_bundle(out_dir):
+        raise UsageError(
+            f"--output '{out_dir}' is itself a bundle, and -o is the parent folder (the bundle is written to "
+            f"OUTPUT/<name>/): exporting there would nest a new bundle inside it.",
+            hint=f"To replace it, pass -o {out_dir.parent} --name {out_dir.name}; to keep it, choose another -o.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """What makes two bundles hold the same model."""
+
+    source: str | None
+    architecture: str | None
+    num_classes: int | None
+
+    def describe(self) -> str:
+        classes = f", {self.num_classes} classes" if self.num_classes else ""
+        return f"{self.architecture} ({self.source}{classes})"
+
+
+@dataclasses.dataclass
+class Previous:
+    """The folder a re-export replaces."""
+
+    root: Path
+    bundle: Bundle | None  # None: not a readable bundle
+    problem: str | None = None
+
+
+def _existing(final: Path) -> Previous | None:
+    if not final.exists() and not final.is_symlink():
+        return None
+    if not final.is_dir():
+        raise EdgeportError(f"'{final}' exists and is a file, not a bundle folder.",
+                            hint="Remove it or choose another --output / --name.")
+    if not any(final.iterdir()):
+        return None
+    if not (final / MANIFEST).is_file():
+        return Previous(final, None, f"it has no {MANIFEST}")
+    try:
+        return Previous(final, Bundle.open(final))
+    except BundleError as exc:
+        return Previous(final, None, str(exc))
+
+
+def precheck(out_dir: Path, name: str | None, identity: Identity | None, force: bool) -> None:
+    """Before loading the model: the checks that need only the bundle name (and, for registry
+    models, the architecture), so a refusal comes before seconds of importing torch."""
+    if name is None:
+        return
+    previous = _existing(Path(out_dir) / name)
+    if previous is not None:
+        _refuse_unless_forced(previous, identity, force, partial=True)
+
+
+def check_replace(final: Path, identity: Identity, force: bool) -> Previous | None:
+    """With the bundle's lock held and the model loaded: refuse (exit 2), or say what is
+    replaced. Returns the previous folder (for ``carry_over``), or None."""
+    previous = _existing(final)
+    if previous is None:
+        return None
+    _refuse_unless_forced(previous, identity, force)
+    if previous.bundle is None:
+        console.warn(f"replacing '{final}', which is not a readable bundle ({previous.problem}) (--force)")
+        return previous
+    old = _identity(previous.bundle)
+    if old != identity:
+        console.warn(f"replacing '{final}', a bundle of another model: {old.describe()} -> {identity.describe()} "
+                     "(--force)")
+    else:
+        console.log(f"replacing bundle '{final}' (same model, {identity.describe()}): what the new files leave "
+                    "byte-identical keeps its engines and report entries")
+    return previous
+
+
+def _identity(bundle: Bundle) -> Identity:
+    m = bundle.manifest.model
+    return Identity(m.source, m.architecture, m.num_classes)
+
+
+def _refuse_unless_forced(previous: Previous, identity: Identity | None, force: bool, partial: bool = False) -> None:
+    if force:
+        return
+    where = previous.root
+    if previous.bundle is None:
+        count = sum(1 for _ in where.iterdir())
+        raise UsageError(
+            f"'{where}' exists and is not a readable edgeport bundle ({previous.problem}); exporting there would "
+            f"delete its {count} entr{'y' if count == 1 else 'ies'}.",
+            hint="Choose another --output / --name, or pass --force to replace it.")
+    if identity is None:
+        return
+    old = _identity(previous.bundle)
+    differs = (old.source, old.architecture) != (identity.source, identity.architecture) or (
+        not partial and old.num_classes != identity.num_classes)
+    if differs:
+        new = Identity(identity.source, identity.architecture, None) if partial else identity
+        raise UsageError(
+            f"'{where}' holds a bundle of another model, {old.describe()}; this export is {new.describe()} and "
+            "would replace it.",
+            hint="Choose another --name (or --output), or pass --force to replace it.")
+
+
+def _changes(old, new) -> list[str]:
+    """What differs between two manifests' export settings, in words."""
+    def weights(m):
+        sha = m.weights.extra.get("sha256")
+        return f"{m.weights.spec}" + (f" (sha256 {sha[:12]})" if sha else "")
+
+    def facts(m):
+        return {"weights": weights(m), "input": "x".join(str(d) for d in m.input.chw), "opset": m.opset,
+                "max batch": m.input.max_batch, "precisions": ",".join(m.artifacts)}
+
+    before, after = facts(old), facts(new)
+    out = [f"{k} {before[k]} -> {after[k]}" for k in before if before[k] != after[k]]
+    if old.preprocessing != new.preprocessing:
+        out.append("preprocessing")
+    if old.model.class_names != new.model.class_names:
+        out.append("class names")
+    return out
+
+
+# -- carrying over ---------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Compare:
+    """Which of the old bundle's inputs the new bundle left byte-identical."""
+
+    old: object  # Manifest
+    new: object  # Manifest
+    engines: set = dataclasses.field(default_factory=set)  # engine files carried over
+    engine_precisions: set = dataclasses.field(default_factory=set)
+
+    def same(self, precision: str | None) -> bool:
+        a, b = self.old.artifacts.get(precision), self.new.artifacts.get(precision)
+        return a is not None and b is not None and a.sha256 is not None and a.sha256 == b.sha256
+
+    @property
+    def golden_same(self) -> bool:
+        a, b = self.old.golden, self.new.golden
+        return a is not None and b is not None and a.sha256 == b.sha256
+
+    def calib_cache_same(self) -> bool:
+        a = self.old.int8.trt_calibration_cache if self.old.int8 else None
+        b = self.new.int8.trt_calibration_cache if self.new.int8 else None
+        return a is not None and b is not None and a.sha256 == b.sha256
+
+    def result_valid(self, r: dict, *, golden: bool) -> bool:
+        """A per-artifact report entry still describes the new bundle."""
+        precision = r.get("precision")
+        if not self.same(precision) or (golden and not self.golden_same):
+            return False
+        if r.get("backend") == "tensorrt":
+            artifact = r.get("artifact")
+            return artifact in self.engines if artifact else precision in self.engine_precisions
+        return True
+
+
+def carry_over(previous: Previous | None, staged, manifest, *, verify: bool, fresh: set = frozenset()) -> None:
+    """Copy into the staged bundle what the old one computed from inputs the new one left
+    unchanged (engines, report sections), and warn about everything else it drops.
+    ``fresh``: report sections the new export writes itself."""
+    if previous is None:
+        return
+    known = set(EXPORT_FILES)
+    dropped: list[str] = []
+    kept: list[str] = []
+    if previous.bundle is not None:
+        cmp = _Compare(previous.bundle.manifest, manifest)
+        changes = _changes(cmp.old, manifest)
+        if changes:
+            console.log(f"changed since the previous export: {'; '.join(changes)}")
+        known |= {e.file for e in cmp.old.artifacts.values()}
+        dropped += _dropped_artifacts(cmp)
+        engine_files = _carry_engines(previous.root, staged, cmp, kept, dropped)
+        known |= engine_files
+        _carry_report(previous.root, staged, cmp, verify, fresh, kept, dropped)
+    other = sorted(p.name for p in previous.root.iterdir() if p.name not in known)
+    if other:
+        dropped.append(f"other files: {', '.join(other[:8])}{' ...' if len(other) > 8 else ''}")
+    if kept:
+        console.log("kept from the previous bundle (computed from byte-identical files): " + "; ".join(kept))
+    if dropped:
+        console.warn(f"the re-export drops from '{previous.root}': " + "; ".join(dropped))
+
+
+def _dropped_artifacts(cmp: _Compare) -> list[str]:
+    gone = [p for p in cmp.old.artifacts if p not in cmp.new.artifacts]
+    out = []
+    if gone:
+        files = [cmp.old.artifacts[p].file for p in gone]
+        if "int8" in gone:
+            files += ["calibration.json", "calib.cache"]
+        options = list(dict.fromkeys(_KEEP_WITH.get(p, f"--{p}") for p in gone))
+        if "--int8" in options:  # --int8 brings both INT8 graphs back
+            options = [o for o in options if o != _KEEP_WITH["int8-cpu"]]
+        out.append(f"the {', '.join(gone)} artifact{'s' if len(gone) > 1 else ''} ({', '.join(files)}): "
+                   f"re-export with {' and '.join(options)} to keep {'them' if len(gone) > 1 else 'it'}")
+    return out
+
+
+def _carry_engines(old_root: Path, staged, cmp: _Compare, kept: list, dropped: list) -> set[str]:
+    """Link (or copy) still-valid engines and their sidecars into the staged bundle; returns the
+    old engine file names (all of them are accounted for, kept or listed as dropped)."""
+    names: set[str] = set()
+    stale = []
+    for sidecar in sorted(old_root.glob("*" + SIDECAR_SUFFIX)):
+        engine = sidecar.name[: -len(".json")]
+        names |= {sidecar.name, engine}
+        why = _engine_stale(sidecar, old_root / engine, cmp)
+        if why:
+            stale.append(f"{engine} ({why})")
+            continue
+        for name in (engine, sidecar.name):
+            _link_or_copy(old_root / name, staged.path(name))
+        cmp.engines.add(engine)
+        cmp.engine_precisions.add(json.loads(sidecar.read_text()).get("precision"))
+    orphans = sorted(p.name for p in old_root.glob("*" + ENGINE_SUFFIX) if p.name not in names)
+    names |= set(orphans)
+    stale += [f"{n} (no sidecar)" for n in orphans]
+    if cmp.engines:
+        kept.append(f"{len(cmp.engines)} TensorRT engine(s) ({', '.join(sorted(cmp.engines))})")
+    if stale:
+        dropped.append(f"{len(stale)} TensorRT engine(s) built from files that changed or are gone: "
+                       f"{', '.join(stale)}; rebuild on the device with `edgeport build {old_root}`")
+    return names
+
+
+def _engine_stale(sidecar: Path, engine: Path, cmp: _Compare) -> str | None:
+    try:
+        data = json.loads(sidecar.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return "unreadable sidecar"
+    source = data.get("source") if isinstance(data, dict) else None
+    if not isinstance(source, dict) or not engine.is_file():
+        return "incomplete"
+    new = cmp.new.artifacts.get(source.get("artifact"))
+    if new is None:
+        return f"its source, the {source.get('artifact')} artifact, is not in the new bundle"
+    if new.sha256 != source.get("sha256"):
+        return f"{new.file} changed"
+    if data.get("calibration_cache") and not cmp.calib_cache_same():
+        return "calib.cache changed"
+    if (cmp.old.input.max_batch, cmp.old.input.shape) != (cmp.new.input.max_batch, cmp.new.input.shape):
+        return "the input or batch range changed"
+    return None
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link (same file system: the staging folder is a sibling), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _carry_report(old_root: Path, staged, cmp: _Compare, verify: bool, fresh: set, kept: list,
+                  dropped: list) -> None:
+    """The old report.json's entries that still describe the new bundle, written into the staged
+    bundle (export's verification then merges its own results into it)."""
+    path = old_root / "report.json"
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        old = None
+    if not isinstance(old, dict) or not isinstance(old.get("results"), list):
+        dropped.append("report.json (not an edgeport report)")
+        return
+    if not verify:
+        dropped.append("every report.json section (--no-verify writes no report; run `edgeport verify` and "
+                       "`edgeport bench` on the new bundle)")
+        return
+    report, notes_kept, notes_dropped = carry_report(old, cmp, fresh)
+    kept += notes_kept
+    dropped += [f"report.json: {n}" for n in notes_dropped]
+    if any(report.get(k) for k in report if k != "report_version"):
+        from .bundle_writer import guard_disk
+
+        with guard_disk(staged.staging):
+            staged.path("report.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+_REGENERATED = ("report_version", "model", "weights", "golden", "passed", "calibration")
+
+
+def carry_report(old: dict, cmp: _Compare, fresh: set = frozenset()) -> tuple[dict, list[str], list[str]]:
+    """(the entries of ``old`` that still hold, what was kept, what was dropped), in words.
+
+    ``fresh``: sections the new export writes itself (they replace the old ones). Results of
+    ONNX Runtime CPU are redone by the export's own verification and are not carried.
+    """
+    report: dict = {"report_version": old.get("report_version", 1)}
+    kept: list[str] = []
+    dropped: list[str] = []
+    redone = [r for r in old["results"] if isinstance(r, dict)
+              and (r.get("backend"), r.get("provider")) == ("onnxruntime", "cpu")]
+    others = [r for r in old["results"] if isinstance(r, dict) and r not in redone]
+    report["results"] = _filter(others, lambda r: cmp.result_valid(r, golden=True), "verification result", kept,
+                                dropped)
+    if isinstance(old.get("lint"), dict):
+        report["lint"] = {p: d for p, d in old["lint"].items() if cmp.same(p)}
+    bench = old.get("benchmarks")
+    rows = bench.get("results", []) if isinstance(bench, dict) else bench if isinstance(bench, list) else []
+    rows = _filter([r for r in rows if isinstance(r, dict)], lambda r: cmp.result_valid(r, golden=False),
+                   "benchmark result", kept, dropped)
+    if rows:
+        report["benchmarks"] = {"machine": bench.get("machine") if isinstance(bench, dict) else None, "results": rows}
+    acc = old.get("accuracy")
+    if isinstance(acc, dict) and "accuracy" not in fresh:
+        if cmp.same("fp32"):
+            acc_rows = _filter([r for r in acc.get("results", []) if isinstance(r, dict)],
+                               lambda r: cmp.result_valid(r, golden=False), "labeled-accuracy result", kept, dropped)
+            report["accuracy"] = {**acc, "results": acc_rows}
+        else:
+            dropped.append("labeled accuracy (its FP32 reference, model.onnx, changed)")
+    for key, needs_golden in (("sensitivity", True), ("mixed_precision", False)):
+        if key not in old or key in fresh:
+            continue
+        if cmp.same("int8") and (cmp.golden_same or not needs_golden):
+            report[key] = old[key]
+            kept.append(f"the {key} section")
+        else:
+            dropped.append(f"the {key} section (model.int8.onnx{' or the golden set' if needs_golden else ''} "
+                           "changed or is gone)")
+    if "golden_names" in old and cmp.golden_same:
+        report["golden_names"] = old["golden_names"]
+    unknown = sorted(set(old) - set(report) - set(_REGENERATED) - {"results", "lint", "benchmarks", "accuracy",
+                                                                   "sensitivity", "mixed_precision", "golden_names"})
+    if unknown:
+        dropped.append(f"section(s) {', '.join(unknown)}")
+    return report, kept, dropped
+
+
+def _filter(rows: list[dict], valid, what: str, kept: list, dropped: list) -> list[dict]:
+    """The valid rows; a note of how many were kept and dropped, per precision."""
+    good = [r for r in rows if valid(r)]
+    bad = [r for r in rows if not valid(r)]
+    for group, notes, tail in ((good, kept, ""), (bad, dropped, ": artifact changed or gone")):
+        if group:
+            precisions = ", ".join(dict.fromkeys(str(r.get("precision")) for r in group))
+            notes.append(f"{len(group)} {what}{'s' if len(group) > 1 else ''} ({precisions}{tail})")
+    return good
