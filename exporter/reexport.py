@@ -77,6 +77,12 @@ class Identity:
         classes = f", {self.num_classes} classes" if self.num_classes else ""
         return f"{self.architecture} ({self.source}{classes})"
 
+    def differs(self, other: "Identity") -> bool:
+        """Another model: a field known on both sides differs (an older manifest may lack one)."""
+        pairs = ((self.source, other.source), (self.architecture, other.architecture),
+                 (self.num_classes, other.num_classes))
+        return any(a is not None and b is not None and a != b for a, b in pairs)
+
 
 @dataclasses.dataclass
 class Previous:
@@ -110,7 +116,7 @@ def precheck(out_dir: Path, name: str | None, identity: Identity | None, force: 
         return
     previous = _existing(Path(out_dir) / name)
     if previous is not None:
-        _refuse_unless_forced(previous, identity, force, partial=True)
+        _refuse_unless_forced(previous, identity, force)
 
 
 def check_replace(final: Path, identity: Identity, force: bool) -> Previous | None:
@@ -124,7 +130,7 @@ def check_replace(final: Path, identity: Identity, force: bool) -> Previous | No
         console.warn(f"replacing '{final}', which is not a readable bundle ({previous.problem}) (--force)")
         return previous
     old = _identity(previous.bundle)
-    if old != identity:
+    if old.differs(identity):
         console.warn(f"replacing '{final}', a bundle of another model: {old.describe()} -> {identity.describe()} "
                      "(--force)")
     else:
@@ -138,7 +144,7 @@ def _identity(bundle: Bundle) -> Identity:
     return Identity(m.source, m.architecture, m.num_classes)
 
 
-def _refuse_unless_forced(previous: Previous, identity: Identity | None, force: bool, partial: bool = False) -> None:
+def _refuse_unless_forced(previous: Previous, identity: Identity | None, force: bool) -> None:
     if force:
         return
     where = previous.root
@@ -151,12 +157,9 @@ def _refuse_unless_forced(previous: Previous, identity: Identity | None, force: 
     if identity is None:
         return
     old = _identity(previous.bundle)
-    differs = (old.source, old.architecture) != (identity.source, identity.architecture) or (
-        not partial and old.num_classes != identity.num_classes)
-    if differs:
-        new = Identity(identity.source, identity.architecture, None) if partial else identity
+    if old.differs(identity):
         raise UsageError(
-            f"'{where}' holds a bundle of another model, {old.describe()}; this export is {new.describe()} and "
+            f"'{where}' holds a bundle of another model, {old.describe()}; this export is {identity.describe()} and "
             "would replace it.",
             hint="Choose another --name (or --output), or pass --force to replace it.")
 

@@ -145,9 +145,10 @@ def test_strip_plot_handles_zero_and_nonfinite_values():
 # -- a bundle with every section, all written by edgeport itself ---------------------------------
 # 11 residual blocks: 24 quantized layers (more than the 20 the sensitivity section shows), with
 # long ONNX node names (/features/residual_block_03/pointwise_mixing_convolution/Conv) that the
-# charts must not cut. Classes 0 and 1 share one weight row and differ by a 1e-3 bias: FP32 picks
-# class 1, and the CPU INT8 artifact, which quantizes the logits to uint8 steps far coarser than
-# 1e-3, turns them into a tie that argmax gives to class 0: top-1 flips edgeport finds itself.
+# charts must not cut. Classes 0 and 1 have weight rows that differ by 1e-3 in every element but
+# the first (the row maximum, 1.0): FP32 picks class 1, and both INT8 artifacts, whose per-channel
+# int8 weights have steps of 1/127, round the two rows to the same int8 values (0.498 and 0.499
+# are both 63/127): a tie that argmax gives to class 0, top-1 flips edgeport finds itself.
 DEEP_MODEL = """
 from collections import OrderedDict
 
@@ -181,9 +182,10 @@ def build(num_classes=5):
     torch.manual_seed(0)
     net = Net(num_classes)
     with torch.no_grad():
-        net.classifier.weight[:2] = 1.0
+        net.classifier.weight[:2] = 0.498
+        net.classifier.weight[:2, 0] = 1.0
+        net.classifier.weight[1, 1:] = 0.499
         net.classifier.bias.zero_()
-        net.classifier.bias[1] = 1e-3
     return net
 """
 DEEP_CLASSES = ["alpha", "beta", "gamma", "delta", "epsilon"]
