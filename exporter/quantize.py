@@ -21,6 +21,8 @@ recipe's version): calibration.json in the bundle, and the same file in a cache 
 ($EDGEPORT_CACHE, else $XDG_CACHE_HOME/edgeport, else ~/.cache/edgeport) because a bundle
 is rewritten by every export. The same ranges give ``calib.cache`` in TensorRT's format for
 the implicit-INT8 path of TensorRT <= 10 (DLA builds), with model.onnx's tensor names.
+calibration.json also keeps each tensor's observed min/max from the same pass: the ranges of
+model.int8-cpu.onnx (exporter/cpu_int8.py), which therefore never calibrates a second time.
 """
 
 from __future__ import annotations
