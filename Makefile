@@ -19,7 +19,7 @@ endif
 TRITON_VENV := .venv-triton
 TRITON_STAMP := $(TRITON_VENV)/.edgeport-installed
 
-.PHONY: setup demo test test-fast clean gpu-check bench triton-bench
+.PHONY: setup demo test clean gpu-check bench triton-bench
 
 setup: $(STAMP) $(TRITON_STAMP)
 

@@ -218,7 +218,7 @@ def main(argv=None) -> int:
     if min(args.threads, args.batch, args.rounds, args.block) < 1 or args.gap < 0:
         ap.error("--threads, --batch, --rounds and --block must be at least 1, --gap at least 0")
 
-    from runtime.benchmark import describe_machine_line
+    from runtime.machine import describe_machine_line
     from runtime.machine import describe_machine, load_average
 
     machine = describe_machine(args.threads, extra_versions=("torch", "torchvision", "onnx", "onnxsim"))
@@ -263,7 +263,7 @@ def main(argv=None) -> int:
 
 def render(results: dict) -> str:
     """Markdown: per-model medians, ratios, export stages, targets."""
-    from runtime.benchmark import describe_machine_line
+    from runtime.machine import describe_machine_line
 
     lines = [f"Machine: {describe_machine_line(results['machine'])}.",
              f"Batch {results['batch']}, {results['threads']} threads, median of "

@@ -167,7 +167,7 @@ def plan_build(
                 "--hardware-compat ampere+ cannot be combined with --dla-core: hardware compatibility covers "
                 "GPU kernels of Ampere and newer GPUs, while DLA loadables are tied to the DLA they were built for.",
                 hint="Drop one of the two options.")
-        if compute_capability is not None and _cc_tuple(compute_capability) < (8, 0):
+        if compute_capability is not None and cc_tuple(compute_capability) < (8, 0):
             raise UsageError(
                 f"--hardware-compat ampere+ needs an Ampere or newer GPU (compute capability >= 8.0) to build on; "
                 f"this GPU has compute capability {compute_capability}.",
@@ -412,7 +412,8 @@ def validate_workspace(workspace_mib: int, total_memory_bytes: int | None) -> No
 
 
 # -- names ---------------------------------------------------------------------------------------
-def _cc_tuple(cc: str) -> tuple[int, int]:
+def cc_tuple(cc: str) -> tuple[int, int]:
+    """"8.7" -> (8, 7), for comparing compute capabilities."""
     try:
         major, _, minor = str(cc).partition(".")
         return int(major), int(minor or 0)
@@ -422,7 +423,7 @@ def _cc_tuple(cc: str) -> tuple[int, int]:
 
 def cc_tag(cc: str) -> str:
     """'8.7' -> 'sm87' (the CUDA convention)."""
-    major, minor = _cc_tuple(cc)
+    major, minor = cc_tuple(cc)
     return f"sm{major}{minor}"
 
 

@@ -25,10 +25,10 @@ import json
 import shlex
 from pathlib import Path
 
-from ..bundle import sha256_file
+from ..fsutil import sha256_file
 from ..fsutil import atomic_write_bytes
 from ..errors import BundleError, EdgeportError
-from .policy import TrtVersion, _cc_tuple
+from .policy import TrtVersion, cc_tuple
 
 SIDECAR_VERSION = 1
 SIDECAR_GLOB = "*.engine.json"
@@ -174,8 +174,8 @@ def compatibility_problems(sidecar: dict, env) -> list[str]:
     if env.gpu is None:
         problems.append("no CUDA GPU is visible here")
     elif built_gpu.get("compute_capability"):
-        here_cc = _cc_tuple(env.gpu.compute_capability)
-        built_cc = _cc_tuple(built_gpu["compute_capability"])
+        here_cc = cc_tuple(env.gpu.compute_capability)
+        built_cc = cc_tuple(built_gpu["compute_capability"])
         here_text = f"compute capability {env.gpu.compute_capability} ({env.gpu.name})"
         if sidecar.get("hardware_compat") == "ampere+" and sidecar.get("dla_core") is None:
             if here_cc < (8, 0):
