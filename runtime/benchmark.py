@@ -135,13 +135,13 @@ def batch_input(images: np.ndarray, batch: int) -> np.ndarray:
 # -- the run --------------------------------------------------------------------------------------
 def bench_precisions(bundle: Bundle, config: BenchConfig) -> list[str]:
     """The artifacts to time: verify's rules (runtime/precision.py); `all` on TensorRT = built engines."""
-    if config.backend == "tensorrt" and (not config.precisions or "all" in config.precisions):
+    if config.backend in ("tensorrt", "tensorrt-rtx") and (not config.precisions or "all" in config.precisions):
         try:
             from .trt.sidecar import engine_precisions
         except ImportError as exc:
-            raise UsageError(f"--backend tensorrt needs edgeport's TensorRT support (runtime.trt), which does not "
-                             f"import here: {exc}.") from exc
-        return engine_precisions(bundle)
+            raise UsageError(f"--backend {config.backend} needs edgeport's TensorRT support (runtime.trt), which does "
+                             f"not import here: {exc}.") from exc
+        return engine_precisions(bundle, config.backend)
     from .verify import select_precisions
 
     return select_precisions(bundle, config.precisions, backend=config.backend, provider=config.provider,
@@ -158,7 +158,7 @@ def _artifact_for(bundle: Bundle, config: BenchConfig, precision: str, warn):
 
 
 def _gpu_description(backend: str, provider: str) -> str | None:
-    if backend != "tensorrt" and provider == "cpu":
+    if backend == "onnxruntime" and provider == "cpu":
         return None
     try:
         from .trt.device import probe_gpu

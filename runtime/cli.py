@@ -71,8 +71,9 @@ def backend_options(fn):
                            "(model.int8.onnx) instead of model.int8-cpu.onnx.")(fn)
     fn = click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu",
                       show_default=True, help="ONNX Runtime execution provider.")(fn)
-    fn = click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime",
-                      show_default=True)(fn)
+    fn = click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt", "tensorrt-rtx"]),
+                      default="onnxruntime", show_default=True,
+                      help="tensorrt / tensorrt-rtx: run the engines `edgeport build` wrote (on the GPU).")(fn)
     return fn
 
 

@@ -315,10 +315,10 @@ def artifact_precisions(bundle: Bundle, config) -> list[str]:
     """The precisions ``verify`` runs for ``config`` ("all" on TensorRT = those with engines)."""
     from .verify import select_precisions
 
-    if config.backend == "tensorrt" and (not config.precisions or "all" in config.precisions):
+    if config.backend in ("tensorrt", "tensorrt-rtx") and (not config.precisions or "all" in config.precisions):
         from .trt.sidecar import engine_precisions
 
-        return engine_precisions(bundle)
+        return engine_precisions(bundle, config.backend)
     return select_precisions(bundle, config.precisions, backend=config.backend, provider=config.provider,
                              qdq=config.qdq)
 

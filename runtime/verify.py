@@ -13,6 +13,8 @@ from .console import Progress
 from .errors import UsageError
 from .runners import make_runner
 
+ENGINE_BACKENDS = ("tensorrt", "tensorrt-rtx")  # backends that run engines built by `edgeport build`
+
 
 @dataclasses.dataclass(frozen=True)
 class VerifyConfig:
@@ -50,13 +52,13 @@ def run_batched(runner, bundle: Bundle, inputs: np.ndarray, batch: int, progress
 def artifact_for(bundle: Bundle, config: VerifyConfig, precision: str, warn=None) -> tuple:
     """(file to run, provider label, extra runner options) for one precision.
 
-    TensorRT runs the engine that ``resolve_engine`` picks (refusing mismatched ones); ONNX
-    Runtime's TensorRT provider gets engine-cache options inside the bundle.
+    TensorRT and TensorRT-RTX run the engine that ``resolve_engine`` picks (refusing
+    mismatched ones); ONNX Runtime's TensorRT provider gets engine-cache options inside the bundle.
     """
-    if config.backend == "tensorrt":
+    if config.backend in ENGINE_BACKENDS:
         from .trt.sidecar import resolve_engine
 
-        record = resolve_engine(bundle, precision, warn=warn)
+        record = resolve_engine(bundle, precision, runtime=config.backend, warn=warn)
         return record.engine_path, record.target_label, {"sidecar": record.sidecar}
     extra = {}
     if config.provider == "tensorrt":
@@ -72,10 +74,10 @@ def verify_bundle(
     log: Callable[[str], None] = lambda s: None,
 ) -> list[Comparison]:
     """Check every selected artifact against the golden outputs; returns the comparisons."""
-    if config.backend == "tensorrt" and (not config.precisions or "all" in config.precisions):
+    if config.backend in ENGINE_BACKENDS and (not config.precisions or "all" in config.precisions):
         from .trt.sidecar import engine_precisions
 
-        precisions = engine_precisions(bundle)  # "all" = the precisions that have engines
+        precisions = engine_precisions(bundle, config.backend)  # "all" = the precisions that have engines
     else:
         precisions = select_precisions(bundle, config.precisions, backend=config.backend,
                                        provider=config.provider, qdq=config.qdq)

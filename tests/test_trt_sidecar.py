@@ -9,8 +9,8 @@ import pytest
 from runtime.bundle import Bundle
 from runtime.errors import BundleError, EdgeportError
 from runtime.trt.device import GpuInfo, TargetEnv
-from runtime.trt.sidecar import (compatibility_notes, compatibility_problems, engine_precisions, list_engines,
-                                 resolve_engine, write_engine)
+from runtime.trt.sidecar import (EngineSidecar, compatibility_notes, compatibility_problems, engine_precisions,
+                                 list_engines, resolve_engine, write_engine)
 from trt_fake import make_bundle
 
 ORIN = GpuInfo("Orin", "8.7", 8 << 30, True)
@@ -26,11 +26,12 @@ def env(trt="10.3.0.30", gpu=ORIN, dla_cores=None, cuda="12.6"):
 
 
 def sidecar(**over):
+    """A sidecar in the schema-1 layout edgeport 0.1 wrote (TensorRT only), read as today's EngineSidecar."""
     sc = {"precision": "fp16", "tensorrt": "10.3.0.30", "gpu": {"name": "Orin", "compute_capability": "8.7"},
           "cuda": {"runtime": "12.6"}, "dla_core": None, "hardware_compat": "none", "version_compatible": False,
           "build_options": {"precision": "fp16", "min_batch": 1, "opt_batch": 8, "max_batch": 32}}
     sc.update(over)
-    return sc
+    return EngineSidecar.from_dict(sc)
 
 
 # -- the rules -------------------------------------------------------------------------------------
@@ -177,7 +178,7 @@ def test_listing_ignores_junk_and_orphans(bundle):
 
 def test_rewriting_an_engine_replaces_its_sidecar(bundle):
     first = add_engine(bundle, "model.fp16.sm87.trt10.3.0.engine")
-    second = write_engine(bundle.root, "model.fp16.sm87.trt10.3.0.engine", b"new plan", dict(first.sidecar))
-    assert second.sidecar["engine"]["sha256"] != first.sidecar["engine"]["sha256"]
+    second = write_engine(bundle.root, "model.fp16.sm87.trt10.3.0.engine", b"new plan", first.sidecar)
+    assert second.sidecar.engine.sha256 != first.sidecar.engine.sha256
     assert json.loads(second.sidecar_path.read_text())["engine"]["bytes"] == len(b"new plan")
     assert resolve_engine(bundle, "fp16", env=env()).engine_path.read_bytes() == b"new plan"

@@ -6,7 +6,7 @@ __all__ = ["Runner", "make_runner"]
 
 
 def make_runner(backend: str, path, *, provider: str = "cpu", threads: int | None = None, **kwargs) -> Runner:
-    """Create a runner for ``backend`` (``onnxruntime`` or ``tensorrt``)."""
+    """Create a runner for ``backend`` (``onnxruntime``, ``tensorrt`` or ``tensorrt-rtx``)."""
     from ..errors import UsageError
 
     if backend == "onnxruntime":
@@ -17,4 +17,8 @@ def make_runner(backend: str, path, *, provider: str = "cpu", threads: int | Non
         from .tensorrt import TensorRTRunner  # noqa: F401  (lazy: needs tensorrt)
 
         return TensorRTRunner(path, **kwargs)
-    raise UsageError(f"Unknown backend '{backend}'; choose onnxruntime or tensorrt.")
+    if backend == "tensorrt-rtx":
+        from .tensorrt_rtx import TensorRTRXRunner  # lazy: needs TensorRT-RTX
+
+        return TensorRTRXRunner(path, **kwargs)
+    raise UsageError(f"Unknown backend '{backend}'; choose onnxruntime, tensorrt or tensorrt-rtx.")
