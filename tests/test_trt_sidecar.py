@@ -10,8 +10,8 @@ import pytest
 from runtime.bundle import Bundle
 from runtime.errors import BundleError, EdgeportError
 from runtime.trt.device import GpuInfo, TargetEnv
-from runtime.trt.sidecar import (EngineSidecar, SourceArtifact, compatibility_notes, compatibility_problems, engine_precisions,
-                                 list_engines, resolve_engine, write_engine)
+from runtime.trt.sidecar import (EngineSidecar, SourceArtifact, compatibility_notes, compatibility_problems,
+                                 engine_precisions, list_engines, resolve_engine, write_engine)
 from trt_fake import make_bundle
 
 ORIN = GpuInfo("Orin", "8.7", 8 << 30, True)
