@@ -262,7 +262,7 @@ def test_broken_qdq_graph_is_refused_with_the_parsers_own_words(exported, tmp_pa
     with_int8_graph(bundle, **graph)
     r = run_cli("build", bundle, "--runtime", "tensorrt-rtx", "--precision", "int8", *PROFILE,
                 env={"EDGEPORT_CACHE": str(tmp_path / "cache")})
-    assert r.returncode != 0, r.stdout
+    assert r.returncode == 3, r.stdout + r.stderr
     lines = r.stderr.strip().splitlines()  # progress lines, then the error
     errors = [line for line in lines if line.startswith("edgeport: error:")]
     assert errors == lines[-1:] and "Traceback" not in r.stderr, r.stderr  # one paragraph, last

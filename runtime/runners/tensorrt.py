@@ -178,7 +178,7 @@ class TensorRTRunner(Runner):
             host[spec.name] = np.empty(shape, dtype=spec.dtype)
             ctx.set_tensor_address(spec.name, self._buffer(spec.name, host[spec.name].nbytes))
         if not ctx.execute_async_v3(mem.stream_handle(stream)):
-            raise EdgeportError(f"{self.product} failed to run {self.path.name}: {'; '.join(self._messages[-3:]) or 'no message'}.")
+            raise EdgeportError(f"TensorRT failed to run {self.path.name}: {'; '.join(self._messages[-3:]) or 'no message'}.")
         for name, array in host.items():
             mem.dtoh(array, self._buffers[name][0], stream)
         mem.synchronize(stream)

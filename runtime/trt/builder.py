@@ -139,9 +139,9 @@ def build_serialized(
     config = builder.create_builder_config()
     _configure(trt, plan, builder, config, workspace_mib, builder_level, profiling_verbosity)
     targets = _set_compute_capabilities(trt, config, plan.compute_capabilities)
-    profile = _add_profile(builder, config, input_name, shapes)
+    profile = _add_profile(trt, builder, config, input_name, shapes, messages)
     if plan.calibration_cache:
-        _attach_calibrator(trt, config, profile, calibration_cache, calibrator_class)
+        _attach_calibrator(trt, config, profile, calibration_cache, calibrator_class, shapes, messages)
     reused = _attach_timing_cache(config, timing_cache, messages) if timing_cache is not None else False
 
     serialized = builder.build_serialized_network(network, config)
@@ -236,14 +236,20 @@ def _set_compute_capabilities(trt, config, targets: tuple[str, ...]) -> tuple[st
     return tuple(reverse.get(getattr(m, "name", str(m)), str(m)) for m in members)
 
 
-def _add_profile(builder, config, input_name: str, shapes):
+def _add_profile(trt, builder, config, input_name: str, shapes, messages: list[str]):
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, *shapes)
-    config.add_optimization_profile(profile)
+    # add_optimization_profile returns the profile's index, or -1 when TensorRT found it invalid.
+    if config.add_optimization_profile(profile) < 0:
+        raise EdgeportError(
+            f"TensorRT {trt.__version__} refused the optimization profile for '{input_name}' (min/opt/max shapes "
+            f"{', '.join(str(list(s)) for s in shapes)}): {'; '.join(messages[-3:]) or 'no message'}.",
+            hint="Check --min-batch <= --opt-batch <= --max-batch and that the input name matches the ONNX graph.")
     return profile
 
 
-def _attach_calibrator(trt, config, profile, calibration_cache: bytes | None, calibrator_class: str) -> None:
+def _attach_calibrator(trt, config, profile, calibration_cache: bytes | None, calibrator_class: str, shapes,
+                       messages: list[str]) -> None:
     if calibration_cache is None:
         raise EdgeportError("This build replays a calibration cache, but none was given.")
     config.int8_calibrator = make_cache_calibrator(trt, calibrator_class, calibration_cache)
