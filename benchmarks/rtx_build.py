@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     from runtime.trt.rtx import import_tensorrt_rtx
 
     rtx = import_tensorrt_rtx("benchmarks/rtx_build.py")
-    machine = describe_machine(extra_versions=("tensorrt-rtx-cu12-bindings",))
+    machine = describe_machine()
     machine["load_avg_before"] = load_average()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="edgeport-rtx-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)

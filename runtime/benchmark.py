@@ -279,6 +279,8 @@ def describe_machine_line(machine: dict) -> str:
         parts.append(f"onnxruntime {ort}")
     if versions.get("tensorrt"):
         parts.append(f"tensorrt {versions['tensorrt']}")
+    if versions.get("tensorrt-rtx-cu12-bindings"):
+        parts.append(f"tensorrt-rtx {versions['tensorrt-rtx-cu12-bindings']}")
     load = machine.get("load_avg_before"), machine.get("load_avg_after")
     if all(load):
         parts.append(f"load avg {load[0][0]} -> {load[1][0]}")

@@ -176,9 +176,11 @@ def prepare_rtx(bundle, options: BuildOptions, *, trt=None, log=lambda s: None) 
     workspace = options.workspace_mib or policy.default_workspace_mib(None, False)
     runtime_cache = {"enabled": not options.no_runtime_cache,
                      "path": str(options.runtime_cache) if options.runtime_cache else None}
-    log(f"TensorRT-RTX {version}, ahead of time (no GPU needed) for compute capabilities "
-        f"{', '.join(targets) if targets else 'of the library default (' + ', '.join(policy.RTX_DEFAULT_TARGETS) + ')'}; "
-        f"batch profile {profile.min}/{profile.opt}/{profile.max}, workspace {workspace} MiB")
+    aim = (f"compute capabilities {', '.join(targets)}" if targets else
+           f"the library's default targets ({', '.join(policy.RTX_DEFAULT_TARGETS)} per NVIDIA)")
+    log(f"TensorRT-RTX {version}, ahead of time (no GPU needed) for {aim}; batch profile "
+        f"{profile.min}/{profile.opt}/{profile.max}, workspace {workspace} MiB, runtime cache "
+        f"{'off' if options.no_runtime_cache else (options.runtime_cache or 'default on the target')}")
     return BuildTarget(trt=trt, runtime=TENSORRT_RTX, version=version, plans=plans, profile=profile, shapes=shapes,
                        workspace_mib=workspace, runtime_cache=runtime_cache)
 
