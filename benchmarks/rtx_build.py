@@ -3,8 +3,9 @@
 For resnet50 and densenet121 at 224x224 (random weights: build time and engine size do not
 depend on them), exported once with --fp16 --int8 --max-batch 32, each precision is built
 with ``edgeport build --runtime tensorrt-rtx`` in its own process, twice in a row (the export
-has just written the graphs, so both runs read them from the page cache). Recorded per run: the build's own seconds (parse + build, from the engine's sidecar), the command's wall
-time (with Python start-up and the import of TensorRT-RTX), and the engine's size. The
+has just written the graphs, so both runs read them from the page cache). Recorded per run:
+the build's own seconds (parse + build, from the engine's sidecar), the command's wall time
+(with Python start-up and the import of TensorRT-RTX), and the engine's size. The
 batch profile is 1/8/32, the one the issue measured. Not part of `make test`.
 
     .venv/bin/python benchmarks/rtx_build.py [--models resnet50,densenet121] [--workdir DIR --reuse]
@@ -68,7 +69,8 @@ def build_runs(bundle: Path, precision: str, runs: int, env: dict) -> list[dict]
         (sidecar_path,) = [p for p in bundle.glob(f"model.{precision}.rtx*.engine.json")]
         sc = json.loads(sidecar_path.read_text())
         rows.append({"precision": precision, "run": run + 1,
-                     "source": sc["source"]["file"], "source_mb": round((bundle / sc["source"]["file"]).stat().st_size / 1e6, 1),
+                     "source": sc["source"]["file"],
+                     "source_mb": round((bundle / sc["source"]["file"]).stat().st_size / 1e6, 1),
                      "build_s": sc["build_seconds"], "command_wall_s": round(wall, 2),
                      "engine_mb": round(sc["engine"]["bytes"] / 1e6, 1), "engine": sc["engine"]["file"],
                      "tensorrt_rtx": sc["version"]})

@@ -247,7 +247,8 @@ def _build_one(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPl
     return BuiltEngine(plan.precision, record.engine_path, record.sidecar, seconds, list(plan.warnings), out.log)
 
 
-def _sidecar(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPlan, out, started, seconds) -> EngineSidecar:
+def _sidecar(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPlan, out, started,
+             seconds) -> EngineSidecar:
     """What the engine's sidecar records (runtime/trt/sidecar.py describes the fields)."""
     from .sidecar import BuildGpu, SourceArtifact, build_command
 
