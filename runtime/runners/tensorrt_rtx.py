@@ -64,8 +64,9 @@ class TensorRTRXRunner(TensorRTRunner):
         if self.runtime_cache_path is None:
             return self.engine.create_execution_context()
         data = load_runtime_cache(self.runtime_cache_path)
-        config, self._cache, self.runtime_cache_loaded = runtime_config_with_cache(self.engine, data, self._messages)
-        return self.engine.create_execution_context(config)
+        runtime_config, self._cache, self.runtime_cache_loaded = runtime_config_with_cache(
+            self.engine, data, self._messages)
+        return self.engine.create_execution_context(runtime_config)
 
     def save_runtime_cache(self) -> None:
         """Write the kernels compiled so far to the runtime cache file."""

@@ -171,14 +171,14 @@ def runtime_config_with_cache(engine, cache_bytes: bytes, messages: list[str]):
     IRuntimeCache.deserialize validates the bytes against this GPU, TensorRT-RTX and CUDA and
     returns False on any mismatch: then the cache starts empty and is replaced when saved.
     """
-    config = engine.create_runtime_config()
-    cache = config.create_runtime_cache()
+    runtime_config = engine.create_runtime_config()
+    cache = runtime_config.create_runtime_cache()
     loaded = False
     if cache_bytes:
         loaded = bool(cache.deserialize(cache_bytes))
         if not loaded:
             messages.append("WARNING: the runtime cache was written for another GPU, driver or TensorRT-RTX; "
                             "starting a new one")
-    if not config.set_runtime_cache(cache):
+    if not runtime_config.set_runtime_cache(cache):
         raise EdgeportError("TensorRT-RTX refused to attach the runtime cache to the engine's runtime config.")
-    return config, cache, loaded
+    return runtime_config, cache, loaded
