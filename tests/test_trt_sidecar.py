@@ -284,3 +284,49 @@ def test_resolve_keeps_tensorrt_and_rtx_engines_apart(bundle):
     with pytest.raises(BundleError, match="has no int8 TensorRT-RTX engine") as err:
         resolve_engine(bundle, "int8", runtime="tensorrt-rtx", env=rtx_env())
     assert "--precision int8 --runtime tensorrt-rtx" in err.value.render()
+
+
+# -- TensorRT-RTX's runtime cache plumbing (the IRuntimeConfig/IRuntimeCache objects need a GPU:
+#    small stand-ins with the real method names; the GPU test in test_rtx_build.py runs the real ones)
+class _Cache:
+    def __init__(self, accepts: bool):
+        self.accepts, self.loaded = accepts, None
+
+    def deserialize(self, blob):
+        self.loaded = bytes(blob) if self.accepts else None
+        return self.accepts
+
+
+class _RuntimeConfig:
+    def __init__(self, accepts: bool):
+        self.cache, self.attached = _Cache(accepts), None
+
+    def create_runtime_cache(self):
+        return self.cache
+
+    def set_runtime_cache(self, cache):
+        self.attached = cache
+        return True
+
+
+class _Engine:
+    def __init__(self, accepts: bool = True):
+        self.config = _RuntimeConfig(accepts)
+
+    def create_runtime_config(self):
+        return self.config
+
+
+@pytest.mark.parametrize("blob, accepts, loaded, warned", [
+    (b"", True, False, False),  # first run: an empty cache, nothing to load
+    (b"kernels", True, True, False),
+    (b"kernels from another GPU", False, False, True),  # IRuntimeCache.deserialize says no: start anew
+])
+def test_runtime_cache_is_attached_and_loaded_when_it_fits(blob, accepts, loaded, warned):
+    from runtime.trt.rtx import runtime_config_with_cache
+
+    engine, messages = _Engine(accepts), []
+    config, cache, was_loaded = runtime_config_with_cache(engine, blob, messages)
+    assert config is engine.config and config.attached is cache and was_loaded is loaded
+    assert cache.loaded == (blob if loaded else None)
+    assert bool(messages) is warned and (not warned or "another GPU" in messages[0])
