@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import invoke, run_cli
+from conftest import edit_manifest, invoke, run_cli
 
 pytestmark = pytest.mark.rtx
 
@@ -240,16 +240,13 @@ def qdq_graph(path: Path, input_name: str, output_name: str, size: int, classes:
 
 
 def with_int8_graph(bundle: Path, **graph) -> None:
-    """Replace the bundle's model.int8.onnx (and its manifest sha256) with a hand-made graph."""
+    """Replace the bundle's model.int8.onnx (and its manifest sha256, re-sealed) with a hand-made graph."""
     from runtime.bundle import Bundle
 
     b = Bundle.open(bundle)
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    qdq_graph(bundle / "model.int8.onnx", b.input_name, b.output_name, manifest["input"]["shape"][-1],
-              json.loads((bundle / "manifest.json").read_text())["output"]["shape"][-1], **graph)
-    manifest["artifacts"]["int8"].update(sha256=sha256(bundle / "model.int8.onnx"),
-                                         bytes=(bundle / "model.int8.onnx").stat().st_size)
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    path = bundle / "model.int8.onnx"
+    qdq_graph(path, b.input_name, b.output_name, b.input.shape[-1], b.num_classes, **graph)
+    edit_manifest(bundle, lambda m: m["artifacts"]["int8"].update(sha256=sha256(path), bytes=path.stat().st_size))
 
 
 @pytest.mark.parametrize("case, graph, parser_says", [

@@ -12,6 +12,7 @@ from runtime.errors import BundleError, EdgeportError
 from runtime.trt.device import GpuInfo, TargetEnv
 from runtime.trt.sidecar import (EngineSidecar, SourceArtifact, compatibility_notes, compatibility_problems,
                                  engine_precisions, list_engines, resolve_engine, write_engine)
+from conftest import edit_manifest
 from trt_fake import make_bundle
 
 ORIN = GpuInfo("Orin", "8.7", 8 << 30, True)
@@ -102,9 +103,9 @@ def bundle(tmp_path):
 
 
 def add_engine(bundle, name, precision="fp16", source="fp16", **over):
-    art = bundle.manifest["artifacts"][source]
+    art = bundle.manifest.artifacts[source]
     over.setdefault("built_at", "2026-01-01T00:00:00+00:00")
-    sc = sidecar(precision=precision, source={"artifact": source, "file": art["file"], "sha256": art["sha256"]},
+    sc = sidecar(precision=precision, source={"artifact": source, "file": art.file, "sha256": art.sha256},
                  **over)
     return write_engine(bundle.root, name, b"plan bytes of " + name.encode(), sc)
 
@@ -154,9 +155,7 @@ def test_resolve_refuses_a_tampered_engine(bundle):
 
 def test_resolve_refuses_an_engine_from_an_older_export(bundle):
     add_engine(bundle, "model.fp16.sm87.trt10.3.0.engine")
-    manifest = json.loads((bundle.root / "manifest.json").read_text())
-    manifest["artifacts"]["fp16"]["sha256"] = "f" * 64  # re-exported: new graph
-    (bundle.root / "manifest.json").write_text(json.dumps(manifest))
+    edit_manifest(bundle.root, lambda m: m["artifacts"]["fp16"].update(sha256="f" * 64))  # re-exported: new graph
     with pytest.raises(BundleError, match="the bundle was re-exported"):
         resolve_engine(Bundle.open(bundle.root), "fp16", env=env())
 
@@ -188,11 +187,11 @@ def test_rewriting_an_engine_replaces_its_sidecar(bundle):
 # -- the typed sidecar: schema versions ------------------------------------------------------------------
 def test_schema_1_sidecars_from_the_current_release_still_load(bundle):
     """The dict edgeport 0.1's build wrote (runtime/trt/build.py before schema 2), as written on disk."""
-    art = bundle.manifest["artifacts"]["fp16"]
+    art = bundle.manifest.artifacts["fp16"]
     v1 = {"precision": "fp16", "build_path": "strongly-typed", "tensorrt": "10.3.0.30",
           "cuda": {"runtime": "12.6", "driver": "12.6"},
           "gpu": {"name": "Orin", "compute_capability": "8.7", "total_memory": 8 << 30, "jetson": True},
-          "source": {"artifact": "fp16", "file": art["file"], "sha256": art["sha256"]},
+          "source": {"artifact": "fp16", "file": art.file, "sha256": art.sha256},
           "input": {"name": "input", "min": [1, 3, 4, 4], "opt": [2, 3, 4, 4], "max": [4, 3, 4, 4]},
           "profile": {"min": 1, "opt": 2, "max": 4}, "dla_core": None, "gpu_fallback": False,
           "hardware_compat": "none", "version_compatible": False, "builder_flags": [],
@@ -208,7 +207,7 @@ def test_schema_1_sidecars_from_the_current_release_still_load(bundle):
     sc = record.sidecar
     assert (sc.runtime, sc.version, sc.messages, sc.gpu.compute_capability, sc.gpu.jetson) == \
         ("tensorrt", "10.3.0.30", ("WARNING: x",), "8.7", True)
-    assert (sc.source.sha256, sc.engine.bytes, sc.timing_cache["reused"]) == (art["sha256"], 10, True)
+    assert (sc.source.sha256, sc.engine.bytes, sc.timing_cache["reused"]) == (art.sha256, 10, True)
     assert compatibility_problems(sc, env()) == []
     assert list_engines(bundle, "tensorrt-rtx") == []
     # Written back it is schema 2, and reads back equal.
@@ -268,8 +267,8 @@ def test_rtx_note_for_gpus_outside_the_documented_default_targets():
 
 
 def test_resolve_keeps_tensorrt_and_rtx_engines_apart(bundle):
-    art = bundle.manifest["artifacts"]["fp16"]
-    source = {"artifact": "fp16", "file": art["file"], "sha256": art["sha256"]}
+    art = bundle.manifest.artifacts["fp16"]
+    source = {"artifact": "fp16", "file": art.file, "sha256": art.sha256}
     add_engine(bundle, "model.fp16.sm87.trt10.3.0.engine")
     write_engine(bundle.root, "model.fp16.rtx1.7.1.engine", b"rtx plan", rtx_sidecar(source=SourceArtifact(**source)))
     write_engine(bundle.root, "model.fp16.sm89.rtx1.7.1.engine", b"rtx plan 89",

@@ -25,7 +25,7 @@ class TensorRTRXRunner(TensorRTRunner):
     backend = "tensorrt-rtx"
     product = "TensorRT-RTX"
 
-    def __init__(self, path: str | Path, *, sidecar=None, max_batch: int | None = None, memory=None, trt=None,
+    def __init__(self, path: str | Path, *, sidecar=None, memory=None, trt=None,
                  runtime_cache: Path | None | bool = True, warn=None):
         """``runtime_cache``: True = the sidecar's setting (or the default file for this GPU),
         False = none, a path = that file."""
@@ -34,7 +34,7 @@ class TensorRTRXRunner(TensorRTRunner):
         self.runtime_cache_path: Path | None = None
         self.runtime_cache_loaded = False
         self._cache = None
-        super().__init__(path, sidecar=sidecar, max_batch=max_batch, memory=memory, trt=trt)
+        super().__init__(path, sidecar=sidecar, memory=memory, trt=trt)
 
     def _import_library(self):
         from ..trt.rtx import import_tensorrt_rtx

@@ -186,11 +186,9 @@ def prepare_rtx(bundle, options: BuildOptions, *, trt=None, log=lambda s: None) 
 
 
 def _profile(bundle, options: BuildOptions, dla: bool) -> tuple[Profile, tuple]:
-    manifest_input = bundle.manifest["input"]
-    profile = policy.compute_profile(
-        int(manifest_input.get("min_batch", 1)), bundle.max_batch, min_batch=options.min_batch,
-        opt_batch=options.opt_batch, max_batch=options.max_batch, dla=dla)
-    return profile, profile.shapes(manifest_input["shape"])
+    profile = policy.compute_profile(bundle.min_batch, bundle.max_batch, min_batch=options.min_batch,
+                                     opt_batch=options.opt_batch, max_batch=options.max_batch, dla=dla)
+    return profile, profile.shapes(bundle.input.shape)
 
 
 def _calibration(bundle, plans: list[BuildPlan], version: TrtVersion, log) -> tuple:
@@ -253,7 +251,7 @@ def _sidecar(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPlan
     from .sidecar import BuildGpu, SourceArtifact, build_command
 
     p = target.profile
-    entry = bundle.manifest["artifacts"][plan.source]
+    entry = bundle.artifact(plan.source)
     build_options = {
         "precision": plan.precision, "min_batch": p.min, "opt_batch": p.opt, "max_batch": p.max,
         "dla_core": plan.dla_core, "gpu_fallback": plan.gpu_fallback, "builder_level": options.builder_level,
@@ -270,7 +268,7 @@ def _sidecar(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPlan
         gpu=BuildGpu(gpu.name, gpu.compute_capability, gpu.total_memory, env.jetson) if gpu else None,
         compute_capabilities=out.compute_capabilities,
         default_compute_capabilities=policy.RTX_DEFAULT_TARGETS if rtx and not out.compute_capabilities else (),
-        source=SourceArtifact(plan.source, entry["file"], entry.get("sha256")),
+        source=SourceArtifact(plan.source, entry.file, entry.sha256),
         input={"name": bundle.input_name, "min": list(target.shapes[0]), "opt": list(target.shapes[1]),
                "max": list(target.shapes[2])},
         profile=p.to_dict(), dla_core=plan.dla_core, gpu_fallback=plan.gpu_fallback,

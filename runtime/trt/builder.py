@@ -4,7 +4,8 @@ Every decision (which flags, which graph, which profile) was taken in policy.py;
 module only calls TensorRT (documented Python API of 8.6, 10.x and 11.x, and of TensorRT-RTX,
 whose builder is TensorRT 10/11's strongly typed one plus compute-capability targets), so it
 is short. It is tested with a fake ``tensorrt`` module that records calls
-(tests/test_trt_fake_api.py) and, for TensorRT-RTX, with NVIDIA's real library
+(tests/test_trt_fake_api.py), itself pinned to NVIDIA's real bindings (tests/data/trt_api.json,
+tests/test_trt_api_pinned.py), and, for TensorRT-RTX, with NVIDIA's real library
 (tests/test_rtx_build.py). The module is passed in, never imported at module level.
 """
 
@@ -86,6 +87,24 @@ def make_cache_calibrator(trt, class_name: str, cache: bytes):
         def write_calibration_cache(self, data):
             return None
 
+    if class_name == "IInt8LegacyCalibrator":
+        # The legacy calibrator has four more pure virtual hooks (TensorRT logs "Tried to call
+        # pure virtual function" without them). The cache supplies the scales, so quantile and
+        # regression cutoff (both in (0, 1]) are never used to pick one: 1.0 = the region maximum.
+        class _LegacyCacheCalibrator(_CacheCalibrator):
+            def get_quantile(self):
+                return 1.0
+
+            def get_regression_cutoff(self):
+                return 1.0
+
+            def read_histogram_cache(self):  # no histograms: nothing is calibrated here
+                return None
+
+            def write_histogram_cache(self, data):
+                return None
+
+        return _LegacyCacheCalibrator()
     return _CacheCalibrator()
 
 
@@ -253,9 +272,13 @@ def _attach_calibrator(trt, config, profile, calibration_cache: bytes | None, ca
     if calibration_cache is None:
         raise EdgeportError("This build replays a calibration cache, but none was given.")
     config.int8_calibrator = make_cache_calibrator(trt, calibrator_class, calibration_cache)
-    if hasattr(config, "set_calibration_profile"):
-        # Dynamic-shape networks calibrate with an explicit profile (the static DLA one).
-        config.set_calibration_profile(profile)
+    # Dynamic-shape networks calibrate with an explicit profile (the static DLA one);
+    # set_calibration_profile exists up to 10.x and returns False when it refuses it.
+    if hasattr(config, "set_calibration_profile") and not config.set_calibration_profile(profile):
+        raise EdgeportError(f"TensorRT {trt.__version__} refused the calibration profile "
+                            f"({', '.join(str(list(s)) for s in shapes)}): "
+                            f"{'; '.join(messages[-3:]) or 'no message'}.",
+                            hint="DLA builds need one static batch: pass one of --min/--opt/--max-batch.")
 
 
 def _attach_timing_cache(config, timing_cache: bytes, messages: list[str]) -> bool:

@@ -6,13 +6,12 @@ import sys
 
 import click
 
-from .cli import cli, common_options
-from .errors import EXIT_CHECK_FAILED
+from .options import common_options, json_option, out, out_json
 
 
-@cli.command()
+@click.command()
 @click.argument("path", type=click.Path(path_type=str))
-@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@json_option
 @click.option("--max-nodes", type=click.IntRange(min=1), default=10, show_default=True,
               help="Offending nodes shown per rule.")
 @common_options
@@ -22,30 +21,29 @@ def lint(path, as_json, max_nodes):
     Lists, per rule, the offending nodes by name, then which Conv/Gemm/MatMul/Add/Concat
     run in INT8 and which stay in float. Exit status: 0 clean, 1 violations.
     """
-    from .qdq_lint import RULES, lint_model
+    from runtime.errors import EXIT_CHECK_FAILED
+    from runtime.qdq_lint import RULES, lint_model
 
     report = lint_model(path)
     if as_json:
-        import json
-
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        out_json(report.to_dict())
     else:
-        click.echo(f"{path}: {report.qdq_nodes} Q/DQ nodes")
+        out(f"{path}: {report.qdq_nodes} Q/DQ nodes")
         for rule, items in report.by_rule().items():
-            click.echo(f"  {'ok  ' if not items else 'FAIL'} {rule}: {RULES.get(rule, rule)}"
+            out(f"  {'ok  ' if not items else 'FAIL'} {rule}: {RULES.get(rule, rule)}"
                        + (f" ({len(items)} violation{'s' if len(items) != 1 else ''})" if items else ""))
             for v in items[:max_nodes]:
-                click.echo(f"         {v.node}: {v.message}")
+                out(f"         {v.node}: {v.message}")
             if len(items) > max_nodes:
-                click.echo(f"         ... {len(items) - max_nodes} more (--max-nodes, --json)")
+                out(f"         ... {len(items) - max_nodes} more (--max-nodes, --json)")
         counts = report.counts()
-        click.echo("layers: " + ", ".join(
+        out("layers: " + ", ".join(
             f"{op} {counts['int8'][op]} INT8 / {counts['float'][op]} float"
             for op in counts["int8"] if counts["int8"][op] or counts["float"][op]) or "layers: none listed")
         for op, names in report.float_nodes.items():
             if names:
                 shown = ", ".join(names[:max_nodes]) + (" ..." if len(names) > max_nodes else "")
-                click.echo(f"  float {op}: {shown}")
-        click.echo("clean" if report.passed else f"{len(report.violations)} violation(s)")
+                out(f"  float {op}: {shown}")
+        out("clean" if report.passed else f"{len(report.violations)} violation(s)")
     if not report.passed:
         sys.exit(EXIT_CHECK_FAILED)
