@@ -27,6 +27,11 @@ class EdgeportGroup(click.Group):
         debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            # Option errors read like every other error: one paragraph, exit 2.
+            where = exc.ctx.command_path if exc.ctx is not None else "edgeport"
+            click.echo(f"edgeport: error: {_paragraph(exc.format_message())} See `{where} --help`.", err=True)
+            ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except EdgeportError as exc:
@@ -86,9 +91,10 @@ def _register() -> None:
     from .lint import lint
     from .report import predict, report
     from .sensitivity import sensitivity
+    from .triton import triton
     from .verify import verify
 
-    for command in (export, models, verify, build, bench, predict, report, lint, sensitivity):
+    for command in (export, models, verify, build, bench, predict, report, triton, lint, sensitivity):
         cli.add_command(command)
 
 
