@@ -130,7 +130,7 @@ def batch_input(images: np.ndarray, batch: int) -> np.ndarray:
 
 # -- the run --------------------------------------------------------------------------------------
 def _gpu_description(backend: str, provider: str) -> str | None:
-    if backend != "tensorrt" and provider == "cpu":
+    if backend == "onnxruntime" and provider == "cpu":
         return None
     try:
         from .trt.device import probe_gpu

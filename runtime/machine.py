@@ -85,7 +85,8 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for dist in ("edgeport", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", *extra):
+    for dist in ("edgeport", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "tensorrt-rtx-cu12-bindings",
+                 *extra):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:
