@@ -18,9 +18,10 @@ After the Q/DQ graph is written (exporter/quantize.py), this stage:
    (``mixed_precision``, ``sensitivity``). If even ``--max-float-layers`` layers do not meet
    the budget, the export stops (exit 1) saying the best it reached; no bundle is written.
 
-Kept layers: Conv/Gemm get FP16 weights between two Casts (``--fallback-precision fp16``,
-the default), so TensorRT's strongly typed builds (10.x, 11) run them in FP16; Adds and
-Concats, which have no weights, stay FP32. ``fp32`` keeps them in FP32. Layers whose
+Kept layers: Conv/Gemm get FP16 weights (``--fallback-precision fp16``, the default), so
+TensorRT's strongly typed builds (10.x, 11, TensorRT-RTX) run them in FP16; Adds and
+Concats join the FP16 float regions of the graph (exporter/float_regions.py, applied to
+every candidate as it is written). ``fp32`` keeps the kept layers in FP32. Layers whose
 calibrated ranges come near FP16's limit stay FP32 either way. ONNX Runtime's CPU provider
 computes the FP16 layers through float kernels, so the CPU numbers include FP16 rounding of
 their inputs, weights and outputs but not FP16 accumulation.
@@ -239,7 +240,7 @@ def apply_budget(staged, manifest: dict, config, pre, data: BudgetData, golden_i
 
     from .bundle_writer import guard_disk
     from .onnx_export import save
-    from .quantize import CALIBRATION_FILE, INT8_FILE
+    from .quantize import CALIBRATION_FILE, INT8_FILE, apply_fp16_regions
 
     budget = float(config.max_drop)
     fallback = config.fallback_precision or DEFAULT_FALLBACK
@@ -272,8 +273,16 @@ def apply_budget(staged, manifest: dict, config, pre, data: BudgetData, golden_i
     tolerance = (config.tolerances or DEFAULT_TOLERANCES).get("int8") or Tolerance()
     same_data = data.mode == "agreement"
 
-    def evaluate(float_units: list[str]) -> tuple[float, list[str]]:
+    ranges = {t: [v["min"], v["max"]] for t, v in calibration.get("tensors", {}).items()}
+
+    def with_regions(float_units: list[str]):
+        """The variant as it is written: FP16 float regions, kept layers FP32 where they must be."""
         model = graph.variant(float_units, fallback, unsafe)
+        apply_fp16_regions(model, ranges, keep_fp32=set(float_units) if fallback == "fp32" else unsafe)
+        return model
+
+    def evaluate(float_units: list[str]) -> tuple[float, list[str]]:
+        model = with_regions(float_units)
         out = run_model(model, data.inputs, input_name=input_name)
         golden = out if same_data else run_model(model, golden_inputs, input_name=input_name)
         check = compare(golden, golden_reference, backend="onnxruntime", provider="cpu", precision="int8",
@@ -300,9 +309,9 @@ def apply_budget(staged, manifest: dict, config, pre, data: BudgetData, golden_i
                  + (" or the tolerance (--tol int8.cosine_min=...)" if best["failures"] else "")
                  + ", or calibrate on more representative images (--calib-data DIR, a few hundred typical inputs).")
 
-    final = graph.variant(kept, fallback, unsafe)
+    final = with_regions(kept)
     lint = lint_model(final)
-    if not lint.passed:
+    if not lint.clean:
         raise EdgeportError(f"The mixed-precision INT8 graph breaks TensorRT's Q/DQ rules: {lint.summary()}",
                             hint="This is a bug in edgeport; please report it with the model. Export without "
                                  "--max-drop meanwhile.")

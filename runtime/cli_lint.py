@@ -15,14 +15,17 @@ from .errors import EXIT_CHECK_FAILED
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 @click.option("--max-nodes", type=click.IntRange(min=1), default=10, show_default=True,
               help="Offending nodes shown per rule.")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too (edgeport's own export does).")
 @common_options
-def lint(path, as_json, max_nodes):
+def lint(path, as_json, max_nodes, strict):
     """Check the Q/DQ nodes of PATH (an ONNX file) against TensorRT's INT8 rules.
 
-    Lists, per rule, the offending nodes by name, then which Conv/Gemm/MatMul/Add/Concat
-    run in INT8 and which stay in float. Exit status: 0 clean, 1 violations.
+    Lists, per rule, the offending nodes by name, then which Conv/Gemm/MatMul/Add/Concat/pools
+    run in INT8 and which stay in float. Errors are what NVIDIA's parser refuses; warnings
+    are graphs it builds with a layer in float or an accuracy/speed cost (docs/int8.md).
+    Exit status: 0 no errors (warnings printed), 1 errors (or warnings with --strict).
     """
-    from .qdq_lint import RULES, lint_model
+    from .qdq_lint import ERROR, RULES, SEVERITY, lint_model
 
     report = lint_model(path)
     if as_json:
@@ -32,7 +35,8 @@ def lint(path, as_json, max_nodes):
     else:
         click.echo(f"{path}: {report.qdq_nodes} Q/DQ nodes")
         for rule, items in report.by_rule().items():
-            click.echo(f"  {'ok  ' if not items else 'FAIL'} {rule}: {RULES.get(rule, rule)}"
+            mark = "ok  " if not items else ("FAIL" if SEVERITY.get(rule, ERROR) == ERROR else "WARN")
+            click.echo(f"  {mark} {rule}: {RULES.get(rule, rule)}"
                        + (f" ({len(items)} violation{'s' if len(items) != 1 else ''})" if items else ""))
             for v in items[:max_nodes]:
                 click.echo(f"         {v.node}: {v.message}")
@@ -46,6 +50,6 @@ def lint(path, as_json, max_nodes):
             if names:
                 shown = ", ".join(names[:max_nodes]) + (" ..." if len(names) > max_nodes else "")
                 click.echo(f"  float {op}: {shown}")
-        click.echo("clean" if report.passed else f"{len(report.violations)} violation(s)")
-    if not report.passed:
+        click.echo("clean" if report.clean else f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+    if not report.passed or (strict and not report.clean):
         sys.exit(EXIT_CHECK_FAILED)
