@@ -168,3 +168,20 @@ def test_warnings_that_say_float_match_the_engine(verdicts):
                 assert runs and all(la.precision == "fp32" for la in runs), case.name
                 checked += 1
     assert checked >= 4
+
+
+def test_concat_styles_build_the_same_engine(verdicts):
+    """Shared scale, mixed float/quantized inputs, ModelOpt's float inputs with a quantized output,
+    different scales: NVIDIA builds the same kernels with the same types and memory (no
+    re-quantization layer), which is why the lint reports only the scale mismatch, as a warning."""
+    styles = ("concat_shared_scale", "concat_mixed_inputs", "concat_float_inputs_quantized_output",
+              "concat_mismatched_scales")
+
+    def signature(layers):
+        return sorted((la.kind, tuple(t.dtype for t in la.inputs), tuple(t.dtype for t in la.outputs))
+                      for la in layers.layers), layers.activation_bytes
+
+    first = signature(verdicts[styles[0]][3])
+    assert any(kind == "kgen" and "Int8" in outs for kind, _, outs in first[0])  # the Concat's kernel writes INT8
+    for name in styles[1:]:
+        assert signature(verdicts[name][3]) == first, name
