@@ -14,16 +14,26 @@ else
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: setup demo test test-fast clean gpu-check bench
+# A second environment for a real Triton server in the tests (tests/triton_server.py): pytriton's
+# tritonserver runs python-backend models with the first python on PATH, which needs numpy < 2.
+TRITON_VENV := .venv-triton
+TRITON_STAMP := $(TRITON_VENV)/.edgeport-installed
 
-setup: $(STAMP)
+.PHONY: setup demo test test-fast clean gpu-check bench triton-bench
+
+setup: $(STAMP) $(TRITON_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PIN)
-	$(PIP) install -q -e '.[cpu,export,test]'
+	$(PIP) install -q -e '.[cpu,export,test,triton]'
 	touch $(STAMP)
+
+$(TRITON_STAMP): tests/triton-requirements.txt
+	test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install -q -r tests/triton-requirements.txt
+	cp tests/triton-requirements.txt $(TRITON_STAMP)
 
 demo: setup
 	$(VENV)/bin/edgeport export --model densenet121 --weights auto --fp16 --int8 --output exports
@@ -36,6 +46,11 @@ test: setup
 # issue's targets (met / NOT met). Several minutes on 2 cores; results in benchmarks/results/.
 bench: setup
 	$(PY) benchmarks/run.py
+
+# Triton (python backend, HTTP and gRPC) vs the same artifact in-process, at concurrency 1/4/8
+# (docs/triton.md). Needs a bundle: BUNDLE=exports/resnet18 make triton-bench
+triton-bench: setup
+	$(TRITON_VENV)/bin/python benchmarks/triton_bench.py $(BUNDLE) --edgeport-python $(PY)
 
 # On a machine with an NVIDIA GPU and TensorRT (docs/tensorrt.md; on a Jetson create .venv with
 # --system-site-packages first): export -> build fp16/int8 -> verify -> bench for resnet50 and

@@ -78,7 +78,7 @@ def profile_export(args: list[str], *, interval: float = 0.02, env: dict | None 
     full_env.pop("EDGEPORT_QUIET", None)
     if env:
         full_env.update(env)
-    cmd = [sys.executable, "-m", "exporter.cli", "export", *args]
+    cmd = [sys.executable, "-m", "edgeport.cli", "export", *args]
     events: list[tuple[float, str]] = []  # (time, stage started)
     samples: list[tuple[float, int]] = []  # (time, rss KiB)
     lines: list[str] = []

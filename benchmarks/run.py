@@ -62,7 +62,7 @@ def run_export(args: list[str], check: bool = True) -> int:
 
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-m", "exporter.cli", "export", *args], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-m", "edgeport.cli", "export", *args], cwd=REPO, env=env,
                           capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise SystemExit(f"edgeport export {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import shutil
 from pathlib import Path
 
 from runtime.bundle import MANIFEST, sha256_file
+from runtime.manifest import FileEntry, Manifest
 from runtime.errors import EdgeportError
 
 
@@ -83,12 +83,14 @@ class StagedBundle:
     def path(self, filename: str) -> Path:
         return self.staging / filename
 
-    def entry(self, filename: str) -> dict:
+    def entry(self, filename: str) -> FileEntry:
+        """The manifest entry of a staged file: its name, sha256 and size."""
         p = self.path(filename)
-        return {"file": filename, "sha256": sha256_file(p), "bytes": p.stat().st_size}
+        return FileEntry(file=filename, sha256=sha256_file(p), bytes=p.stat().st_size)
 
-    def write_manifest(self, manifest: dict) -> None:
-        text = json.dumps(manifest, indent=2) + "\n"
+    def write_manifest(self, manifest: Manifest) -> None:
+        """Write manifest.json, sealed with the digest of its content (written last)."""
+        text = manifest.sealed().to_json()
         with guard_disk(self.staging):
             self.path(MANIFEST).write_text(text)
 
@@ -96,6 +98,9 @@ class StagedBundle:
         """Swap the staged bundle into place."""
         if not self.path(MANIFEST).is_file():
             raise RuntimeError("commit() before write_manifest()")
+        from runtime import interrupts
+
+        interrupts.check()  # a Ctrl-C swallowed by native code must not publish the bundle
         old = None
         if self.final.exists() or self.final.is_symlink():
             if self.final.is_file():

@@ -38,6 +38,7 @@ import numpy as np
 
 from runtime import console
 from runtime.errors import EdgeportError, require
+from runtime.manifest import CalibrationSource, Int8CpuInfo
 
 from .quantize import _quiet_ort
 
@@ -187,19 +188,19 @@ def ort_cpu_ops(path: Path, tmp: Path) -> dict[str, int]:
     A float Conv/BatchNormalization left here would mean a pattern ORT did not fuse: the
     check that the artifact is fast, not only accurate."""
     import onnx
-    import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    from runtime.runners.onnxruntime import create_session
+
     optimized = tmp / "int8-cpu.ort-optimized.onnx"
-    opts.optimized_model_filepath = str(optimized)
-    ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    create_session(path, optimization="all", optimized_model_path=optimized)
     return _op_counts(onnx.load(str(optimized), load_external_data=False).graph.node)
 
 
-def add_int8_cpu(staged, manifest: dict, model, built, config) -> None:
-    """Write model.int8-cpu.onnx (U8S8 Q/DQ for ONNX Runtime CPU) and its manifest entries."""
+def add_int8_cpu(staged, manifest, model, built, config) -> tuple:
+    """Write model.int8-cpu.onnx (U8S8 Q/DQ for ONNX Runtime CPU).
+
+    Returns (the artifact's FileEntry, the manifest's Int8CpuInfo section).
+    """
     require("onnx", purpose="CPU INT8 quantization", install="pip install 'edgeport[export]'")
     require("onnxruntime.quantization", purpose="CPU INT8 quantization", install="pip install 'edgeport[cpu]'")
     from runtime.machine import VNNI_FLAGS, cpu_flags, cpu_model, has_vnni
@@ -209,7 +210,7 @@ def add_int8_cpu(staged, manifest: dict, model, built, config) -> None:
     from .onnx_export import save
 
     pre = built.preprocessing
-    input_name = manifest["input"]["name"]
+    input_name = manifest.input.name
     calib_path = Path(config.calib_data) if config.calib_data else default_calib_dir()
     calib = load_calibration(calib_path, pre, (3, pre.crop, pre.crop), config.calib_samples,
                              input_name=input_name)
@@ -234,31 +235,33 @@ def add_int8_cpu(staged, manifest: dict, model, built, config) -> None:
                     hint="Export without --int8, or report the model; rerun with --debug for the traceback.") from exc
         with guard_disk(staged.staging):
             save(qmodel, staged.path(INT8_CPU_FILE))
-    manifest["artifacts"]["int8-cpu"] = staged.entry(INT8_CPU_FILE)
-    manifest["int8_cpu"] = {
-        "format": "QDQ",
-        "target": "onnxruntime CPUExecutionProvider",
-        "recipe_version": RECIPE_VERSION,
-        "activations": "uint8 per-tensor asymmetric (MinMax)",
-        "weights": "int8 per-channel symmetric" + (" (7-bit: reduce_range)" if reduce_range else ""),
-        "reduce_range": reduce_range,
-        "reduce_range_reason": (f"this CPU has an int8 dot product ({', '.join(sorted(f for f in flags if f in VNNI_FLAGS))})"
-                                if vnni else
-                                "no VNNI/AMX flag on this CPU (or flags unknown): u8s8 kernels could saturate"),
-        "quantized_on": {"cpu": cpu_model(), "vnni": vnni},
-        "method": "minmax",
-        "samples": len(calib),
-        "calibration_source": {"path": str(calib.path), "kind": calib.source, "skipped": len(calib.skipped),
-                               "digest": calib.digest},
-        **stats,
-    }
     runs = stats["ort_cpu_ops"]
     int8_ops = sum(n for op, n in runs.items() if op.startswith("QLinear") or op in ("QGemm", "MatMulInteger"))
     float_ops = {op: n for op, n in runs.items() if op in FLOAT_COMPUTE_OPS}
-    manifest["int8_cpu"]["float_compute_ops_at_runtime"] = float_ops
+    info = Int8CpuInfo(
+        reduce_range=reduce_range,
+        method="minmax",
+        samples=len(calib),
+        quantized_on={"cpu": cpu_model(), "vnni": vnni},
+        calibration_source=CalibrationSource(path=str(calib.path), kind=calib.source, skipped=len(calib.skipped),
+                                             digest=calib.digest),
+        extra={
+            "format": "QDQ",
+            "target": "onnxruntime CPUExecutionProvider",
+            "recipe_version": RECIPE_VERSION,
+            "activations": "uint8 per-tensor asymmetric (MinMax)",
+            "weights": "int8 per-channel symmetric" + (" (7-bit: reduce_range)" if reduce_range else ""),
+            "reduce_range_reason": (
+                f"this CPU has an int8 dot product ({', '.join(sorted(f for f in flags if f in VNNI_FLAGS))})"
+                if vnni else "no VNNI/AMX flag on this CPU (or flags unknown): u8s8 kernels could saturate"),
+            **stats,
+            "float_compute_ops_at_runtime": float_ops,
+        },
+    )
     console.log(f"int8-cpu: {stats['preactivation_bn_as_dwconv']} pre-activation BatchNorms rewritten as depthwise "
                 f"convolutions; ONNX Runtime CPU runs {int8_ops} int8 kernels "
                 f"({runs.get('QLinearConv', 0)} QLinearConv) and {sum(float_ops.values())} float compute ops")
     if float_ops:
         console.warn(f"int8-cpu: ONNX Runtime left {', '.join(f'{n} {op}' for op, n in float_ops.items())} in float "
                      "(patterns it could not fuse into int8 kernels); this artifact may gain little over FP32")
+    return staged.entry(INT8_CPU_FILE), info

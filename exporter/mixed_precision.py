@@ -218,10 +218,11 @@ def default_max_float(units: int) -> int:
     return max(1, math.ceil(units / 2))
 
 
-def apply_budget(staged, manifest: dict, config, pre, data: BudgetData, golden_inputs: np.ndarray,
-                 golden_reference: np.ndarray) -> dict:
-    """Rank, search, rewrite model.int8.onnx; returns the report sections (``sensitivity``,
-    ``mixed_precision``). Raises ``BudgetNotMet`` (exit 1) when the budget cannot be met.
+def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs: np.ndarray,
+                 golden_reference: np.ndarray) -> tuple:
+    """Rank, search, rewrite model.int8.onnx; returns (its new FileEntry, the updated Int8Info,
+    the report sections ``sensitivity`` and ``mixed_precision``). Raises ``BudgetNotMet``
+    (exit 1) when the budget cannot be met.
 
     A candidate must also pass the int8 verification tolerance on the golden set (default:
     centered cosine >= 0.99 against PyTorch, ``--tol int8.*``), so the bundle passes ``verify``.
@@ -244,13 +245,13 @@ def apply_budget(staged, manifest: dict, config, pre, data: BudgetData, golden_i
 
     budget = float(config.max_drop)
     fallback = config.fallback_precision or DEFAULT_FALLBACK
-    input_name = manifest["input"]["name"]
+    input_name = manifest.input.name
     fp32 = onnx.load(str(staged.path("model.onnx")))
     graph = MixedGraph(onnx.load(str(staged.path(INT8_FILE))), fp32)
     if not graph.units:
         raise EdgeportError("--max-drop: the INT8 graph has no quantized layers to rank.")
     cap = config.max_float_layers or default_max_float(len(graph.units))
-    if data.mode == "agreement" and manifest.get("weights", {}).get("random_init"):
+    if data.mode == "agreement" and manifest.weights.random_init:
         console.warn("--max-drop on random-init weights: top-1 agreement of a random-init net is decided by near "
                      "ties, so the budget says little about a trained model's accuracy")
 
@@ -317,7 +318,6 @@ def apply_budget(staged, manifest: dict, config, pre, data: BudgetData, golden_i
                                  "--max-drop meanwhile.")
     with guard_disk(staged.staging):
         save(final, staged.path(INT8_FILE))
-    manifest["artifacts"]["int8"] = staged.entry(INT8_FILE)
     counts = lint.counts()
     extra = graph.dependent_adds(kept) if fallback == "fp16" else {}
     kept_rows = []
@@ -360,9 +360,8 @@ def apply_budget(staged, manifest: dict, config, pre, data: BudgetData, golden_i
         "kept_float": kept_rows,
         "search": result.steps,
     }
-    manifest["int8"]["int8_ops"] = counts["int8"]
-    manifest["int8"]["float_ops"] = counts["float"]
-    manifest["int8"]["mixed_precision"] = summary
+    int8 = dataclasses.replace(manifest.int8, int8_ops=counts["int8"], float_ops=counts["float"],
+                               mixed_precision=summary)
     if kept_rows:
         follows = f" (+{len(extra)} Add(s) fed by them)" if extra else ""
         console.log(f"INT8 budget met: {result.drop:.2f} points <= {budget:g} with the {len(kept)} most sensitive "
@@ -370,8 +369,9 @@ def apply_budget(staged, manifest: dict, config, pre, data: BudgetData, golden_i
                     f"{graph.int8_macs_share(kept):.1%} of MACs in INT8; lint clean")
     else:
         console.log(f"INT8 budget met by the full INT8 graph: {result.drop:.2f} points <= {budget:g}")
-    return {"sensitivity": report_rows(rows, {r["layer"]: r["reason"] for r in kept_rows}),
-            "mixed_precision": summary}
+    sections = {"sensitivity": report_rows(rows, {r["layer"]: r["reason"] for r in kept_rows}),
+                "mixed_precision": summary}
+    return staged.entry(INT8_FILE), int8, sections
 
 
 def check_config(config) -> None:
@@ -394,10 +394,10 @@ def check_config(config) -> None:
                               "as folder names.")
 
 
-def budget_data_for(config, manifest: dict, pre, inputs: np.ndarray, reference: np.ndarray, source: str) -> BudgetData:
+def budget_data_for(config, manifest, pre, inputs: np.ndarray, reference: np.ndarray, source: str) -> BudgetData:
     """``--budget-data`` when given (labeled), else the golden set the bundle is verified on."""
     if config.budget_data is None:
         return golden_budget_data(inputs, reference, source)
-    model = manifest["model"]
-    return labeled_budget_data(Path(config.budget_data), pre, model.get("class_names"), int(model["num_classes"]),
-                               manifest.get("int8", {}).get("calibration_source"))
+    source = manifest.int8.calibration_source if manifest.int8 else None
+    return labeled_budget_data(Path(config.budget_data), pre, manifest.model.class_names, manifest.num_classes,
+                               source.to_dict() if source else None)

@@ -48,15 +48,29 @@ REGISTRY: dict[str, ModelEntry] = {
 
 @dataclasses.dataclass
 class ModelRequest:
-    """What the user asked for on the command line."""
+    """What the user asked for: a registry name, ``file.py:factory`` / ``module:factory``, or
+    an ``nn.Module`` instance (Python API).
 
-    model: str
-    weights: str = "none"
+    ``weights`` None means the model's default: ``DEFAULT`` for torchvision models, random
+    init for seed and user models, the module's own weights for an instance.
+    ``preprocessing`` (a runtime.preprocess.Preprocessing) overrides input_size/mean/std.
+    """
+
+    model: object
+    weights: str | None = None
     num_classes: int | None = None
     input_size: int | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     trust_checkpoint: bool = False
+    preprocessing: Preprocessing | None = None
+
+    @property
+    def label(self) -> str:
+        """How logs name the model."""
+        if isinstance(self.model, str):
+            return self.model
+        return f"{type(self.model).__name__} (nn.Module instance)"
 
 
 @dataclasses.dataclass
@@ -71,10 +85,33 @@ class BuiltModel:
     class_names: list[str] | None
     preprocessing: Preprocessing
     weights: dict
+    restore: Callable[[], None] | None = None  # puts a caller's module back in its training mode
 
 
-def is_user_model(spec: str) -> bool:
-    return ":" in spec and spec not in REGISTRY
+def is_user_model(spec) -> bool:
+    return isinstance(spec, str) and ":" in spec and spec not in REGISTRY
+
+
+def check_model_name(spec) -> None:
+    """Refuse an unknown registry name before anything heavy is imported (a usage error)."""
+    if isinstance(spec, str) and not is_user_model(spec) and spec not in REGISTRY:
+        raise UsageError(f"Unknown model '{spec}'.", hint=suggest(spec))
+
+
+def resolve_weights(req: ModelRequest) -> str:
+    """The weights spec to load: ``None`` (the default) and ``auto`` resolved per model family."""
+    weights = req.weights
+    entry = REGISTRY.get(req.model) if isinstance(req.model, str) else None
+    torchvision = entry is not None and entry.family == "torchvision"
+    if weights is None:
+        return "DEFAULT" if torchvision else "none"
+    if weights == "auto":
+        if not torchvision:
+            return "none"  # only torchvision models have named weights to look for
+        from .weights import auto_weights
+
+        return auto_weights(entry.name)
+    return weights
 
 
 def suggest(name: str) -> str:
@@ -160,14 +197,23 @@ def _call_factory(factory, spec: str, num_classes: int | None):
 
 def build_model(req: ModelRequest, log=lambda s: None) -> BuiltModel:
     """Build the requested model, load its weights and put it in eval mode."""
-    from . import weights as W
-
     mean = req.mean or IMAGENET_MEAN
     std = req.std or IMAGENET_STD
     if req.input_size is not None and req.input_size < 8:
         raise UsageError(f"--input-size {req.input_size} is too small; use at least 8 pixels.")
     if req.num_classes is not None and req.num_classes < 1:
         raise UsageError(f"--num-classes must be at least 1, got {req.num_classes}.")
+    if not isinstance(req.model, str):
+        return _from_instance(req, mean, std)
+    built = _build_named(dataclasses.replace(req, weights=resolve_weights(req)), mean, std, log)
+    if req.preprocessing is not None:
+        built.preprocessing = req.preprocessing
+    return built
+
+
+def _build_named(req: ModelRequest, mean, std, log) -> BuiltModel:
+    """A registry model or a user factory, with its weights loaded, in eval mode."""
+    from . import weights as W
 
     if is_user_model(req.model):
         import torch
@@ -183,8 +229,7 @@ def build_model(req: ModelRequest, log=lambda s: None) -> BuiltModel:
         return BuiltModel(module.eval(), name=name, source="user", spec=req.model,
                           num_classes=req.num_classes or 0, class_names=None, preprocessing=pre, weights=weights)
 
-    if req.model not in REGISTRY:
-        raise EdgeportError(f"Unknown model '{req.model}'.", hint=suggest(req.model))
+    check_model_name(req.model)
     entry = REGISTRY[req.model]
     import torch
 
@@ -221,6 +266,31 @@ def build_model(req: ModelRequest, log=lambda s: None) -> BuiltModel:
     weights = W.apply_weights(module, req, family="torchvision", log=log)
     return BuiltModel(module.eval(), name=entry.name, source="torchvision", spec=entry.name,
                       num_classes=num_classes, class_names=None, preprocessing=pre, weights=weights)
+
+
+def _from_instance(req: ModelRequest, mean, std) -> BuiltModel:
+    """An ``nn.Module`` passed from Python: exported with its own weights, in eval mode for
+    the export and put back in its training mode afterwards (``BuiltModel.restore``)."""
+    import torch.nn as nn
+
+    module = req.model
+    if not isinstance(module, nn.Module):
+        raise UsageError(f"model must be a registry name, 'file.py:factory', 'module:factory' or a torch.nn.Module, "
+                         f"got a {type(module).__name__}.")
+    if req.weights not in (None, "current"):
+        raise UsageError(f"weights={req.weights!r} cannot be applied to an nn.Module instance: edgeport exports the "
+                         "module's own weights.", hint="Load the checkpoint into the module first "
+                                                        "(module.load_state_dict(...)), then export it.")
+    size = req.input_size or 224
+    pre = req.preprocessing or _scaled_preprocessing(int(round(size / 0.875)), size, None, mean, std)
+    cls = type(module)
+    was_training = module.training
+    return BuiltModel(module.eval(), name=cls.__name__.lower(), source="python",
+                      spec=f"{cls.__module__}.{cls.__qualname__}", num_classes=req.num_classes or 0,
+                      class_names=None, preprocessing=pre,
+                      weights={"spec": "module", "random_init": False,
+                               "description": f"the weights of the {cls.__name__} instance passed to edgeport.export"},
+                      restore=lambda: module.train(was_training))
 
 
 def count_macs(module, input_size: int) -> tuple[int, int]:

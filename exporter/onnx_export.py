@@ -46,13 +46,9 @@ def export_onnx(module, input_size: int, opset: int = DEFAULT_OPSET):
 
 def ort_outputs(model_or_path, inputs: np.ndarray, batch: int = 8) -> np.ndarray:
     """Run an ONNX model (proto or path) on ONNX Runtime CPU, in batches."""
-    from runtime.runners.onnxruntime import import_ort
+    from runtime.runners.onnxruntime import create_session
 
-    ort = import_ort()
-    src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
+    sess = create_session(model_or_path)
     name = sess.get_inputs()[0].name
     outs = [sess.run(None, {name: inputs[i:i + batch]})[0] for i in range(0, len(inputs), batch)]
     return np.concatenate(outs).astype(np.float32)
@@ -125,9 +121,8 @@ def fp16_range_check(model, inputs: np.ndarray, limit: int = 8) -> dict:
     import onnx
     from onnx import numpy_helper
 
-    from runtime.runners.onnxruntime import import_ort
+    from runtime.runners.onnxruntime import create_session
 
-    ort = import_ort()
     probe = copy.deepcopy(model)
     existing = {o.name for o in probe.graph.output}
     names = []
@@ -138,10 +133,7 @@ def fp16_range_check(model, inputs: np.ndarray, limit: int = 8) -> dict:
             if out and out not in existing:
                 probe.graph.output.append(onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None))
                 names.append(out)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(probe.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    sess = create_session(probe, optimization="none", what="the FP16 range probe")
     out_names = [o.name for o in sess.get_outputs()]
     peaks: dict[str, float] = {}
     for i in range(min(limit, len(inputs))):

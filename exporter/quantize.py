@@ -43,6 +43,7 @@ import numpy as np
 from runtime import console
 from runtime.errors import DependencyError, EdgeportError, UsageError, require
 from runtime.fsutil import atomic_write_text
+from runtime.manifest import CalibrationSource, Int8Info, TrtCalibrationCache
 
 # Bump when the calibration or quantization recipe changes: old cached ranges then no longer match.
 RECIPE_VERSION = 1
@@ -465,8 +466,11 @@ def _verify_files(config):
     return list_images(BUILTIN_DIR), f"the built-in golden photos ({BUILTIN_DIR})"
 
 
-def add_int8(staged, manifest: dict, model, built, config) -> None:
-    """Calibrate, quantize and lint; write model.int8.onnx, calibration.json and calib.cache."""
+def add_int8(staged, manifest, model, built, config) -> tuple:
+    """Calibrate, quantize and lint; write model.int8.onnx, calibration.json and calib.cache.
+
+    Returns (the artifact's FileEntry, the manifest's Int8Info section).
+    """
     require("onnx", purpose="INT8 quantization", install="pip install 'edgeport[export]'")
     require("onnxruntime.quantization", purpose="INT8 quantization", install="pip install 'edgeport[cpu]'")
     from runtime.qdq_lint import lint_model
@@ -477,11 +481,11 @@ def add_int8(staged, manifest: dict, model, built, config) -> None:
     method = config.calib_method or DEFAULT_METHOD
     if method not in METHODS:
         raise UsageError(f"--calib-method '{method}' is unknown; choose one of {', '.join(METHODS)}.")
-    if manifest.get("opset", 17) < 13:
+    if (manifest.opset or 17) < 13:
         raise UsageError(f"--int8 needs --opset 13 or newer (per-channel QuantizeLinear/DequantizeLinear), "
-                         f"got {manifest.get('opset')}.", hint="Drop --opset (default 17) or pass 13..20.")
+                         f"got {manifest.opset}.", hint="Drop --opset (default 17) or pass 13..20.")
     pre = built.preprocessing
-    input_name = manifest["input"]["name"]
+    input_name = manifest.input.name
     calib_path = Path(config.calib_data) if config.calib_data else default_calib_dir()
     calib = load_calibration(calib_path, pre, (3, pre.crop, pre.crop), config.calib_samples,
                              input_name=input_name, log=console.log)
@@ -494,7 +498,7 @@ def add_int8(staged, manifest: dict, model, built, config) -> None:
     check_overlap(calib, *_verify_files(config))
 
     graph_bytes = staged.path("model.onnx").read_bytes()
-    key = calibration_key(graph_bytes, manifest["preprocessing"], calib.digest, method, len(calib))
+    key = calibration_key(graph_bytes, manifest.preprocessing, calib.digest, method, len(calib))
     cache_file = cache_dir() / "calibration" / f"{key}.json"
     ranges, origin = None, None
     for candidate in (staged.final / CALIBRATION_FILE, cache_file):
@@ -537,33 +541,32 @@ def add_int8(staged, manifest: dict, model, built, config) -> None:
         save(qmodel, staged.path(INT8_FILE))
         staged.path(CALIBRATION_FILE).write_text(text)
         staged.path(TRT_CACHE_FILE).write_text(trt_calibration_cache(ranges, _fp32_tensor_names(model)))
-    manifest["artifacts"]["int8"] = staged.entry(INT8_FILE)
     counts = report.counts()
-    manifest["int8"] = {
-        "format": "QDQ",
-        "method": method,
-        "samples": len(calib),
-        "calibration_source": {"path": str(calib.path), "kind": calib.source, "skipped": len(calib.skipped),
-                               "digest": calib.digest},
-        "cache_key": key,
-        "calibrated": calibrated,
-        "calibration_seconds": calib_seconds,
-        "recipe_version": RECIPE_VERSION,
-        "rules": {"activations": "int8 per-tensor symmetric", "weights": "int8 per-channel symmetric (axis 0)",
-                  "zero_points": 0, "bias": "float", "residual_add_inputs_fused": fused,
-                  "concat": "inputs share one scale", "pools": "inputs quantized",
-                  "float_regions": "fp16" if regions is not None else "fp32"},
-        "int8_ops": counts["int8"],
-        "float_ops": counts["float"],
-        "calibration": staged.entry(CALIBRATION_FILE),
-        "trt_calibration_cache": {**staged.entry(TRT_CACHE_FILE), "header": f"TRT-{TRT_CACHE_VERSION}-EntropyCalibration2",
-                                  "tensor_names": "model.onnx",
-                                  "note": "for implicit INT8 (TensorRT <= 10, DLA); rewrite the first line's "
-                                          "version if your TensorRT ignores the cache"},
-    }
+    info = Int8Info(
+        method=method,
+        samples=len(calib),
+        calibration_source=CalibrationSource(path=str(calib.path), kind=calib.source, skipped=len(calib.skipped),
+                                             digest=calib.digest),
+        cache_key=key,
+        calibration=staged.entry(CALIBRATION_FILE),
+        trt_calibration_cache=TrtCalibrationCache(
+            **staged.entry(TRT_CACHE_FILE).to_dict(), header=f"TRT-{TRT_CACHE_VERSION}-EntropyCalibration2",
+            extra={"tensor_names": "model.onnx",
+                   "note": "for implicit INT8 (TensorRT <= 10, DLA); rewrite the first line's version if your "
+                           "TensorRT ignores the cache"}),
+        int8_ops=counts["int8"],
+        float_ops=counts["float"],
+        extra={"format": "QDQ", "calibrated": calibrated, "calibration_seconds": calib_seconds,
+               "recipe_version": RECIPE_VERSION,
+               "rules": {"activations": "int8 per-tensor symmetric", "weights": "int8 per-channel symmetric (axis 0)",
+                         "zero_points": 0, "bias": "float", "residual_add_inputs_fused": fused,
+                         "concat": "inputs share one scale", "pools": "inputs quantized",
+                         "float_regions": "fp16" if regions is not None else "fp32"}},
+    )
     if regions is not None:
         console.log(f"INT8: float regions in FP16 ({regions.fp16_nodes} nodes, {regions.casts} Casts; "
                     f"{regions.int8_adjacent_fp32} nodes next to Q/DQ keep FP32 types"
                     + (f", {len(regions.fp32_nodes)} kept FP32 for their range" if regions.fp32_nodes else "") + ")")
     console.log(f"INT8: {sum(counts['int8'].values())} layers in INT8, {sum(counts['float'].values())} left in float; "
                 f"{fused} residual Add inputs fused; lint clean")
+    return staged.entry(INT8_FILE), info

@@ -28,6 +28,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .errors import UsageError
+from .runners import Target, open_runner, select_precisions
 
 DEFAULT_WARMUP = 10
 DEFAULT_DURATION_S = 3.0  # when neither --iterations nor --duration is given
@@ -39,24 +40,19 @@ RESULT_FIELDS = ("backend", "provider", "precision", "artifact", "batch", "threa
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
     precisions: tuple[str, ...] = ("all",)
-    backend: str = "onnxruntime"
-    provider: str = "cpu"
+    target: Target = Target()  # threads None: the backend's default (ORT: one per physical core)
     batches: tuple[int, ...] = (1,)
-    threads: int | None = None  # None: the backend's default (ORT: one per physical core)
     warmup: int = DEFAULT_WARMUP
     iterations: int | None = None  # exactly this many timed calls ...
     duration: float | None = None  # ... or time calls for this many seconds (at least MIN_ITERATIONS)
-    qdq: bool = False  # --qdq: int8 on the CPU provider runs model.int8.onnx, not model.int8-cpu.onnx
 
     def validate(self) -> None:
         """Refuse option values no run could honour (the CLI checks them too)."""
         if not self.batches:
             raise UsageError("Give at least one batch size (--batch 1,8).")
-        bad = [b for b in self.batches if not isinstance(b, int) or b < 1]
+        bad = [b for b in self.batches if not isinstance(b, int) or isinstance(b, bool) or b < 1]
         if bad:
             raise UsageError(f"Batch sizes must be whole numbers of at least 1, got {bad}.")
-        if self.threads is not None and self.threads < 1:
-            raise UsageError(f"--threads must be at least 1, got {self.threads}.")
         if self.warmup < 0:
             raise UsageError(f"--warmup must be 0 or more, got {self.warmup}.")
         if self.iterations is not None and self.duration is not None:
@@ -133,30 +129,6 @@ def batch_input(images: np.ndarray, batch: int) -> np.ndarray:
 
 
 # -- the run --------------------------------------------------------------------------------------
-def bench_precisions(bundle: Bundle, config: BenchConfig) -> list[str]:
-    """The artifacts to time: verify's rules (runtime/precision.py); `all` on TensorRT = built engines."""
-    if config.backend == "tensorrt" and (not config.precisions or "all" in config.precisions):
-        try:
-            from .trt.sidecar import engine_precisions
-        except ImportError as exc:
-            raise UsageError(f"--backend tensorrt needs edgeport's TensorRT support (runtime.trt), which does not "
-                             f"import here: {exc}.") from exc
-        return engine_precisions(bundle)
-    from .verify import select_precisions
-
-    return select_precisions(bundle, config.precisions, backend=config.backend, provider=config.provider,
-                             qdq=config.qdq)
-
-
-def _artifact_for(bundle: Bundle, config: BenchConfig, precision: str, warn):
-    """(file, provider label, extra runner options): the same choice verify makes (engines on TensorRT)."""
-    try:
-        from .verify import artifact_for
-    except ImportError as exc:  # pragma: no cover - verify always has it in this tree
-        raise UsageError(f"This edgeport cannot resolve artifacts for {config.backend}: {exc}.") from exc
-    return artifact_for(bundle, config, precision, warn=warn)
-
-
 def _gpu_description(backend: str, provider: str) -> str | None:
     if backend != "tensorrt" and provider == "cpu":
         return None
@@ -174,18 +146,18 @@ def run_benchmarks(bundle: Bundle, config: BenchConfig, log: Callable[[str], Non
     """Time every selected artifact at every batch size; returns {"machine": ..., "results": [...]}."""
     from .machine import describe_machine, load_average
     from .precision import int8_cpu_warning
-    from .runners import make_runner
 
     config.validate()
+    target = config.target
     too_big = [b for b in config.batches if b > bundle.max_batch]
     if too_big:
         raise UsageError(f"Batch {', '.join(map(str, too_big))} exceeds the bundle's maximum batch {bundle.max_batch}.",
                          hint="Pass smaller --batch values, or re-export with a larger --max-batch.")
-    precisions = bench_precisions(bundle, config)
+    precisions = select_precisions(bundle, config.precisions, target)
     images = bundle.golden().inputs(bundle.preprocessing)
-    machine = describe_machine(config.threads)
+    machine = describe_machine(target.threads)
     machine["load_avg_before"] = load_average()
-    gpu = _gpu_description(config.backend, config.provider)
+    gpu = _gpu_description(target.backend, target.provider)
     if gpu:
         machine["gpu"] = gpu
     if "int8-cpu" in precisions and warn is not None:
@@ -194,19 +166,17 @@ def run_benchmarks(bundle: Bundle, config: BenchConfig, log: Callable[[str], Non
             warn(message)
     results = []
     for precision in precisions:
-        path, provider, extra = _artifact_for(bundle, config, precision, warn=log)
-        runner = make_runner(config.backend, path, provider=config.provider, threads=config.threads,
-                             max_batch=bundle.max_batch, **extra)
-        with runner:
+        with open_runner(bundle, precision, target, warn=log, artifact=True) as runner:
+            path, provider = runner.resolved.path, runner.resolved.provider
             for batch in config.batches:
                 feed = {bundle.input_name: batch_input(images, batch)}
-                log(f"timing {precision} ({path.name}) on {config.backend}/{provider}, batch {batch}")
+                log(f"timing {precision} ({path.name}) on {target.backend}/{provider}, batch {batch}")
                 samples = time_calls(lambda: runner.infer(feed), warmup=config.warmup,
                                      iterations=config.iterations, duration=config.duration)
                 stats = latency_stats(samples, batch)
                 results.append({
-                    "backend": config.backend, "provider": provider, "precision": precision,
-                    "artifact": path.name, "batch": batch, "threads": config.threads, **stats,
+                    "backend": target.backend, "provider": provider, "precision": precision,
+                    "artifact": path.name, "batch": batch, "threads": target.threads, **stats,
                     "warmup": config.warmup,
                     "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 })

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BundleError
+from .manifest import MANIFEST, SCHEMA_VERSION, FileEntry, InputSpec, Manifest, OutputSpec
 from .preprocess import Preprocessing
 
-SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
+__all__ = ["Bundle", "Golden", "MANIFEST", "GOLDEN", "SCHEMA_VERSION", "sha256_file"]
+
 GOLDEN = "golden.npz"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -54,80 +54,124 @@ class Golden:
 
 
 class Bundle:
-    """A bundle folder with a validated manifest."""
+    """A bundle folder with a validated, typed manifest (runtime/manifest.py)."""
 
-    def __init__(self, root: Path, manifest: dict):
-        self.root = root
+    def __init__(self, root: Path, manifest: Manifest):
+        self.root = Path(root)
         self.manifest = manifest
 
     # -- opening -------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | Path) -> "Bundle":
+        """Open and validate the bundle at ``path`` (raises BundleError with what to do)."""
         root = Path(path)
         rebuild = "Re-export it with `edgeport export`."
         if not root.exists():
-            raise BundleError(f"Bundle '{root}' does not exist.", hint="Pass the folder that `edgeport export` wrote (e.g. exports/resnet18).")
+            raise BundleError(f"Bundle '{root}' does not exist.",
+                              hint="Pass the folder that `edgeport export` wrote (e.g. exports/resnet18).")
         if not root.is_dir():
-            raise BundleError(
-                f"Bundle path '{root}' is a file, not a bundle folder.",
-                hint="Pass the folder that contains manifest.json.",
-            )
+            raise BundleError(f"Bundle path '{root}' is a file, not a bundle folder.",
+                              hint="Pass the folder that contains manifest.json.")
         mpath = root / MANIFEST
         if not mpath.is_file():
-            raise BundleError(f"'{root}' has no {MANIFEST}, so it is not an edgeport bundle (or it is incomplete).", hint=rebuild)
+            inner = sorted(p.parent.name for p in root.glob(f"*/{MANIFEST}"))
+            if inner:
+                raise BundleError(f"'{root}' is not a bundle but holds {len(inner)}: {', '.join(inner[:8])}.",
+                                  hint=f"Pass one of them, e.g. {root / inner[0]}.")
+            raise BundleError(f"'{root}' has no {MANIFEST}, so it is not an edgeport bundle (or it is incomplete).",
+                              hint=rebuild)
         try:
-            manifest = json.loads(mpath.read_text())
+            data = json.loads(mpath.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BundleError(f"{mpath} is not valid JSON ({exc}).", hint=rebuild) from exc
-        if not isinstance(manifest, dict):
-            raise BundleError(f"{mpath} does not hold a JSON object.", hint=rebuild)
-        version = manifest.get("schema_version")
-        if not isinstance(version, int):
-            raise BundleError(f"{mpath} has no integer schema_version.", hint=rebuild)
-        if version > SCHEMA_VERSION:
+        try:
+            manifest = Manifest.parse(data)
+        except BundleError as exc:
+            raise BundleError(f"Bundle '{root}': {exc}", hint=exc.hint or rebuild) from exc
+        except (TypeError, ValueError) as exc:
+            raise BundleError(f"Bundle '{root}': manifest.json is malformed ({exc}).", hint=rebuild) from exc
+        if manifest.digest is not None and manifest.digest != manifest.content_digest():
             raise BundleError(
-                f"Bundle '{root}' uses manifest schema version {version}, but this edgeport reads "
-                f"versions up to {SCHEMA_VERSION}.",
-                hint="Upgrade edgeport on this machine (pip install -U edgeport), or export with the same version.",
-            )
-        for key in ("model", "input", "output", "preprocessing", "artifacts"):
-            if key not in manifest:
-                raise BundleError(f"{mpath} lacks the '{key}' section.", hint=rebuild)
+                f"Bundle '{root}': manifest.json was edited after export (its content no longer matches the "
+                "digest the export recorded), so its preprocessing, names, batch range and sha256 values cannot "
+                "be trusted; the artifacts themselves were not examined.",
+                hint="Restore the original manifest.json or re-export the bundle; to change class names, "
+                     "re-export with --class-names FILE.")
         return cls(root, manifest)
 
     # -- properties ----------------------------------------------------------------
     @property
     def name(self) -> str:
-        return self.manifest["model"]["name"]
+        return self.manifest.model.name
 
     @property
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing.from_dict(self.manifest["preprocessing"])
+        return Preprocessing.from_dict(self.manifest.preprocessing)
+
+    @property
+    def input(self) -> InputSpec:
+        return self.manifest.input
 
     @property
     def input_name(self) -> str:
-        return self.manifest["input"]["name"]
+        return self.manifest.input.name
+
+    @property
+    def outputs(self) -> list[OutputSpec]:
+        return self.manifest.outputs
 
     @property
     def output_name(self) -> str:
-        return self.manifest["output"]["name"]
+        """The classifier output (the first output)."""
+        return self.manifest.output.name
+
+    @property
+    def min_batch(self) -> int:
+        return int(self.manifest.input.min_batch)
+
+    @property
+    def input_shape(self) -> list:
+        """The input's shape as exported; the first axis is the dynamic batch (a name, e.g. "batch")."""
+        return list(self.manifest.input.shape)
+
+    @property
+    def output_shape(self) -> list:
+        """The output's shape as exported; the first axis is the dynamic batch."""
+        return list(self.manifest.output.shape)
+
+    @property
+    def input_dtype(self) -> str:
+        """numpy name of the input's element type (every artifact takes FP32 in and gives FP32 out)."""
+        return str(self.manifest.input.dtype)
+
+    @property
+    def output_dtype(self) -> str:
+        return str(self.manifest.output.dtype)
 
     @property
     def max_batch(self) -> int:
-        return int(self.manifest["input"].get("max_batch", 1))
+        return int(self.manifest.input.max_batch)
+
+    @property
+    def num_classes(self) -> int:
+        return self.manifest.num_classes
 
     @property
     def class_names(self) -> list[str] | None:
-        return self.manifest["model"].get("class_names")
+        return self.manifest.model.class_names
+
+    @property
+    def random_init(self) -> bool:
+        return bool(self.manifest.weights.random_init)
 
     @property
     def precisions(self) -> list[str]:
-        arts = self.manifest["artifacts"]
-        return [p for p in arts if isinstance(arts[p], dict) and "file" in arts[p]]
+        return list(self.manifest.artifacts)
 
     # -- files -----------------------------------------------------------------------
-    def _checked(self, entry: dict, what: str) -> Path:
-        rel = entry.get("file")
+    def checked_file(self, entry: FileEntry, what: str) -> Path:
+        """The path of a file the manifest records, after checking its name and sha256."""
+        rel = entry.file
         if not isinstance(rel, str) or "/" in rel or "\\" in rel or rel.startswith("."):
             raise BundleError(f"The manifest names an invalid file for {what}: {rel!r}.")
         path = self.root / rel
@@ -136,33 +180,36 @@ class Bundle:
                 f"Bundle '{self.root}' is missing {rel} ({what}).",
                 hint="Copy the whole bundle folder, or re-export it with `edgeport export`.",
             )
-        expected = entry.get("sha256")
-        if expected:
+        if entry.sha256:
             actual = sha256_file(path)
-            if actual != expected:
+            if actual != entry.sha256:
                 raise BundleError(
                     f"{path} does not match the sha256 recorded in the manifest "
-                    f"(expected {expected[:16]}..., found {actual[:16]}...): the file is truncated, "
+                    f"(expected {entry.sha256[:16]}..., found {actual[:16]}...): the file is truncated, "
                     "corrupted or was modified, so it is refused before loading.",
                     hint="Copy the bundle again or re-export it.",
                 )
         return path
 
-    def artifact_path(self, precision: str) -> Path:
-        """The checked path of one precision's ONNX artifact."""
-        arts = self.manifest["artifacts"]
-        if precision not in arts:
+    def artifact(self, precision: str) -> FileEntry:
+        """The manifest entry of one precision's artifact (BundleError when absent)."""
+        entry = self.manifest.artifacts.get(precision)
+        if entry is None:
             raise BundleError(
                 f"Bundle '{self.root}' has no {precision} artifact; it has: {', '.join(self.precisions) or 'none'}.",
-                hint=f"Export with the matching option (e.g. --{precision}) to add it.",
+                hint="Re-export with the matching option (--fp16, or --int8 for both INT8 graphs) to add it.",
             )
-        return self._checked(arts[precision], f"the {precision} artifact")
+        return entry
+
+    def artifact_path(self, precision: str) -> Path:
+        """The checked path of one precision's ONNX artifact."""
+        return self.checked_file(self.artifact(precision), f"the {precision} artifact")
 
     def golden(self) -> Golden:
-        entry = self.manifest.get("golden")
-        if not entry:
+        entry = self.manifest.golden
+        if entry is None:
             raise BundleError(f"Bundle '{self.root}' has no golden set.", hint="Re-export it with `edgeport export`.")
-        path = self._checked(entry, "the golden set")
+        path = self.checked_file(entry, "the golden set")
         try:
             with np.load(path, allow_pickle=False) as z:
                 images = z["images"]
@@ -171,6 +218,17 @@ class Bundle:
         except (OSError, KeyError, ValueError) as exc:
             raise BundleError(f"{path} is not a readable golden set ({exc}).", hint="Re-export the bundle.") from exc
         return Golden(images=images, outputs=outputs.astype(np.float32), names=names)
+
+    def runner(self, precision: str = "fp32", *, backend: str = "onnxruntime", provider: str = "cpu",
+               threads: int | None = None, qdq: bool = False):
+        """A runner (a context manager) for one artifact: ``infer(array)`` -> {output name: array}.
+
+        ``precision``: fp32, fp16, int8 (the INT8 graph that suits the target: model.int8-cpu.onnx
+        on ONNX Runtime CPU unless ``qdq``), int8-cpu. ``backend``: onnxruntime or tensorrt.
+        """
+        from .runners import Target, open_runner
+
+        return open_runner(self, precision, Target(backend=backend, provider=provider, threads=threads, qdq=qdq))
 
     def report_path(self, suffix: str) -> Path:
         return self.root / f"report.{suffix}"

@@ -44,15 +44,32 @@ DEFAULT_TOLERANCES = {
 TOLERANCE_KEYS = tuple(f.name for f in dataclasses.fields(Tolerance))
 
 
-def parse_tolerances(items: tuple[str, ...] | list[str]) -> dict[str, Tolerance]:
-    """Parse ``--tol fp16.cosine_min=0.995`` items over the defaults."""
+def parse_tolerances(items) -> dict[str, Tolerance]:
+    """Tolerances over the defaults, from ``--tol fp16.cosine_min=0.995`` items, or from a dict
+    ``{"fp16": {"cosine_min": 0.995}}`` / ``{"fp16": Tolerance(...)}`` (the Python API).
+
+    An unknown precision or metric is a UsageError, never silently ignored.
+    """
+    if isinstance(items, dict):
+        flat = []
+        for precision, value in items.items():
+            if isinstance(value, Tolerance):
+                value = value.to_dict()
+            if not isinstance(value, dict):
+                raise UsageError(f"tolerances[{precision!r}] must be a dict of metrics or a Tolerance, "
+                                 f"got {type(value).__name__}.")
+            flat += [f"{precision}.{k}={'none' if v is None else v}" for k, v in value.items()]
+        items = flat
     tols = dict(DEFAULT_TOLERANCES)
-    for item in items:
+    for item in items or ():
         try:
             lhs, value = item.split("=", 1)
             precision, key = lhs.split(".", 1)
         except ValueError:
             raise UsageError(f"--tol takes PRECISION.METRIC=VALUE (e.g. fp16.cosine_min=0.995), got '{item}'.") from None
+        if precision not in DEFAULT_TOLERANCES:
+            raise UsageError(f"--tol precision '{precision}' is unknown; choose one of "
+                             f"{', '.join(DEFAULT_TOLERANCES)}.")
         if key not in TOLERANCE_KEYS:
             raise UsageError(f"--tol metric '{key}' is unknown; choose one of {', '.join(TOLERANCE_KEYS)}.")
         if value.lower() in ("none", "off"):

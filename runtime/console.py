@@ -1,63 +1,136 @@
-"""Messages and progress on stderr: bars on a terminal, plain lines in CI and pipes."""
+"""Progress and warnings through the standard ``logging`` module (logger ``edgeport``).
+
+Library code calls ``log``/``warn``/``Progress``; it never prints. What a user sees is
+decided by whoever configures logging:
+
+- the CLI installs ``StderrHandler`` (``[edgeport] message`` lines on stderr, progress bars
+  on a terminal; ``--quiet`` keeps warnings only);
+- a script gets Python's defaults (warnings on stderr, progress silent) or passes
+  ``progress=callback`` to the API (``edgeport.api``), which attaches ``CallbackHandler``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
 import time
 
-_state = {"quiet": False}
-
-
-def set_quiet(quiet: bool) -> None:
-    _state["quiet"] = bool(quiet)
-
-
-def is_quiet() -> bool:
-    return _state["quiet"]
+LOGGER = logging.getLogger("edgeport")
+LOGGER.setLevel(logging.INFO - 1)  # PROGRESS and up; handlers choose what to show
+PROGRESS = logging.INFO - 1  # progress-bar redraws: only handlers that draw bars take them
 
 
 def log(message: str) -> None:
-    """One line of progress on stderr (suppressed by --quiet)."""
-    if not _state["quiet"]:
-        print(f"[edgeport] {message}", file=sys.stderr, flush=True)
+    """One line of progress."""
+    LOGGER.info(message)
 
 
 def warn(message: str) -> None:
-    print(f"[edgeport] warning: {message}", file=sys.stderr, flush=True)
+    LOGGER.warning(message)
+
+
+class StderrHandler(logging.Handler):
+    """The CLI's handler: writes to the *current* sys.stderr (test runners swap it)."""
+
+    def __init__(self, quiet: bool = False):
+        super().__init__(logging.WARNING if quiet else PROGRESS)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = sys.stderr
+        text = record.getMessage()
+        if record.levelno == PROGRESS:
+            if _draws_bars():
+                stream.write(text)
+                stream.flush()
+            return
+        prefix = "[edgeport] warning: " if record.levelno >= logging.WARNING else "[edgeport] "
+        if _bar_drawn.pop("open", False):
+            stream.write("\r\x1b[K")
+        stream.write(f"{prefix}{text}\n")
+        stream.flush()
+
+
+_bar_drawn: dict = {}
+
+
+def _draws_bars() -> bool:
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def install_cli_handler(quiet: bool = False) -> StderrHandler:
+    """Replace any earlier CLI handler by one with this quietness (idempotent)."""
+    for h in list(LOGGER.handlers):
+        if isinstance(h, StderrHandler):
+            LOGGER.removeHandler(h)
+    handler = StderrHandler(quiet)
+    LOGGER.addHandler(handler)
+    LOGGER.propagate = False  # the CLI owns the output; no duplicate lines via the root logger
+    return handler
+
+
+def set_quiet(quiet: bool) -> None:
+    """--quiet: only warnings and errors (results still go to stdout)."""
+    install_cli_handler(quiet)
+
+
+class CallbackHandler(logging.Handler):
+    """Sends each progress line and warning to ``callback(message)`` (the API's ``progress=``)."""
+
+    def __init__(self, callback):
+        super().__init__(logging.INFO)
+        self.callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "warning: " if record.levelno >= logging.WARNING else ""
+        self.callback(prefix + record.getMessage())
+
+
+@contextlib.contextmanager
+def progress_to(callback):
+    """Route edgeport's messages to ``callback`` for the duration of a call (None: no change)."""
+    if callback is None:
+        yield
+        return
+    handler = CallbackHandler(callback)
+    LOGGER.addHandler(handler)
+    try:
+        yield
+    finally:
+        LOGGER.removeHandler(handler)
 
 
 class Progress:
-    """A minimal progress reporter.
+    """A progress reporter for long loops.
 
-    On a terminal it redraws one line; otherwise it prints a plain line at most every
-    ``interval`` seconds and at the end, so CI logs stay short and line-buffered.
+    A terminal gets a redrawn bar; otherwise a plain line at most every ``interval`` seconds
+    and a summary at the end, so CI logs stay short. An interrupted loop (Ctrl-C, an error)
+    ends with "stopped after N/M", never "done".
     """
 
     def __init__(self, total: int, label: str, interval: float = 5.0):
         self.total = max(int(total), 0)
         self.label = label
         self.count = 0
-        self.tty = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
         self.interval = interval
         self._start = time.monotonic()
         # Plain mode: the first interim line comes after ``interval`` s, so short steps log once.
         self._last = self._start
+        self._last_draw = 0.0
 
     def __enter__(self):
         return self
 
     def update(self, n: int = 1) -> None:
         self.count += n
-        if _state["quiet"]:
-            return
         now = time.monotonic()
-        if self.tty:
-            # Redraw at most ~10 times a second (and always at the end): a fast loop must not
-            # spend its time writing to the terminal.
-            if now - self._last < 0.1 and self.count < self.total:
+        if LOGGER.isEnabledFor(PROGRESS) and _draws_bars():
+            # Redraw at most ~10 times a second (and at the end): a fast loop must not spend
+            # its time writing to the terminal.
+            if now - self._last_draw < 0.1 and self.count < self.total:
                 return
-            self._last = now
+            self._last_draw = now
             width = 30
             frac = min(self.count / self.total, 1.0) if self.total else 1.0
             bar = "#" * int(frac * width)
@@ -65,18 +138,19 @@ class Progress:
             eta = ""
             if 0 < self.count < self.total and elapsed > 1.0:
                 eta = f" ETA {elapsed * (self.total - self.count) / self.count:.0f} s"
-            sys.stderr.write(f"\r\x1b[K[edgeport] {self.label} [{bar:<{width}}] {self.count}/{self.total}"
-                             f" {elapsed:.0f} s{eta}")
-            sys.stderr.flush()
-            self._drawn = True
+            _bar_drawn["open"] = True
+            LOGGER.log(PROGRESS, f"\r\x1b[K[edgeport] {self.label} [{bar:<{width}}] {self.count}/{self.total}"
+                                 f" {elapsed:.0f} s{eta}")
         elif now - self._last >= self.interval and self.count < self.total:
             self._last = now
             log(f"{self.label}: {self.count}/{self.total}")
 
-    def __exit__(self, *exc):
-        if _state["quiet"]:
-            return
+    def __exit__(self, exc_type, exc, tb):
         elapsed = time.monotonic() - self._start
-        if self.tty and getattr(self, "_drawn", False):
-            sys.stderr.write("\r\x1b[K")  # replace the bar by the summary line below
-        log(f"{self.label}: {self.count}/{self.total} done in {elapsed:.1f} s")
+        if exc_type is None:
+            log(f"{self.label}: {self.count}/{self.total} done in {elapsed:.1f} s")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            log(f"{self.label}: interrupted after {self.count}/{self.total} ({elapsed:.1f} s)")
+        else:
+            log(f"{self.label}: stopped after {self.count}/{self.total} ({elapsed:.1f} s)")
+        return False

@@ -23,8 +23,11 @@ class EdgeportError(Exception):
         self.hint = hint
 
     def render(self) -> str:
-        text = str(self)
+        text = str(self).strip()
         if self.hint:
+            # Messages built from exceptions often end without punctuation ("... 'width'").
+            if not text.endswith((".", "!", "?", ":")):
+                text += "."
             text = f"{text} {self.hint}"
         return text
 

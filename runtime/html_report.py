@@ -537,6 +537,6 @@ def write_html(bundle, report: dict, path: Path | None = None) -> Path:
     from .report import atomic_write_text
 
     target = Path(path) if path else bundle.report_path("html")
-    page = render_html(report, bundle.manifest, golden_for_report(bundle), bundle.root)
+    page = render_html(report, bundle.manifest.to_dict(), golden_for_report(bundle), bundle.root)
     atomic_write_text(target, page)
     return target

@@ -29,6 +29,7 @@ import numpy as np
 from .bundle import Bundle
 from .errors import EdgeportError, UsageError
 from .preprocess import IMAGE_EXTENSIONS, list_images, load_folder, normalize
+from .runners import Target, open_runner, resolve, select_precisions
 
 REFERENCE_BACKEND = ("onnxruntime", "cpu")
 CHUNK = 64  # images decoded at a time (memory bound: CHUNK x 3 x crop x crop floats)
@@ -194,11 +195,8 @@ def _read_labels_file(root: Path, path: Path) -> tuple[list[Path], list[str]]:
 @dataclasses.dataclass(frozen=True)
 class AccuracyConfig:
     precisions: tuple[str, ...] = ("all",)
-    backend: str = "onnxruntime"
-    provider: str = "cpu"
+    target: Target = Target()
     batch: int | None = None
-    threads: int | None = None
-    qdq: bool = False  # --qdq: int8 on the CPU provider runs model.int8.onnx (runtime/precision.py)
 
 
 def _topk(logits: np.ndarray, k: int) -> np.ndarray:
@@ -226,31 +224,28 @@ def evaluate_accuracy(bundle: Bundle, dataset: LabeledSet, config: AccuracyConfi
     """Top-1/top-5 of the reference (FP32 ONNX on ONNX Runtime CPU) and of every selected
     artifact on ``config.backend``/``provider``; returns report.json's ``accuracy`` section."""
     from . import console
-    from .runners import make_runner
-    from .verify import VerifyConfig, artifact_for, run_batched
+    from .verify import default_batch, run_batched
 
-    vconf = VerifyConfig(precisions=config.precisions, backend=config.backend, provider=config.provider)
-    precisions = artifact_precisions(bundle, vconf)
+    target = config.target
+    precisions = select_precisions(bundle, config.precisions, target)
     pre = bundle.preprocessing
-    batch = config.batch or min(bundle.max_batch, 8)
+    batch = default_batch(bundle, config.batch)
     runners, keys = {}, []
     ref_key = (*REFERENCE_BACKEND, "fp32")
+    reference = Target(backend=REFERENCE_BACKEND[0], provider=REFERENCE_BACKEND[1], threads=target.threads)
     try:
-        runners[ref_key] = make_runner(REFERENCE_BACKEND[0], bundle.artifact_path("fp32"),
-                                       provider=REFERENCE_BACKEND[1], threads=config.threads,
-                                       max_batch=bundle.max_batch)
+        runners[ref_key] = open_runner(bundle, "fp32", reference, artifact=True)
         for p in precisions:
             # Same artifact choice as verify: TensorRT runs the bundle's engine for this device.
-            path, provider, extra = artifact_for(bundle, vconf, p, warn=log)
-            key = (config.backend, provider, p)
+            resolved = resolve(bundle, p, target, warn=log, artifact=True)
+            key = (target.backend, resolved.provider, p)
             keys.append(key)
             if key not in runners:
-                runners[key] = make_runner(config.backend, path, provider=config.provider, threads=config.threads,
-                                           max_batch=bundle.max_batch, **extra)
+                runners[key] = open_runner(bundle, p, target, warn=log, artifact=True)
         tallies = {k: _Tally() for k in runners}
         skipped: list[tuple[str, str]] = []
         log(f"labeled accuracy: {len(dataset.files)} images from {dataset.root}, reference model.onnx (FP32) "
-            f"on onnxruntime/cpu, artifacts {', '.join(precisions)} on {config.backend}/{config.provider}")
+            f"on onnxruntime/cpu, artifacts {', '.join(precisions)} on {target.label}")
         with console.Progress(len(dataset.files), "labeled accuracy") as progress:
             for start in range(0, len(dataset.files), CHUNK):
                 files = dataset.files[start:start + CHUNK]
@@ -309,18 +304,6 @@ def evaluate_accuracy(bundle: Bundle, dataset: LabeledSet, config: AccuracyConfi
         "results": results,
         "evaluated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def artifact_precisions(bundle: Bundle, config) -> list[str]:
-    """The precisions ``verify`` runs for ``config`` ("all" on TensorRT = those with engines)."""
-    from .verify import select_precisions
-
-    if config.backend == "tensorrt" and (not config.precisions or "all" in config.precisions):
-        from .trt.sidecar import engine_precisions
-
-        return engine_precisions(bundle)
-    return select_precisions(bundle, config.precisions, backend=config.backend, provider=config.provider,
-                             qdq=config.qdq)
 
 
 def merge_accuracy(old: dict | None, new: dict) -> dict:

@@ -14,16 +14,14 @@ import numpy as np
 from .bundle import Bundle
 from .errors import EdgeportError, UsageError
 from .preprocess import load_rgb, normalize, resize_crop
+from .runners import Target, open_runner, select_precisions
 
 
 @dataclasses.dataclass(frozen=True)
 class PredictConfig:
     precision: str = "fp32"
-    backend: str = "onnxruntime"
-    provider: str = "cpu"
+    target: Target = Target()
     topk: int = 5
-    threads: int | None = None
-    qdq: bool = False  # --qdq: int8 on the CPU provider runs model.int8.onnx (runtime/precision.py)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -62,26 +60,19 @@ def load_inputs(bundle: Bundle, images: list[str | Path]) -> np.ndarray:
 
 def predict(bundle: Bundle, images: list[str | Path], config: PredictConfig) -> list[dict]:
     """Top-k classes with softmax probabilities for each image, in the order given."""
-    from .runners import make_runner
-    from .verify import VerifyConfig, artifact_for, run_batched
+    from .verify import default_batch, run_batched
 
     if not images:
         raise UsageError("Pass at least one image.")
     if config.topk < 1:
         raise UsageError(f"--topk must be at least 1, got {config.topk}.")
     # int8 on the CPU provider means model.int8-cpu.onnx (unless --qdq): runtime/precision.py.
-    from .precision import select_precisions
-
-    (precision,) = select_precisions(bundle.precisions, (config.precision,), backend=config.backend,
-                                     provider=config.provider, qdq=config.qdq, where=f"Bundle '{bundle.root}'")
+    (precision,) = select_precisions(bundle, (config.precision,), config.target)
     x = load_inputs(bundle, images)
     # Same artifact choice as verify: TensorRT runs the bundle's engine for this device.
-    vconf = VerifyConfig(precisions=(precision,), backend=config.backend, provider=config.provider)
-    path, provider, extra = artifact_for(bundle, vconf, precision)
-    runner = make_runner(config.backend, path, provider=config.provider, threads=config.threads,
-                         max_batch=bundle.max_batch, **extra)
-    with runner:
-        logits = run_batched(runner, bundle, x, max(1, min(bundle.max_batch, 8)))
+    with open_runner(bundle, precision, config.target, artifact=True) as runner:
+        provider = runner.resolved.provider
+        logits = run_batched(runner, bundle, x, default_batch(bundle, None))
     probs = softmax(logits)
     k = min(config.topk, probs.shape[1])
     names = bundle.class_names
@@ -91,7 +82,7 @@ def predict(bundle: Bundle, images: list[str | Path], config: PredictConfig) -> 
         out.append({
             "image": str(path),
             "precision": precision,
-            "backend": config.backend,
+            "backend": config.target.backend,
             "provider": provider,
             "top": [{"rank": r + 1, "index": int(i), "name": class_name(names, int(i)), "probability": float(p[i])}
                     for r, i in enumerate(order)],

@@ -6,6 +6,7 @@ import datetime as _dt
 import json
 
 from .bundle import Bundle
+from .errors import BundleError
 from .fsutil import atomic_write_text  # noqa: F401  (re-exported for callers)
 from .svg_plots import fmt_number as _fmt
 from .compare import Comparison
@@ -19,16 +20,26 @@ SUMMARY_FIELDS = (
 )
 
 
-def load_report(bundle: Bundle) -> dict:
+def load_report(bundle: Bundle, *, required: bool = False) -> dict:
+    """The bundle's report.json (an empty report when there is none yet, unless ``required``).
+
+    A report.json that is not an edgeport report is refused, never replaced: overwriting it
+    would lose its accuracy and benchmark sections.
+    """
     path = bundle.report_path("json")
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-            if isinstance(data, dict) and isinstance(data.get("results"), list):
-                return data
-        except (OSError, json.JSONDecodeError):
-            pass
-    return {"report_version": REPORT_VERSION, "results": []}
+    if not path.is_file():
+        if required:
+            raise BundleError(f"Bundle '{bundle.root}' has no report.json yet, so there is nothing to render.",
+                              hint=f"Run `edgeport verify {bundle.root}` first (export writes it too unless --no-verify).")
+        return {"report_version": REPORT_VERSION, "results": []}
+    fix = (f"Move it aside (it is not overwritten) and run `edgeport verify {bundle.root}` to write a fresh one.")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON ({exc}).", hint=fix) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        raise BundleError(f"{path} has no 'results' list, so it is not an edgeport report.", hint=fix)
+    return data
 
 
 def merge_results(report: dict, comparisons: list[Comparison], golden_names: list[str] | None = None) -> dict:
@@ -53,12 +64,12 @@ def write_reports(bundle: Bundle, comparisons: list[Comparison], sections: dict 
 
     ``sections``: other top-level report.json sections to set (e.g. ``{"accuracy": ...}``).
     """
-    golden = bundle.manifest.get("golden", {})
+    golden = bundle.manifest.golden
     report = load_report(bundle)
     report["report_version"] = REPORT_VERSION
     report["model"] = bundle.name
-    report["weights"] = bundle.manifest.get("weights", {})
-    report["golden"] = {k: golden.get(k) for k in ("samples", "source")}
+    report["weights"] = bundle.manifest.weights.to_dict()
+    report["golden"] = {"samples": golden.samples if golden else None, "source": golden.source if golden else None}
     merge_results(report, comparisons)
     if getattr(comparisons, "lint", None):  # verify.VerifyResults: the Q/DQ lint per precision
         report.setdefault("lint", {}).update(comparisons.lint)

@@ -488,20 +488,9 @@ def _concat_groups(nodes, consts: set) -> dict[str, int]:
 # -- running variants ----------------------------------------------------------------------------
 def run_model(model, inputs: np.ndarray, *, input_name: str, batch: int = 32, threads: int | None = None) -> np.ndarray:
     """First output of ``model`` (a ModelProto) on ``inputs``, with ONNX Runtime's CPU provider."""
-    from .runners.onnxruntime import import_ort
+    from .runners.onnxruntime import create_session
 
-    ort = import_ort()
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    try:
-        session = ort.InferenceSession(model.SerializeToString(), sess_options=opts,
-                                       providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise EdgeportError(f"ONNX Runtime could not load a mixed-precision variant: {type(exc).__name__}: "
-                            f"{str(exc)[:300]}", hint="Rerun with --debug for the traceback; this is an edgeport bug.") from exc
+    session = create_session(model, threads=threads, what="a mixed-precision variant")
     output = session.get_outputs()[0].name
     outs = []
     for start in range(0, len(inputs), batch):
@@ -611,11 +600,11 @@ def bundle_sensitivity(bundle, *, samples: int | None = DEFAULT_SAMPLES, threads
     numbers recorded at export (manifest ``int8.mixed_precision``). Returns ``{"rows": report
     rows, "samples": n, "units": measured, "kept": names}``.
     """
-    from .errors import BundleError
+    from .errors import UsageError
 
     onnx = _onnx()
     if "int8" not in bundle.precisions:
-        raise BundleError(f"Bundle '{bundle.root}' has no int8 artifact (model.int8.onnx) to analyse; it has "
+        raise UsageError(f"Bundle '{bundle.root}' has no int8 artifact (model.int8.onnx) to analyse; it has "
                           f"{', '.join(bundle.precisions) or 'none'}.",
                           hint="Export it with --int8 (and --calib-data DIR).")
     qmodel = onnx.load(str(bundle.artifact_path("int8")))
@@ -630,7 +619,8 @@ def bundle_sensitivity(bundle, *, samples: int | None = DEFAULT_SAMPLES, threads
                                batch=max(1, min(bundle.max_batch, 32)), threads=threads, log=log)
     kept = graph.already_float
     if kept:
-        recorded = {r.get("layer"): r for r in (bundle.manifest.get("int8", {}).get("mixed_precision") or {})
+        int8 = bundle.manifest.int8
+        recorded = {r.get("layer"): r for r in ((int8.mixed_precision if int8 else None) or {})
                     .get("kept_float", []) if isinstance(r, dict)}
         for name in kept:
             r = recorded.get(name, {})

@@ -11,28 +11,27 @@ from .bundle import Bundle
 from .compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare
 from .console import Progress
 from .errors import UsageError
-from .runners import make_runner
+from .runners import Target, open_runner, select_precisions
 
 
 @dataclasses.dataclass(frozen=True)
 class VerifyConfig:
     precisions: tuple[str, ...] = ("all",)
-    backend: str = "onnxruntime"
-    provider: str = "cpu"
+    target: Target = Target()
     batch: int | None = None  # default: the bundle's max batch, capped at 8
-    threads: int | None = None
     tolerances: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
-    qdq: bool = False  # --qdq: `int8` on the CPU provider runs model.int8.onnx, not model.int8-cpu.onnx
 
 
-def select_precisions(bundle: Bundle, requested: tuple[str, ...], *, backend: str = "onnxruntime",
-                      provider: str = "cpu", qdq: bool = False) -> list[str]:
-    """Artifact keys for the requested precisions (rules in runtime/precision.py: on the CPU
-    provider `int8` means model.int8-cpu.onnx unless ``qdq``; `all` checks both INT8 graphs)."""
-    from .precision import select_precisions as select
-
-    return select(bundle.precisions, requested, backend=backend, provider=provider, qdq=qdq,
-                  where=f"Bundle '{bundle.root}'")
+def default_batch(bundle: Bundle, batch: int | None) -> int:
+    """``batch`` checked against the bundle's range; None means min(max batch, 8)."""
+    if batch is None:
+        return max(min(bundle.max_batch, 8), bundle.min_batch)
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise UsageError(f"batch must be a whole number of at least 1, got {batch!r}.")
+    if batch > bundle.max_batch:
+        raise UsageError(f"Batch {batch} exceeds the bundle's maximum batch {bundle.max_batch}.",
+                         hint=f"Pass --batch {bundle.max_batch} or less, or re-export with a larger --max-batch.")
+    return batch
 
 
 def run_batched(runner, bundle: Bundle, inputs: np.ndarray, batch: int, progress=None) -> np.ndarray:
@@ -47,59 +46,32 @@ def run_batched(runner, bundle: Bundle, inputs: np.ndarray, batch: int, progress
     return np.concatenate(outs, axis=0)
 
 
-def artifact_for(bundle: Bundle, config: VerifyConfig, precision: str, warn=None) -> tuple:
-    """(file to run, provider label, extra runner options) for one precision.
-
-    TensorRT runs the engine that ``resolve_engine`` picks (refusing mismatched ones); ONNX
-    Runtime's TensorRT provider gets engine-cache options inside the bundle.
-    """
-    if config.backend == "tensorrt":
-        from .trt.sidecar import resolve_engine
-
-        record = resolve_engine(bundle, precision, warn=warn)
-        return record.engine_path, record.target_label, {"sidecar": record.sidecar}
-    extra = {}
-    if config.provider == "tensorrt":
-        from .trt.ort_ep import tensorrt_ep_options
-
-        extra["provider_options"] = tensorrt_ep_options(bundle, precision)
-    return bundle.artifact_path(precision), config.provider, extra
-
-
 def verify_bundle(
     bundle: Bundle,
     config: VerifyConfig,
     log: Callable[[str], None] = lambda s: None,
 ) -> list[Comparison]:
     """Check every selected artifact against the golden outputs; returns the comparisons."""
-    if config.backend == "tensorrt" and (not config.precisions or "all" in config.precisions):
-        from .trt.sidecar import engine_precisions
-
-        precisions = engine_precisions(bundle)  # "all" = the precisions that have engines
-    else:
-        precisions = select_precisions(bundle, config.precisions, backend=config.backend,
-                                       provider=config.provider, qdq=config.qdq)
+    target = config.target
+    precisions = select_precisions(bundle, config.precisions, target)
+    batch = default_batch(bundle, config.batch)
     golden = bundle.golden()
     inputs = golden.inputs(bundle.preprocessing)
-    batch = config.batch or min(bundle.max_batch, 8)
-    if batch < 1:
-        raise UsageError(f"--batch must be at least 1, got {batch}.")
     results = VerifyResults()
     for precision in precisions:
-        path, provider, extra = artifact_for(bundle, config, precision, warn=log)
-        log(f"verifying {precision} ({path.name}) on {config.backend}/{provider}, "
-            f"{len(inputs)} golden samples, batch {batch}")
-        runner = make_runner(config.backend, path, provider=config.provider, threads=config.threads,
-                             max_batch=bundle.max_batch, **extra)
-        with runner, Progress(len(inputs), f"{precision} golden set") as progress:
-            outputs = run_batched(runner, bundle, inputs, batch, progress)
+        with open_runner(bundle, precision, target, warn=log, artifact=True) as runner:
+            path, provider = runner.resolved.path, runner.resolved.provider
+            log(f"verifying {precision} ({path.name}) on {target.backend}/{provider}, "
+                f"{len(inputs)} golden samples, batch {batch}")
+            with Progress(len(inputs), f"{precision} golden set") as progress:
+                outputs = run_batched(runner, bundle, inputs, batch, progress)
         tol = config.tolerances.get(precision) or Tolerance()
         results.append(
-            compare(outputs, golden.outputs, backend=config.backend, provider=provider,
+            compare(outputs, golden.outputs, backend=target.backend, provider=provider,
                     precision=precision, tolerance=tol)
         )
         if precision == "fp16":
-            _fp16_range_into(results[-1], bundle.manifest.get("fp16_range"))
+            _fp16_range_into(results[-1], bundle.manifest.fp16_range)
         # The TensorRT-style Q/DQ artifact: TensorRT's rules, checked on the ONNX file. (int8-cpu is
         # ONNX Runtime's U8S8 graph: asymmetric uint8 by design, never built by TensorRT.)
         if precision == "int8":
@@ -130,20 +102,20 @@ def _lint_into(results: VerifyResults, precision: str, path, log) -> None:
         results[-1].passed = False
 
 
-def _fp16_range_into(result: Comparison, fp16_range: dict | None) -> None:
+def _fp16_range_into(result: Comparison, fp16_range) -> None:
     """FP16 overflow found at export (FP32 activations beyond 65504) fails the FP16 check.
 
     ONNX Runtime CPU computes most FP16 nodes in float, so it would not show the overflow
     that TensorRT's FP16 kernels produce; the export-time range check does.
     """
-    if not fp16_range:
+    if fp16_range is None:
         return
-    result.fp16_range = fp16_range
-    count = fp16_range.get("overflowing_count", 0)
-    weights = fp16_range.get("overflowing_initializers", [])
-    if count or weights:
-        first = (fp16_range.get("overflowing_tensors") or weights)[0]
+    result.fp16_range = fp16_range.to_dict()
+    count = fp16_range.overflowing_count
+    weights = fp16_range.overflowing_initializers
+    if fp16_range.overflows:
+        first = (fp16_range.overflowing_tensors or weights)[0]
         result.failures.append(
             f"FP16 overflow: {count} activations and {len(weights)} weights exceed 65504 on the golden set "
-            f"(largest {fp16_range.get('max_abs_activation', 0):.3g}; e.g. {first['name']})")
+            f"(largest {fp16_range.max_abs_activation:.3g}; e.g. {first['name']})")
         result.passed = False

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-EDGEPORT = [sys.executable, "-m", "exporter.cli"]
+EDGEPORT = [sys.executable, "-m", "edgeport.cli"]
 
 
 def run(args: list[str], log: Path, timeout: int = 3600) -> dict:

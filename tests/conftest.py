@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
-EDGEPORT = [sys.executable, "-m", "exporter.cli"]
+EDGEPORT = [sys.executable, "-m", "edgeport.cli"]
 
 
 _SAVED_ENV: dict = {}
@@ -55,13 +55,29 @@ def run_cli(*args: str, cwd=None, env=None, timeout=600) -> subprocess.Completed
 
 def invoke(*args: str):
     """Run the CLI in-process (fast) with click's CliRunner; returns the click Result."""
-    from exporter.cli import cli
+    from edgeport.cli import cli
     from runtime import console
 
     console.set_quiet(False)
     result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
     console.set_quiet(False)
     return result
+
+
+def edit_manifest(root, change) -> None:
+    """Apply ``change(dict)`` to ROOT/manifest.json and re-seal its digest, as a new export would
+    (tests that simulate a re-export or an older bundle; a hand edit without re-sealing is
+    refused by Bundle.open, which tests/test_manifest.py checks)."""
+    import json
+
+    from runtime.manifest import Manifest
+
+    path = Path(root) / "manifest.json"
+    data = json.loads(path.read_text())
+    change(data)
+    if data.get("digest") is not None:
+        data = Manifest.parse(data).sealed().to_dict()
+    path.write_text(json.dumps(data, indent=2))
 
 
 _CACHE: dict = {}

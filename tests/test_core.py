@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import pickle
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import invoke, run_cli
+from conftest import REPO, invoke, run_cli
 
 SMALL = ("--weights", "none", "--input-size", "64")
 
@@ -64,10 +63,16 @@ def test_seed_models_fixed_bugs_and_shapes():
     assert seed_densenet(num_classes=5)(torch.zeros(2, 3, 32, 32)).shape == (2, 5)
 
 
-def test_unknown_model_suggests_names(tmp_path):
-    result = run_cli("export", "--model", "resnet05", "-o", tmp_path)
-    assert result.returncode == 3
-    assert "resnet50" in result.stderr and "Traceback" not in result.stderr
+def test_unknown_model_is_a_usage_error_found_before_torch_is_imported(tmp_path):
+    # A `torch` that cannot be imported: if export imported torch before checking the name,
+    # the user would get "needs the Python package 'torch'" (exit 3) instead of the typo.
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "torch.py").write_text("raise ImportError('torch was imported')\n")
+    result = run_cli("export", "--model", "resnet05", "-o", tmp_path, env={"PYTHONPATH": f"{REPO}:{blocker}"})
+    assert result.returncode == 2, result.stderr
+    assert "Unknown model 'resnet05'" in result.stderr and "resnet50" in result.stderr
+    assert "Traceback" not in result.stderr and "torch" not in result.stderr
 
 
 # -- export and verify --------------------------------------------------------------------
@@ -75,7 +80,7 @@ def test_unknown_model_suggests_names(tmp_path):
 def test_export_and_verify(exported, model):
     bundle = exported("--model", model, *SMALL, "--fp16", "--max-batch", "8")
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["schema_version"] == 1
+    assert manifest["schema_version"] == 2
     assert manifest["input"]["name"] == "input" and manifest["input"]["shape"][1:] == [3, 64, 64]
     assert manifest["input"]["max_batch"] == 8
     assert manifest["opset"] == 17
@@ -241,10 +246,11 @@ def test_checkpoint_forms_reproduce_pytorch(tmp_path):
         expected = _torch_logits(net, x)
         np.testing.assert_allclose(g.outputs, expected, atol=1e-4)
         outputs[fname] = ort_run(out / "resnet18" / "model.onnx", x)
-        assert b.manifest["weights"]["sha256"] and not b.manifest["weights"]["random_init"]
+        assert b.manifest.weights.extra["sha256"] and not b.manifest.weights.random_init
     np.testing.assert_allclose(outputs["plain.pth"], outputs["wrapped.pth"], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_resnet50_checkpoint_within_1e4_of_logit_range_at_batch_1_and_8(tmp_path):
     import torch
     import torchvision
@@ -301,23 +307,33 @@ def test_mismatched_checkpoint_lists_keys(tmp_path):
 
 
 class _Evil:
+    """Unpickling this runs a shell command that creates ``marker``: the proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
     def __reduce__(self):
         import os
 
-        return (os.system, ("echo pwned > /dev/null",))
+        return (os.system, (f"touch {self.marker}",))
 
 
 def test_code_executing_pickle_is_refused(tmp_path):
     import torch
 
-    torch.save({"state_dict": {}, "payload": _Evil()}, tmp_path / "evil.pth")
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": {}, "payload": _Evil(marker)}, tmp_path / "evil.pth")
     r = run_cli("export", "--model", "resnet18", "--weights", tmp_path / "evil.pth", "-o", tmp_path / "o")
     assert r.returncode == 3
     assert "Refused" in r.stderr and "--trust-checkpoint" in r.stderr and "Traceback" not in r.stderr
+    assert not marker.exists()  # the payload never ran
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all")
     r = run_cli("export", "--model", "resnet18", "--weights", tmp_path / "junk.pth", "-o", tmp_path / "o")
     assert r.returncode == 3 and "not a readable PyTorch checkpoint" in r.stderr
-    assert pickle  # (module used by _Evil via torch.save)
+    # the same file with --trust-checkpoint does unpickle (the refusal above was the check, not luck)
+    r = run_cli("export", "--model", "resnet18", "--weights", tmp_path / "evil.pth", "--trust-checkpoint",
+                "--input-size", "32", "--no-verify", "-o", tmp_path / "o")
+    assert marker.exists()
 
 
 def test_default_weights_offline_error_names_file(tmp_path):
@@ -355,29 +371,37 @@ def test_default_weights_from_cache(tmp_path):
 
 
 # -- atomic bundles -------------------------------------------------------------------------
-def test_failed_export_keeps_existing_bundle(tmp_path):
+def test_failed_export_keeps_existing_bundle(tmp_path, monkeypatch):
+    import exporter.onnx_export as onnx_export
+    from runtime.errors import EdgeportError
+
     out = tmp_path / "o"
     r = invoke("export", "--model", "seed_resnet", "-o", out, "-q", "--no-verify")
     assert r.exit_code == 0, r.output
     before = (out / "seed_resnet" / "manifest.json").read_text()
-    # Fails after staging started (the weights do not fit): the old bundle must stay intact.
-    bad = tmp_path / "bad.pth"
-    import torch
+    staged_at_failure = []
+    real_to_fp16 = onnx_export.to_fp16
 
-    torch.save({"x": torch.zeros(1)}, bad)
-    r = run_cli("export", "--model", "seed_resnet", "--weights", bad, "-o", out)
-    assert r.returncode == 3
+    def failing_to_fp16(model):  # the FP16 stage runs inside the staged bundle, after model.onnx
+        staged_at_failure.extend(sorted(p.name for d in out.glob(".seed_resnet.tmp-*") for p in d.iterdir()))
+        raise EdgeportError("simulated failure in the FP16 stage")
+
+    monkeypatch.setattr(onnx_export, "to_fp16", failing_to_fp16)
+    r = invoke("export", "--model", "seed_resnet", "--fp16", "-o", out)
+    monkeypatch.setattr(onnx_export, "to_fp16", real_to_fp16)
+    assert r.exit_code == 3 and "simulated failure in the FP16 stage" in r.output
+    assert "model.onnx" in staged_at_failure  # it failed after staging had written files
     assert (out / "seed_resnet" / "manifest.json").read_text() == before
     assert [p.name for p in out.iterdir() if p.name.startswith(".") and "tmp" in p.name] == []
 
 
-def test_python_m_exporter_is_edgeport_export(tmp_path):
+def test_python_m_edgeport_is_the_edgeport_command(tmp_path):
     import subprocess
     import sys
 
     from conftest import REPO
 
-    r = subprocess.run([sys.executable, "-m", "exporter", "--model", "seed_densenet", "--no-verify", "-o",
+    r = subprocess.run([sys.executable, "-m", "edgeport", "export", "--model", "seed_densenet", "--no-verify", "-o",
                         str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "seed_densenet" / "manifest.json").is_file()

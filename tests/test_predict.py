@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import COLOR_CLASSES, color_image, invoke, run_cli
+from conftest import COLOR_CLASSES, color_image, edit_manifest, invoke, run_cli
 
 
 @pytest.fixture
@@ -68,16 +68,14 @@ def test_predict_probabilities_are_the_softmax_of_the_logits(color_bundle, color
     logits = sess.run(None, {b.input_name: x})[0][0].astype(np.float64)
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     result = invoke("predict", color_bundle, color_photos["green"], "--json", "--topk", "6")
-    top = json.loads(result.output)[0]["top"]
+    top = json.loads(result.stdout)[0]["top"]
     for t in top:
         assert t["probability"] == pytest.approx(expected[t["index"]], rel=1e-5)
 
 
 def test_predict_without_class_names_prints_class_numbers(color_bundle, copy_bundle, color_photos):
     bundle = copy_bundle(color_bundle)
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    manifest["model"]["class_names"] = None
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    edit_manifest(bundle, lambda m: m["model"].update(class_names=None))  # as exported without names
     result = invoke("predict", bundle, color_photos["yellow"], "--topk", "2")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1].split()[:3] == ["1.", "class", str(list(COLOR_CLASSES).index("yellow"))]
@@ -113,7 +111,8 @@ def test_predict_backend_tensorrt_runs_the_resolved_engine(tmp_path, monkeypatch
     from PIL import Image
 
     from runtime.bundle import Bundle
-    from runtime.predict import PredictConfig, load_inputs, predict, softmax
+    from runtime.predict import PredictConfig, load_inputs, predict
+    from runtime.runners import Target
     from runtime.trt import cuda_mem, device
     from runtime.trt.build import BuildOptions, build_engines
     from runtime.trt.device import GpuInfo, TargetEnv
@@ -135,8 +134,10 @@ def test_predict_backend_tensorrt_runs_the_resolved_engine(tmp_path, monkeypatch
     for i in range(3):
         images.append(tmp_path / f"img{i}.png")
         Image.fromarray(rng.integers(0, 255, (9, 7, 3), dtype=np.uint8)).save(images[-1])
-    preds = predict(bundle, images, PredictConfig(precision="fp16", backend="tensorrt", topk=3))
-    expected = softmax(fake_logits(load_inputs(bundle, images)))
+    preds = predict(bundle, images, PredictConfig(precision="fp16", target=Target(backend="tensorrt"), topk=3))
+    logits = fake_logits(load_inputs(bundle, images)).astype(np.float64)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))  # softmax, computed here
+    expected = e / e.sum(axis=1, keepdims=True)
     for pred, probs in zip(preds, expected):
         assert pred["backend"] == "tensorrt" and pred["provider"] == "gpu"
         order = np.argsort(-probs)[:3]

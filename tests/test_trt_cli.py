@@ -123,7 +123,7 @@ def test_every_module_imports_without_torch_and_tensorrt(bare_env):
 
 HELP_ALL = r'''
 from click.testing import CliRunner
-from exporter.cli import cli
+from edgeport.cli import cli
 
 runner = CliRunner()
 names = sorted(cli.commands)

@@ -3,6 +3,8 @@
 These check which API calls and flags each version gets, that engines + sidecars land in
 the bundle, and that the runner drives the I/O tensor API correctly (shapes, addresses,
 chunking). They prove the plumbing, not TensorRT's numerics: that needs `make gpu-check`.
+The fake's enums and members are NVIDIA's (tests/data/trt_api.json, checked in
+test_trt_api_pinned.py), so expected flag bits below are read from that file.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from runtime.trt.builder import build_serialized
 from runtime.trt.device import GpuInfo, TargetEnv
 from runtime.trt.policy import TrtVersion, plan_build
 from runtime.trt.sidecar import list_engines, resolve_engine
-from trt_fake import FakeMemory, FakeTRT, fake_logits, make_bundle
+from trt_fake import FakeMemory, FakeTRT, fake_logits, load_api, make_bundle
 
 ORIN = GpuInfo("Orin", "8.7", total_memory=8 << 30, integrated=True, source="test")
 A10 = GpuInfo("NVIDIA A10", "8.6", total_memory=24 << 30, integrated=False, source="test")
@@ -42,12 +44,17 @@ def _build(trt, plan, bundle, **kw):
     return build_serialized(trt, plan, bundle.artifact_path(plan.source), "input", SHAPES, workspace_mib=512, **kw)
 
 
+def real_flag_bit(release: str, name: str) -> int:
+    """1 << NetworkDefinitionCreationFlag.<name> in NVIDIA's bindings of ``release``."""
+    return 1 << load_api()[f"tensorrt {release}"]["enums"]["NetworkDefinitionCreationFlag"][name]
+
+
 # -- builder calls per version -------------------------------------------------------------------
 def test_trt86_flag_path_calls(bundle):
     trt = FakeTRT("8.6.1")
     plan = plan_build(TrtVersion.parse(trt.__version__), "fp16", bundle.precisions)
     out = _build(trt, plan, bundle, builder_level=5)
-    assert trt.called("builder.create_network") == [("builder.create_network", 1 << 0)]  # EXPLICIT_BATCH
+    assert trt.called("builder.create_network") == [("builder.create_network", real_flag_bit("8.6.1", "EXPLICIT_BATCH"))]
     assert trt.called("parser.parse_from_file") == [("parser.parse_from_file", "model.onnx")]  # the FP32 graph
     assert ("config.set_flag", "FP16") in trt.calls
     assert ("config.set_memory_pool_limit", "WORKSPACE", 512 << 20) in trt.calls
@@ -60,7 +67,8 @@ def test_trt10_strongly_typed_calls(bundle):
     trt = FakeTRT("10.3.0.30")
     plan = plan_build(TrtVersion.parse(trt.__version__), "int8", bundle.precisions)
     _build(trt, plan, bundle)
-    assert trt.called("builder.create_network") == [("builder.create_network", 1 << 1)]  # STRONGLY_TYPED only
+    # STRONGLY_TYPED only (value 1 in 10.x: bit 2)
+    assert trt.called("builder.create_network") == [("builder.create_network", real_flag_bit("10.13.0.35", "STRONGLY_TYPED"))]
     assert trt.called("parser.parse_from_file") == [("parser.parse_from_file", "model.int8.onnx")]
     assert not [c for c in trt.called("config.set_flag") if c[1] in ("FP16", "INT8")]
     assert trt.called("builder.build_serialized_network") == [("builder.build_serialized_network", [])]
@@ -74,12 +82,16 @@ def test_trt10_fp32_clears_tf32(bundle):
 
 @pytest.mark.parametrize("has_flag", [True, False])
 def test_trt11_builds_without_removed_apis(bundle, has_flag):
-    trt = FakeTRT("11.0.0", has_strongly_typed_flag=has_flag)
+    # 11.4 keeps STRONGLY_TYPED (deprecated, now value 0); a later release may drop it.
+    trt = FakeTRT("11.4.0", without=() if has_flag else ("NetworkDefinitionCreationFlag.STRONGLY_TYPED",))
     assert not hasattr(trt.BuilderFlag, "FP16") and not hasattr(trt, "IInt8EntropyCalibrator2")
-    plan = plan_build(TrtVersion.parse("11.0.0"), "fp16", bundle.precisions, version_compatible=True)
+    plan = plan_build(TrtVersion.parse("11.4.0"), "fp16", bundle.precisions, version_compatible=True)
     out = _build(trt, plan, bundle)
-    assert trt.called("builder.create_network") == [("builder.create_network", (1 << 1) if has_flag else 0)]
+    expected = real_flag_bit("11.4.0.106", "STRONGLY_TYPED") if has_flag else 0
+    assert expected == (1 if has_flag else 0)  # bit 0 here, not bit 1 as in 10.x
+    assert trt.called("builder.create_network") == [("builder.create_network", expected)]
     assert ("config.set_flag", "VERSION_COMPATIBLE") in trt.calls
+    assert not trt.called("config.set_calibration_profile")
     assert out.plan.startswith(b"FAKEPLAN")
 
 
@@ -106,6 +118,27 @@ def test_dla_implicit_int8_replays_the_calibration_cache(bundle):
     assert desc["calib"] == cache.decode() and desc["flags"] == ["FP16", "INT8"] and desc["dla_core"] == 0
     assert trt.called("config.set_calibration_profile")
     assert trt.called("parser.parse_from_file") == [("parser.parse_from_file", "model.onnx")]
+
+
+@pytest.mark.parametrize("version", ["8.6.1", "10.3.0"])
+def test_dla_implicit_int8_replays_a_legacy_calibration_cache(bundle, version):
+    # IInt8LegacyCalibrator has four more pure virtual hooks than the other calibrators.
+    trt = FakeTRT(version, dla_cores=1)
+    cache = b"TRT-8601-LegacyCalibration\ninput: 3c010a14\n"
+    plan = plan_build(TrtVersion.parse(version), "int8", bundle.precisions, dla_core=0)
+    out = _build(trt, plan, bundle, calibration_cache=cache, calibrator_class="IInt8LegacyCalibrator")
+    assert json.loads(out.plan[len(b"FAKEPLAN"):])["calib"] == cache.decode()
+    assert not [m for m in out.messages if "pure virtual" in m]
+
+
+def test_refused_optimization_profile_is_a_clear_error(bundle):
+    trt = FakeTRT("10.3.0")
+    plan = plan_build(TrtVersion.parse("10.3.0"), "fp16", bundle.precisions)
+    backwards = ((4, 3, 4, 4), (2, 3, 4, 4), (1, 3, 4, 4))  # min > max: TensorRT marks the profile invalid
+    with pytest.raises(EdgeportError, match="refused the optimization profile for 'input'.*\\[4, 3, 4, 4\\]"):
+        build_serialized(trt, plan, bundle.artifact_path("fp16"), "input", backwards, workspace_mib=64)
+    assert trt.called("config.add_optimization_profile") == [("config.add_optimization_profile", False)]
+    assert not trt.called("builder.build_serialized_network")
 
 
 def test_timing_cache_reuse_and_mismatch(bundle):
@@ -146,7 +179,7 @@ def test_build_engines_writes_engines_sidecars_and_timing_cache(bundle, tmp_path
     assert sc["build_path"] == "strongly-typed" and sc["tensorrt"] == "10.3.0.30"
     assert sc["gpu"] == {"name": "Orin", "compute_capability": "8.7", "total_memory": 8 << 30, "jetson": True}
     assert sc["source"] == {"artifact": "int8", "file": "model.int8.onnx",
-                            "sha256": bundle.manifest["artifacts"]["int8"]["sha256"]}
+                            "sha256": bundle.manifest.artifacts["int8"].sha256}
     assert sc["profile"] == {"min": 1, "opt": 2, "max": 4} and sc["input"]["max"] == [4, 3, 4, 4]
     assert sc["workspace_mib"] == 2048  # Jetson with 8 GB: a quarter
     assert sc["engine"]["sha256"] and sc["build_seconds"] >= 0 and sc["built_at"]
@@ -245,6 +278,26 @@ def test_runner_allows_host_code_only_for_version_compatible_engines(bundle):
     assert not trt2.called("runtime.engine_host_code_allowed")
 
 
+def test_runner_stops_when_tensorrt_refuses_a_tensor_address(bundle):
+    class NullMemory(FakeMemory):
+        """A backend whose allocations come back as address 0 (set_tensor_address returns False)."""
+
+        def alloc(self, nbytes):
+            ptr = super().alloc(nbytes)
+            self.blocks[0] = self.blocks.pop(ptr)
+            return 0
+
+    mem = NullMemory()
+    trt = FakeTRT("10.3.0", memory=mem)
+    build_engines(bundle, BuildOptions(precisions=("fp16",), max_batch=4), trt=trt, env=env_for(trt))
+    x = np.zeros((2, 3, 4, 4), np.float32)
+    with _runner(bundle, "fp16", trt, mem, env_for(trt)) as runner:
+        with pytest.raises(EdgeportError, match="refused the device address 0x0 for tensor 'input'") as err:
+            runner.infer({"input": x})
+    assert "memory backend (fake)" in err.value.render()
+    assert not trt.called("context.execute_async_v3")
+
+
 def test_runner_reports_a_plan_tensorrt_cannot_read(bundle):
     from runtime.runners.tensorrt import TensorRTRunner
 
@@ -257,6 +310,7 @@ def test_runner_reports_a_plan_tensorrt_cannot_read(bundle):
 # -- verify --backend tensorrt through the fakes -------------------------------------------------------
 def test_verify_backend_tensorrt_uses_resolved_engines(bundle, monkeypatch):
     from runtime.trt import cuda_mem, device
+    from runtime.runners import Target
     from runtime.verify import VerifyConfig, verify_bundle
 
     mem = FakeMemory()
@@ -266,7 +320,7 @@ def test_verify_backend_tensorrt_uses_resolved_engines(bundle, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(device, "probe_env", lambda trt=None, dla=False: env_for(trt))
     monkeypatch.setattr(cuda_mem, "default_memory", lambda: mem)
-    results = verify_bundle(bundle, VerifyConfig(backend="tensorrt"))
+    results = verify_bundle(bundle, VerifyConfig(target=Target(backend="tensorrt")))
     assert [(r.precision, r.backend, r.provider, r.passed) for r in results] == \
         [("fp32", "tensorrt", "gpu", True), ("fp16", "tensorrt", "gpu", True)]
     assert results[0].max_abs_diff < 1e-5
@@ -275,6 +329,6 @@ def test_verify_backend_tensorrt_uses_resolved_engines(bundle, monkeypatch):
     before = len(trt.called("runtime.deserialize_cuda_engine"))
     with pytest.raises(EdgeportError, match="built for compute capability 8.7 \\(Orin\\).*this GPU has compute "
                                             "capability 8.6") as err:
-        verify_bundle(bundle, VerifyConfig(backend="tensorrt", precisions=("fp16",)))
+        verify_bundle(bundle, VerifyConfig(target=Target(backend="tensorrt"), precisions=("fp16",)))
     assert f"edgeport build {bundle.root} --precision fp16" in err.value.render()
     assert len(trt.called("runtime.deserialize_cuda_engine")) == before

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -30,6 +32,7 @@ def test_version_parsing_and_order():
 def test_capabilities_per_version():
     c86, c103, c1012, c110, c1141 = (policy.capabilities(v) for v in (V86, V103, V1012, V110, V1141))
     assert (c86.strongly_typed, c86.precision_flags, c86.explicit_batch_flag, c86.dla) == (False, True, True, "flags")
+    assert (c103.dla, c1012.dla) == ("flags", "none")  # DLA ended with 10.7 on 10.x
     assert (c103.strongly_typed, c103.explicit_batch_flag, c103.flags_deprecated, c103.implicit_int8_deprecated) == \
         (True, False, False, True)
     assert c1012.flags_deprecated and c1012.precision_flags
@@ -119,6 +122,34 @@ def test_dla_on_trt10_and_86_uses_flags_and_implicit_int8():
         plan_build(V103, "fp16", ALL, dla_core=0, hardware_compat="ampere+")
     with pytest.raises(UsageError, match="builder flags"):
         plan_build(V103, "fp16", ALL, dla_core=0, requested_path=STRONGLY_TYPED)
+
+
+# NVIDIA, "Working with DLA" (TensorRT 11.4.1 documentation): "TensorRT 10.7 was the last 10.x release
+# that supported DLA"; "DLA was unavailable in TensorRT 11.0 through 11.3"; 11.4.0 only on Windows on
+# ARM; 11.4.1 on Jetson AGX Orin with JetPack 7.2.2+, strongly typed.
+DLA_BY_VERSION = [("8.6.1", "flags"), ("10.0.1", "flags"), ("10.3.0.30", "flags"), ("10.7.0", "flags"),
+                  ("10.8.0", "none"), ("10.12.0", "none"), ("10.13.0.35", "none"), ("11.0.0", "none"),
+                  ("11.4.0", "none"), ("11.4.1", "strongly-typed"), ("11.5.0", "strongly-typed")]
+
+
+@pytest.mark.parametrize("version,dla", DLA_BY_VERSION)
+def test_dla_support_per_version_follows_nvidias_dla_documentation(version, dla):
+    v = TrtVersion.parse(version)
+    assert policy.capabilities(v).dla == dla
+    if dla == "none":
+        with pytest.raises(EdgeportError, match=f"TensorRT {re.escape(version)} has no DLA support"):
+            plan_build(v, "fp16", ALL, dla_core=0)
+    else:
+        assert plan_build(v, "fp16", ALL, dla_core=0).dla_core == 0
+
+
+def test_dla_refused_on_trt10_8_and_later_citing_10_7():
+    for v in ("10.8.0", "10.13.0.35"):
+        with pytest.raises(EdgeportError) as err:
+            plan_build(TrtVersion.parse(v), "int8", ALL, dla_core=0)
+        text = err.value.render()
+        assert "10.7 was the last TensorRT 10.x release with DLA" in text and "drop --dla-core" in text
+        assert "JetPack 6" in text and "11.4.1" in text
 
 
 def test_dla_refused_on_trt11_with_a_clear_reason():
@@ -260,7 +291,7 @@ def test_calibration_cache_found_where_the_int8_export_records_it(tmp_path):
     data = b"TRT-100300-EntropyCalibration2\ninput: 3c010a14\n"
     (root / "calib.cache").write_bytes(data)
     manifest = json.loads((root / "manifest.json").read_text())
-    manifest["int8"] = {"trt_calibration_cache": {"file": "calib.cache", "sha256": hashlib.sha256(data).hexdigest(),
+    manifest["int8"] = {"method": "minmax", "samples": 1, "trt_calibration_cache": {"file": "calib.cache", "sha256": hashlib.sha256(data).hexdigest(),
                                                   "header": "TRT-100300-EntropyCalibration2"}}
     (root / "manifest.json").write_text(json.dumps(manifest))
     assert calibration.find_calibration_cache(Bundle.open(root)) == root / "calib.cache"

@@ -11,6 +11,7 @@ from runtime.errors import BundleError, EdgeportError
 from runtime.trt.device import GpuInfo, TargetEnv
 from runtime.trt.sidecar import (compatibility_notes, compatibility_problems, engine_precisions, list_engines,
                                  resolve_engine, write_engine)
+from conftest import edit_manifest
 from trt_fake import make_bundle
 
 ORIN = GpuInfo("Orin", "8.7", 8 << 30, True)
@@ -100,9 +101,9 @@ def bundle(tmp_path):
 
 
 def add_engine(bundle, name, precision="fp16", source="fp16", **over):
-    art = bundle.manifest["artifacts"][source]
+    art = bundle.manifest.artifacts[source]
     over.setdefault("built_at", "2026-01-01T00:00:00+00:00")
-    sc = sidecar(precision=precision, source={"artifact": source, "file": art["file"], "sha256": art["sha256"]},
+    sc = sidecar(precision=precision, source={"artifact": source, "file": art.file, "sha256": art.sha256},
                  **over)
     return write_engine(bundle.root, name, b"plan bytes of " + name.encode(), sc)
 
@@ -152,9 +153,7 @@ def test_resolve_refuses_a_tampered_engine(bundle):
 
 def test_resolve_refuses_an_engine_from_an_older_export(bundle):
     add_engine(bundle, "model.fp16.sm87.trt10.3.0.engine")
-    manifest = json.loads((bundle.root / "manifest.json").read_text())
-    manifest["artifacts"]["fp16"]["sha256"] = "f" * 64  # re-exported: new graph
-    (bundle.root / "manifest.json").write_text(json.dumps(manifest))
+    edit_manifest(bundle.root, lambda m: m["artifacts"]["fp16"].update(sha256="f" * 64))  # re-exported: new graph
     with pytest.raises(BundleError, match="the bundle was re-exported"):
         resolve_engine(Bundle.open(bundle.root), "fp16", env=env())
 

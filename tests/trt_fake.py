@@ -1,24 +1,32 @@
 """A fake ``tensorrt`` module and fake GPU memory for CPU tests of edgeport's TensorRT layer.
 
-The fake implements only the documented API edgeport calls, per version: enum members
-that a release removed are absent (BuilderFlag.FP16/INT8 and the INT8 calibrators in 11.x,
-EXPLICIT_BATCH-only networks in 8.6), so code that would break on a real TensorRT of that
-version breaks here too. Every call is recorded in ``trt.calls`` for assertions.
+The fake's API is NVIDIA's, read from tests/data/trt_api.json (dumped from the real binding
+wheels by scripts/trt_api/dump_api.py): ``FakeTRT("10.3.0")`` emulates the pinned release of
+the same major version (8.6 -> 8.6.1, 10.x -> 10.13.0.35, 11.x -> 11.4.0.106). Its enums are
+the real enums with the real values; its classes have a member exactly when the real class
+of that release has it (others raise AttributeError, as do unknown attribute names set on
+config objects, which have no ``__dict__`` in the real bindings); methods take the real
+parameter names; hooks a Python subclass must implement (calibrators) are the real pure
+virtual ones. tests/test_trt_fake_api.py checks all of that against the JSON.
 
-The fake "engine" computes ``logits = 2 * x.reshape(n, -1)[:, :classes]`` (see fake_logits),
-reading its input from and writing its output to FakeMemory by address, the way a real
-engine uses the addresses given to set_tensor_address.
+Behaviour is the fake's own: every call is recorded in ``trt.calls``; the "engine" computes
+``logits = 2 * x.reshape(n, -1)[:, :classes]`` (see fake_logits), reading its input from and
+writing its output to FakeMemory by address, the way a real engine uses the addresses given
+to set_tensor_address.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
+import inspect
 import json
 from pathlib import Path
 
 import numpy as np
 
+API_FILE = Path(__file__).resolve().parent / "data" / "trt_api.json"
 CLASSES = 10
 
 
@@ -66,232 +74,459 @@ class FakeMemory:
         pass
 
 
+
+
+@functools.lru_cache(maxsize=1)
+def load_api() -> dict:
+    """tests/data/trt_api.json's ``apis``: {"tensorrt 10.13.0.35": {...}, ...}."""
+    return json.loads(API_FILE.read_text())["apis"]
+
+
+def api_key_for(version: str, module: str = "tensorrt") -> str:
+    """The pinned release the fake emulates for ``version``: the dumped one with the same major."""
+    major = version.split(".")[0]
+    keys = [k for k in load_api() if k.split(" ")[0] == module and k.split(" ")[1].split(".")[0] == major]
+    if not keys:
+        raise ValueError(f"tests/data/trt_api.json has no {module} {major}.x API (have {', '.join(load_api())})")
+    return keys[0]
+
+
+# -- the pinning machinery ------------------------------------------------------------------------
+class _Absent:
+    """A member the real class of this release does not have: reading or setting it fails as there."""
+
+    def __init__(self, owner: str, name: str):
+        self.owner, self.name = owner, name
+
+    def __get__(self, obj, objtype=None):
+        raise AttributeError(f"'tensorrt.{self.owner}' object has no attribute '{self.name}'")
+
+    def __set__(self, obj, value):
+        self.__get__(obj)
+
+
+def _stored_property(name: str, writable: bool) -> property:
+    """A plain real property (config.DLA_core, runtime.engine_host_code_allowed): setting it is recorded."""
+
+    def fget(self):
+        return self._props.get(name)
+
+    def fset(self, value):
+        self._trt.calls.append((f"{self._tag}.{name}", value))
+        self._props[name] = value
+
+    return property(fget, fset if writable else None)
+
+
+class _Object:
+    """Base of the fake classes. Like pybind11 classes without py::dynamic_attr(), a pinned
+    class accepts only the attributes the real class has; Python subclasses (loggers,
+    calibrators) get a __dict__ as they do with the real bindings."""
+
+    _tag = "object"
+
+    def __init__(self):
+        object.__setattr__(self, "_props", {})
+
+    def __setattr__(self, name, value):
+        desc = inspect.getattr_static(type(self), name, None)
+        user_subclass = any(c.__module__ != __name__ for c in type(self).__mro__[:-1])
+        if name.startswith("_") or isinstance(desc, (property, _Absent)) or user_subclass:
+            object.__setattr__(self, name, value)
+        else:
+            raise AttributeError(f"'tensorrt.{type(self).__name__}' object has no attribute '{name}'")
+
+
+def _pin(trt, fake_cls, name: str, real: dict | None, severity):
+    """``fake_cls`` restricted to what the real class ``name`` has in this release (None: absent).
+
+    The pinned class also derives from the pinned versions of the real class's bases, so
+    isinstance(trt.Logger(), trt.ILogger) holds as with the real bindings.
+    """
+    if real is None:
+        return None
+    bases = (fake_cls,) + tuple(getattr(trt, b) for b in real["bases"] if hasattr(trt, b))
+    ns = {"__module__": __name__, "__qualname__": name, "_trt": trt}
+    for member, info in real["members"].items():
+        have = inspect.getattr_static(fake_cls, member, None)
+        if info is None:
+            if have is not None:
+                ns[member] = _Absent(name, member)
+        elif info["kind"] == "property" and not isinstance(have, property):
+            ns[member] = _stored_property(member, info["writable"])
+        elif info["kind"] == "enum_value":
+            ns[member] = severity(info["value"])  # ILogger.ERROR etc. (the only enum values on classes)
+        elif info["kind"] == "class" and member == "Severity":
+            ns[member] = severity
+    ns["_pure_virtual"] = tuple(real.get("pure_virtual", ()))
+    return type(name, bases, ns)
+
+
+def _pure_virtual_error(calib, hook: str) -> str | None:
+    """The trampoline's complaint when a Python subclass lacks a pure virtual hook, else None."""
+    for klass in type(calib).__mro__:
+        if klass.__module__ == __name__:
+            break  # reached the fake's own classes: the hook was not implemented above them
+        if hook in vars(klass):
+            return None
+    owner = type(calib).__mro__[[c.__module__ for c in type(calib).__mro__].index(__name__)].__name__
+    return f'Exception caught in {hook}(): Tried to call pure virtual function "{owner}::{hook}"'
+
+
+# -- fake classes (behaviour), named and shaped after the real ones -------------------------------
+class ILogger(_Object):
+    def __init__(self) -> "None":
+        _Object.__init__(self)
+
+    def log(self, severity, msg) -> "None":
+        raise RuntimeError('Tried to call pure virtual function "ILogger::log"')
+
+
+class Logger(ILogger):
+    """NVIDIA's ready-made logger: prints messages at or above ``min_severity``."""
+
+    def __init__(self, min_severity=None) -> "None":
+        ILogger.__init__(self)
+        self._props["min_severity"] = self.Severity.WARNING if min_severity is None else min_severity
+
+    def log(self, severity, msg) -> "None":
+        self._trt.calls.append(("logger.log", int(severity), msg))
+
+    min_severity = property(lambda self: self._props["min_severity"],
+                            lambda self, value: self._props.__setitem__("min_severity", value))
+
+
+class IInt8Calibrator(_Object):
+    _algorithm = "LEGACY_CALIBRATION"
+
+    def __init__(self) -> "None":
+        _Object.__init__(self)
+
+    def get_batch_size(self) -> "int":
+        raise RuntimeError('Tried to call pure virtual function "Derived::get_batch_size"')
+
+    def get_algorithm(self) -> "CalibrationAlgoType":
+        return self._trt.CalibrationAlgoType[self._algorithm]
+
+    def get_batch(self, names) -> "List[int]":
+        return []
+
+    def read_calibration_cache(self) -> "buffer":
+        return None
+
+    def write_calibration_cache(self, cache) -> "None":
+        return None
+
+
+class IInt8EntropyCalibrator(IInt8Calibrator):
+    _algorithm = "ENTROPY_CALIBRATION"
+
+
+class IInt8EntropyCalibrator2(IInt8Calibrator):
+    _algorithm = "ENTROPY_CALIBRATION_2"
+
+
+class IInt8MinMaxCalibrator(IInt8Calibrator):
+    _algorithm = "MINMAX_CALIBRATION"
+
+
+class IInt8LegacyCalibrator(IInt8Calibrator):
+    _algorithm = "LEGACY_CALIBRATION"  # its histogram hooks are not bound in Python, only called
+
+
+class IOptimizationProfile(_Object):
+    def __init__(self):
+        _Object.__init__(self)
+        self._shapes, self._valid = {}, True
+
+    def set_shape(self, input, min, opt, max) -> "None":
+        self._trt.calls.append(("profile.set_shape", input, tuple(min), tuple(opt), tuple(max)))
+        if not all(a <= b <= c for a, b, c in zip(min, opt, max)) or not len(min) == len(opt) == len(max):
+            self._valid = False  # TensorRT logs an error and the profile is invalid
+            return
+        self._shapes[input] = (tuple(min), tuple(opt), tuple(max))
+
+    def get_shape(self, input) -> "List[Dims]":
+        return list(self._shapes[input])
+
+
+class IHostMemory(bytes):
+    """Serialized plans and caches: a buffer (memoryview works) with ``nbytes``."""
+
+    nbytes = property(len)
+
+
+class ITimingCache(_Object):
+    def __init__(self, data):
+        _Object.__init__(self)
+        self._data = bytes(data)
+
+    def serialize(self) -> "IHostMemory":
+        return self._trt.IHostMemory(self._data + b"|timed")
+
+
+class IBuilderConfig(_Object):
+    _tag = "config"
+
+    def __init__(self):
+        _Object.__init__(self)
+        self._flags, self._profiles = set(), []
+
+    def set_memory_pool_limit(self, pool, pool_size) -> "None":
+        self._trt.calls.append(("config.set_memory_pool_limit", pool.name, pool_size))
+
+    def set_flag(self, flag) -> "None":
+        self._trt.calls.append(("config.set_flag", flag.name))
+        self._flags.add(flag.name)
+
+    def clear_flag(self, flag) -> "None":
+        self._trt.calls.append(("config.clear_flag", flag.name))
+        self._flags.discard(flag.name)
+
+    def get_flag(self, flag) -> "bool":
+        return flag.name in self._flags
+
+    def add_optimization_profile(self, profile) -> "int":
+        """The profile's index, or -1 when it is not valid (NVIDIA's docstring)."""
+        self._trt.calls.append(("config.add_optimization_profile", profile._valid))
+        if not profile._valid or not profile._shapes:
+            return -1
+        self._profiles.append(profile)
+        return len(self._profiles) - 1
+
+    num_optimization_profiles = property(lambda self: len(self._profiles))
+
+    def set_calibration_profile(self, profile) -> "bool":
+        self._trt.calls.append(("config.set_calibration_profile",))
+        return bool(profile._valid and profile._shapes)
+
+    def create_timing_cache(self, serialized_timing_cache) -> "ITimingCache":
+        self._trt.calls.append(("config.create_timing_cache", bytes(serialized_timing_cache)))
+        return self._trt.ITimingCache(serialized_timing_cache)
+
+    def set_timing_cache(self, cache, ignore_mismatch) -> "bool":
+        ok = cache._data != b"other-gpu"
+        self._trt.calls.append(("config.set_timing_cache", cache._data, ok))
+        if ok:
+            self._props["timing_cache"] = cache
+        return ok
+
+    def get_timing_cache(self) -> "ITimingCache":
+        return self._props["timing_cache"]
+
+
+class INetworkDefinition(_Object):
+    def __init__(self, flags):
+        _Object.__init__(self)
+        self._flags = flags
+
+
+class ParserError(_Object):
+    def __init__(self, desc, node):
+        _Object.__init__(self)
+        self._desc, self._node = desc, node
+
+    def desc(self) -> "str":
+        return self._desc
+
+    def node(self) -> "int":
+        return self._node
+
+    def __str__(self) -> "str":
+        return f"In node {self._node} (importConv): {self._desc}"
+
+
+class OnnxParser(_Object):
+    def __init__(self, network, logger) -> "None":
+        _Object.__init__(self)
+        self._errors: list = []
+
+    def parse_from_file(self, model) -> "bool":
+        self._trt.calls.append(("parser.parse_from_file", Path(model).name))
+        if Path(model).read_bytes().startswith(b"BROKEN"):
+            self._errors.append(self._trt.ParserError("unsupported", 0))
+        return not self._errors
+
+    num_errors = property(lambda self: len(self._errors))
+
+    def get_error(self, index) -> "IParserError":
+        return self._errors[index]
+
+
+class Builder(_Object):
+    def __init__(self, logger) -> "None":
+        _Object.__init__(self)
+        self._logger = logger
+
+    num_DLA_cores = property(lambda self: self._trt.dla_cores)
+
+    def create_network(self, flags=0) -> "INetworkDefinition":
+        self._trt.calls.append(("builder.create_network", flags))
+        return self._trt.INetworkDefinition(flags)
+
+    def create_builder_config(self) -> "IBuilderConfig":
+        return self._trt.IBuilderConfig()
+
+    def create_optimization_profile(self) -> "IOptimizationProfile":
+        return self._trt.IOptimizationProfile()
+
+    def _fail(self, msg):
+        self._logger.log(self._trt.ILogger.Severity.ERROR, msg)
+
+    def _replay_calibrator(self, calib):
+        """Call the calibrator's hooks as TensorRT would; None (and an error logged) if one is missing."""
+        for hook in type(calib)._pure_virtual:
+            error = _pure_virtual_error(calib, hook)
+            if error:
+                return self._fail(error)
+        cache = calib.read_calibration_cache()
+        if calib.get_batch_size() < 1:
+            return self._fail("Calibrator batch size must be at least 1")
+        if isinstance(calib, self._trt.IInt8LegacyCalibrator):  # its quantile / cutoff must be in (0, 1]
+            if not (0 < calib.get_quantile() <= 1 and 0 < calib.get_regression_cutoff() <= 1):
+                return self._fail("Legacy calibrator quantile and regression cutoff must be in (0, 1]")
+            calib.read_histogram_cache()
+        return b"" if cache is None else bytes(cache)
+
+    def build_serialized_network(self, network, config) -> "IHostMemory":
+        calib = config._props.get("int8_calibrator")
+        calib_cache = self._replay_calibrator(calib) if calib is not None else None
+        self._trt.calls.append(("builder.build_serialized_network", sorted(config._flags)))
+        if calib is not None and calib_cache is None:
+            return None
+        if self._trt.build_fails:
+            return self._fail("Requested amount of GPU memory could not be allocated")
+        if not config._profiles:
+            return self._fail("Network has dynamic or shape inputs, but no optimization profile has been defined.")
+        desc = {"version": self._trt.__version__, "flags": sorted(config._flags),
+                "profile": {k: [list(s) for s in v] for k, v in config._profiles[0]._shapes.items()},
+                "calib": calib_cache.decode() if calib_cache else None,
+                "dla_core": config._props.get("DLA_core"), "network_flags": network._flags}
+        return self._trt.IHostMemory(b"FAKEPLAN" + json.dumps(desc).encode())
+
+
+class IExecutionContext(_Object):
+    def __init__(self, engine):
+        _Object.__init__(self)
+        self._engine, self._shapes, self._addresses = engine, {}, {}
+
+    def set_input_shape(self, name, shape) -> "bool":
+        self._trt.calls.append(("context.set_input_shape", name, tuple(shape)))
+        lo, _, hi = self._engine._profile[name]
+        if not lo[0] <= shape[0] <= hi[0]:
+            return False
+        self._shapes[name] = tuple(shape)
+        return True
+
+    def get_tensor_shape(self, name) -> "Dims":
+        if name == "input":
+            return self._shapes["input"]
+        return (self._shapes["input"][0], CLASSES)
+
+    def set_tensor_address(self, name, memory) -> "bool":
+        """False for a name that is not an I/O tensor or a null address (as TensorRT refuses them)."""
+        self._trt.calls.append(("context.set_tensor_address", name, memory))
+        if name not in ("input", "logits") or not memory:
+            return False
+        self._addresses[name] = memory
+        return True
+
+    def execute_async_v3(self, stream_handle) -> "bool":
+        self._trt.calls.append(("context.execute_async_v3", stream_handle))
+        shape = self._shapes["input"]
+        blocks = self._trt.memory.blocks
+        n = int(np.prod(shape))
+        x = np.frombuffer(bytes(blocks[self._addresses["input"]][: n * 4]), np.float32).reshape(shape)
+        out = fake_logits(x).tobytes()
+        blocks[self._addresses["logits"]][: len(out)] = out
+        return True
+
+
+class ICudaEngine(_Object):
+    def __init__(self, desc):
+        _Object.__init__(self)
+        self._desc = desc
+        self._profile = {k: tuple(tuple(s) for s in v) for k, v in desc["profile"].items()}
+
+    num_io_tensors = property(lambda self: 2)
+
+    def get_tensor_name(self, index) -> "str":
+        return ("input", "logits")[index]
+
+    def get_tensor_mode(self, name) -> "TensorIOMode":
+        return self._trt.TensorIOMode.INPUT if name == "input" else self._trt.TensorIOMode.OUTPUT
+
+    def get_tensor_dtype(self, name) -> "DataType":
+        return self._trt.DataType.FLOAT
+
+    def get_tensor_shape(self, name) -> "Dims":
+        return (-1, *self._profile["input"][0][1:]) if name == "input" else (-1, CLASSES)
+
+    def get_tensor_profile_shape(self, name, profile_index) -> "List[Dims]":
+        return list(self._profile[name])
+
+    def create_execution_context(self) -> "IExecutionContext":
+        return self._trt.IExecutionContext(self)
+
+
+class Runtime(_Object):
+    _tag = "runtime"
+
+    def __init__(self, logger) -> "None":
+        _Object.__init__(self)
+        self._logger = logger
+
+    num_DLA_cores = property(lambda self: self._trt.dla_cores)
+
+    def deserialize_cuda_engine(self, serialized_engine) -> "ICudaEngine":
+        data = bytes(serialized_engine)
+        self._trt.calls.append(("runtime.deserialize_cuda_engine", len(data)))
+        if not data.startswith(b"FAKEPLAN"):
+            self._logger.log(self._trt.ILogger.Severity.ERROR, "Serialization assertion magicTagRead failed")
+            return None
+        return self._trt.ICudaEngine(json.loads(data[len(b"FAKEPLAN"):]))
+
+
+# Bases before subclasses: _pin derives a pinned class from its pinned bases.
+FAKE_CLASSES = {c.__name__: c for c in (
+    Builder, IBuilderConfig, INetworkDefinition, OnnxParser, ParserError, IOptimizationProfile, ITimingCache,
+    IHostMemory, Runtime, ICudaEngine, IExecutionContext, ILogger, Logger, IInt8Calibrator, IInt8EntropyCalibrator,
+    IInt8EntropyCalibrator2, IInt8MinMaxCalibrator, IInt8LegacyCalibrator)}
+# Attributes of FakeTRT that are the fake's own test helpers, not TensorRT API.
+HELPERS = ("calls", "called", "dla_cores", "build_fails", "memory", "major", "api", "api_key")
+_NUMPY = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "BOOL": np.bool_,
+          "UINT8": np.uint8, "INT64": np.int64}
+
+
 class FakeTRT:
-    """``import tensorrt`` for one version; ``calls`` records what edgeport did with it."""
+    """``import tensorrt`` for one version; ``calls`` records what edgeport did with it.
+
+    ``without`` removes members from the pinned API ("NetworkDefinitionCreationFlag.STRONGLY_TYPED")
+    to emulate a later release that drops a deprecated name.
+    """
 
     def __init__(self, version: str, *, dla_cores: int = 0, build_fails: bool = False, memory: FakeMemory | None = None,
-                 has_strongly_typed_flag: bool = True):
+                 module: str = "tensorrt", without: tuple[str, ...] = ()):
         self.__version__ = version
         self.major = int(version.split(".")[0])
+        self.api_key = api_key_for(version, module)
+        self.api = load_api()[self.api_key]
         self.calls: list[tuple] = []
-        self.dla_cores = dla_cores
-        self.build_fails = build_fails
-        self.memory = memory
-        trt = self
-        net_flags = {"EXPLICIT_BATCH": 0}
-        if self.major >= 10 and (self.major < 11 or has_strongly_typed_flag):
-            net_flags["STRONGLY_TYPED"] = 1
-        if self.major >= 11:
-            net_flags.pop("EXPLICIT_BATCH")
-        self.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", net_flags)
-        bflags = ["TF32", "GPU_FALLBACK", "VERSION_COMPATIBLE", "REFIT"]
-        if self.major < 11:
-            bflags += ["FP16", "INT8"]
-        self.BuilderFlag = enum.IntEnum("BuilderFlag", {n: i for i, n in enumerate(bflags)})
-        self.MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0})
-        self.HardwareCompatibilityLevel = enum.IntEnum("HardwareCompatibilityLevel", {"NONE": 0, "AMPERE_PLUS": 1})
-        self.DeviceType = enum.IntEnum("DeviceType", {"GPU": 0, "DLA": 1})
-        self.TensorIOMode = enum.IntEnum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
-        self.DataType = enum.IntEnum("DataType", {"FLOAT": 0, "HALF": 1, "INT8": 2})
+        self.dla_cores, self.build_fails, self.memory = dla_cores, build_fails, memory
+        for name, members in self.api["enums"].items():
+            if members is not None and "." not in name:
+                kept = {k: v for k, v in members.items() if f"{name}.{k}" not in without}
+                setattr(self, name, enum.IntEnum(name, kept))
+        severity = enum.IntEnum("Severity", self.api["enums"]["ILogger.Severity"])
+        for name, fake_cls in FAKE_CLASSES.items():
+            pinned = _pin(self, fake_cls, name, self.api["classes"].get(name), severity)
+            if pinned is not None:
+                setattr(self, name, pinned)
+        if self.api["functions"].get("nptype") is not None:
+            self.nptype = self._nptype
 
-        class ILogger:
-            Severity = enum.IntEnum("Severity", {"INTERNAL_ERROR": 0, "ERROR": 1, "WARNING": 2, "INFO": 3,
-                                                 "VERBOSE": 4})
-
-            def __init__(self):
-                pass
-
-        self.ILogger = ILogger
-        self.Logger = ILogger
-
-        if self.major < 11:
-            class _CalibBase:
-                def __init__(self):
-                    pass
-
-            self.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (_CalibBase,), {})
-            self.IInt8MinMaxCalibrator = type("IInt8MinMaxCalibrator", (_CalibBase,), {})
-
-        class Profile:
-            def __init__(self):
-                self.shapes = {}
-
-            def set_shape(self, name, lo, opt, hi):
-                trt.calls.append(("profile.set_shape", name, tuple(lo), tuple(opt), tuple(hi)))
-                self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
-
-        class TimingCache:
-            def __init__(self, data):
-                self.data = bytes(data)
-
-            def serialize(self):
-                return memoryview(self.data + b"|timed")
-
-        class Config:
-            def __init__(self):
-                object.__setattr__(self, "values", {"flags": set()})
-
-            def __setattr__(self, name, value):
-                if name == "int8_calibrator" and trt.major >= 11:
-                    raise AttributeError("'IBuilderConfig' object has no attribute 'int8_calibrator'")
-                trt.calls.append(("config." + name, value))
-                self.values[name] = value
-
-            def set_memory_pool_limit(self, pool, size):
-                trt.calls.append(("config.set_memory_pool_limit", pool.name, size))
-
-            def set_flag(self, flag):
-                trt.calls.append(("config.set_flag", flag.name))
-                self.values["flags"].add(flag.name)
-
-            def clear_flag(self, flag):
-                trt.calls.append(("config.clear_flag", flag.name))
-                self.values["flags"].discard(flag.name)
-
-            def add_optimization_profile(self, profile):
-                self.values["profile"] = profile
-                return 0
-
-            def set_calibration_profile(self, profile):
-                trt.calls.append(("config.set_calibration_profile",))
-
-            def create_timing_cache(self, data):
-                trt.calls.append(("config.create_timing_cache", bytes(data)))
-                return TimingCache(data)
-
-            def set_timing_cache(self, cache, ignore_mismatch):
-                ok = cache.data != b"other-gpu"
-                trt.calls.append(("config.set_timing_cache", cache.data, ok))
-                if ok:
-                    self.values["timing_cache"] = cache
-                return ok
-
-            def get_timing_cache(self):
-                return self.values["timing_cache"]
-
-        class Network:
-            def __init__(self, flags):
-                self.flags = flags
-
-        class Parser:
-            def __init__(self, network, logger):
-                self.num_errors = 0
-
-            def parse_from_file(self, path):
-                trt.calls.append(("parser.parse_from_file", Path(path).name))
-                if Path(path).read_bytes().startswith(b"BROKEN"):
-                    self.num_errors = 1
-                    return False
-                return True
-
-            def get_error(self, i):
-                return "In node 0 (importConv): unsupported"
-
-        class Builder:
-            def __init__(self, logger):
-                self.logger = logger
-                self.num_DLA_cores = trt.dla_cores
-
-            def create_network(self, flags):
-                trt.calls.append(("builder.create_network", flags))
-                return Network(flags)
-
-            def create_builder_config(self):
-                return Config()
-
-            def create_optimization_profile(self):
-                return Profile()
-
-            def build_serialized_network(self, network, config):
-                calib = config.values.get("int8_calibrator")
-                calib_cache = calib.read_calibration_cache() if calib is not None else None
-                trt.calls.append(("builder.build_serialized_network", sorted(config.values["flags"])))
-                if trt.build_fails:
-                    self.logger.log(trt.ILogger.Severity.ERROR, "Requested amount of GPU memory could not be allocated")
-                    return None
-                profile = config.values["profile"]
-                desc = {"version": trt.__version__, "flags": sorted(config.values["flags"]),
-                        "profile": {k: [list(s) for s in v] for k, v in profile.shapes.items()},
-                        "calib": calib_cache.decode() if calib_cache else None,
-                        "dla_core": config.values.get("DLA_core"), "network_flags": network.flags}
-                return memoryview(b"FAKEPLAN" + json.dumps(desc).encode())
-
-        class Context:
-            def __init__(self, engine):
-                self.engine = engine
-                self.shapes = {}
-                self.addresses = {}
-
-            def set_input_shape(self, name, shape):
-                trt.calls.append(("context.set_input_shape", name, tuple(shape)))
-                lo, _, hi = self.engine.profile[name]
-                if not lo[0] <= shape[0] <= hi[0]:
-                    return False
-                self.shapes[name] = tuple(shape)
-                return True
-
-            def get_tensor_shape(self, name):
-                if name == "input":
-                    return self.shapes["input"]
-                return (self.shapes["input"][0], CLASSES)
-
-            def set_tensor_address(self, name, ptr):
-                self.addresses[name] = ptr
-
-            def execute_async_v3(self, stream_handle):
-                trt.calls.append(("context.execute_async_v3", stream_handle))
-                shape = self.shapes["input"]
-                mem = trt.memory
-                n = int(np.prod(shape))
-                x = np.frombuffer(bytes(mem.blocks[self.addresses["input"]][: n * 4]), np.float32).reshape(shape)
-                out = fake_logits(x).tobytes()
-                mem.blocks[self.addresses["logits"]][: len(out)] = out
-                return True
-
-        class Engine:
-            num_io_tensors = 2
-
-            def __init__(self, desc):
-                self.desc = desc
-                self.profile = {k: tuple(tuple(s) for s in v) for k, v in desc["profile"].items()}
-
-            def get_tensor_name(self, i):
-                return ("input", "logits")[i]
-
-            def get_tensor_mode(self, name):
-                return trt.TensorIOMode.INPUT if name == "input" else trt.TensorIOMode.OUTPUT
-
-            def get_tensor_dtype(self, name):
-                return trt.DataType.FLOAT
-
-            def get_tensor_shape(self, name):
-                return (-1, *self.profile["input"][0][1:]) if name == "input" else (-1, CLASSES)
-
-            def get_tensor_profile_shape(self, name, index):
-                return self.profile[name]
-
-            def create_execution_context(self):
-                return Context(self)
-
-        class Runtime:
-            def __init__(self, logger):
-                self.logger = logger
-
-            def __setattr__(self, name, value):
-                trt.calls.append(("runtime." + name, value))
-                object.__setattr__(self, name, value)
-
-            def deserialize_cuda_engine(self, data):
-                trt.calls.append(("runtime.deserialize_cuda_engine", len(data)))
-                if not data.startswith(b"FAKEPLAN"):
-                    self.logger.log(trt.ILogger.Severity.ERROR, "Serialization assertion magicTagRead failed")
-                    return None
-                return Engine(json.loads(data[len(b"FAKEPLAN"):]))
-
-        self.Builder, self.OnnxParser, self.Runtime = Builder, Parser, Runtime
-
-    def nptype(self, dtype):
-        return {0: np.float32, 1: np.float16, 2: np.int8}[int(dtype)]
+    def _nptype(self, trt_type):
+        return _NUMPY[trt_type.name]
 
     def called(self, name: str) -> list[tuple]:
         return [c for c in self.calls if c[0] == name]
@@ -333,6 +568,7 @@ def make_bundle(root: Path, *, precisions=("fp32", "fp16", "int8"), max_batch: i
     }
     if calib_cache is not None:
         (root / "calib.cache").write_bytes(calib_cache)
-        manifest["int8"] = {"trt_calib_cache": {"file": "calib.cache", "sha256": _sha(calib_cache)}}
+        manifest["int8"] = {"method": "minmax", "samples": 1,
+                            "trt_calibration_cache": {"file": "calib.cache", "sha256": _sha(calib_cache)}}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return root

@@ -1,20 +1,8 @@
-"""Runners: one small interface, one implementation per backend."""
+"""Runners: one small interface (base.Runner), one implementation per backend, and one
+loader (loader.open_runner) that picks the artifact for a precision and a target."""
 
 from .base import Runner
+from .loader import BACKEND_CHOICES, PROVIDER_CHOICES, Resolved, Target, open_runner, resolve, select_precisions
 
-__all__ = ["Runner", "make_runner"]
-
-
-def make_runner(backend: str, path, *, provider: str = "cpu", threads: int | None = None, **kwargs) -> Runner:
-    """Create a runner for ``backend`` (``onnxruntime`` or ``tensorrt``)."""
-    from ..errors import UsageError
-
-    if backend == "onnxruntime":
-        from .onnxruntime import OnnxRuntimeRunner
-
-        return OnnxRuntimeRunner(path, provider=provider, threads=threads, **kwargs)
-    if backend == "tensorrt":
-        from .tensorrt import TensorRTRunner  # noqa: F401  (lazy: needs tensorrt)
-
-        return TensorRTRunner(path, **kwargs)
-    raise UsageError(f"Unknown backend '{backend}'; choose onnxruntime or tensorrt.")
+__all__ = ["Runner", "Target", "Resolved", "open_runner", "resolve", "select_precisions", "BACKEND_CHOICES",
+           "PROVIDER_CHOICES"]

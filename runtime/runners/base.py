@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from ..errors import EdgeportError
+from ..errors import EdgeportError, UsageError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +36,16 @@ class Runner(abc.ABC):
     def description(self) -> str:
         return self.backend
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(self, feed) -> dict[str, np.ndarray]:
+        """Run one batch. ``feed`` maps input names to arrays, or is a bare array for a
+        single-input model. Returns {output name: array}."""
+        if isinstance(feed, np.ndarray):
+            if len(self.inputs) != 1:
+                raise UsageError(f"This model takes {len(self.inputs)} inputs ({', '.join(t.name for t in self.inputs)}): "
+                                 "pass a dict {name: array}.")
+            feed = {self.inputs[0].name: feed}
+        elif not isinstance(feed, dict):
+            raise UsageError(f"infer() takes a numpy array or a dict of them, got {type(feed).__name__}.")
         self._validate(feed)
         return self.infer_impl(feed)
 

@@ -56,35 +56,62 @@ def resolve_provider(provider: str) -> str:
     return full
 
 
+OPTIMIZATION_LEVELS = ("all", "basic", "none")
+
+
+def create_session(model, *, provider: str = "cpu", threads: int | None = None, optimization: str = "all",
+                   provider_options: dict | None = None, optimized_model_path: str | Path | None = None,
+                   what: str | None = None):
+    """The one place edgeport creates an ONNX Runtime session.
+
+    ``model`` is a path, serialized bytes or an onnx ModelProto. ``threads`` sets the
+    intra-op threads (inter-op 1: the graphs are sequential). ``optimized_model_path``
+    makes ORT write the graph it will run (to see which kernels it fused). Errors become
+    an EdgeportError naming ``what`` (default: the path).
+    """
+    ort = import_ort()
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise UsageError(f"Unknown graph optimization level '{optimization}'; choose {', '.join(OPTIMIZATION_LEVELS)}.")
+    full = resolve_provider(provider)
+    opts = ort.SessionOptions()
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {threads}.")
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }[optimization]
+    opts.log_severity_level = 3
+    if optimized_model_path is not None:
+        opts.optimized_model_filepath = str(optimized_model_path)
+    providers: list = [full] if full == "CPUExecutionProvider" else [full, "CPUExecutionProvider"]
+    if provider_options:
+        # e.g. the TensorRT EP's engine cache inside the bundle (runtime/trt/ort_ep.py)
+        providers[0] = (full, dict(provider_options))
+    if hasattr(model, "SerializeToString"):
+        source, label = model.SerializeToString(), what or "an in-memory ONNX graph"
+    elif isinstance(model, (bytes, bytearray)):
+        source, label = bytes(model), what or "an in-memory ONNX graph"
+    else:
+        source, label = str(model), what or str(model)
+    try:
+        return ort.InferenceSession(source, sess_options=opts, providers=providers)
+    except Exception as exc:  # ORT raises its own exception types
+        raise EdgeportError(f"ONNX Runtime could not load {label}: {type(exc).__name__}: {str(exc)[:400]}.") from exc
+
+
 class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
     def __init__(self, path: str | Path, *, provider: str = "cpu", threads: int | None = None,
                  max_batch: int | None = None, optimization: str = "all", provider_options: dict | None = None):
         super().__init__()
-        ort = import_ort()
         self.provider = provider
-        full = resolve_provider(provider)
-        opts = ort.SessionOptions()
-        if threads is not None:
-            if threads < 1:
-                raise UsageError(f"--threads must be at least 1, got {threads}.")
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = {
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        }[optimization]
-        opts.log_severity_level = 3
-        providers = [full] if full == "CPUExecutionProvider" else [full, "CPUExecutionProvider"]
-        if provider_options:
-            # e.g. the TensorRT EP's engine cache inside the bundle (runtime/trt/ort_ep.py)
-            providers[0] = (full, dict(provider_options))
-        try:
-            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-        except Exception as exc:  # ORT raises its own exception types
-            raise EdgeportError(f"ONNX Runtime could not load {path}: {exc}") from exc
+        self.session = create_session(path, provider=provider, threads=threads, optimization=optimization,
+                                      provider_options=provider_options)
         self.inputs = [
             TensorSpec(i.name, np.dtype(_ORT_TYPES.get(i.type, np.float32)), tuple(
                 d if isinstance(d, int) else None for d in i.shape))

@@ -54,11 +54,10 @@ class TensorRTRunner(Runner):
     backend = "tensorrt"
 
     def __init__(self, path: str | Path, *, sidecar: dict | None = None, dla_core: int | None = None,
-                 max_batch: int | None = None, memory=None, trt=None):
+                 memory=None, trt=None):
         """Deserialize ``path``. ``sidecar`` (from resolve_engine) says whether the engine is
-        version-compatible and which DLA core it targets; ``max_batch`` is accepted for
-        make_runner's interface (the engine's own profile decides); ``memory`` and ``trt``
-        let tests inject fakes."""
+        version-compatible and which DLA core it targets (batches are split/padded to the
+        engine's own profile); ``memory`` and ``trt`` let tests inject fakes."""
         super().__init__()
         from ..trt.builder import make_logger
         from ..trt.device import import_tensorrt
@@ -147,6 +146,15 @@ class TensorRTRunner(Runner):
             self._buffers[name] = (ptr, capacity)
         return ptr
 
+    def _bind(self, name: str, ptr: int) -> None:
+        # set_tensor_address returns False (and logs why) for an unknown tensor name or an
+        # address TensorRT cannot use; running on would read or write the wrong memory.
+        if not self.context.set_tensor_address(name, ptr):
+            raise EdgeportError(f"TensorRT refused the device address {ptr:#x} for tensor '{name}' of "
+                                f"{self.path.name}: {'; '.join(self._messages[-3:]) or 'no message'}.",
+                                hint=f"Check the memory backend ({getattr(self.memory, 'name', '?')}) and that the "
+                                "engine matches the bundle (rebuild it with `edgeport build`).")
+
     def _execute(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ctx, mem, stream = self.context, self.memory, self._stream
         for name, array in feed.items():
@@ -155,14 +163,14 @@ class TensorRTRunner(Runner):
                                     f"(engine batch range {self.batch_range[0]}..{self.batch_range[1]}).")
             ptr = self._buffer(name, array.nbytes)
             mem.htod(ptr, array, stream)
-            ctx.set_tensor_address(name, ptr)
+            self._bind(name, ptr)
         host = {}
         for spec in self.outputs:
             shape = tuple(int(d) for d in ctx.get_tensor_shape(spec.name))
             if any(d < 0 for d in shape):
                 raise EdgeportError(f"TensorRT could not infer the shape of output '{spec.name}' ({list(shape)}).")
             host[spec.name] = np.empty(shape, dtype=spec.dtype)
-            ctx.set_tensor_address(spec.name, self._buffer(spec.name, host[spec.name].nbytes))
+            self._bind(spec.name, self._buffer(spec.name, host[spec.name].nbytes))
         if not ctx.execute_async_v3(mem.stream_handle(stream)):
             raise EdgeportError(f"TensorRT failed to run {self.path.name}: {'; '.join(self._messages[-3:]) or 'no message'}.")
         for name, array in host.items():

@@ -94,11 +94,10 @@ def build_engines(bundle, options: BuildOptions, *, trt=None, env=None,
         gpu_fallback=options.gpu_fallback, hardware_compat=options.hardware_compat,
         version_compatible=options.version_compatible, compute_capability=gpu.compute_capability)
         for p in precisions]
-    manifest_input = bundle.manifest["input"]
     profile: Profile = policy.compute_profile(
-        int(manifest_input.get("min_batch", 1)), bundle.max_batch, min_batch=options.min_batch,
+        bundle.min_batch, bundle.max_batch, min_batch=options.min_batch,
         opt_batch=options.opt_batch, max_batch=options.max_batch, dla=dla)
-    shapes = profile.shapes(manifest_input["shape"])
+    shapes = profile.shapes(bundle.input.shape)
     if options.workspace_mib is not None:
         policy.validate_workspace(options.workspace_mib, gpu.total_memory)
         workspace = options.workspace_mib
@@ -127,7 +126,7 @@ def build_engines(bundle, options: BuildOptions, *, trt=None, env=None,
         for w in plan.warnings:
             warn(w)
         onnx_path = bundle.artifact_path(plan.source)
-        source_entry = bundle.manifest["artifacts"][plan.source]
+        source_entry = bundle.artifact(plan.source)
         name = policy.engine_filename(plan.precision, gpu.compute_capability, version, dla_core=plan.dla_core,
                                       hardware_compat=plan.hardware_compat,
                                       version_compatible=plan.version_compatible)
@@ -156,7 +155,7 @@ def build_engines(bundle, options: BuildOptions, *, trt=None, env=None,
             "cuda": {"runtime": env.cuda_runtime, "driver": env.cuda_driver},
             "gpu": {"name": gpu.name, "compute_capability": gpu.compute_capability, "total_memory": gpu.total_memory,
                     "jetson": env.jetson},
-            "source": {"artifact": plan.source, "file": source_entry["file"], "sha256": source_entry.get("sha256")},
+            "source": {"artifact": plan.source, "file": source_entry.file, "sha256": source_entry.sha256},
             "input": {"name": bundle.input_name, "min": list(shapes[0]), "opt": list(shapes[1]),
                       "max": list(shapes[2])},
             "profile": profile.to_dict(),

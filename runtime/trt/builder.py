@@ -2,7 +2,8 @@
 
 Every decision (which flags, which graph, which profile) was taken in policy.py; this
 module only calls TensorRT (documented Python API of 8.6, 10.x and 11.x), so it is short
-and testable with a fake ``tensorrt`` module that records calls (tests/test_trt_builder.py).
+and testable with a fake ``tensorrt`` module that records calls (tests/test_trt_fake_api.py),
+itself pinned to NVIDIA's real bindings (tests/data/trt_api.json, tests/test_trt_api_pinned.py).
 The tensorrt module is passed in, never imported at module level.
 """
 
@@ -64,6 +65,24 @@ def make_cache_calibrator(trt, class_name: str, cache: bytes):
         def write_calibration_cache(self, data):
             return None
 
+    if class_name == "IInt8LegacyCalibrator":
+        # The legacy calibrator has four more pure virtual hooks (TensorRT logs "Tried to call
+        # pure virtual function" without them). The cache supplies the scales, so quantile and
+        # regression cutoff (both in (0, 1]) are never used to pick one: 1.0 = the region maximum.
+        class _LegacyCacheCalibrator(_CacheCalibrator):
+            def get_quantile(self):
+                return 1.0
+
+            def get_regression_cutoff(self):
+                return 1.0
+
+            def read_histogram_cache(self):  # no histograms: nothing is calibrated here
+                return None
+
+            def write_histogram_cache(self, data):
+                return None
+
+        return _LegacyCacheCalibrator()
     return _CacheCalibrator()
 
 
@@ -137,15 +156,24 @@ def build_serialized(
 
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, *shapes)
-    config.add_optimization_profile(profile)
+    # add_optimization_profile returns the profile's index, or -1 when TensorRT found it invalid.
+    if config.add_optimization_profile(profile) < 0:
+        raise EdgeportError(
+            f"TensorRT {trt.__version__} refused the optimization profile for '{input_name}' (min/opt/max shapes "
+            f"{', '.join(str(list(s)) for s in shapes)}): {'; '.join(messages[-3:]) or 'no message'}.",
+            hint="Check --min-batch <= --opt-batch <= --max-batch and that the input name matches the ONNX graph.")
 
     if plan.calibration_cache:
         if calibration_cache is None:
             raise EdgeportError("This build replays a calibration cache, but none was given.")
         config.int8_calibrator = make_cache_calibrator(trt, calibrator_class, calibration_cache)
-        if hasattr(config, "set_calibration_profile"):
-            # Dynamic-shape networks calibrate with an explicit profile (the static DLA one).
-            config.set_calibration_profile(profile)
+        # Dynamic-shape networks calibrate with an explicit profile (the static DLA one);
+        # set_calibration_profile exists up to 10.x and returns False when it refuses it.
+        if hasattr(config, "set_calibration_profile") and not config.set_calibration_profile(profile):
+            raise EdgeportError(f"TensorRT {trt.__version__} refused the calibration profile "
+                                f"({', '.join(str(list(s)) for s in shapes)}): "
+                                f"{'; '.join(messages[-3:]) or 'no message'}.",
+                                hint="DLA builds need one static batch: pass one of --min/--opt/--max-batch.")
 
     reused = False
     if timing_cache is not None:

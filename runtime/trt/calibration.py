@@ -65,37 +65,14 @@ def retarget(data: bytes, version) -> tuple[bytes, bool]:
     return f"TRT-{code}-{header.algorithm}\n".encode() + rest, True
 
 
-def _entry(value) -> dict | None:
-    if isinstance(value, str):
-        return {"file": value}
-    if isinstance(value, dict) and isinstance(value.get("file"), str):
-        return value
-    return None
-
-
 def find_calibration_cache(bundle) -> Path:
-    """The checked path of the bundle's TensorRT calibration cache.
-
-    Looks where the INT8 export records it (manifest["int8"]["trt_calibration_cache"], or
-    similar keys in the int8 artifact entry or in manifest["artifacts"]); a recorded sha256
-    is verified. An unrecorded ``calib.cache`` in the bundle folder is used as a last resort.
-    """
-    m = bundle.manifest
-    arts = m.get("artifacts", {}) if isinstance(m.get("artifacts"), dict) else {}
-    int8 = m.get("int8", {}) if isinstance(m.get("int8"), dict) else {}
-    int8_art = arts.get("int8", {}) if isinstance(arts.get("int8"), dict) else {}
-    candidates = [int8.get(k) for k in ("trt_calibration_cache", "trt_calib_cache", "calib_cache")]
-    candidates += [int8_art.get(k) for k in ("trt_calibration_cache", "trt_calib_cache", "calib_cache")]
-    candidates += [arts.get(k) for k in ("trt_calibration_cache", "trt_calib_cache", "calib_cache")]
-    for value in candidates:
-        entry = _entry(value)
-        if entry:
-            return bundle._checked(entry, "the TensorRT calibration cache")
-    fallback = bundle.root / DEFAULT_NAME
-    if fallback.is_file():
-        return fallback
+    """The checked path (sha256 verified) of the bundle's TensorRT calibration cache, which
+    ``export --int8`` records in the manifest's ``int8.trt_calibration_cache``."""
+    int8 = bundle.manifest.int8
+    if int8 is not None and int8.trt_calibration_cache is not None:
+        return bundle.checked_file(int8.trt_calibration_cache, "the TensorRT calibration cache")
     raise BundleError(
         f"Bundle '{bundle.root}' has no TensorRT calibration cache ({DEFAULT_NAME}, recorded in manifest.json under "
-        "int8.trt_calib_cache), which implicit INT8 on DLA needs.",
+        "int8.trt_calibration_cache), which implicit INT8 on DLA needs.",
         hint="Re-export with `edgeport export ... --int8` (it writes the cache), or build int8 for the GPU "
         "(drop --dla-core), which uses the Q/DQ graph instead.")

@@ -12,27 +12,39 @@ from __future__ import annotations
 ENGINE_CACHE_DIR = "ort-trt-cache"
 
 
-def tensorrt_ep_options(bundle, precision: str) -> dict:
-    """Provider options for the bundle's ``precision`` artifact (creates the cache folder)."""
-    cache = bundle.root / ENGINE_CACHE_DIR / precision
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return {"trt_fp16_enable": "False", "trt_int8_enable": "False"}  # read-only bundle: no caching
-    shape = bundle.manifest["input"]["shape"]
-    rest = "x".join(str(d) for d in shape[1:])
-    lo = int(bundle.manifest["input"].get("min_batch", 1))
+def tensorrt_ep_options(bundle, precision: str, warn=None) -> dict:
+    """Provider options for the bundle's ``precision`` artifact (creates the cache folder).
+
+    The batch profile is always pinned; on a read-only bundle the engine cache is off (and
+    ``warn`` says so: every session then rebuilds its engines).
+    """
+    rest = "x".join(str(d) for d in bundle.input.chw)
+    lo = bundle.min_batch
     hi = bundle.max_batch
     opt = max(min(8, hi), lo)
     name = bundle.input_name
-    return {
-        "trt_engine_cache_enable": "True",
-        "trt_engine_cache_path": str(cache),
-        "trt_timing_cache_enable": "True",
-        "trt_timing_cache_path": str(cache),
+    options = {
         "trt_fp16_enable": "False",
         "trt_int8_enable": "False",
         "trt_profile_min_shapes": f"{name}:{lo}x{rest}",
         "trt_profile_opt_shapes": f"{name}:{opt}x{rest}",
         "trt_profile_max_shapes": f"{name}:{hi}x{rest}",
     }
+    cache = bundle.root / ENGINE_CACHE_DIR / precision
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        probe = cache / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        if warn is not None:
+            warn(f"cannot write the TensorRT provider's engine cache {cache} ({exc.strerror or exc}): engines are "
+                 "rebuilt by every session; copy the bundle somewhere writable to keep them")
+        return options
+    options.update({
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": str(cache),
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": str(cache),
+    })
+    return options

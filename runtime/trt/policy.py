@@ -10,8 +10,10 @@ Version facts this encodes (NVIDIA docs; see docs/tensorrt.md):
   Before 10, networks need the EXPLICIT_BATCH creation flag; from 10 it is ignored.
 - BuilderFlag.FP16/INT8 (weak typing) are deprecated from 10.12 and removed in 11.0.
 - Implicit INT8 calibrators are deprecated from 10.1 and removed in 11.0.
-- DLA: supported up to 10.x with the flag / implicit-INT8 paths; absent in 11.0 through
-  11.4.0; back in 11.4.1 on Jetson AGX Orin (JetPack 7.2.2+), strongly typed only.
+- DLA: supported from 8.6 to 10.7 with the flag / implicit-INT8 paths ("TensorRT 10.7 was
+  the last 10.x release that supported DLA", NVIDIA's "Working with DLA", 11.4.1); absent in
+  10.8+ and 11.0 through 11.4.0 (11.4.0 only on Windows on ARM, not a target here); back in
+  11.4.1 on Jetson AGX Orin (JetPack 7.2.2+), strongly typed only.
 - DLA has no dynamic dimensions: the profile's min, opt and max must be equal.
 """
 
@@ -75,12 +77,12 @@ class Capabilities:
     implicit_int8: bool  # IInt8Calibrator / config.int8_calibrator exist
     implicit_int8_deprecated: bool
     explicit_batch_flag: bool  # networks must be created with EXPLICIT_BATCH
-    dla: str  # "flags" (<= 10.x), "none" (11.0 - 11.4.0), "strongly-typed" (>= 11.4.1)
+    dla: str  # "flags" (8.6 - 10.7), "none" (10.8 - 11.4.0), "strongly-typed" (>= 11.4.1)
 
 
 def capabilities(version: TrtVersion) -> Capabilities:
     """The feature set of ``version`` (see the module docstring for the sources)."""
-    if version.major < 11:
+    if not version.at_least(10, 8):
         dla = "flags"
     elif version.at_least(11, 4, 1):
         dla = "strongly-typed"
@@ -228,10 +230,13 @@ def plan_build(
 
 def _plan_dla(version, caps, precision, available, requested_path, common, extra_flags, warnings) -> BuildPlan:
     if caps.dla == "none":
+        why = ("NVIDIA's DLA documentation says 10.7 was the last TensorRT 10.x release with DLA"
+               if version.major == 10 else "NVIDIA removed DLA in TensorRT 11.0 and it is absent up to 11.4.0")
         raise EdgeportError(
-            f"TensorRT {version} has no DLA support: NVIDIA removed DLA in TensorRT 11.0 and it is absent up to "
-            "11.4.0 (11.4.1 brings it back on Jetson AGX Orin with JetPack 7.2.2 or later, strongly typed only).",
-            hint="Build for the GPU (drop --dla-core), or build DLA engines with the TensorRT 10.x that JetPack 6 ships.")
+            f"TensorRT {version} has no DLA support: {why} (11.4.1 brings it back on Jetson AGX Orin with JetPack "
+            "7.2.2 or later, strongly typed only).",
+            hint="Build for the GPU (drop --dla-core), or build DLA engines with the TensorRT 10.x that JetPack 6 "
+            "ships (10.3; DLA works up to 10.7).")
     if precision == "fp32":
         raise UsageError("DLA runs FP16 and INT8 only, so an fp32 engine cannot target --dla-core.",
                          hint="Use --precision fp16 or int8 with --dla-core, or drop --dla-core for FP32 on the GPU.")

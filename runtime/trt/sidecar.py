@@ -221,12 +221,12 @@ def integrity_problems(record: EngineRecord, bundle, *, check_engine_hash: bool 
                 problems.append(f"the engine's sha256 is {actual[:16]}..., the sidecar recorded {expected[:16]}... "
                                 "(the file was truncated, corrupted or replaced)")
     source = sc.get("source") or {}
-    art = bundle.manifest.get("artifacts", {}).get(source.get("artifact"))
-    if not isinstance(art, dict):
+    art = bundle.manifest.artifacts.get(source.get("artifact"))
+    if art is None:
         problems.append(f"its source artifact '{source.get('artifact')}' is no longer in the bundle's manifest")
-    elif art.get("sha256") != source.get("sha256"):
+    elif art.sha256 != source.get("sha256"):
         problems.append(f"it was built from {source.get('file')} with sha256 {str(source.get('sha256'))[:16]}..., and the "
-                        f"bundle's {art.get('file')} now has {str(art.get('sha256'))[:16]}... (the bundle was re-exported)")
+                        f"bundle's {art.file} now has {str(art.sha256)[:16]}... (the bundle was re-exported)")
     return problems
 
 

@@ -1,7 +1,4 @@
-"""`edgeport export` and `edgeport models`, added to the runtime's command group.
-
-This module is the console script's entry point; the runtime package never imports it.
-"""
+"""``edgeport export`` and ``edgeport models``: the two commands that need the export side (torch)."""
 
 from __future__ import annotations
 
@@ -10,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from runtime.cli import cli, common_options, print_comparisons
-from runtime.errors import EXIT_CHECK_FAILED
+from .options import AliasOption, common_options, comparisons_table, json_option, out, out_json
 
 
 def _triple(ctx, param, value):
@@ -27,13 +23,13 @@ def _triple(ctx, param, value):
     return floats
 
 
-@cli.command()
+@click.command()
 @click.option("--model", "-m", required=True, metavar="NAME|FILE.py:FACTORY|MODULE:FACTORY",
               help="A registry name (see `edgeport models`) or a factory returning an nn.Module.")
-@click.option("--weights", "-w", default="DEFAULT", show_default=True,
+@click.option("--weights", "-w", default=None,
               help="DEFAULT, a torchvision weights name (IMAGENET1K_V2), none (random init), a checkpoint PATH, "
                    "or auto (DEFAULT if already cached in TORCH_HOME, else random init; never downloads). "
-                   "Models without named weights (seed, user) default to none.")
+                   "Default: DEFAULT for torchvision models, none for seed and user models.")
 @click.option("--trust-checkpoint", is_flag=True,
               help="UNSAFE: allow checkpoints that need full unpickling (can execute code). Only for files you trust.")
 @click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Classes of the model's head.")
@@ -42,7 +38,7 @@ def _triple(ctx, param, value):
 @click.option("--mean", callback=_triple, default=None, help="Normalization mean, 3 values (default ImageNet's).")
 @click.option("--std", callback=_triple, default=None, help="Normalization std, 3 values (default ImageNet's).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("exports"), show_default=True,
-              help="Folder that receives OUTPUT/<model>/.")
+              help="Parent folder: the bundle is written to OUTPUT/<name>/.")
 @click.option("--name", default=None, help="Bundle folder name (default: the model's name).")
 @click.option("--max-batch", type=click.IntRange(min=1, max=4096), default=32, show_default=True,
               help="Largest batch the dynamic-batch graph and engines are built for.")
@@ -51,15 +47,17 @@ def _triple(ctx, param, value):
 @click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx (FP16 graph, FP32 I/O).")
 @click.option("--int8", is_flag=True, help="Also write model.int8.onnx (Q/DQ, TensorRT rules), calibrated on --calib-data.")
 @click.option("--calib-data", type=click.Path(path_type=Path), default=None,
-              help="Folder of images or .npy/.npz of preprocessed tensors (default: the shipped calib_data/).")
-@click.option("--calib-samples", type=click.IntRange(min=1), default=None, help="Calibration samples (default: all, capped at 512).")
+              help="With --int8: folder of images or .npy/.npz of preprocessed tensors (default: the shipped set).")
+@click.option("--calib-samples", type=click.IntRange(min=1), default=None,
+              help="With --int8: calibration samples (default: all, capped at 512).")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default=None,
-              help="INT8 range estimation (default: see docs).")
+              help="With --int8: INT8 range estimation (default: see docs).")
 @click.option("--max-drop", type=float, default=None, metavar="POINTS",
               help="With --int8: accuracy budget in percentage points (top-1 agreement loss vs PyTorch FP32 on the "
-                   "held-out golden set, or top-1 drop on --budget-data). The most sensitive layers leave INT8 "
+                   "held-out golden set, or top-1 drop on --labeled-data). The most sensitive layers leave INT8 "
                    "until it holds (docs/int8.md).")
-@click.option("--budget-data", type=click.Path(path_type=Path), default=None,
+@click.option("--labeled-data", "--budget-data", "budget_data", cls=AliasOption, aliases=("--budget-data",),
+              type=click.Path(path_type=Path), default=None,
               help="With --max-drop: labeled held-out images (ImageFolder DIR/<class>/*.jpg) to judge the budget "
                    "as top-1 accuracy drop.")
 @click.option("--fallback-precision", type=click.Choice(["fp16", "fp32"]), default=None,
@@ -68,10 +66,12 @@ def _triple(ctx, param, value):
               help="With --max-drop: at most this many layers may leave INT8 (default: half of them).")
 @click.option("--sensitivity-samples", type=click.IntRange(min=1), default=32, show_default=True,
               help="With --max-drop: held-out images per per-layer sensitivity run.")
-@click.option("--verify-data", type=click.Path(path_type=Path), default=None,
+@click.option("--golden-data", "--verify-data", "verify_data", cls=AliasOption, aliases=("--verify-data",),
+              type=click.Path(path_type=Path), default=None,
               help="Folder of images for the golden set (default: the built-in held-out photos).")
-@click.option("--verify-samples", type=click.IntRange(min=1), default=64, show_default=True,
-              help="At most this many images from --verify-data.")
+@click.option("--golden-samples", "--verify-samples", "verify_samples", cls=AliasOption, aliases=("--verify-samples",),
+              type=click.IntRange(min=1), default=64, show_default=True,
+              help="At most this many images from --golden-data.")
 @click.option("--no-verify", is_flag=True, help="Skip the final verification.")
 @click.option("--tol", "tols", multiple=True, metavar="PRECISION.METRIC=VALUE", help="Override a verification tolerance.")
 @click.option("--class-names", "class_names_file", type=click.Path(path_type=Path), default=None,
@@ -80,84 +80,65 @@ def _triple(ctx, param, value):
 @click.option("--engine", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
               help="Build TensorRT engines right after the export: auto = when TensorRT and a GPU are here "
                    "(otherwise print the `edgeport build` command for the target), yes = required, no = never.")
+@json_option
 @common_options
 def export(model, weights, trust_checkpoint, num_classes, input_size, mean, std, output, name, max_batch, opset,
            no_simplify, fp16, int8, calib_data, calib_samples, calib_method, verify_data, verify_samples,
            no_verify, tols, class_names_file, engine, max_drop, budget_data, fallback_precision, max_float_layers,
-           sensitivity_samples):
+           sensitivity_samples, as_json):
     """Export a model to a verified bundle: ONNX (+FP16, +INT8) and PyTorch reference outputs."""
-    from runtime.compare import parse_tolerances
+    from runtime.errors import EXIT_CHECK_FAILED
     from runtime.labeled import read_class_names
 
-    from .models import REGISTRY, ModelRequest
-    from .pipeline import ExportConfig, run_export
+    from ..api import export as run_export
 
-    # Seed and user models have no named weights: DEFAULT means random init for them.
-    entry = REGISTRY.get(model)
-    if weights in ("DEFAULT", "auto") and (entry is None or entry.family != "torchvision"):
-        weights = "none"
-    elif weights == "auto":
-        from .weights import auto_weights
-
-        weights = auto_weights(model)
-    request = ModelRequest(model=model, weights=weights, num_classes=num_classes, input_size=input_size,
-                           mean=mean, std=std, trust_checkpoint=trust_checkpoint)
-    config = ExportConfig(request=request, output=output, max_batch=max_batch, opset=opset,
-                          simplify=not no_simplify, fp16=fp16, int8=int8, calib_data=calib_data,
-                          calib_samples=calib_samples, calib_method=calib_method, verify=not no_verify,
-                          verify_data=verify_data, verify_samples=verify_samples,
-                          tolerances=parse_tolerances(tols), name=name,
-                          class_names=tuple(read_class_names(class_names_file)) if class_names_file else None,
-                          engine=engine, max_drop=max_drop, budget_data=budget_data,
-                          fallback_precision=fallback_precision, max_float_layers=max_float_layers,
-                          sensitivity_samples=sensitivity_samples)
-    result = run_export(config)
-    if result.comparisons:
-        print_comparisons(result.comparisons)
-    click.echo(f"bundle: {result.bundle}")
-    if result.comparisons:
-        click.echo(f"report: {result.bundle / 'report.md'}")
-    for built in result.engines:
-        click.echo(f"engine: {built.path}")
-    if result.engine_hint:
-        click.echo(result.engine_hint)
-    if result.comparisons:
-        # Last line on purpose: `make demo` ends by saying where the page to open is.
-        click.echo(f"report: {result.bundle / 'report.html'}")
-    if result.comparisons and not all(c.passed for c in result.comparisons):
+    class_names = read_class_names(class_names_file) if class_names_file else None
+    result = run_export(
+        model, output=output, name=name, weights=weights, num_classes=num_classes, input_size=input_size, mean=mean,
+        std=std, class_names=class_names, max_batch=max_batch, opset=opset, simplify=not no_simplify, fp16=fp16,
+        int8=int8, calib_data=calib_data, calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop,
+        budget_data=budget_data, fallback_precision=fallback_precision, max_float_layers=max_float_layers,
+        sensitivity_samples=sensitivity_samples, verify=not no_verify, verify_data=verify_data,
+        verify_samples=verify_samples, tolerances=tols, engine=engine, trust_checkpoint=trust_checkpoint)
+    if as_json:
+        out_json({"bundle": result.bundle, "passed": result.passed,
+                  "results": [c.to_dict() for c in result.comparisons], "timings_s": result.timings,
+                  "engines": [{"precision": e.precision, "path": e.path} for e in result.engines],
+                  "engine_hint": result.engine_hint})
+    else:
+        if result.comparisons:
+            out(comparisons_table(result.comparisons))
+        out(f"bundle: {result.bundle}")
+        if result.comparisons:
+            out(f"report: {result.bundle / 'report.md'}")
+        for built in result.engines:
+            out(f"engine: {built.path}")
+        if result.engine_hint:
+            out(result.engine_hint)
+        if result.comparisons:
+            # Last line on purpose: `make demo` ends by saying where the page to open is.
+            out(f"report: {result.bundle / 'report.html'}")
+    if not result.passed:
         sys.exit(EXIT_CHECK_FAILED)
 
 
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.command()
+@json_option
 @common_options
 def models(as_json):
     """List the built-in models: parameters, GMACs, input size and weights."""
     from runtime.errors import require
 
     require("torchvision", purpose="Listing models", install="pip install 'edgeport[export]'")
-    from .models import list_models
+    from exporter.models import list_models
 
     rows = list_models()
     if as_json:
-        import json
-
-        click.echo(json.dumps(rows, indent=2))
+        out_json(rows)
         return
-    click.echo(f"{'model':<18} {'params':>9} {'GMACs':>7} {'input':>9}  weights")
+    out(f"{'model':<18} {'params':>9} {'GMACs':>7} {'input':>9}  weights")
     for r in rows:
         size = f"{r['resize']}/{r['input_size']}"
-        click.echo(f"{r['name']:<18} {r['params_m']:>8.2f}M {r['gmacs']:>7.3f} {size:>9}  {', '.join(r['weights'])}")
-    click.echo("\ninput = resize/crop of the default weights. Your own model: --model path/to/file.py:factory "
-               "(or package.module:factory) with --num-classes, --input-size, --mean/--std.")
-
-
-def main(argv=None):
-    from runtime.cli import install_signal_handlers
-
-    install_signal_handlers()
-    cli.main(args=argv, prog_name="edgeport")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+        out(f"{r['name']:<18} {r['params_m']:>8.2f}M {r['gmacs']:>7.3f} {size:>9}  {', '.join(r['weights'])}")
+    out("\ninput = resize/crop of the default weights. Your own model: --model path/to/file.py:factory "
+        "(or package.module:factory) with --num-classes, --input-size, --mean/--std.")

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import click
 
-from . import console
-from .cli import cli, common_options
+from .options import AliasOption, common_options, json_option, out, out_json
 
 
-@cli.command()
+@click.command()
 @click.argument("bundle", type=click.Path(path_type=str))
-@click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--sensitivity-samples", "--samples", "samples", cls=AliasOption, aliases=("--samples",),
+              type=click.IntRange(min=1), default=32, show_default=True,
               help="Golden images per layer (one ONNX Runtime session per quantized layer).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads.")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Layers printed.")
-@click.option("--json", "as_json", is_flag=True, help="Print every layer as JSON.")
+@json_option
 @click.option("--no-report", is_flag=True, help="Do not write the result into report.json/.md/.html.")
 @common_options
 def sensitivity(bundle, samples, threads, top, as_json, no_report):
@@ -27,9 +27,10 @@ def sensitivity(bundle, samples, threads, top, as_json, no_report):
     into report.json ("sensitivity") and report.html. `edgeport export --int8 --max-drop
     POINTS` uses the same ranking to keep the most harmful layers out of INT8.
     """
-    from .bundle import Bundle
-    from .report import load_report, render_table, save_report
-    from .sensitivity import bundle_sensitivity
+    from runtime import console
+    from runtime.bundle import Bundle
+    from runtime.report import load_report, render_table, save_report
+    from runtime.sensitivity import bundle_sensitivity
 
     b = Bundle.open(bundle)
     result = bundle_sensitivity(b, samples=samples, threads=threads, log=console.log)
@@ -39,9 +40,7 @@ def sensitivity(bundle, samples, threads, top, as_json, no_report):
         report["sensitivity"] = rows
         save_report(b, report)
     if as_json:
-        import json
-
-        click.echo(json.dumps(rows, indent=2))
+        out_json(rows)
         return
 
     def num(v, spec):
@@ -52,11 +51,11 @@ def sensitivity(bundle, samples, threads, top, as_json, no_report):
               num(r["sqnr_db"], ".1f"),
               num(r["top1_agreement"], ".1%"), num(r["macs_share"], ".2%"),
               "kept out of INT8" if r["kept_float"] else "INT8"] for r in rows[:top]]
-    click.echo(f"{result['units']} quantized layers, each alone in INT8, on {result['samples']} golden images "
+    out(f"{result['units']} quantized layers, each alone in INT8, on {result['samples']} golden images "
                "(most harmful first: lowest centered cosine):")
-    click.echo(render_table(["rank", "layer", "op", "1 - cosine", "SQNR dB", "top-1 agree", "MACs", "runs in"],
+    out(render_table(["rank", "layer", "op", "1 - cosine", "SQNR dB", "top-1 agree", "MACs", "runs in"],
                             table))
     if len(rows) > top:
-        click.echo(f"... {len(rows) - top} more (--top, --json)")
+        out(f"... {len(rows) - top} more (--top, --json)")
     if not no_report:
-        click.echo(f"report: {b.report_path('html')}")
+        out(f"report: {b.report_path('html')}")

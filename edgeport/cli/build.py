@@ -1,6 +1,6 @@
-"""`edgeport build`: TensorRT engines for a bundle (registers itself on the `cli` group).
+"""`edgeport build`: TensorRT engines for a bundle.
 
-Imports only click and runtime at top level; tensorrt is imported when the command runs.
+Imports only click at top level; tensorrt is imported when the command runs.
 """
 
 from __future__ import annotations
@@ -9,17 +9,16 @@ from pathlib import Path
 
 import click
 
-from . import console
-from .cli import cli, common_options
+from .options import common_options, json_option, out, out_json, precision_option
 
 # int8-cpu (ONNX Runtime's U8S8 Q/DQ graph) is never built by TensorRT.
 BUILD_PRECISIONS = ("fp32", "fp16", "int8", "all")
 
 
-@cli.command()
+@click.command()
 @click.argument("bundle", type=click.Path(path_type=str))
-@click.option("--precision", "precisions", multiple=True, type=click.Choice(BUILD_PRECISIONS), default=("all",),
-              show_default=True, help="Engines to build (repeatable); all = every precision the bundle has.")
+@precision_option(choices=BUILD_PRECISIONS,
+                  help_text="Engines to build (repeat or comma-separate); all = every precision the bundle has.")
 @click.option("--min-batch", type=click.IntRange(min=1), default=None,
               help="Smallest batch of the profile (default: the bundle's, 1).")
 @click.option("--opt-batch", type=click.IntRange(min=1), default=None,
@@ -43,30 +42,34 @@ BUILD_PRECISIONS = ("fp32", "fp16", "int8", "all")
 @click.option("--build-path", type=click.Choice(["auto", "strongly-typed", "flags"]), default="auto", show_default=True,
               help="auto: strongly typed from the bundle's FP16/INT8 graphs on TensorRT >= 10, builder flags before; "
                    "flags: weakly typed + FP16/INT8 flags (TensorRT < 11).")
+@json_option
 @common_options
 def build(bundle, precisions, min_batch, opt_batch, max_batch, workspace_mib, dla_core, gpu_fallback, timing_cache,
-          no_timing_cache, builder_level, hardware_compat, version_compatible, build_path):
+          no_timing_cache, builder_level, hardware_compat, version_compatible, build_path, as_json):
     """Build TensorRT engines for BUNDLE on this machine (a Jetson or a GPU server).
 
     Each engine lands in the bundle as model.<precision>...sm<CC>.trt<version>.engine with a
     .json sidecar recording how and where it was built; verify/predict/bench refuse engines
     built for another TensorRT version or GPU.
     """
-    from .bundle import Bundle
-    from .errors import UsageError
-    from .report import render_table
-    from .trt.build import BuildOptions, build_engines
+    from runtime.bundle import Bundle
+    from runtime.errors import UsageError
+    from runtime.report import render_table
+
+    from ..api import build as run_build
 
     if timing_cache is not None and no_timing_cache:
         raise UsageError("--timing-cache and --no-timing-cache contradict each other; pass one.")
     b = Bundle.open(bundle)
-    options = BuildOptions(precisions=tuple(precisions), min_batch=min_batch, opt_batch=opt_batch,
-                           max_batch=max_batch, workspace_mib=workspace_mib, dla_core=dla_core,
-                           gpu_fallback=gpu_fallback, timing_cache=timing_cache, no_timing_cache=no_timing_cache,
-                           builder_level=builder_level, hardware_compat=hardware_compat,
-                           version_compatible=version_compatible, build_path=build_path)
-    built = build_engines(b, options, log=console.log, warn=console.warn)
+    built = run_build(b, precisions, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
+                      workspace_mib=workspace_mib, dla_core=dla_core, gpu_fallback=gpu_fallback,
+                      timing_cache=timing_cache, no_timing_cache=no_timing_cache, builder_level=builder_level,
+                      hardware_compat=hardware_compat, version_compatible=version_compatible, build_path=build_path)
+    if as_json:
+        out_json([{"precision": e.precision, "path": e.path, "seconds": e.seconds, "warnings": e.warnings,
+                   "sidecar": e.sidecar} for e in built])
+        return
     rows = [[e.precision, e.sidecar["build_path"], e.path.name, f"{e.path.stat().st_size / 2**20:.1f} MiB",
              f"{e.seconds:.1f} s"] for e in built]
-    click.echo(render_table(["precision", "build path", "engine", "size", "build time"], rows))
-    click.echo(f"next: edgeport verify {b.root} --backend tensorrt")
+    out(render_table(["precision", "build path", "engine", "size", "build time"], rows))
+    out(f"next: edgeport verify {b.root} --backend tensorrt")

@@ -1,0 +1,5 @@
+"""``python -m edgeport ARGS`` is ``edgeport ARGS``."""
+
+from .cli import main
+
+main()

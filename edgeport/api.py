@@ -1,0 +1,246 @@
+"""The documented Python API (docs/api.md). The CLI calls exactly these functions.
+
+Every function takes plain values, returns dataclasses and reports progress through the
+``edgeport`` logger (or ``progress=callback``, called with each message). Errors are
+``runtime.errors.EdgeportError`` (``UsageError`` for bad arguments) with a one-paragraph
+message. Only ``export`` needs torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from runtime.bundle import Bundle
+from runtime.console import progress_to
+from runtime.errors import UsageError
+from runtime.runners import Target
+
+Progress = Callable[[str], None] | None
+BundleLike = "str | Path | Bundle"
+
+
+def _bundle(bundle) -> Bundle:
+    return bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+
+
+def _precisions(precisions) -> tuple[str, ...]:
+    if precisions is None:
+        return ("all",)
+    if isinstance(precisions, str):
+        return tuple(p.strip() for p in precisions.split(",") if p.strip()) or ("all",)
+    return tuple(precisions)
+
+
+# -- export ------------------------------------------------------------------------------------------
+def export(model, *, output: str | Path = "exports", name: str | None = None, weights: str | None = None,
+           num_classes: int | None = None, input_size: int | None = None, mean: Sequence[float] | None = None,
+           std: Sequence[float] | None = None, preprocessing=None, class_names: Sequence[str] | None = None,
+           max_batch: int = 32, opset: int = 17, simplify: bool = True, fp16: bool = False, int8: bool = False,
+           calib_data: str | Path | None = None, calib_samples: int | None = None, calib_method: str | None = None,
+           max_drop: float | None = None, budget_data: str | Path | None = None,
+           fallback_precision: str | None = None, max_float_layers: int | None = None,
+           sensitivity_samples: int = 32, verify: bool = True, verify_data: str | Path | None = None,
+           verify_samples: int = 64, tolerances=None, engine: str = "auto", trust_checkpoint: bool = False,
+           progress: Progress = None):
+    """Export ``model`` to a verified bundle in ``output/<name>``; returns an ``ExportResult``.
+
+    ``model`` is an ``nn.Module`` instance (exported with its own weights), a registry name
+    (``edgeport models``) or ``path/to/file.py:factory`` / ``package.module:factory``.
+    ``weights`` (names and checkpoints; not for instances): None = the model's default.
+    ``preprocessing`` (``edgeport.Preprocessing``) replaces ``input_size``/``mean``/``std``.
+    ``tolerances``: ``{"fp16": {"cosine_min": 0.995}}`` or ``["fp16.cosine_min=0.995"]``.
+    ``engine``: build TensorRT engines after the export: ``auto`` (when TensorRT and a GPU
+    are here), ``yes`` or ``no``.
+    """
+    from exporter.models import ModelRequest
+    from exporter.pipeline import ExportConfig, run_export
+    from runtime.compare import parse_tolerances
+
+    request = ModelRequest(model=model, weights=weights, num_classes=num_classes, input_size=input_size,
+                           mean=tuple(mean) if mean is not None else None,
+                           std=tuple(std) if std is not None else None,
+                           trust_checkpoint=trust_checkpoint, preprocessing=preprocessing)
+    config = ExportConfig(
+        request=request, output=Path(output), max_batch=max_batch, opset=opset, simplify=simplify, fp16=fp16,
+        int8=int8, calib_data=Path(calib_data) if calib_data else None, calib_samples=calib_samples,
+        calib_method=calib_method, verify=verify, verify_data=Path(verify_data) if verify_data else None,
+        verify_samples=verify_samples, tolerances=parse_tolerances(tolerances or ()), name=name,
+        class_names=tuple(class_names) if class_names is not None else None, engine=engine, max_drop=max_drop,
+        budget_data=Path(budget_data) if budget_data else None, fallback_precision=fallback_precision,
+        max_float_layers=max_float_layers, sensitivity_samples=sensitivity_samples)
+    with progress_to(progress):
+        return run_export(config)
+
+
+# -- verify ------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class VerifyResult:
+    """The accuracy diff of every artifact checked, and where the reports were written."""
+
+    bundle: Path
+    comparisons: list  # runtime.compare.Comparison
+    lint: dict  # precision -> Q/DQ lint summary (TensorRT-style INT8 graph)
+    accuracy: dict | None = None  # report.json's "accuracy" section (with data=...)
+    reports: list[Path] = dataclasses.field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.comparisons)
+
+
+def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provider: str = "cpu",
+           threads: int | None = None, qdq: bool = False, batch: int | None = None, tolerances=None,
+           data: str | Path | None = None, labels: str | Path | None = None, data_samples: int | None = None,
+           write_report: bool = True, progress: Progress = None) -> VerifyResult:
+    """Check each artifact of ``bundle`` against the reference outputs it carries.
+
+    With ``data`` (an ImageFolder tree, or a flat folder with ``labels``), also measures
+    top-1/top-5 of every artifact. Writes report.json/.md/.html unless ``write_report`` is False.
+    """
+    from runtime.compare import parse_tolerances
+    from runtime.verify import VerifyConfig, verify_bundle
+
+    b = _bundle(bundle)
+    target = Target(backend=backend, provider=provider, threads=threads, qdq=qdq)
+    config = VerifyConfig(precisions=_precisions(precisions), target=target, batch=batch,
+                          tolerances=parse_tolerances(tolerances or ()))
+    with progress_to(progress):
+        dataset = _labeled_set(b, data, labels, data_samples)  # before the long part: fail early
+        from runtime import console
+
+        comparisons = verify_bundle(b, config, log=console.log)
+        sections = {}
+        accuracy = None
+        if dataset is not None:
+            from runtime.labeled import AccuracyConfig, evaluate_accuracy, merge_accuracy
+            from runtime.report import load_report
+
+            accuracy = evaluate_accuracy(b, dataset, AccuracyConfig(precisions=config.precisions, target=target,
+                                                                    batch=batch), log=console.log)
+            if write_report:
+                sections["accuracy"] = merge_accuracy(load_report(b).get("accuracy"), accuracy)
+        reports = []
+        if write_report:
+            from runtime.report import write_reports
+
+            write_reports(b, comparisons, sections=sections)
+            reports = [b.report_path(s) for s in ("json", "md", "html")]
+    return VerifyResult(bundle=b.root, comparisons=list(comparisons), lint=dict(getattr(comparisons, "lint", {})),
+                        accuracy=accuracy, reports=reports)
+
+
+def _labeled_set(bundle: Bundle, data, labels, limit):
+    """The labeled image set of ``verify(data=...)``, or None; option errors surface first."""
+    if data is None:
+        if labels is not None or limit is not None:
+            raise UsageError("--labels and --data-samples need --data DIR.")
+        return None
+    from runtime.labeled import load_labeled_set
+
+    return load_labeled_set(data, labels, class_names=bundle.class_names, num_classes=bundle.num_classes,
+                            limit=limit)
+
+
+# -- benchmark ---------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Latency:
+    """One (artifact, batch) timing: percentiles of one call and images per second."""
+
+    precision: str
+    backend: str
+    provider: str
+    artifact: str
+    batch: int
+    threads: int | None
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    min_ms: float
+    max_ms: float
+    throughput_ips: float | None
+    iterations: int
+    warmup: int
+    measured_at: str
+
+
+@dataclasses.dataclass
+class BenchmarkResult:
+    machine: dict  # CPU, cores, threads, load average, library versions (runtime/machine.py)
+    results: list[Latency]
+
+
+def benchmark(bundle, precisions=("all",), *, batches: Iterable[int] = (1,), backend: str = "onnxruntime",
+              provider: str = "cpu", threads: int | None = None, qdq: bool = False, warmup: int = 10,
+              iterations: int | None = None, duration: float | None = None, write_report: bool = True,
+              progress: Progress = None) -> BenchmarkResult:
+    """Latency (p50/p90/p99, mean) and throughput of each artifact per batch size, through the
+    same runners verify uses; merged into report.json unless ``write_report`` is False."""
+    from runtime.benchmark import BenchConfig, run_benchmarks, write_benchmarks
+
+    b = _bundle(bundle)
+    if isinstance(batches, int):
+        batches = (batches,)
+    config = BenchConfig(precisions=_precisions(precisions), batches=tuple(dict.fromkeys(batches)),
+                         target=Target(backend=backend, provider=provider, threads=threads, qdq=qdq),
+                         warmup=warmup, iterations=iterations, duration=duration)
+    from runtime import console
+
+    with progress_to(progress):
+        run = run_benchmarks(b, config, log=console.log, warn=console.warn)
+        if write_report:
+            write_benchmarks(b, run, log=console.log)
+    fields = {f.name for f in dataclasses.fields(Latency)}
+    return BenchmarkResult(machine=run["machine"],
+                           results=[Latency(**{k: v for k, v in r.items() if k in fields}) for r in run["results"]])
+
+
+# -- predict -----------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ClassScore:
+    rank: int
+    index: int
+    name: str
+    probability: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    image: str
+    precision: str
+    backend: str
+    provider: str
+    top: list[ClassScore]
+
+
+def predict(bundle, images: Sequence[str | Path], precision: str = "fp32", *, backend: str = "onnxruntime",
+            provider: str = "cpu", threads: int | None = None, qdq: bool = False, topk: int = 5) -> list[Prediction]:
+    """Top-k classes and softmax probabilities for each image (the bundle's preprocessing)."""
+    from runtime.predict import PredictConfig
+    from runtime.predict import predict as run_predict
+
+    b = _bundle(bundle)
+    config = PredictConfig(precision=precision, target=Target(backend=backend, provider=provider, threads=threads,
+                                                               qdq=qdq), topk=topk)
+    return [Prediction(image=p["image"], precision=p["precision"], backend=p["backend"], provider=p["provider"],
+                       top=[ClassScore(**t) for t in p["top"]]) for p in run_predict(b, list(images), config)]
+
+
+# -- build -------------------------------------------------------------------------------------------
+def build(bundle, precisions=("all",), *, progress: Progress = None, **options) -> list:
+    """Build TensorRT engines for ``bundle`` on this machine; returns runtime.trt.build.BuiltEngine
+    per engine. ``options`` are runtime.trt.build.BuildOptions fields (``max_batch``,
+    ``workspace_mib``, ``dla_core``, ``hardware_compat``, ...)."""
+    from runtime import console
+    from runtime.trt.build import BuildOptions, build_engines
+
+    known = {f.name for f in dataclasses.fields(BuildOptions)} - {"precisions"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise UsageError(f"build() got unknown option(s) {', '.join(unknown)}; it takes {', '.join(sorted(known))}.")
+    b = _bundle(bundle)
+    with progress_to(progress):
+        return build_engines(b, BuildOptions(precisions=_precisions(precisions), **options), log=console.log,
+                             warn=console.warn)

@@ -1,0 +1,132 @@
+"""The ``edgeport`` command line: a thin layer over the Python API (edgeport/api.py).
+
+Each command parses options, calls one API function and prints. Errors become one
+paragraph on stderr and an exit code (runtime/errors.py): 0 ok, 1 a check failed, 2 usage,
+3 anything else. Command modules import only click at top level; the export side (torch)
+is imported by ``export`` and ``models`` alone, so the device commands run on an install
+without torch and never import the ``exporter`` package.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from runtime.errors import EXIT_ERROR, EdgeportError
+
+
+class EdgeportGroup(click.Group):
+    """Turns EdgeportError (and anything unexpected) into a message and an exit code."""
+
+    def list_commands(self, ctx):
+        return list(self.commands)  # the command table's order: export first, tools last
+
+    def invoke(self, ctx):
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            # Option errors read like every other error: one paragraph, exit 2.
+            where = exc.ctx.command_path if exc.ctx is not None else "edgeport"
+            click.echo(f"edgeport: error: {_paragraph(exc.format_message())} See `{where} --help`.", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except EdgeportError as exc:
+            if debug or _debug_requested():
+                traceback.print_exc()
+            click.echo(f"edgeport: error: {_paragraph(exc.render())}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("edgeport: interrupted; nothing half-written was left behind.", err=True)
+            ctx.exit(130)
+        except BrokenPipeError:
+            from .options import _drop_stdout
+
+            _drop_stdout()  # stdout closed early (`| head`): the work is done, end quietly
+            ctx.exit(0)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if debug or _debug_requested():
+                traceback.print_exc()
+            click.echo(
+                f"edgeport: error: unexpected {type(exc).__name__}: {exc}. "
+                "This is probably a bug in edgeport; rerun with --debug for the traceback and report it.",
+                err=True,
+            )
+            ctx.exit(EXIT_ERROR)
+
+
+def _paragraph(text: str) -> str:
+    """One paragraph: line breaks inside the message (from exceptions) become spaces."""
+    return " ".join(str(text).split())
+
+
+def _debug_requested() -> bool:
+    return "--debug" in sys.argv
+
+
+@click.group(cls=EdgeportGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("--quiet", "-q", is_flag=True, help="Only print results and errors.")
+@click.version_option(package_name="edgeport", prog_name="edgeport")
+def cli(debug: bool, quiet: bool):
+    """edgeport: PyTorch classifiers to verified ONNX, INT8 and TensorRT engines.
+
+    \b
+    On the export host:   edgeport export --model densenet121 --int8
+    On the device:        edgeport build | verify | bench | predict  BUNDLE
+    """
+    from runtime import console
+
+    console.install_cli_handler(quiet)
+
+
+def _register() -> None:
+    """The command table: every command, in the order --help lists them."""
+    from .bench import bench
+    from .build import build
+    from .export import export, models
+    from .lint import lint
+    from .report import predict, report
+    from .sensitivity import sensitivity
+    from .triton import triton
+    from .verify import verify
+
+    for command in (export, models, verify, build, bench, predict, report, triton, lint, sensitivity):
+        cli.add_command(command)
+
+
+_register()
+
+
+def main(argv=None):
+    """The console script ``edgeport``. SIGTERM behaves like Ctrl-C, and neither can be lost
+    (runtime/interrupts.py): cleanup runs and nothing half-written stays."""
+    from runtime import interrupts
+
+    interrupts.install()
+    try:
+        code = cli.main(args=argv, prog_name="edgeport", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("edgeport: interrupted; nothing half-written was left behind.", err=True)
+        _exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        _exit(exc.exit_code)
+    _exit(code if isinstance(code, int) else 0)
+
+
+def _exit(code: int) -> None:
+    from runtime import interrupts
+
+    if interrupts.requested() and code == 0:
+        # A library swallowed the KeyboardInterrupt after the work was made permanent.
+        click.echo("edgeport: interrupted.", err=True)
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

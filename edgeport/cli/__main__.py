@@ -1,0 +1,5 @@
+"""``python -m edgeport.cli ARGS`` is ``edgeport ARGS``."""
+
+from . import main
+
+main()

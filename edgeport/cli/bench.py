@@ -1,0 +1,64 @@
+"""``edgeport bench``: latency and throughput of a bundle's artifacts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .options import batch_option, common_options, json_option, out, out_json, precision_option, target_kwargs, \
+    target_options
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(path_type=str))
+@precision_option()
+@target_options
+@batch_option(default=("1",), help_text="Batch sizes (default 1); each at most the bundle's max batch.")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed calls first.")
+@click.option("--iterations", type=click.IntRange(min=1), default=None, help="Timed calls per batch size.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Time calls for this long per batch size instead (at least 10 calls). Default: 3 s.")
+@click.option("--save-json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write this run (machine + results) to a JSON file.")
+@json_option
+@common_options
+def bench(bundle, precisions, backend, provider, threads, qdq, batches, warmup, iterations, duration, json_path,
+          as_json):
+    """Latency (p50/p90/p99, mean) and throughput of BUNDLE's artifacts per batch size.
+
+    Every artifact runs through edgeport's runner on the bundle's golden images. Results go
+    into the bundle's report.json ("benchmarks") and report.md/.html, with the machine
+    described (CPU, cores, threads, load average, library versions).
+    """
+    import dataclasses
+
+    from runtime.benchmark import BENCH_HEADER, bench_rows, describe_machine_line
+    from runtime.bundle import Bundle
+    from runtime.errors import UsageError
+    from runtime.report import render_table
+
+    from ..api import benchmark
+
+    if iterations is not None and duration is not None:
+        raise UsageError("Pass --iterations N or --duration SECONDS, not both.")
+    b = Bundle.open(bundle)
+    result = benchmark(b, precisions, batches=batches, **target_kwargs(backend, provider, threads, qdq),
+                       warmup=warmup, iterations=iterations, duration=duration)
+    rows = [dataclasses.asdict(r) for r in result.results]
+    doc = {"bundle": str(b.root), "model": b.name, "machine": result.machine, "results": rows}
+    if json_path is not None:
+        from runtime.fsutil import atomic_write_text
+
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(json_path, json.dumps(doc, indent=2) + "\n")
+    if as_json:
+        out_json(doc)
+        return
+    out(render_table(BENCH_HEADER, bench_rows(rows)))
+    out(f"\nmachine: {describe_machine_line(result.machine)}")
+    out(f"report: {b.report_path('md')}")
+    out(f"report: {b.report_path('html')}")
+    if json_path is not None:
+        out(f"json: {json_path}")

@@ -1,0 +1,169 @@
+"""Options shared by the commands, so the same option means the same thing everywhere.
+
+- List options (``--precision``, ``--batch``, ``--preferred-batch``...) take ``1,8``,
+  ``1 8`` (quoted) or the option repeated; values are de-duplicated in order.
+- ``--json`` always means: print the machine-readable result on stdout (logs stay on stderr).
+- ``--backend/--provider/--threads/--qdq`` say where artifacts run (runtime.runners.Target).
+- Renamed options keep their old spelling as a hidden alias (``AliasOption``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+
+import click
+
+PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu", "all")  # rules: runtime/precision.py
+
+
+class AliasOption(click.Option):
+    """An option with old spellings that still work but are not shown in --help
+    (``aliases=("--verify-data",)``)."""
+
+    def __init__(self, *args, aliases: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.aliases = tuple(aliases)
+
+    def get_help_record(self, ctx):
+        saved = self.opts
+        self.opts = [o for o in saved if o not in self.aliases]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = saved
+
+
+def _split(values) -> list[str]:
+    out: list[str] = []
+    for value in values or ():
+        out += [p for p in str(value).replace(",", " ").split() if p]
+    return out
+
+
+def list_callback(choices: tuple[str, ...] | None = None, kind=str):
+    """A callback turning repeated and comma-separated values into one de-duplicated tuple."""
+
+    def callback(ctx, param, values):
+        items = _split(values)
+        if not items:
+            if values:  # given, but empty: `--batch ""`
+                raise click.BadParameter("expected at least one value, e.g. 1,8.")
+            return ()
+        parsed = []
+        for item in items:
+            if kind is int:
+                try:
+                    value = int(item)
+                except ValueError:
+                    raise click.BadParameter(f"'{item}' is not a whole number (expected e.g. 1,8).") from None
+                if value < 1:
+                    raise click.BadParameter(f"values must be at least 1, got {value}.")
+            else:
+                value = item
+                if choices and value not in choices:
+                    raise click.BadParameter(f"'{value}' is not one of {', '.join(choices)}.")
+            parsed.append(value)
+        return tuple(dict.fromkeys(parsed))
+
+    return callback
+
+
+def precision_option(default=("all",), choices=PRECISIONS, help_text=None):
+    return click.option(
+        "--precision", "precisions", multiple=True, default=default, callback=list_callback(choices),
+        metavar="P[,P...]", show_default=True,
+        help=help_text or ("Artifacts (repeat or comma-separate; choices: " + ", ".join(choices) + "). On the CPU "
+                           "provider int8 means model.int8-cpu.onnx when the bundle has it; all = both INT8 graphs."))
+
+
+def batch_option(default=None, help_text="Batch size."):
+    return click.option("--batch", "batches", multiple=True, default=default, callback=list_callback(kind=int),
+                        metavar="N[,N...]", help=help_text)
+
+
+def json_option(fn):
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print the result as JSON on stdout (messages stay on stderr).")(fn)
+
+
+def common_options(fn):
+    """--debug and --quiet on every command (they also work before the command name)."""
+
+    @click.option("--debug", "debug_", is_flag=True, hidden=True, help="Show tracebacks.")
+    @click.option("--quiet", "-q", is_flag=True, help="Only print results and errors.")
+    @functools.wraps(fn)
+    def wrapper(*args, debug_=False, quiet=False, **kwargs):
+        if quiet:
+            from runtime import console
+
+            console.set_quiet(True)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def target_options(fn):
+    """--backend, --provider, --threads and --qdq (verify, bench, predict): a runners.Target."""
+    from runtime.runners import BACKEND_CHOICES, PROVIDER_CHOICES
+
+    fn = click.option("--qdq", is_flag=True,
+                      help="With --precision int8 on the CPU provider: run the TensorRT-style Q/DQ graph "
+                           "(model.int8.onnx) instead of model.int8-cpu.onnx.")(fn)
+    fn = click.option("--threads", type=click.IntRange(min=1), default=None,
+                      help="Intra-op threads (ONNX Runtime; default: one per physical core).")(fn)
+    fn = click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="cpu", show_default=True,
+                      help="ONNX Runtime execution provider.")(fn)
+    fn = click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="onnxruntime", show_default=True,
+                      help="onnxruntime runs the ONNX artifacts; tensorrt the engines `edgeport build` made here.")(fn)
+    return fn
+
+
+def target_kwargs(backend, provider, threads, qdq) -> dict:
+    return {"backend": backend, "provider": provider, "threads": threads, "qdq": qdq}
+
+
+# -- output ------------------------------------------------------------------------------------------
+def out(text: str = "") -> None:
+    """Print a result line on stdout. A closed stdout (``edgeport models | head -1``) is not an
+    error: the rest of the output is dropped and the command ends with the status of its work."""
+    try:
+        click.echo(text)
+    except BrokenPipeError:
+        _drop_stdout()
+
+
+def out_json(data) -> None:
+    out(json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(value):
+    import dataclasses
+    from pathlib import Path
+
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def _drop_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (click's test runner)
+        pass
+
+
+def comparisons_table(comparisons) -> str:
+    from runtime.report import SUMMARY_HEADER, render_table, summary_rows
+
+    return render_table(SUMMARY_HEADER, summary_rows([c.to_dict() for c in comparisons]))

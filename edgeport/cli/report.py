@@ -1,0 +1,71 @@
+"""``edgeport report`` and ``edgeport predict``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import AliasOption, common_options, json_option, out, out_json, target_kwargs, target_options
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(path_type=str))
+@click.option("--html", "--output", "-o", "output", cls=AliasOption, aliases=("--output", "-o"),
+              type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the HTML page to this file instead of BUNDLE/report.html (report.md is then left alone).")
+@common_options
+def report(bundle, output):
+    """Regenerate report.html and report.md of BUNDLE from its report.json.
+
+    The page is self-contained (inline SVG plots and thumbnails, no scripts, no network):
+    open it in any browser, also offline.
+    """
+    from runtime import console
+    from runtime.bundle import Bundle
+    from runtime.fsutil import atomic_write_text
+    from runtime.html_report import write_html
+    from runtime.report import load_report, render_markdown
+
+    b = Bundle.open(bundle)
+    data = load_report(b, required=True)
+    if output is None:
+        atomic_write_text(b.report_path("md"), render_markdown(data))
+        console.log(f"wrote {b.report_path('md')}")
+    target = write_html(b, data, output)
+    out(f"report: {target}")
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(path_type=str))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "int8-cpu"]), default="fp32",
+              show_default=True, help="Which artifact to run (int8 on the CPU provider: model.int8-cpu.onnx "
+                                      "when the bundle has it).")
+@target_options
+@click.option("--topk", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
+@json_option
+@common_options
+def predict(bundle, images, precision, backend, provider, threads, qdq, topk, as_json):
+    """Classify IMAGES with BUNDLE: top-k class names and softmax probabilities.
+
+    Class names come from the manifest (export --class-names FILE, or named torchvision
+    weights); without them classes print as "class N".
+    """
+    import dataclasses
+
+    from runtime import console
+    from runtime.bundle import Bundle
+    from runtime.predict import format_predictions
+
+    from ..api import predict as run_predict
+
+    b = Bundle.open(bundle)
+    if b.random_init:
+        console.warn("this bundle has random-init weights: its predictions are meaningless")
+    predictions = [dataclasses.asdict(p) for p in run_predict(b, list(images), precision, topk=topk,
+                                                              **target_kwargs(backend, provider, threads, qdq))]
+    if as_json:
+        out_json(predictions)
+    else:
+        out(format_predictions(predictions))

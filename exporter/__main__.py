@@ -1,8 +1,0 @@
-"""`python -m exporter ...` behaves like `edgeport export ...`."""
-
-import sys
-
-from .cli import main
-
-if __name__ == "__main__":
-    main(["export", *sys.argv[1:]])

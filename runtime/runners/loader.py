@@ -1,0 +1,163 @@
+"""One way to pick and open a runner: ``open_runner(bundle, precision, target)``.
+
+A ``Target`` says where artifacts run (backend, ONNX Runtime provider, threads, and
+``qdq`` for the INT8 graph choice on the CPU). Every command (verify, bench, predict,
+labeled accuracy) and the Python API go through ``select_precisions`` and
+``open_runner``; a new backend is one more ``_Backend`` in ``BACKENDS``.
+
+Rules kept here:
+
+- ONNX Runtime runs the bundle's ONNX artifacts (which INT8 graph ``int8`` means on which
+  provider: runtime/precision.py); its TensorRT provider gets an engine cache inside the
+  bundle (runtime/trt/ort_ep.py).
+- TensorRT runs the engine built on this machine for the precision, after its sidecar
+  check (runtime/trt/sidecar.py); ``all`` on TensorRT means the precisions that have
+  engines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable
+
+from ..errors import UsageError
+from .base import Runner
+
+BACKEND_CHOICES = ("onnxruntime", "tensorrt")
+PROVIDER_CHOICES = ("cpu", "cuda", "tensorrt")
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where a bundle's artifacts run."""
+
+    backend: str = "onnxruntime"
+    provider: str = "cpu"  # ONNX Runtime execution provider (onnxruntime backend only)
+    threads: int | None = None  # intra-op threads (None: the backend's default)
+    qdq: bool = False  # int8 on the CPU provider: run model.int8.onnx, not model.int8-cpu.onnx
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise UsageError(f"Unknown backend '{self.backend}'; choose one of {', '.join(BACKENDS)}.")
+        if self.provider not in PROVIDER_CHOICES:
+            raise UsageError(f"Unknown provider '{self.provider}'; choose one of {', '.join(PROVIDER_CHOICES)}.")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise UsageError(f"threads must be a whole number of at least 1, got {self.threads!r}.")
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}/{self.provider}" if self.backend == "onnxruntime" else self.backend
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """What ``open_runner`` loads for one precision: the file, the label for reports and options."""
+
+    precision: str
+    path: Path
+    provider: str  # the reports' provider column: cpu / cuda / tensorrt, or gpu / dla<N> for engines
+    options: dict
+
+
+class _Backend:
+    name = "?"
+
+    def precisions(self, bundle, requested, target: Target) -> list[str]:
+        from ..precision import select_precisions
+
+        return select_precisions(bundle.precisions, requested, backend=target.backend, provider=target.provider,
+                                 qdq=target.qdq, where=f"Bundle '{bundle.root}'")
+
+    def resolve(self, bundle, precision: str, target: Target, warn) -> Resolved:
+        raise NotImplementedError
+
+    def open(self, bundle, resolved: Resolved, target: Target) -> Runner:
+        raise NotImplementedError
+
+
+class _OnnxRuntime(_Backend):
+    name = "onnxruntime"
+
+    def resolve(self, bundle, precision, target, warn):
+        options = {}
+        if target.provider == "tensorrt":
+            from ..trt.ort_ep import tensorrt_ep_options
+
+            options["provider_options"] = tensorrt_ep_options(bundle, precision, warn=warn)
+        return Resolved(precision, bundle.artifact_path(precision), target.provider, options)
+
+    def open(self, bundle, resolved, target):
+        from .onnxruntime import OnnxRuntimeRunner
+
+        runner = OnnxRuntimeRunner(resolved.path, provider=target.provider, threads=target.threads,
+                                   **resolved.options)
+        runner.max_batch = bundle.max_batch  # the graphs were exported for batches up to this
+        return runner
+
+
+class _TensorRT(_Backend):
+    name = "tensorrt"
+
+    def precisions(self, bundle, requested, target):
+        if not requested or "all" in requested:
+            from ..trt.sidecar import engine_precisions
+
+            return engine_precisions(bundle)  # "all" = the precisions that have engines
+        return super().precisions(bundle, requested, target)
+
+    def resolve(self, bundle, precision, target, warn):
+        from ..trt.sidecar import resolve_engine
+
+        record = resolve_engine(bundle, precision, warn=warn)
+        return Resolved(precision, record.engine_path, record.target_label, {"sidecar": record.sidecar})
+
+    def open(self, bundle, resolved, target):
+        if target.threads is not None:
+            raise UsageError("--threads applies to ONNX Runtime; TensorRT engines run on the GPU.",
+                             hint="Drop --threads with --backend tensorrt.")
+        from .tensorrt import TensorRTRunner
+
+        return TensorRTRunner(resolved.path, sidecar=resolved.options.get("sidecar"))
+
+
+BACKENDS: dict[str, _Backend] = {b.name: b for b in (_OnnxRuntime(), _TensorRT())}
+
+
+def select_precisions(bundle, requested=("all",), target: Target | None = None) -> list[str]:
+    """The artifact keys ``requested`` selects on ``target`` (``all``: every suitable one)."""
+    target = target or Target()
+    return BACKENDS[target.backend].precisions(bundle, tuple(requested or ()), target)
+
+
+def resolve(bundle, precision: str, target: Target | None = None,
+            warn: Callable[[str], None] | None = None, *, artifact: bool = False) -> Resolved:
+    """The file (ONNX artifact or engine) that runs ``precision`` on ``target``, checked.
+
+    ``precision`` is what a user asks for (``int8`` = the INT8 graph that suits the target,
+    runtime/precision.py), or with ``artifact=True`` an artifact key as ``select_precisions``
+    returns them (``int8`` = model.int8.onnx, exactly).
+    """
+    target = target or Target()
+    key = precision
+    if not artifact:
+        from ..precision import resolve_precision
+
+        key = resolve_precision(bundle.precisions, precision, backend=target.backend, provider=target.provider,
+                                qdq=target.qdq)
+    return BACKENDS[target.backend].resolve(bundle, key, target, warn)
+
+
+def open_runner(bundle, precision: str = "fp32", target: Target | None = None, *,
+                warn: Callable[[str], None] | None = None, artifact: bool = False) -> Runner:
+    """A runner for ``precision`` of ``bundle`` on ``target`` (default: ONNX Runtime CPU).
+
+    ``precision`` as for ``resolve`` (``artifact=True``: an exact artifact key, what verify,
+    bench and labeled accuracy pass after ``select_precisions``). The runner's ``resolved``
+    attribute says which file it runs.
+    """
+    target = target or Target()
+    resolved = resolve(bundle, precision, target, warn, artifact=artifact)
+    runner = BACKENDS[target.backend].open(bundle, resolved, target)
+    runner.resolved = resolved
+    return runner

@@ -1,0 +1,96 @@
+"""The architecture as contracts: which package may import what.
+
+- ``runtime`` (the device side) never imports torch, torchvision, onnxsim, click, ``exporter``
+  or the ``edgeport`` facade;
+- ``exporter`` never imports click or ``edgeport``;
+- only ``edgeport/cli`` imports click;
+- the device commands (verify, bench, predict, build) run on an install without torch and
+  never import ``exporter``: proven by running them with those packages made unimportable.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+
+EXPORT_ONLY = {"torch", "torchvision", "onnxsim"}
+
+
+def _imports(path: Path) -> set[str]:
+    """Top-level package names imported anywhere in ``path`` (module level or inside functions)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _files(package: str) -> list[Path]:
+    return sorted((REPO / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package, forbidden", [
+    ("runtime", EXPORT_ONLY | {"click", "exporter", "edgeport"}),
+    ("exporter", {"click", "edgeport"}),
+])
+def test_imports_point_one_way(package, forbidden):
+    offenders = {str(p.relative_to(REPO)): sorted(_imports(p) & forbidden) for p in _files(package)}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_only_the_cli_imports_click():
+    users = sorted(str(p.relative_to(REPO)) for pkg in ("runtime", "exporter", "edgeport") for p in _files(pkg)
+                   if "click" in _imports(p))
+    assert users and all(u.startswith("edgeport/cli/") for u in users), users
+
+
+def _blocked_env(tmp_path, blocked) -> dict:
+    """PYTHONPATH that makes ``blocked`` top-level packages fail to import, then the repo."""
+    block = tmp_path / "blocked"
+    block.mkdir(exist_ok=True)
+    for name in blocked:
+        (block / name).mkdir(exist_ok=True)
+        (block / name / "__init__.py").write_text(f"raise ImportError('{name} must not be imported here')\n")
+    return {"PYTHONPATH": f"{block}{':'}{REPO}"}
+
+
+def test_device_commands_never_import_the_export_side(exported, copy_bundle, tmp_path):
+    bundle = copy_bundle(exported("--model", "seed_resnet", "--weights", "none", "--int8", "--max-batch", "4"))
+    env = _blocked_env(tmp_path, EXPORT_ONLY | {"exporter"})
+    photo = next((REPO / "exporter" / "assets" / "golden").glob("*.jpg"))
+    for args in (["verify", bundle], ["bench", bundle, "--iterations", "2", "--warmup", "0"],
+                 ["predict", bundle, photo, "--precision", "int8"], ["report", bundle]):
+        proc = run_cli(*args, env=env)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert "must not be imported" not in proc.stderr
+    # build: no TensorRT here -> its own clear error, not an import of the export side
+    proc = run_cli("build", bundle, env=env)
+    assert proc.returncode != 0 and "must not be imported" not in proc.stderr and "Traceback" not in proc.stderr
+    # --help of every command works without the export side too
+    proc = run_cli("export", "--help", env=env)
+    assert proc.returncode == 0 and "--model" in proc.stdout
+
+
+def test_import_edgeport_and_open_a_bundle_without_torch(exported, tmp_path):
+    bundle = exported("--model", "seed_resnet", "--weights", "none", "--int8", "--max-batch", "4")
+    env = _blocked_env(tmp_path, EXPORT_ONLY | {"exporter", "click"})
+    code = ("import edgeport, numpy as np\n"
+            f"b = edgeport.Bundle.open({str(bundle)!r})\n"
+            "with b.runner('int8') as r:\n"
+            "    out = r.infer(np.zeros((2, 3, 32, 32), np.float32))\n"
+            "print(sorted(out), out[b.output_name].shape)\n")
+    import os
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['logits'] (2, 10)"
