@@ -187,7 +187,7 @@ def main(argv=None) -> int:
             print(f"\n{r['bundle']} {r['file']}: same layers (kind, input and output types) as edgeport's graph: "
                   f"{r['same_layers_as_edgeport']}")
         if r.get("not_int8") and r["precision"] == "int8":
-            print(f"\n{r['bundle']} int8: compute layers not reading INT8: {'; '.join(r['not_int8'])}")
+            print(f"\n{r['bundle']} {r['file']}: compute layers not reading INT8: {'; '.join(r['not_int8'])}")
     if args.json:
         args.json.write_text(json.dumps([{k: v for k, v in r.items() if k != "signature"} for r in rows], indent=1) + "\n")
     return 0

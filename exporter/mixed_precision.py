@@ -213,6 +213,16 @@ def _fp16_unsafe(graph, calibration: dict) -> set[str]:
     return unsafe
 
 
+def _kept_precision(name: str, op_type: str, fallback: str, unsafe: set, regions) -> str:
+    """The precision a kept layer has in the written graph: FP16 with the FP16 float regions, unless
+    its range is unsafe; without those regions (the pass could not run) only Conv/Gemm are FP16."""
+    if fallback != "fp16" or name in unsafe:
+        return "fp32"
+    if regions is not None:
+        return "fp32" if name in regions.fp32_nodes else "fp16"
+    return "fp16" if op_type in ("Conv", "Gemm", "MatMul") else "fp32"
+
+
 def default_max_float(units: int) -> int:
     """Half the quantized layers: beyond that, most of INT8's point is gone."""
     return max(1, math.ceil(units / 2))
@@ -276,10 +286,13 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
 
     ranges = {t: [v["min"], v["max"]] for t, v in calibration.get("tensors", {}).items()}
 
+    written = {}  # the FP16-region pass's stats of the last variant written
+
     def with_regions(float_units: list[str]):
         """The variant as it is written: FP16 float regions, kept layers FP32 where they must be."""
         model = graph.variant(float_units, fallback, unsafe)
-        apply_fp16_regions(model, ranges, keep_fp32=set(float_units) if fallback == "fp32" else unsafe)
+        written["regions"] = apply_fp16_regions(model, ranges,
+                                                keep_fp32=set(float_units) if fallback == "fp32" else unsafe)
         return model
 
     def evaluate(float_units: list[str]) -> tuple[float, list[str]]:
@@ -321,16 +334,17 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
     counts = lint.counts()
     extra = graph.dependent_adds(kept) if fallback == "fp16" else {}
     kept_rows = []
+    regions = written.get("regions")
     for name in kept + list(extra):
         unit = graph.by_name[name]
         s = sensitivity_of[name]
-        precision = "fp16" if (fallback == "fp16" and unit.op_type in ("Conv", "Gemm", "MatMul")
-                               and name not in unsafe) else "fp32"
+        precision = _kept_precision(name, unit.op_type, fallback, unsafe, regions)
         reason = (f"rank {s['rank']} of {len(rows)}: alone in INT8 it brings the logits to centered cosine "
                   f"{s['output_cosine']:.5f} ({s['sqnr_db']:.1f} dB SQNR)"
                   if name in kept else f"its input comes straight from {extra[name]}, kept in FP16: it cannot fuse "
                                        "into an INT8 convolution, so it runs in float")
-        if precision == "fp32" and fallback == "fp16" and unit.op_type in ("Conv", "Gemm", "MatMul"):
+        weighted = unit.op_type in ("Conv", "Gemm", "MatMul")
+        if precision == "fp32" and fallback == "fp16" and (regions is not None or weighted):
             reason += "; FP32, not FP16: its calibrated range comes near FP16's limit"
         kept_rows.append({"layer": name, "op_type": unit.op_type, "precision": precision, "rank": s["rank"],
                           "sqnr_db": s["sqnr_db"], "output_cosine": s["output_cosine"],
@@ -352,8 +366,8 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
         "sensitivity_seconds": sens_seconds,
         "sensitivity_method": "quantize only this layer (every other layer FP32); ranked by the mean cosine "
                               "of the centered logits against the FP32 graph (SQNR reported too)",
-        "tensorrt": "kept Conv/Gemm layers carry FP16 weights between Casts: strongly typed TensorRT builds "
-                    "(10.x, 11) run them in FP16; layers without Q/DQ in an FP32 graph would run in FP32"
+        "tensorrt": "kept layers are FP16 in the graph (Conv/Gemm with FP16 weights, in the graph's FP16 float "
+                    "regions): strongly typed TensorRT builds (10.x, 11, TensorRT-RTX) run them in FP16"
                     if fallback == "fp16" else
                     "kept layers are FP32 in the graph: strongly typed TensorRT builds (10.x, 11) run them in "
                     "FP32 (TF32 where enabled)",
