@@ -30,8 +30,12 @@ from runtime.bundle import sha256_file
 from runtime.errors import EdgeportError, UsageError
 from runtime.preprocess import Preprocessing, list_images, load_folder, normalize
 
-# The shipped default set (80 public-domain / CC0 crops): <repo>/calib_data, next to exporter/.
-DEFAULT_CALIB_DIR = Path(__file__).resolve().parent.parent / "calib_data"
+# The shipped default set (80 public-domain / CC0 crops). Its one source is <repo>/calib_data;
+# a wheel carries a copy inside the package (setup.py's build step), a checkout or an editable
+# install reads the source folder.
+PACKAGED_CALIB_DIR = Path(__file__).resolve().parent / "assets" / "calib"
+CHECKOUT_CALIB_DIR = Path(__file__).resolve().parent.parent / "calib_data"
+DEFAULT_CALIB_DIR = PACKAGED_CALIB_DIR if PACKAGED_CALIB_DIR.is_dir() else CHECKOUT_CALIB_DIR
 MAX_DEFAULT_SAMPLES = 512
 ARRAY_SUFFIXES = (".npy", ".npz")
 _NPZ_KEYS = ("inputs", "images", "data", "x")
@@ -70,9 +74,10 @@ def default_calib_dir() -> Path:
     if not DEFAULT_CALIB_DIR.is_dir() or not list_images(DEFAULT_CALIB_DIR):
         raise EdgeportError(
             f"The default INT8 calibration images are missing: no image files in {DEFAULT_CALIB_DIR} "
-            "(they ship in the source tree, next to the exporter package, not in every installation).",
-            hint="Pass --calib-data DIR with a few hundred images typical of your inputs "
-                 "(or a .npy/.npz of preprocessed tensors).")
+            f"(a wheel ships them in {PACKAGED_CALIB_DIR.relative_to(PACKAGED_CALIB_DIR.parents[2])}, a checkout in "
+            "calib_data/; this installation has neither).",
+            hint="Reinstall edgeport from a wheel built from a full checkout, or pass --calib-data DIR with a few "
+                 "hundred images typical of your inputs (or a .npy/.npz of preprocessed tensors).")
     return DEFAULT_CALIB_DIR
 
 

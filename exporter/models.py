@@ -323,20 +323,23 @@ def count_macs(module, input_size: int) -> tuple[int, int]:
     return params, macs[0]
 
 
-def list_models() -> list[dict]:
-    """Rows for `edgeport models`: name, params, GMACs, input size, weights."""
+def compute_model_rows(names=None) -> list[dict]:
+    """Rows for `edgeport models`, computed: torchvision's weight metadata, seed models built and
+    counted here. Needs torch and torchvision; ``exporter/model_table.py`` keeps the result."""
     rows = []
     for entry in REGISTRY.values():
+        if names is not None and entry.name not in names:
+            continue
         if entry.family == "torchvision":
             enum = torchvision_weights_enum(entry.name)
             default = enum.DEFAULT
-            names = [w for w in enum.__members__ if w != "DEFAULT"]
+            members = [w for w in enum.__members__ if w != "DEFAULT"]
             t = default.transforms()
             rows.append({
                 "name": entry.name, "family": entry.family,
                 "params_m": default.meta["num_params"] / 1e6, "gmacs": default.meta["_ops"],
                 "input_size": t.crop_size[0], "resize": t.resize_size[0],
-                "weights": ["none"] + [f"{n}{' (DEFAULT)' if enum[n] is default else ''}" for n in names],
+                "weights": ["none"] + [f"{n}{' (DEFAULT)' if enum[n] is default else ''}" for n in members],
                 "classes": len(default.meta["categories"]),
             })
         else:
@@ -350,3 +353,17 @@ def list_models() -> list[dict]:
                 "weights": ["none", "PATH"], "classes": entry.num_classes,
             })
     return rows
+
+
+def list_models() -> list[dict]:
+    """Rows for `edgeport models`: name, params, GMACs, input size, weights.
+
+    Read from the precomputed table (exporter/model_table.py), so listing imports neither
+    torch nor torchvision (seconds) and builds no model; a registry entry missing from the
+    table is computed (needs torch). tests/test_cli_messages.py recomputes the table."""
+    from .model_table import ROWS
+
+    table = {r["name"]: r for r in ROWS}
+    missing = [n for n in REGISTRY if n not in table]
+    computed = {r["name"]: r for r in compute_model_rows(missing)} if missing else {}
+    return [dict(table.get(n) or computed[n]) for n in REGISTRY]

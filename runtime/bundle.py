@@ -53,6 +53,19 @@ class Golden:
         return normalize(self.images, pre)
 
 
+@dataclasses.dataclass(frozen=True)
+class CalibrationInfo:
+    """How an INT8 artifact was calibrated (the manifest's ``int8`` / ``int8_cpu`` section)."""
+
+    method: str | None
+    samples: int | None  # images (or tensors) the ranges were measured on
+    source: str | None  # the folder or array file, as given at export
+    kind: str | None  # "folder" or "array"
+    skipped: int = 0  # unreadable files
+    calibrated: bool | None = None  # False: ranges reused from the calibration cache
+    seconds: float | None = None
+
+
 class Bundle:
     """A bundle folder with a validated, typed manifest (runtime/manifest.py)."""
 
@@ -167,6 +180,38 @@ class Bundle:
     @property
     def precisions(self) -> list[str]:
         return list(self.manifest.artifacts)
+
+    @property
+    def artifact_files(self) -> dict[str, str]:
+        """{precision: file name} of every artifact the manifest lists (not checked: see artifact_path)."""
+        return {p: entry.file for p, entry in self.manifest.artifacts.items()}
+
+    @property
+    def opset(self) -> int | None:
+        """The ONNX opset of the exported graphs."""
+        return self.manifest.opset
+
+    @property
+    def batch_range(self) -> tuple[int, int]:
+        """(smallest, largest) batch of the dynamic-batch graphs."""
+        return self.min_batch, self.max_batch
+
+    @property
+    def export_versions(self) -> dict[str, str]:
+        """Library versions at export time (python, torch, onnx, onnxruntime, ...)."""
+        return {str(k): str(v) for k, v in (self.manifest.versions or {}).items()}
+
+    def calibration(self, precision: str = "int8") -> CalibrationInfo | None:
+        """How the ``int8`` (TensorRT Q/DQ) or ``int8-cpu`` artifact was calibrated; None without it."""
+        section = {"int8": self.manifest.int8, "int8-cpu": self.manifest.int8_cpu}.get(precision)
+        if precision not in self.precisions or section is None:
+            return None
+        source = section.calibration_source
+        extra = section.extra
+        return CalibrationInfo(method=section.method, samples=section.samples,
+                               source=source.path if source else None, kind=source.kind if source else None,
+                               skipped=int(source.skipped or 0) if source else 0, calibrated=extra.get("calibrated"),
+                               seconds=extra.get("calibration_seconds", extra.get("calibrate_quantize_seconds")))
 
     # -- files -----------------------------------------------------------------------
     def checked_file(self, entry: FileEntry, what: str) -> Path:

@@ -106,6 +106,8 @@ class Comparison:
     per_sample_cosine: list[float] = dataclasses.field(default_factory=list)
     per_sample_max_abs: list[float] = dataclasses.field(default_factory=list)
     top1_changed: list[int] = dataclasses.field(default_factory=list)
+    # The artifact's top-1 class for each image of top1_changed (same order): report.html shows it.
+    top1_changed_to: list[int] = dataclasses.field(default_factory=list)
     fp16_range: dict | None = None  # export-time FP16 range check (FP16 artifacts only)
 
     def to_dict(self) -> dict:
@@ -172,6 +174,7 @@ def compare(
         per_sample_cosine=[float(c) for c in cos],
         per_sample_max_abs=[float(d) for d in diff.max(axis=1)] if n else [],
         top1_changed=[int(i) for i in np.nonzero(~agree)[0]],
+        top1_changed_to=[int(top1_out[i]) for i in np.nonzero(~agree)[0]],
     )
     failures = []
     if n == 0:

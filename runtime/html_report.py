@@ -17,25 +17,22 @@ import datetime as _dt
 import html
 import io
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
+from .html_sections import (PRECISION_COLORS, PageFacts, calibration_section, definition_list,  # noqa: F401
+                            deployment_section, is_sensitivity_rows, latency_section, sensitivity_section)
+from .html_sections import color as _color
+from .html_sections import label as _label
+from .html_sections import table as _table
 from .svg_plots import COSINE_FLOOR, SERIES_COLORS, bar_chart, fmt_number, strip_plot  # noqa: F401
 
 _fmt = fmt_number
-
-# Per-precision colours (colour-blind-safe palette); anything else gets grey.
-PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#DD8452", "int8": "#55A868", "int8-cpu": "#8172B3"}
 MAX_THUMBS = 48  # per artifact: a page with thousands of thumbnails helps nobody
 MAX_TABLE_ROWS = 300
 
 _esc = html.escape
-
-
-def _color(precision: str) -> str:
-    return PRECISION_COLORS.get(precision, "#7f7f7f")
 
 
 def _size(nbytes) -> str:
@@ -52,11 +49,7 @@ def _key(r: dict) -> tuple:
     return (r.get("backend"), r.get("provider"), r.get("precision"))
 
 
-def _label(r: dict) -> str:
-    return f"{r.get('precision', '?')} {r.get('backend', '?')}/{r.get('provider', '?')}"
-
-
-# -- SVG primitives -----------------------------------------------------------------------
+# -- data helpers -------------------------------------------------------------------------
 def benchmark_rows(report: dict) -> list[dict]:
     """The ``benchmarks`` section as a list of dicts (it may be a list or {"results": [...]})."""
     bench = report.get("benchmarks")
@@ -120,19 +113,6 @@ def _class_name(names, idx: int) -> str:
 
 
 # -- sections ------------------------------------------------------------------------------
-def _table(header: list[str], rows: list[list[str]], *, table_id: str | None = None,
-           row_classes: list[str] | None = None, raw: bool = False) -> str:
-    """An HTML table; cells are escaped unless ``raw`` (then the caller escaped them)."""
-    idattr = f' id="{_esc(table_id)}"' if table_id else ""
-    out = [f"<table{idattr}><thead><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in header) + "</tr></thead><tbody>"]
-    for i, row in enumerate(rows):
-        cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
-        cells = "".join(f"<td>{c if raw else _esc(c)}</td>" for c in row)
-        out.append(f"<tr{cls}>{cells}</tr>")
-    out.append("</tbody></table>")
-    return "\n".join(out)
-
-
 def _summary_section(report: dict, manifest: dict, root: Path | None) -> str:
     results = report.get("results", [])
     benches = benchmark_rows(report)
@@ -196,32 +176,9 @@ def _plots_section(report: dict, golden_names: list[str]) -> str:
 
 
 def _latency_section(report: dict) -> str:
-    benches = benchmark_rows(report)
-    parts = ['<section id="latency"><h2>Latency per artifact</h2>']
-    if not benches:
-        parts.append("<p>Not measured yet: <code>edgeport bench BUNDLE</code> adds latency and throughput "
-                     "to report.json, and <code>edgeport report BUNDLE</code> redraws this page.</p></section>")
-        return "\n".join(parts)
-    rows = []
-    order = {p: i for i, p in enumerate(PRECISION_COLORS)}
-    for b in sorted(benches, key=lambda b: (order.get(b.get("precision"), 99), str(b.get("backend")),
-                                            str(b.get("provider")), b.get("batch") or 0)):
-        p50 = b.get("p50_ms")
-        rows.append({"label": f"{_label(b)} b{b.get('batch', '?')}", "values": [p50],
-                     "whiskers": [(b.get("p90_ms"), b.get("p99_ms") if b.get("p99_ms") is not None else p50)],
-                     "colors": [_color(b.get("precision"))]})
-    parts.append(bar_chart("plot-latency", "Latency per batch: p50 bar, p90 tick, p99 whisker (ms)", rows,
-                           ["p50 latency"], "milliseconds per batch", fmt=lambda v: f"{v:.3g} ms"))
-    meta = report.get("benchmarks") if isinstance(report.get("benchmarks"), dict) else {}
-    scalars = {k: v for k, v in meta.items() if not isinstance(v, (list, dict))}
-    if scalars:
-        parts.append(_definition_list(scalars))
-    cols = ["backend", "provider", "precision", "batch", "p50_ms", "p90_ms", "p99_ms", "throughput_ips"]
-    extra = [k for b in benches for k in b if k not in cols and not isinstance(b[k], (list, dict))]
-    cols += list(dict.fromkeys(extra))
-    parts.append(_table(cols, [[_fmt(b.get(c)) for c in cols] for b in benches], table_id="benchmarks"))
-    parts.append("</section>")
-    return "\n".join(parts)
+    bench = report.get("benchmarks")
+    machine = bench.get("machine") if isinstance(bench, dict) and isinstance(bench.get("machine"), dict) else None
+    return latency_section(benchmark_rows(report), machine)
 
 
 def _accuracy_section(report: dict) -> str:
@@ -263,7 +220,25 @@ def _accuracy_section(report: dict) -> str:
     return "\n".join(parts)
 
 
+def _flip_caption(i: int, name: str, r: dict, to: int | None, probs, class_names) -> list[str]:
+    """Caption lines of one changed image: the reference's class and the artifact's, by name."""
+    caption = [f"<b>{_esc(name)}</b>"]
+    p = probs[i] if probs is not None and i < len(probs) else None
+    if p is not None:
+        ref = int(np.argmax(p))
+        caption.append(f'<span class="ref">PyTorch: {_esc(_class_name(class_names, ref))} ({p[ref]:.0%})</span>')
+    if to is None:
+        caption.append(f"{_esc(r.get('precision', '?'))}: not recorded (run <code>edgeport verify</code> again)")
+    else:
+        ref_p = f" (PyTorch gave it {p[to]:.0%})" if p is not None and 0 <= to < len(p) else ""
+        caption.append(f'<span class="got">{_esc(r.get("precision", "?"))}: '
+                       f"{_esc(_class_name(class_names, to))}{ref_p}</span>")
+    return caption
+
+
 def _changed_section(report: dict, golden) -> str:
+    """Thumbnails of the golden images whose top-1 changed, with both predictions (class names
+    when the bundle has them) and the reference's probabilities: flips happen on near ties."""
     results = report.get("results", [])
     changed = [(r, r.get("top1_changed") or []) for r in results]
     if not results:
@@ -281,20 +256,16 @@ def _changed_section(report: dict, golden) -> str:
     for r, idx in changed:
         if not idx:
             continue
+        to = r.get("top1_changed_to") or []
         parts.append(f"<h3>{_esc(_label(r))}: {len(idx)} of {r.get('samples', '?')} images</h3><div class=\"gallery\">")
-        for i in idx[:MAX_THUMBS]:
-            caption = [_esc(names[i] if i < len(names) else f"#{i}")]
-            if probs is not None and i < len(probs):
-                order = np.argsort(-probs[i])
-                top, second = int(order[0]), int(order[1]) if len(order) > 1 else int(order[0])
-                margin = probs[i][top] - probs[i][second]
-                caption.append(f"PyTorch: {_esc(_class_name(class_names, top))} ({probs[i][top]:.0%}, "
-                               f"margin {margin:.1%} over {_esc(_class_name(class_names, second))})")
+        for k, i in enumerate(idx[:MAX_THUMBS]):
+            name = names[i] if i < len(names) else f"#{i}"
+            caption = _flip_caption(i, name, r, to[k] if k < len(to) else None, probs, class_names)
             img = ""
             if images is not None and i < len(images):
                 if i not in thumbs:
                     thumbs[i] = _thumbnail(images[i])
-                img = f'<img src="{thumbs[i]}" alt="{_esc(names[i] if i < len(names) else str(i))}">'
+                img = f'<img src="{thumbs[i]}" alt="{_esc(name)}">'
             parts.append(f"<figure>{img}<figcaption>{'<br>'.join(caption)}</figcaption></figure>")
         parts.append("</div>")
         if len(idx) > MAX_THUMBS:
@@ -304,9 +275,7 @@ def _changed_section(report: dict, golden) -> str:
 
 
 def _definition_list(d: dict) -> str:
-    items = "".join(f"<dt>{_esc(str(k))}</dt><dd>{_esc(_fmt(v) if not isinstance(v, str) else v)}</dd>"
-                    for k, v in d.items())
-    return f"<dl>{items}</dl>"
+    return definition_list(d)
 
 
 def _cell(v) -> str:
@@ -347,94 +316,13 @@ def render_generic(value, *, table_id: str | None = None, depth: int = 0) -> str
     return f"<p>{_esc(_cell(value))}</p>"
 
 
-def _first_table(value) -> list[dict]:
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        return value
-    if isinstance(value, dict):
-        for v in value.values():
-            found = _first_table(v)
-            if found:
-                return found
-    return []
-
-
-_NAME_KEYS = ("layer", "node", "name", "tensor", "op")
-_METRIC_KEYS = ("sqnr_db", "sqnr", "cosine", "cosine_min", "top1_drop", "drop", "delta", "error", "mse", "score")
-
-
-def _sensitivity_plot(value) -> str:
-    """Bars of the most sensitive layers, when the section has a (name, number) table."""
-    rows = _first_table(value)
-    if not rows:
-        return ""
-    ranked_rows = [r for r in rows if isinstance(r.get("rank"), int) and isinstance(r.get("output_cosine"), (int, float))
-                   and not isinstance(r.get("output_cosine"), bool)]
-    if ranked_rows and "layer" in ranked_rows[0]:  # runtime/sensitivity.py: ranked by the centered cosine
-        top = sorted(ranked_rows, key=lambda r: r["rank"])[:25]
-        vals = [-10 * math.log10(max(1.0 - float(r["output_cosine"]), 1e-12)) for r in top]
-        kept = PRECISION_COLORS["fp16"]
-        bars = [{"label": _tail(str(r["layer"]), 28), "values": [v], **({"colors": [kept]} if r.get("kept_float") else {})}
-                for r, v in zip(top, vals)]
-        title = "Most sensitive layers in rank order (lower = more harmful)"
-        if any(r.get("kept_float") for r in top):
-            title += "; orange: kept out of INT8"
-        return bar_chart("plot-sensitivity", title, bars, ["-10 log10(1 - cosine)"],
-                         "-10 log10(1 - centered cosine) of the logits with only that layer in INT8, dB")
-    name_key = next((k for k in _NAME_KEYS if k in rows[0]), None)
-    metric = next((k for k in _METRIC_KEYS if all(isinstance(r.get(k), (int, float)) for r in rows)), None)
-    if metric is None:
-        metric = next((k for k in rows[0] if k != name_key and not isinstance(rows[0][k], bool)
-                       and all(isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
-                               for r in rows)), None)
-    if name_key is None or metric is None:
-        return ""
-    # Low SQNR / cosine means sensitive; for error-like metrics high means sensitive.
-    ascending = "sqnr" in metric or "cosine" in metric
-    ranked = sorted(rows, key=lambda r: r[metric], reverse=not ascending)[:25]
-    vals = [float(r[metric]) for r in ranked]
-    offset = min(0.0, min(vals))  # bars start at zero; shift when the metric can be negative
-    # Layers an accuracy budget kept out of INT8 (export --max-drop) are drawn in the FP16 colour.
-    kept = PRECISION_COLORS["fp16"]
-    bars = [{"label": _tail(str(r[name_key]), 28), "values": [v - offset],
-             **({"colors": [kept]} if r.get("kept_float") else {})} for r, v in zip(ranked, vals)]
-    title = f"Most sensitive layers by {metric}" + (" (lowest first)" if ascending else " (highest first)")
-    if any(r.get("kept_float") for r in ranked):
-        title += "; orange: kept out of INT8"
-    return bar_chart("plot-sensitivity", title, bars, [metric], metric + (f" (+{-offset:g})" if offset else ""),
-                     fmt=lambda v: f"{v + offset:.3g}")
-
-
-def _tail(text: str, width: int) -> str:
-    return text if len(text) <= width else "\u2026" + text[-(width - 1):]
-
-
-def _sensitivity_table(rows: list[dict]) -> str:
-    """The ranked layers of runtime/sensitivity.py: cosine as 1 - cosine (0.99997 and 0.9958 both read
-    1.000 at three digits), MAC share in percent, where each layer runs."""
-    def num(v, spec):
-        return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
-
-    body = [[num(r.get("rank"), "d"), str(r.get("layer")), str(r.get("op_type", "")),
-             num(1 - r["output_cosine"], ".2e") if isinstance(r.get("output_cosine"), (int, float)) else "-",
-             num(r.get("sqnr_db"), ".1f"),
-             num(r.get("top1_agreement"), ".1%"), num(r.get("macs_share"), ".2%"),
-             "kept out of INT8" if r.get("kept_float") else "INT8"] for r in rows[:MAX_TABLE_ROWS]]
-    return _table(["rank", "layer", "op", "1 - cosine", "SQNR dB", "top-1 agreement", "MACs", "runs in"], body,
-                  table_id="sensitivity-table", row_classes=["warn" if r.get("kept_float") else "" for r in rows])
-
-
 def _optional_section(report: dict, key: str, title: str) -> str:
     if key not in report or report[key] in (None, {}, []):
         return ""
-    plot = _sensitivity_plot(report[key]) if key == "sensitivity" else ""
     value = report[key]
-    if key == "sensitivity" and isinstance(value, list) and value and all(
-            isinstance(r, dict) and "rank" in r and "layer" in r for r in value):
-        body = ("<p>Each layer quantized alone (every other layer FP32), compared with the FP32 graph at the "
-                "centered logits; ranked by the mean cosine, most harmful first.</p>" + _sensitivity_table(value))
-    else:
-        body = render_generic(value, table_id=f"{key}-table")
-    return f'<section id="{key}"><h2>{_esc(title)}</h2>\n{plot}\n' + body + "</section>"
+    if key == "sensitivity" and is_sensitivity_rows(value):
+        return sensitivity_section(value, title)
+    return f'<section id="{key}"><h2>{_esc(title)}</h2>\n' + render_generic(value, table_id=f"{key}-table") + "</section>"
 
 
 _CSS = """
@@ -444,6 +332,7 @@ h1{margin:0 0 4px;font-size:26px}h2{margin:30px 0 10px;font-size:19px;border-bot
 h3{font-size:15px;margin:18px 0 6px}h4,h5,h6{font-size:13px;margin:12px 0 4px}.none{color:#5b6474}.meta{color:#5b6474;margin:0 0 14px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0;width:100%}
 th,td{border:1px solid #dde1e7;padding:5px 8px;text-align:left;vertical-align:top}
+td,dd,figcaption,.meta,li,p{overflow-wrap:anywhere}
 th{background:#eef1f5;font-weight:600}tr.fail td{background:#fdecec}tr.warn td{background:#fff6e0}
 .badge{display:inline-block;padding:2px 8px;border-radius:10px;font-weight:600;font-size:12px}
 .badge.pass{background:#dcf3e3;color:#17672f}.badge.fail{background:#f9d7d7;color:#9b1c1c}
@@ -451,17 +340,21 @@ th{background:#eef1f5;font-weight:600}tr.fail td{background:#fdecec}tr.warn td{b
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:8px 12px;margin:10px 0}
 .failures{background:#fdecec;border-left:4px solid #c44e52;padding:8px 12px 8px 28px}
 svg.plot{display:block;margin:10px 0 18px;max-width:100%;height:auto}
-.gallery{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;width:150px;font-size:11px}
+.gallery{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0;width:160px;font-size:11px}
+figcaption .ref{color:#4C72B0}figcaption .got{color:#9b1c1c;font-weight:600}
 figure img{width:96px;height:96px;object-fit:contain;image-rendering:pixelated;border:1px solid #ccc;display:block}
-dl{display:grid;grid-template-columns:max-content auto;gap:2px 14px;font-size:13px}dt{font-weight:600}dd{margin:0}
+dl{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:2px 14px;font-size:13px}dt{font-weight:600}dd{margin:0}
+pre{background:#eef1f5;padding:10px 12px;border-radius:4px;font-size:13px;white-space:pre-wrap;overflow-wrap:anywhere}
+pre code{padding:0}details{margin:8px 0}summary{cursor:pointer;font-size:13px;color:#2f4b7c}
 code{background:#eef1f5;padding:1px 4px;border-radius:3px}footer{color:#5b6474;font-size:12px;margin-top:30px}
 """
 
 
 def render_html(report: dict, manifest: dict | None = None, golden: dict | None = None,
-                bundle_root: Path | None = None) -> str:
+                bundle_root: Path | None = None, page_facts: PageFacts | None = None) -> str:
     """The whole page. ``golden``: ``images``, ``outputs``, ``names`` arrays and ``class_names``
-    (for the top-1-changed thumbnails); ``manifest`` gives file sizes and model facts."""
+    (for the top-1-changed thumbnails); ``manifest`` gives file sizes and model facts; ``page_facts``
+    (``PageFacts.of(bundle)``) the calibration and deployment sections."""
     manifest = manifest or {}
     model = manifest.get("model") or {}
     results = report.get("results", [])
@@ -503,6 +396,8 @@ def render_html(report: dict, manifest: dict | None = None, golden: dict | None 
     parts.append(_latency_section(report))
     parts.append(_accuracy_section(report))
     parts.append(_changed_section(report, golden))
+    parts.append(calibration_section(page_facts))
+    parts.append(deployment_section(page_facts))
     parts.append(_optional_section(report, "lint", "INT8 lint"))
     parts.append(_optional_section(report, "mixed_precision", "INT8 accuracy budget: layers kept out of INT8"))
     parts.append(_optional_section(report, "sensitivity", "Per-layer INT8 sensitivity"))
@@ -537,6 +432,6 @@ def write_html(bundle, report: dict, path: Path | None = None) -> Path:
     from .report import atomic_write_text
 
     target = Path(path) if path else bundle.report_path("html")
-    page = render_html(report, bundle.manifest.to_dict(), golden_for_report(bundle), bundle.root)
+    page = render_html(report, bundle.manifest.to_dict(), golden_for_report(bundle), bundle.root, PageFacts.of(bundle))
     atomic_write_text(target, page)
     return target

@@ -546,7 +546,8 @@ def measure_sensitivity(graph: MixedGraph, inputs: np.ndarray, *, input_name: st
             m = output_metrics(out, reference)
             rows.append({
                 "layer": unit.name, "op_type": unit.op_type,
-                "sqnr_db": _round(m["sqnr_db"], 3), "output_cosine": _round(m["output_cosine"], 7),
+                # 12 decimals: 1 - cosine, the ranking, is often below 1e-7 for one layer (7 rounded it to 0).
+                "sqnr_db": _round(m["sqnr_db"], 3), "output_cosine": _round(m["output_cosine"], 12),
                 "top1_agreement": _round(m["top1_agreement"], 4),
                 "macs_share": round(graph.macs_share([unit.name]), 5),
                 **({"group": unit.group} if unit.group is not None else {}),

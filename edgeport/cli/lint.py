@@ -1,12 +1,63 @@
-"""`edgeport lint PATH.onnx`: check a Q/DQ graph against TensorRT's INT8 rules (runtime/qdq_lint.py)."""
+"""`edgeport lint PATH`: check a Q/DQ graph against TensorRT's INT8 rules (runtime/qdq_lint.py).
+
+PATH is an ONNX file or a bundle folder (then its TensorRT INT8 artifact, model.int8.onnx, is
+linted). A bundle artifact that TensorRT never builds with these rules (model.int8-cpu.onnx,
+the float graphs) is still linted, but the output says so first. The exit status answers one
+question whatever the file is meant for: would TensorRT refuse it, or is it no INT8 graph (1 on
+lint errors, 0 otherwise; warnings too with --strict), so model.int8-cpu.onnx exits 1 like the
+FP32 graph does.
+"""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from .options import common_options, json_option, out, out_json
+
+# Bundle artifacts TensorRT does not build under the Q/DQ rules, and why.
+_NOT_FOR_TENSORRT = {
+    "int8-cpu": "the bundle's ONNX Runtime CPU artifact (U8S8 Q/DQ: asymmetric uint8 activations and quantized "
+                "biases, made for ONNX Runtime's CPU kernels); TensorRT never builds it, so it breaks TensorRT's "
+                "rules by design",
+    "fp32": "the bundle's FP32 graph, which has no Q/DQ nodes; TensorRT builds its fp32 engine without these rules",
+    "fp16": "the bundle's FP16 graph, which has no Q/DQ nodes; TensorRT builds its fp16 engine without these rules",
+}
+
+
+def _bundle_int8(folder: Path) -> Path:
+    """The TensorRT INT8 artifact of the bundle in ``folder`` (BundleError when there is none)."""
+    from runtime.bundle import MANIFEST, Bundle
+    from runtime.errors import BundleError
+
+    if not (folder / MANIFEST).is_file():
+        inside = sorted(str(d) for d in folder.iterdir() if (d / MANIFEST).is_file()) if folder.is_dir() else []
+        raise BundleError(f"'{folder}' is a folder but not a bundle (it has no {MANIFEST}), so there is no "
+                          "INT8 artifact to lint in it.",
+                          hint=(f"Pass one of the bundles inside it: {', '.join(inside[:5])}." if inside else
+                                "Pass an .onnx file, or a bundle folder written by `edgeport export --int8`."))
+    b = Bundle.open(folder)
+    if "int8" not in b.precisions:
+        raise BundleError(f"Bundle '{folder}' has no INT8 Q/DQ artifact (model.int8.onnx) to lint; it has: "
+                          f"{', '.join(b.precisions) or 'none'}.",
+                          hint="Export with --int8 to add one, or pass the path of an .onnx file.")
+    return b.artifact_path("int8")
+
+
+def _artifact_role(path: Path) -> str | None:
+    """The precision ``path`` has in the bundle around it (None when it is not a bundle artifact)."""
+    from runtime.bundle import MANIFEST, Bundle
+    from runtime.errors import BundleError
+
+    if not (path.parent / MANIFEST).is_file():
+        return None
+    try:
+        files = Bundle.open(path.parent).artifact_files
+    except BundleError:
+        return None
+    return next((p for p, f in files.items() if f == path.name), None)
 
 
 @click.command()
@@ -17,37 +68,61 @@ from .options import common_options, json_option, out, out_json
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too (edgeport's own export does).")
 @common_options
 def lint(path, as_json, max_nodes, strict):
-    """Check the Q/DQ nodes of PATH (an ONNX file) against TensorRT's INT8 rules.
+    """Check the Q/DQ nodes of PATH against TensorRT's INT8 rules.
 
+    PATH is an ONNX file, or a bundle folder (its TensorRT INT8 artifact, model.int8.onnx).
     Lists, per rule, the offending nodes by name, then which Conv/Gemm/MatMul/Add/Concat/pools
-    run in INT8 and which stay in float. Errors are what NVIDIA's parser refuses; warnings
-    are graphs it builds with a layer in float or an accuracy/speed cost (docs/int8.md).
-    Exit status: 0 no errors (warnings printed), 1 errors (or warnings with --strict).
+    run in INT8 and which stay in float. Errors are what NVIDIA's parser refuses; warnings are
+    graphs it builds with a layer in float or an accuracy/speed cost (docs/int8.md). Exit
+    status: 0 no errors (warnings printed), 1 errors (or warnings with --strict), also for a
+    bundle artifact not meant for TensorRT (model.int8-cpu.onnx), which the output names first.
     """
+    from runtime import console
     from runtime.errors import EXIT_CHECK_FAILED
-    from runtime.qdq_lint import ERROR, RULES, SEVERITY, lint_model
+    from runtime.qdq_lint import lint_model
 
-    report = lint_model(path)
+    target = Path(path)
+    if target.is_dir():
+        target = _bundle_int8(target)
+        console.log(f"linting {target}, the TensorRT INT8 artifact of bundle {path}")
+    role = _artifact_role(target)
+    note = None
+    if role in _NOT_FOR_TENSORRT:
+        note = (f"{target.name} is {_NOT_FOR_TENSORRT[role]}. The violations below are expected; the bundle's "
+                f"TensorRT INT8 graph is checked with: edgeport lint {target.parent}")
+    report = lint_model(target)
     if as_json:
-        out_json(report.to_dict())
+        out_json({**report.to_dict(), "path": str(target), "bundle_artifact": role,
+                  "meant_for_tensorrt": role not in _NOT_FOR_TENSORRT, "note": note})
     else:
-        out(f"{path}: {report.qdq_nodes} Q/DQ nodes")
-        for rule, items in report.by_rule().items():
-            mark = "ok  " if not items else ("FAIL" if SEVERITY.get(rule, ERROR) == ERROR else "WARN")
-            out(f"  {mark} {rule}: {RULES.get(rule, rule)}"
-                       + (f" ({len(items)} violation{'s' if len(items) != 1 else ''})" if items else ""))
-            for v in items[:max_nodes]:
-                out(f"         {v.node}: {v.message}")
-            if len(items) > max_nodes:
-                out(f"         ... {len(items) - max_nodes} more (--max-nodes, --json)")
-        counts = report.counts()
-        out("layers: " + ", ".join(
-            f"{op} {counts['int8'][op]} INT8 / {counts['float'][op]} float"
-            for op in counts["int8"] if counts["int8"][op] or counts["float"][op]) or "layers: none listed")
-        for op, names in report.float_nodes.items():
-            if names:
-                shown = ", ".join(names[:max_nodes]) + (" ..." if len(names) > max_nodes else "")
-                out(f"  float {op}: {shown}")
-        out("clean" if report.clean else f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+        _print_report(report, target, note, max_nodes)
     if not report.passed or (strict and not report.clean):
         sys.exit(EXIT_CHECK_FAILED)
+
+
+def _print_report(report, target: Path, note: str | None, max_nodes: int) -> None:
+    from runtime.qdq_lint import ERROR, RULES, SEVERITY
+
+    if note:
+        out(f"note: {note}")
+    out(f"{target}: {report.qdq_nodes} Q/DQ nodes")
+    for rule, items in report.by_rule().items():
+        mark = "ok  " if not items else ("FAIL" if SEVERITY.get(rule, ERROR) == ERROR else "WARN")
+        out(f"  {mark} {rule}: {RULES.get(rule, rule)}"
+                   + (f" ({len(items)} violation{'s' if len(items) != 1 else ''})" if items else ""))
+        for v in items[:max_nodes]:
+            out(f"         {v.node}: {v.message}")
+        if len(items) > max_nodes:
+            out(f"         ... {len(items) - max_nodes} more (--max-nodes, --json)")
+    counts = report.counts()
+    out("layers: " + ", ".join(
+        f"{op} {counts['int8'][op]} INT8 / {counts['float'][op]} float"
+        for op in counts["int8"] if counts["int8"][op] or counts["float"][op]) or "layers: none listed")
+    for op, names in report.float_nodes.items():
+        if names:
+            shown = ", ".join(names[:max_nodes]) + (" ..." if len(names) > max_nodes else "")
+            out(f"  float {op}: {shown}")
+    verdict = "clean" if report.clean else f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+    if note and not report.clean:
+        verdict += f" ({target.name} is not meant for TensorRT: see the note above)"
+    out(verdict)
