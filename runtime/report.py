@@ -150,6 +150,9 @@ def markdown_sections(report: dict) -> list[str]:
         lines += ["", "### Q/DQ lint (TensorRT's INT8 rules)", ""]
         lines += [f"- {p} ({d.get('file', '?')}): {'' if d.get('passed') else 'FAIL, '}{d.get('summary', '')}"
                   for p, d in lint.items() if isinstance(d, dict)]
+    from .engine_report import engines_markdown
+
+    lines += engines_markdown(report)  # edgeport build: what each engine is made of
     mp = report.get("mixed_precision")  # export --max-drop (exporter/mixed_precision.py)
     if isinstance(mp, dict) and isinstance(mp.get("budget_points"), (int, float)):
         lines += ["", "### INT8 accuracy budget", "",

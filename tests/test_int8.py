@@ -193,7 +193,7 @@ def _rtx():
     return trt
 
 
-def test_rtx_builds_the_int8_graph_with_every_compute_layer_int8(exported, tmp_path):
+def test_rtx_builds_the_int8_graph_with_every_compute_layer_int8(exported, copy_bundle, tmp_path):
     """End to end on NVIDIA's real builder (CPU-only AOT): densenet121 (64 px) model.int8.onnx parses and
     builds; its layer information shows every convolution, pool and the classifier reading INT8, and
     where the same graph without pool Q/DQ and FP16 regions (the previous recipe) pools in FP32."""
@@ -213,6 +213,19 @@ def test_rtx_builds_the_int8_graph_with_every_compute_layer_int8(exported, tmp_p
     assert new.compute_layers() == new.compute_layers("int8"), [(la.kind, la.name, la.precision)
                                                                   for la in new.compute_layers()]
     assert len([la for la in new.compute_layers() if la.kind == "correlation"]) == 120
+    # Recorded in the bundle's reports (what `edgeport build` does per engine).
+    from runtime.bundle import Bundle
+    from runtime.engine_report import engine_entry, record_engines
+
+    work = copy_bundle(bundle)
+    assert record_engines(Bundle.open(work), {"model.int8.test.engine": engine_entry(
+        "int8", "tensorrt-rtx", str(trt.__version__), new.to_dict())})
+    recorded = json.loads((work / "report.json").read_text())["engines"]["model.int8.test.engine"]
+    assert recorded["composition"]["compute_layers_by_precision"] == {"int8": len(new.compute_layers())}
+    assert len(recorded["composition"]["int8_compute_layers"]) == len(new.compute_layers())
+    assert _result(work, "int8")["passed"]  # the accuracy results are kept
+    page = (work / "report.html").read_text()
+    assert 'id="engines"' in page and f"{len(new.compute_layers())} compute layers run INT8, 0 do not" in page
     # The previous recipe: FP32 regions, pools read float.
     old = fp32_regions(onnx.load(str(bundle / "model.int8.onnx")), onnx.load(str(bundle / "model.onnx")))
     producer = {o: n for n in old.graph.node for o in n.output}

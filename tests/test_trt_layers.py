@@ -74,3 +74,27 @@ def test_layer_line_parsing_details():
     assert layer.name == "a, b" and layer.kind == "gemm" and layer.compute
     assert [t.name for t in layer.inputs] == ["t[0]"] and layer.precision == "fp16" and layer.output_precision == "fp32"
     assert layer.onnx_layers == ("fc", "fc_in_DequantizeLinear") and layer.onnx_ops() == ["fc"]
+
+
+def test_engine_composition_in_report_md_and_html():
+    from runtime.engine_report import engine_entry, engines_html, engines_markdown
+
+    summary = summarize_build_log(RECORDED.read_text().splitlines())
+    entry = engine_entry("int8", "tensorrt-rtx", "1.7.1.116", summary.to_dict())
+    report = {"engines": {"int8.rtx.engine": entry}}
+    md = "\n".join(engines_markdown(report))
+    # layers 13; tensors Float 41 / Half 0 / Int8 20; compute 6 INT8; 8101640 and 166547456 bytes.
+    assert "| int8.rtx.engine | int8 | tensorrt-rtx 1.7.1.116 | 13 | 41 / 0 / 20 | 6 / 0 / 0 | 8.1 | 166.5 |" in md
+    assert "not reading INT8" not in md  # every compute layer of the excerpt reads INT8
+    page = engines_html(report)
+    assert page.startswith('<section id="engines">') and "6 compute layers run INT8, 0 do not" in page
+    assert "/features/conv0/Conv" in page
+    # A compute layer reading FP32 is named, in both.
+    fp32_conv = next(ln for ln in RECORDED.read_text().splitlines() if ln.startswith("Name: /features/conv0/Conv"))
+    fp32_conv = fp32_conv.replace("Datatype: Int8", "Datatype: Float")
+    other = summarize_build_log(["VERBOSE: Layers:\n" + fp32_conv])
+    report["engines"]["b.engine"] = engine_entry("int8", "tensorrt-rtx", "1.7.1.116", other.to_dict())
+    assert "b.engine: compute layers not reading INT8: `/features/conv0/Conv_myl0_2` (correlation, fp32)" in \
+        "\n".join(engines_markdown(report))
+    assert "0 compute layers run INT8, 1 do not" in engines_html(report)
+    assert engines_markdown({}) == [] and engines_html({"engines": {}}) == ""
