@@ -92,7 +92,7 @@ def calibration_key(graph_bytes: bytes, preprocessing: dict, calib_digest: str, 
 
 
 # -- calibration ------------------------------------------------------------------------------
-def _quiet_ort():
+def quiet_ort():
     """ORT's quantization tools print to stdout and log warnings on the root logger."""
     stack = contextlib.ExitStack()
     stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
@@ -109,7 +109,7 @@ def prepare_for_quantization(graph_bytes: bytes, tmp: Path) -> Path:
 
     src, dst = tmp / "fp32.onnx", tmp / "fp32.pre.onnx"
     src.write_bytes(graph_bytes)
-    with _quiet_ort():
+    with quiet_ort():
         # No ORT graph optimization: it could fuse or rename nodes, and calib.cache must
         # name the tensors TensorRT sees when it parses model.onnx.
         quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=True)
@@ -130,7 +130,7 @@ def calibrate_ranges(model_path: Path, calib, input_name: str, method: str, tmp:
     options = {"symmetric": True}
     if method == "percentile":
         options["percentile"] = PERCENTILE
-    with _quiet_ort():
+    with quiet_ort():
         # op_types None: every float tensor, so calib.cache covers every layer TensorRT builds.
         calibrator = create_calibrator(model_path, None, augmented_model_path=str(tmp / "augmented.onnx"),
                                        calibrate_method=ort_method, extra_options=options)
@@ -139,7 +139,7 @@ def calibrate_ranges(model_path: Path, calib, input_name: str, method: str, tmp:
         # (~350 MB per densenet121 sample at 224x224), and speed per sample is the same.
         reader = CalibrationReader(calib, input_name, batch=1, on_batch=progress.update)
         try:
-            with _quiet_ort():
+            with quiet_ort():
                 for start in range(0, len(calib), _CHUNK):
                     reader.set_range(start, start + _CHUNK)
                     calibrator.collect_data(reader)
@@ -281,7 +281,7 @@ def quantize_qdq(pre_path: Path, ranges: dict, out_path: Path, tmp: Path):
             "which edgeport uses to hand over its own calibration ranges.",
             hint="Upgrade it on the export host: pip install -U onnxruntime.")
     try:
-        with _quiet_ort():
+        with quiet_ort():
             quantize_static(
                 str(named), str(out_path), None,
                 quant_format=QuantFormat.QDQ,

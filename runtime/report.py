@@ -175,7 +175,7 @@ def markdown_sections(report: dict) -> list[str]:
                                    "top-5 drop (points)"], rows))
         lines += ["", f"Reference: {ref.get('description', ref.get('label', '?'))}. "
                       "Drop = reference minus artifact, in percentage points."]
-    from .html_report import benchmark_rows
+    from .html_sections import benchmark_rows
 
     benches = benchmark_rows(report)
     if benches:
@@ -192,7 +192,7 @@ def markdown_sections(report: dict) -> list[str]:
                                   rows))
         machine = (report.get("benchmarks") or {}).get("machine") if isinstance(report.get("benchmarks"), dict) else None
         if isinstance(machine, dict):
-            from .benchmark import describe_machine_line
+            from .machine import describe_machine_line
 
             lines += ["", f"Measured on: {describe_machine_line(machine)}."]
     return lines

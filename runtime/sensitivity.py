@@ -507,7 +507,7 @@ def output_metrics(out: np.ndarray, ref: np.ndarray) -> dict:
     share a large offset (measured: a random-init DenseNet whose raw-logit SQNR rose while
     its centered cosine fell), ranking layers by an error that changes no prediction.
     """
-    from .compare import _centered_cosine
+    from .compare import centered_cosine
 
     out = np.asarray(out, np.float64).reshape(len(out), -1)
     ref = np.asarray(ref, np.float64).reshape(len(ref), -1)
@@ -519,7 +519,7 @@ def output_metrics(out: np.ndarray, ref: np.ndarray) -> dict:
     noise = float(((oc - rc) ** 2).sum())
     signal = float((rc ** 2).sum())
     sqnr = math.inf if noise == 0 else 10 * math.log10(max(signal, 1e-30) / noise)
-    return {"sqnr_db": sqnr, "output_cosine": float(_centered_cosine(out, ref).mean()),
+    return {"sqnr_db": sqnr, "output_cosine": float(centered_cosine(out, ref).mean()),
             "top1_agreement": float((out.argmax(1) == ref.argmax(1)).mean())}
 
 

@@ -117,7 +117,7 @@ def test_every_module_imports_without_torch_and_tensorrt(bare_env):
     out = dict(line.split(" ", 1) for line in r.stdout.strip().splitlines())
     assert out["FAILED"] == "[]", out["FAILED"]
     assert "torch" not in out["LOADED"] and "tensorrt" not in out["LOADED"]
-    for name in ("policy", "device", "sidecar", "builder", "build", "cuda_mem", "timing_cache", "calibration"):
+    for name in ("policy", "device", "sidecar", "builder", "build", "cuda_mem", "timing_cache", "calibration", "rtx"):
         assert f"runtime.trt.{name}" in out["TRT_MODULES"]
 
 

@@ -33,15 +33,17 @@ def cache_root(environ=None) -> Path:
     return Path.home() / ".cache" / "edgeport"
 
 
-def _slug(text: str) -> str:
+def gpu_slug(text: str) -> str:
+    """A GPU name as a file-name part ("NVIDIA A10" -> "nvidia-a10")."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "gpu"
+
 
 
 def default_path(trt_version: str, gpu_name: str, compute_capability: str, root: Path | None = None) -> Path:
     """Where the timing cache for this TensorRT version and GPU lives."""
     v = TrtVersion.parse(trt_version)
     root = cache_root() if root is None else Path(root)
-    return root / "timing" / f"trt{v}-{cc_tag(compute_capability)}-{_slug(gpu_name)}.cache"
+    return root / "timing" / f"trt{v}-{cc_tag(compute_capability)}-{gpu_slug(gpu_name)}.cache"
 
 
 @contextlib.contextmanager
