@@ -1,10 +1,11 @@
-"""The "engine composition" section of report.json, report.md and report.html.
+"""The "engine composition" section of report.md and report.html (report.json: ``engines``).
 
 ``edgeport build`` reads what each engine is made of from the builder's layer information
 (runtime/trt/layers.py) and records it here, per engine file: how many layers, tensors by
 data type, which compute layers (convolution, gemm, pool kernels) read INT8, FP16 or FP32,
 and the weights and activation memory. The question it answers: which layers actually run
 INT8, read from NVIDIA's builder without a GPU (a TensorRT-RTX ahead-of-time build logs it).
+runtime/report.py's ``record_engines`` writes the section; this module only renders it.
 """
 
 from __future__ import annotations
@@ -18,20 +19,6 @@ MAX_LISTED = 40  # compute layers listed per engine in the page
 def engine_entry(precision: str, runtime: str, version: str, composition: dict, **facts) -> dict:
     """One report.json ``engines`` entry (``composition``: ``LayerSummary.to_dict()``)."""
     return {"precision": precision, "runtime": runtime, "version": version, **facts, "composition": composition}
-
-
-def record_engines(bundle, entries: dict[str, dict]) -> bool:
-    """Merge ``{engine file: entry}`` into the bundle's report.json ``engines`` section and rewrite
-    report.md/.html. Only when report.json exists (a bundle exported with --no-verify has none,
-    and a report with no results would read as failed); returns whether it wrote."""
-    from .report import load_report, save_report
-
-    if not entries or not bundle.report_path("json").is_file():
-        return False
-    report = load_report(bundle)
-    report.setdefault(SECTION, {}).update(entries)
-    save_report(bundle, report)
-    return True
 
 
 def _mb(nbytes) -> str:
@@ -61,10 +48,10 @@ def engines_markdown(report: dict) -> list[str]:
     engines = _engines(report)
     if not engines:
         return []
-    from .report import render_table
-
+    rows = [_row(n, e) for n, e in sorted(engines.items())]
     lines = ["", "### Engine composition (from the builder's layer information)", "",
-             render_table(HEADER, [_row(n, e) for n, e in sorted(engines.items())])]
+             "| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     for name, e in sorted(engines.items()):
         other = (e.get("composition") or {}).get("other_compute_layers") or []
         if e.get("precision") == "int8" and other:

@@ -80,6 +80,21 @@ def write_reports(bundle: Bundle, comparisons: list[Comparison], sections: dict 
     return report
 
 
+def record_engines(bundle: Bundle, entries: dict[str, dict]) -> bool:
+    """Merge ``{engine file: entry}`` (runtime/engine_report.engine_entry) into report.json's
+    ``engines`` section and rewrite report.md/.html. Only when report.json exists (a bundle
+    exported with --no-verify has none, and a report without results reads as failed);
+    returns whether it wrote."""
+    from .engine_report import SECTION
+
+    if not entries or not bundle.report_path("json").is_file():
+        return False
+    report = load_report(bundle)
+    report.setdefault(SECTION, {}).update(entries)
+    save_report(bundle, report)
+    return True
+
+
 def save_report(bundle: Bundle, report: dict) -> None:
     """Write report.json, report.md and report.html from ``report`` (one call for every writer,
     so the three never disagree)."""

@@ -294,46 +294,37 @@ def opset10_per_tensor():
 
 # -- NVIDIA's parser and builder -------------------------------------------------------------------
 def import_rtx():
-    """tensorrt_rtx_bindings (or NVIDIA's tensorrt_rtx metapackage), or None with the reason."""
-    import importlib
+    """NVIDIA's TensorRT-RTX module, or (None, why) where it does not import (aarch64, no wheel)."""
+    from runtime.errors import DependencyError
+    from runtime.trt.rtx import import_tensorrt_rtx
 
-    errors = []
-    for name in ("tensorrt_rtx", "tensorrt_rtx_bindings"):
-        try:
-            return importlib.import_module(name), ""
-        except Exception as exc:  # noqa: BLE001 - ImportError, or OSError from a broken native install
-            errors.append(f"{name}: {type(exc).__name__}: {exc}")
-    return None, "; ".join(errors)
+    try:
+        return import_tensorrt_rtx("The lint-vs-parser checks"), ""
+    except DependencyError as exc:
+        return None, str(exc)
 
 
 def aot_probe(trt, path, batches=(1, 2, 4)):
-    """Parse ``path`` with NVIDIA's parser and build it (strongly typed, CPU-only AOT for TensorRT-RTX).
+    """Parse and build ``path`` through edgeport's own builder (runtime/trt/builder.py, the code
+    `edgeport build --runtime tensorrt-rtx` runs): strongly typed, CPU-only AOT, VERBOSE log and
+    DETAILED profiling verbosity, a batch profile over the first input's dynamic dimension.
 
-    Returns (verdict, errors, log): verdict "builds", "parse-error" or "build-error"; errors are
-    the parser's or builder's messages; log every message (VERBOSE, DETAILED profiling).
+    Returns (verdict, errors, log): verdict "builds", "parse-error" or "build-error"; errors the
+    library's messages as edgeport reports them; log every message of the build.
     """
-    log: list[str] = []
+    import onnx
 
-    class _Logger(trt.ILogger):
-        def __init__(self):
-            trt.ILogger.__init__(self)
+    from runtime.errors import EdgeportError
+    from runtime.trt.builder import build_serialized
+    from runtime.trt.policy import TrtVersion, default_workspace_mib, plan_rtx_build
 
-        def log(self, severity, msg):
-            log.append(f"{severity.name}: {msg}")
-
-    logger = _Logger()
-    builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(path)):
-        return "parse-error", [str(parser.get_error(i)) for i in range(parser.num_errors)], log
-    config = builder.create_builder_config()
-    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    profile = builder.create_optimization_profile()
-    tensor = network.get_input(0)
-    dims = list(tensor.shape)
-    profile.set_shape(tensor.name, *[tuple(b if d == -1 else d for d in dims) for b in batches])
-    config.add_optimization_profile(profile)
-    if builder.build_serialized_network(network, config) is None:
-        return "build-error", [m for m in log if m.startswith(("ERROR", "INTERNAL_ERROR"))], log
-    return "builds", [], log
+    graph_input = onnx.load(str(path), load_external_data=False).graph.input[0]
+    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in graph_input.type.tensor_type.shape.dim]
+    shapes = tuple(tuple(b if d == -1 else d for d in dims) for b in batches)
+    plan = plan_rtx_build(TrtVersion.parse(trt.__version__), "int8", {"int8"})
+    try:
+        out = build_serialized(trt, plan, path, graph_input.name, shapes, workspace_mib=default_workspace_mib(None, False),
+                               timing_cache=None, log_severity="VERBOSE", profiling_verbosity="DETAILED")
+    except EdgeportError as exc:
+        return ("parse-error" if "could not parse" in str(exc) else "build-error"), [str(exc)], []
+    return "builds", [], out.log

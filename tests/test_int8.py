@@ -193,10 +193,11 @@ def _rtx():
     return trt
 
 
-def test_rtx_builds_the_int8_graph_with_every_compute_layer_int8(exported, copy_bundle, tmp_path):
-    """End to end on NVIDIA's real builder (CPU-only AOT): densenet121 (64 px) model.int8.onnx parses and
-    builds; its layer information shows every convolution, pool and the classifier reading INT8, and
-    where the same graph without pool Q/DQ and FP16 regions (the previous recipe) pools in FP32."""
+def test_rtx_build_records_every_compute_layer_int8(exported, copy_bundle, tmp_path):
+    """End to end on NVIDIA's real builder (CPU-only AOT): `edgeport build --runtime tensorrt-rtx` on
+    densenet121 (64 px) records the engine's layer information in the sidecar, report.json, report.md
+    and report.html: every convolution, pool and the classifier read INT8. The same graph without pool
+    Q/DQ and FP16 regions (the previous recipe) pools in FP32."""
     onnx = _onnx()
     from qdq_cases import aot_probe
 
@@ -204,28 +205,23 @@ def test_rtx_builds_the_int8_graph_with_every_compute_layer_int8(exported, copy_
     from runtime.trt.layers import summarize_build_log
 
     trt = _rtx()
-    bundle = exported(*DENSENET121)
-    verdict, errors, log = aot_probe(trt, bundle / "model.int8.onnx", batches=(1, 4, 8))
-    assert verdict == "builds", errors
-    new = summarize_build_log(log)
-    kinds = {la.kind for la in new.compute_layers()}
-    assert {"correlation", "gemm", "maxpool", "avgpool"} <= kinds
-    assert new.compute_layers() == new.compute_layers("int8"), [(la.kind, la.name, la.precision)
-                                                                  for la in new.compute_layers()]
-    assert len([la for la in new.compute_layers() if la.kind == "correlation"]) == 120
-    # Recorded in the bundle's reports (what `edgeport build` does per engine).
-    from runtime.bundle import Bundle
-    from runtime.engine_report import engine_entry, record_engines
-
-    work = copy_bundle(bundle)
-    assert record_engines(Bundle.open(work), {"model.int8.test.engine": engine_entry(
-        "int8", "tensorrt-rtx", str(trt.__version__), new.to_dict())})
-    recorded = json.loads((work / "report.json").read_text())["engines"]["model.int8.test.engine"]
-    assert recorded["composition"]["compute_layers_by_precision"] == {"int8": len(new.compute_layers())}
-    assert len(recorded["composition"]["int8_compute_layers"]) == len(new.compute_layers())
-    assert _result(work, "int8")["passed"]  # the accuracy results are kept
-    page = (work / "report.html").read_text()
-    assert 'id="engines"' in page and f"{len(new.compute_layers())} compute layers run INT8, 0 do not" in page
+    bundle = copy_bundle(exported(*DENSENET121))
+    result = invoke("build", bundle, "--runtime", "tensorrt-rtx", "--precision", "int8", "--opt-batch", "4",
+                    "--max-batch", "8")
+    assert result.exit_code == 0, result.output
+    assert "125 compute layers (125 INT8)" in result.output
+    engine = next(bundle.glob("model.int8.*.engine"))
+    layers = json.loads(Path(f"{engine}.json").read_text())["layers"]
+    assert layers["compute_layers_by_precision"] == {"int8": 125} and not layers["other_compute_layers"]
+    kinds = {x["type"] for x in layers["int8_compute_layers"]}
+    assert kinds == {"correlation", "gemm", "maxpool", "avgpool"}
+    assert len([x for x in layers["int8_compute_layers"] if x["type"] == "correlation"]) == 120
+    assert layers["weights_bytes"] > 0 and layers["activation_bytes"] > 0
+    recorded = json.loads((bundle / "report.json").read_text())["engines"][engine.name]
+    assert recorded["composition"] == layers and recorded["runtime"] == "tensorrt-rtx"
+    assert _result(bundle, "int8")["passed"]  # verify's results are kept
+    assert "| 125 / 0 / 0 |" in (bundle / "report.md").read_text()
+    assert "125 compute layers run INT8, 0 do not" in (bundle / "report.html").read_text()
     # The previous recipe: FP32 regions, pools read float.
     old = fp32_regions(onnx.load(str(bundle / "model.int8.onnx")), onnx.load(str(bundle / "model.onnx")))
     producer = {o: n for n in old.graph.node for o in n.output}
