@@ -134,6 +134,10 @@ def prepare_tensorrt(bundle, options: BuildOptions, *, trt=None, env=None, log=l
     if options.compute_capabilities or options.runtime_cache or options.no_runtime_cache:
         raise UsageError("--compute-capability and --runtime-cache are TensorRT-RTX options; TensorRT builds for the "
                          "GPU it runs on.", hint="Add --runtime tensorrt-rtx, or drop them.")
+    dla = options.dla_core is not None
+    # The batch options are checked against the bundle first: a bad --max-batch is a usage error
+    # here, not a command suggested after "TensorRT is missing" that the device would refuse.
+    profile, shapes = _profile(bundle, options, dla)
     if trt is None:
         trt = device.import_tensorrt("edgeport build", rerun=_command_line(bundle, options))
     version = TrtVersion.parse(trt.__version__)
@@ -144,13 +148,11 @@ def prepare_tensorrt(bundle, options: BuildOptions, *, trt=None, env=None, log=l
     if env is None:
         env = device.probe_env(trt, dla=options.dla_core is not None)
     gpu = device.require_gpu(env, "edgeport build")
-    dla = options.dla_core is not None
     plans = [policy.plan_build(
         version, p, bundle.precisions, requested_path=options.build_path, dla_core=options.dla_core,
         gpu_fallback=options.gpu_fallback, hardware_compat=options.hardware_compat,
         version_compatible=options.version_compatible, compute_capability=gpu.compute_capability)
         for p in select_precisions(options.precisions, bundle.precisions, dla, log)]
-    profile, shapes = _profile(bundle, options, dla)
     if options.workspace_mib is not None:
         policy.validate_workspace(options.workspace_mib, gpu.total_memory)
         workspace = options.workspace_mib

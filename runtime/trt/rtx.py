@@ -18,7 +18,6 @@ import platform
 from pathlib import Path
 
 from ..errors import DependencyError, EdgeportError
-from ..fsutil import atomic_write_bytes
 from .policy import TrtVersion, cc_tag
 
 MODULES = ("tensorrt_rtx", "tensorrt_rtx_bindings")
@@ -141,28 +140,18 @@ def runtime_cache_path(setting: dict | None, version: str, gpu) -> Path | None:
 
 def load_runtime_cache(path: Path) -> bytes:
     """The cache's bytes, or b"" when there is none yet (reads hold the cache's lock)."""
-    from .timing_cache import locked
+    from .timing_cache import read_cache
 
-    path = Path(path)
-    try:
-        with locked(path):
-            return path.read_bytes() if path.is_file() else b""
-    except OSError as exc:
-        raise EdgeportError(f"Cannot read the TensorRT-RTX runtime cache {path}: {exc}.",
-                            hint="Fix its permissions or delete it (it is rebuilt on the next run).") from exc
+    return read_cache(path, "the TensorRT-RTX runtime cache",
+                      "Fix its permissions or delete it (it is rebuilt on the next run).")
 
 
 def save_runtime_cache(path: Path, data: bytes) -> None:
     """Replace the cache atomically, under its lock."""
-    from .timing_cache import locked
+    from .timing_cache import write_cache
 
-    path = Path(path)
-    try:
-        with locked(path):
-            atomic_write_bytes(path, data)
-    except OSError as exc:
-        raise EdgeportError(f"Cannot write the TensorRT-RTX runtime cache {path}: {exc}.",
-                            hint="Free disk space, or rebuild with --runtime-cache PATH or --no-runtime-cache.") from exc
+    write_cache(path, data, "the TensorRT-RTX runtime cache",
+                "Free disk space, or rebuild with --runtime-cache PATH or --no-runtime-cache.")
 
 
 def runtime_config_with_cache(engine, cache_bytes: bytes, messages: list[str]):
