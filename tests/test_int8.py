@@ -250,7 +250,7 @@ def ort_quantized(exported, tmp_path_factory):
     paths = {}
     for name, kwargs in (("default", {}), ("uint8", {"activation_type": QuantType.QUInt8})):
         paths[name] = out / f"{name}.onnx"
-        with Q._quiet_ort():
+        with Q.quiet_ort():
             quantize_static(str(bundle / "model.onnx"), str(paths[name]), C.CalibrationReader(calib, "input"),
                             quant_format=QuantFormat.QDQ, **kwargs)
     return paths
