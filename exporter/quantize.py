@@ -59,6 +59,10 @@ TRT_CACHE_FILE = "calib.cache"
 TRT_CACHE_VERSION = "100300"
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 QUANTIZED_OPS = WEIGHTED_OPS + ("Add", "Concat")
+# Pools get Q/DQ on their input (ModelOpt does the same): TensorRT then pools INT8 data and the
+# layer before writes INT8. ORT's quantizer leaves pool inputs alone (it only propagates an
+# existing input scale to the output), so quantize_pool_inputs places them.
+POOL_OPS = ("MaxPool", "AveragePool", "GlobalAveragePool")
 _CHUNK = 16  # samples per calibrator pass: bounds the memory of histogram methods
 
 
@@ -305,7 +309,60 @@ def quantize_qdq(pre_path: Path, ranges: dict, out_path: Path, tmp: Path):
                             hint="Rerun with --debug for the traceback; export without --int8 meanwhile.") from exc
     qmodel = onnx.load(str(out_path))
     fused = fuse_residual_inputs(qmodel)
+    quantize_pool_inputs(qmodel, ranges)
     return qmodel, fused
+
+
+def apply_fp16_regions(qmodel, ranges: dict, keep_fp32=()):
+    """FP16 float regions (exporter/float_regions.py) on ``qmodel`` in place; returns the pass's
+    stats, or None (with a warning, the graph unchanged) when the result does not type-check."""
+    import onnx
+
+    from .float_regions import fp16_float_regions
+
+    candidate = onnx.ModelProto()
+    candidate.CopyFrom(qmodel)
+    try:
+        stats = fp16_float_regions(candidate, ranges, keep_fp32)
+        onnx.shape_inference.infer_shapes(candidate, strict_mode=True)
+    except Exception as exc:  # noqa: BLE001 - an op the pass does not know: keep the FP32 regions
+        console.warn(f"INT8: could not give the float regions FP16 types ({type(exc).__name__}: {str(exc)[:200]}); "
+                     "model.int8.onnx keeps them in FP32")
+        return None
+    qmodel.CopyFrom(candidate)
+    return stats
+
+
+def quantize_pool_inputs(model, ranges: dict) -> int:
+    """Q/DQ (symmetric INT8, per tensor, scale amax/127 as ORT computes it) on the input of every
+    MaxPool/AveragePool/GlobalAveragePool not already quantized; returns how many were added."""
+    from onnx import helper, numpy_helper
+
+    producer = {o: n for n in model.graph.node for o in n.output}
+    added: dict[str, str] = {}
+    new_nodes = []
+    for node in model.graph.node:
+        x = node.input[0] if node.op_type in POOL_OPS and node.input else ""
+        p = producer.get(x)
+        if x and (p is None or p.op_type != "DequantizeLinear") and x in ranges:
+            amax = max(abs(ranges[x][0]), abs(ranges[x][1]))
+            if x not in added and math.isfinite(amax) and amax > 0:
+                base = f"{x}_pool"
+                model.graph.initializer.extend([
+                    numpy_helper.from_array(np.array(amax / 127.0, np.float32), f"{base}_scale"),
+                    numpy_helper.from_array(np.array(0, np.int8), f"{base}_zero_point")])
+                new_nodes.append(helper.make_node("QuantizeLinear", [x, f"{base}_scale", f"{base}_zero_point"],
+                                                  [f"{base}_QuantizeLinear_Output"], name=f"{base}_QuantizeLinear"))
+                new_nodes.append(helper.make_node("DequantizeLinear", [f"{base}_QuantizeLinear_Output",
+                                                                       f"{base}_scale", f"{base}_zero_point"],
+                                                  [f"{base}_DequantizeLinear_Output"], name=f"{base}_DequantizeLinear"))
+                added[x] = f"{base}_DequantizeLinear_Output"
+            if x in added:
+                node.input[0] = added[x]
+        new_nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
+    return len(added)
 
 
 def fuse_residual_inputs(model) -> int:
@@ -472,9 +529,10 @@ def add_int8(staged, manifest, model, built, config) -> tuple:
                 console.warn(f"could not save the calibration cache {cache_file} ({exc}); the next export "
                              "will calibrate again")
         qmodel, fused = quantize_qdq(pre_path, ranges, tmp / "int8.onnx", tmp)
+    regions = apply_fp16_regions(qmodel, ranges)
 
     report = lint_model(qmodel)
-    if not report.passed:
+    if not report.clean:
         raise EdgeportError(f"The INT8 graph edgeport produced breaks TensorRT's Q/DQ rules: {report.summary()}",
                             hint="This is a bug in edgeport; please report it with the model.")
     from .onnx_export import save
@@ -502,8 +560,13 @@ def add_int8(staged, manifest, model, built, config) -> tuple:
                "recipe_version": RECIPE_VERSION,
                "rules": {"activations": "int8 per-tensor symmetric", "weights": "int8 per-channel symmetric (axis 0)",
                          "zero_points": 0, "bias": "float", "residual_add_inputs_fused": fused,
-                         "concat": "inputs share one scale"}},
+                         "concat": "inputs share one scale", "pools": "inputs quantized",
+                         "float_regions": "fp16" if regions is not None else "fp32"}},
     )
+    if regions is not None:
+        console.log(f"INT8: float regions in FP16 ({regions.fp16_nodes} nodes, {regions.casts} Casts; "
+                    f"{regions.int8_adjacent_fp32} nodes next to Q/DQ keep FP32 types"
+                    + (f", {len(regions.fp32_nodes)} kept FP32 for their range" if regions.fp32_nodes else "") + ")")
     console.log(f"INT8: {sum(counts['int8'].values())} layers in INT8, {sum(counts['float'].values())} left in float; "
                 f"{fused} residual Add inputs fused; lint clean")
     return staged.entry(INT8_FILE), info

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .engine_report import engines_html
 from .html_sections import (PRECISION_COLORS, PageFacts, benchmark_rows, calibration_section, definition_list,  # noqa: F401
                             deployment_section, is_sensitivity_rows, latency_section, sensitivity_section)
 from .html_sections import color as _color
@@ -384,6 +385,7 @@ def render_html(report: dict, manifest: dict | None = None, golden: dict | None 
     parts.append(calibration_section(page_facts))
     parts.append(deployment_section(page_facts))
     parts.append(_optional_section(report, "lint", "INT8 lint"))
+    parts.append(engines_html(report))
     parts.append(_optional_section(report, "mixed_precision", "INT8 accuracy budget: layers kept out of INT8"))
     parts.append(_optional_section(report, "sensitivity", "Per-layer INT8 sensitivity"))
     tol = "; ".join(f"{_label(r)}: " + ", ".join(f"{k}={v}" for k, v in (r.get("tolerance") or {}).items()

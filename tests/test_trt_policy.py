@@ -50,7 +50,8 @@ def test_trt86_uses_flags_for_everything():
     int8 = plan_build(V86, "int8", ALL)
     assert (fp32.path, fp32.source, fp32.builder_flags, fp32.clear_flags) == (FLAGS, "fp32", (), ("TF32",))
     assert (fp16.path, fp16.source, fp16.builder_flags) == (FLAGS, "fp32", ("FP16",))
-    assert (int8.path, int8.source, int8.builder_flags) == (FLAGS, "int8", ("INT8",))  # the Q/DQ graph
+    # The Q/DQ graph, with FP16 allowed for its float regions (FP16-typed since the FP16-region recipe).
+    assert (int8.path, int8.source, int8.builder_flags) == (FLAGS, "int8", ("INT8", "FP16"))
     assert all(p.network_flags == ("EXPLICIT_BATCH",) for p in (fp32, fp16, int8))
     assert not int8.calibration_cache
     with pytest.raises(UsageError, match="no strongly typed networks"):

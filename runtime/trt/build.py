@@ -102,11 +102,28 @@ def build_engines(bundle, options: BuildOptions, *, trt=None, env=None,
     """
     if options.runtime == TENSORRT_RTX:
         target = prepare_rtx(bundle, options, trt=trt, log=log)
+        if options.log_severity is None and options.profiling_verbosity is None:
+            # TensorRT-RTX logs its engines' layer information (also in a CPU-only build): record it.
+            options = dataclasses.replace(options, log_severity="VERBOSE", profiling_verbosity="DETAILED")
     elif options.runtime == TENSORRT:
         target = prepare_tensorrt(bundle, options, trt=trt, env=env, log=log)
     else:
         raise UsageError(f"Unknown runtime '{options.runtime}'; choose {' or '.join(policy.RUNTIMES)}.")
-    return [_build_one(bundle, options, target, plan, log, warn) for plan in target.plans]
+    built = [_build_one(bundle, options, target, plan, log, warn) for plan in target.plans]
+    _record_composition(bundle, built, log)
+    return built
+
+
+def _record_composition(bundle, built: list[BuiltEngine], log) -> None:
+    """report.json/.md/.html ``engines``: what each engine is made of, when its build logged it."""
+    from ..engine_report import engine_entry
+    from ..report import record_engines
+
+    entries = {b.path.name: engine_entry(b.precision, b.sidecar.runtime, str(b.sidecar.version), b.sidecar.layers,
+                                         built_at=b.sidecar.built_at)
+               for b in built if b.sidecar.layers}
+    if entries and record_engines(bundle, entries):
+        log(f"engine composition of {len(entries)} engine(s) recorded in {bundle.report_path('json').name}")
 
 
 def prepare_tensorrt(bundle, options: BuildOptions, *, trt=None, env=None, log=lambda s: None) -> BuildTarget:
@@ -221,6 +238,7 @@ def _build_one(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPl
     """Build, then write the engine and its sidecar (nothing is written when the build fails)."""
     from . import timing_cache as tc
     from .builder import build_serialized
+    from .layers import summarize_build_log
     from .sidecar import write_engine
 
     for w in plan.warnings:
@@ -242,9 +260,22 @@ def _build_one(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPl
     if target.timing_cache and out.timing_cache:
         tc.save(target.timing_cache, out.timing_cache)
     sidecar = _sidecar(bundle, options, target, plan, out, started, seconds)
+    summary = summarize_build_log(out.log) if out.log else None
+    if summary is not None:
+        sidecar = dataclasses.replace(sidecar, layers=summary.to_dict())
     record = write_engine(bundle.root, name, out.plan, sidecar)
-    log(f"{plan.precision}: {name} ({len(out.plan) / 2**20:.1f} MiB) in {seconds:.1f} s")
+    log(f"{plan.precision}: {name} ({len(out.plan) / 2**20:.1f} MiB) in {seconds:.1f} s"
+        + (f"; {_composition_line(summary)}" if summary is not None else ""))
     return BuiltEngine(plan.precision, record.engine_path, record.sidecar, seconds, list(plan.warnings), out.log)
+
+
+def _composition_line(summary) -> str:
+    """One line of the layer information: compute layers by precision, and the activation memory."""
+    counts = summary.by_precision(compute_only=True)
+    total = sum(counts.values())
+    parts = ", ".join(f"{n} {p.upper()}" for p, n in counts.items())
+    mem = f", activations {summary.activation_bytes / 1e6:.1f} MB" if summary.activation_bytes is not None else ""
+    return f"{total} compute layers ({parts or 'none'}){mem}"
 
 
 def _sidecar(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPlan, out, started,

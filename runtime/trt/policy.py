@@ -234,10 +234,12 @@ def plan_build(
         return BuildPlan(path=FLAGS, source="fp32", network_flags=net, builder_flags=("FP16",) + extra_flags,
                          warnings=tuple(warnings), **common)
     # INT8 on the GPU always comes from the Q/DQ graph: the INT8 flag makes a weakly typed
-    # network honour its Q/DQ scales (explicit quantization); no calibrator is involved.
+    # network honour its Q/DQ scales (explicit quantization); no calibrator is involved. FP16
+    # too: the graph's float regions are FP16 (docs/int8.md), and with INT8 alone a weakly
+    # typed build may run every layer outside the Q/DQ pairs in FP32.
     if "int8" not in available:
         raise _missing_artifact("int8", version)
-    return BuildPlan(path=FLAGS, source="int8", network_flags=net, builder_flags=("INT8",) + extra_flags,
+    return BuildPlan(path=FLAGS, source="int8", network_flags=net, builder_flags=("INT8", "FP16") + extra_flags,
                      warnings=tuple(warnings), **common)
 
 

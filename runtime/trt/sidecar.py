@@ -110,6 +110,9 @@ class EngineSidecar:
     build_options: dict = dataclasses.field(default_factory=dict)
     rebuild: str | None = None
     messages: tuple[str, ...] = ()  # the library's warnings and errors during the build
+    # What the engine is made of, read from the builder's layer information (runtime/trt/layers.py:
+    # LayerSummary.to_dict()); None when the build did not log it (TensorRT builds today).
+    layers: dict | None = None
     engine: EngineFile | None = None
     sidecar_version: int = SIDECAR_VERSION
 
