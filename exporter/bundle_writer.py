@@ -88,6 +88,20 @@ class StagedBundle:
         p = self.path(filename)
         return FileEntry(file=filename, sha256=sha256_file(p), bytes=p.stat().st_size)
 
+    def write_text(self, filename: str, text: str) -> None:
+        """Write a text file into the staged bundle (disk errors become EdgeportError)."""
+        with guard_disk(self.staging):
+            self.path(filename).write_text(text)
+
+    def add_file(self, src: Path, filename: str) -> None:
+        """Put an existing file into the staged bundle: a hard link (the staging folder is a
+        sibling of the old bundle, so the same file system), else a copy."""
+        with guard_disk(self.staging):
+            try:
+                os.link(src, self.path(filename))
+            except OSError:
+                shutil.copy2(src, self.path(filename))
+
     def write_manifest(self, manifest: Manifest) -> None:
         """Write manifest.json, sealed with the digest of its content (written last)."""
         text = manifest.sealed().to_json()

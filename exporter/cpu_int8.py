@@ -52,7 +52,7 @@ from runtime import console
 from runtime.errors import EdgeportError, require
 from runtime.manifest import Int8CpuInfo
 
-from .quantize import _quiet_ort
+from .quantize import quiet_ort
 
 INT8_CPU_FILE = "model.int8-cpu.onnx"
 # Float ops that, left in the graph ONNX Runtime runs, mean a layer did not become int8.
@@ -153,7 +153,7 @@ def prepare_cpu(model, tmp: Path) -> tuple[Path, dict]:
     onnx.save(float_model, str(src))
     del float_model
     t0 = time.perf_counter()
-    with _quiet_ort():
+    with quiet_ort():
         quant_pre_process(str(src), str(pre))
     return pre, {"preactivation_bn_as_dwconv": folded, "pre_process_seconds": round(time.perf_counter() - t0, 3)}
 
@@ -185,7 +185,7 @@ def quantize_prepared(pre_path: Path, ranges: dict, *, reduce_range: bool, tmp: 
         name: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for name, (lo, hi) in ranges.items()}), cache)
     out = tmp / "int8-cpu.onnx"
     t0 = time.perf_counter()
-    with _quiet_ort():
+    with quiet_ort():
         # QDQ format (ORT's recommendation for CPU since 1.11): ORT fuses each
         # DequantizeLinear -> op -> QuantizeLinear into its int8 kernel at load time (ort_cpu_ops
         # checks that it did), and the file stays standard ONNX.

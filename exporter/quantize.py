@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import struct
 import tempfile
 import time
 from pathlib import Path
@@ -46,6 +45,10 @@ from runtime import console
 from runtime.errors import DependencyError, EdgeportError, UsageError, require
 from runtime.fsutil import atomic_write_text
 from runtime.manifest import CalibrationSource, Int8Info, TrtCalibrationCache
+from runtime.onnx_graph import GraphIndex
+from runtime.trt.calibration import TABLE_VERSION, write_table
+
+from .qdq_graph import prune_dead_qdq
 
 # Bump when the calibration or quantization recipe changes: old cached ranges then no longer match.
 # 2: calibration.json also records each tensor's observed min/max (model.int8-cpu.onnx's ranges).
@@ -59,9 +62,12 @@ CALIBRATION_FILE = "calibration.json"
 TRT_CACHE_FILE = "calib.cache"
 # NV_TENSORRT_VERSION of the TensorRT that reads calib.cache by default: 10.3.0 (JetPack 6,
 # the last JetPack whose TensorRT has implicit INT8 and DLA). 8.6.1 would be "8601".
-TRT_CACHE_VERSION = "100300"
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 QUANTIZED_OPS = WEIGHTED_OPS + ("Add", "Concat")
+# Pools get Q/DQ on their input (ModelOpt does the same): TensorRT then pools INT8 data and the
+# layer before writes INT8. ORT's quantizer leaves pool inputs alone (it only propagates an
+# existing input scale to the output), so quantize_pool_inputs places them.
+POOL_OPS = ("MaxPool", "AveragePool", "GlobalAveragePool")
 _CHUNK = 16  # samples per calibrator pass: bounds the memory of histogram methods
 
 
@@ -91,7 +97,7 @@ def calibration_key(graph_bytes: bytes, preprocessing: dict, calib_digest: str, 
 
 
 # -- calibration ------------------------------------------------------------------------------
-def _quiet_ort():
+def quiet_ort():
     """ORT's quantization tools print to stdout and log warnings on the root logger."""
     stack = contextlib.ExitStack()
     stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
@@ -108,7 +114,7 @@ def prepare_for_quantization(graph_bytes: bytes, tmp: Path) -> Path:
 
     src, dst = tmp / "fp32.onnx", tmp / "fp32.pre.onnx"
     src.write_bytes(graph_bytes)
-    with _quiet_ort():
+    with quiet_ort():
         # No ORT graph optimization: it could fuse or rename nodes, and calib.cache must
         # name the tensors TensorRT sees when it parses model.onnx.
         quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=True)
@@ -137,7 +143,7 @@ def calibrate_ranges(model_path: Path, calib, input_name: str, method: str, tmp:
     options = {"symmetric": method != "minmax"}
     if method == "percentile":
         options["percentile"] = PERCENTILE
-    with _quiet_ort():
+    with quiet_ort():
         # op_types None: every float tensor, so calib.cache covers every layer TensorRT builds.
         calibrator = create_calibrator(model_path, None, augmented_model_path=str(tmp / "augmented.onnx"),
                                        calibrate_method=ort_method, extra_options=options)
@@ -146,7 +152,7 @@ def calibrate_ranges(model_path: Path, calib, input_name: str, method: str, tmp:
         # (~350 MB per densenet121 sample at 224x224), and speed per sample is the same.
         reader = CalibrationReader(calib, input_name, batch=1, on_batch=progress.update)
         try:
-            with _quiet_ort():
+            with quiet_ort():
                 for start in range(0, len(calib), _CHUNK):
                     reader.set_range(start, start + _CHUNK)
                     calibrator.collect_data(reader)
@@ -240,39 +246,15 @@ def calibration_document(key: str, method: str, calib, ranges: dict, observed: d
 
 
 # -- quantization -----------------------------------------------------------------------------
-def _constant_names(model) -> set[str]:
-    names = {init.name for init in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            names.update(node.output)
-    return names
-
-
 def shared_concat_ranges(model, ranges: dict) -> dict:
     """One range for every group of tensors joined by Concats (inputs and outputs).
 
     TensorRT removes a Concat whose inputs share a scale (each producer writes INT8 into
     its slice); different scales force a re-quantization per input.
     """
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    constants = _constant_names(model)
-    for node in model.graph.node:
-        if node.op_type != "Concat":
-            continue
-        members = [t for t in list(node.input) + list(node.output) if t and t not in constants and t in ranges]
-        for t in members[1:]:
-            parent[find(t)] = find(members[0])
     groups: dict[str, list[str]] = {}
-    for t in parent:
-        groups.setdefault(find(t), []).append(t)
+    for t, root in GraphIndex(model).concat_groups(keep=lambda t: t in ranges).items():
+        groups.setdefault(root, []).append(t)
     out = dict(ranges)
     for members in groups.values():
         amax = max(max(abs(ranges[t][0]), abs(ranges[t][1])) for t in members)
@@ -284,7 +266,7 @@ def shared_concat_ranges(model, ranges: dict) -> dict:
 def _nodes_to_exclude(model) -> list[str]:
     """Adds/Concats with a constant input (a bias add, a normalization) stay float: only
     activation-activation Adds are residual joins, and a constant would be quantized to INT8."""
-    constants = _constant_names(model)
+    constants = GraphIndex(model).constants
     out = []
     for node in model.graph.node:
         if node.op_type in ("Add", "Concat") and any(i in constants for i in node.input if i):
@@ -328,7 +310,7 @@ def quantize_qdq(pre_path: Path, ranges: dict, out_path: Path, tmp: Path):
             "which edgeport uses to hand over its own calibration ranges.",
             hint="Upgrade it on the export host: pip install -U onnxruntime.")
     try:
-        with _quiet_ort():
+        with quiet_ort():
             quantize_static(
                 str(named), str(out_path), None,
                 quant_format=QuantFormat.QDQ,
@@ -356,7 +338,60 @@ def quantize_qdq(pre_path: Path, ranges: dict, out_path: Path, tmp: Path):
                             hint="Rerun with --debug for the traceback; export without --int8 meanwhile.") from exc
     qmodel = onnx.load(str(out_path))
     fused = fuse_residual_inputs(qmodel)
+    quantize_pool_inputs(qmodel, ranges)
     return qmodel, fused
+
+
+def apply_fp16_regions(qmodel, ranges: dict, keep_fp32=()):
+    """FP16 float regions (exporter/float_regions.py) on ``qmodel`` in place; returns the pass's
+    stats, or None (with a warning, the graph unchanged) when the result does not type-check."""
+    import onnx
+
+    from .float_regions import fp16_float_regions
+
+    candidate = onnx.ModelProto()
+    candidate.CopyFrom(qmodel)
+    try:
+        stats = fp16_float_regions(candidate, ranges, keep_fp32)
+        onnx.shape_inference.infer_shapes(candidate, strict_mode=True)
+    except Exception as exc:  # noqa: BLE001 - an op the pass does not know: keep the FP32 regions
+        console.warn(f"INT8: could not give the float regions FP16 types ({type(exc).__name__}: {str(exc)[:200]}); "
+                     "model.int8.onnx keeps them in FP32")
+        return None
+    qmodel.CopyFrom(candidate)
+    return stats
+
+
+def quantize_pool_inputs(model, ranges: dict) -> int:
+    """Q/DQ (symmetric INT8, per tensor, scale amax/127 as ORT computes it) on the input of every
+    MaxPool/AveragePool/GlobalAveragePool not already quantized; returns how many were added."""
+    from onnx import helper, numpy_helper
+
+    producer = {o: n for n in model.graph.node for o in n.output}
+    added: dict[str, str] = {}
+    new_nodes = []
+    for node in model.graph.node:
+        x = node.input[0] if node.op_type in POOL_OPS and node.input else ""
+        p = producer.get(x)
+        if x and (p is None or p.op_type != "DequantizeLinear") and x in ranges:
+            amax = max(abs(ranges[x][0]), abs(ranges[x][1]))
+            if x not in added and math.isfinite(amax) and amax > 0:
+                base = f"{x}_pool"
+                model.graph.initializer.extend([
+                    numpy_helper.from_array(np.array(amax / 127.0, np.float32), f"{base}_scale"),
+                    numpy_helper.from_array(np.array(0, np.int8), f"{base}_zero_point")])
+                new_nodes.append(helper.make_node("QuantizeLinear", [x, f"{base}_scale", f"{base}_zero_point"],
+                                                  [f"{base}_QuantizeLinear_Output"], name=f"{base}_QuantizeLinear"))
+                new_nodes.append(helper.make_node("DequantizeLinear", [f"{base}_QuantizeLinear_Output",
+                                                                       f"{base}_scale", f"{base}_zero_point"],
+                                                  [f"{base}_DequantizeLinear_Output"], name=f"{base}_DequantizeLinear"))
+                added[x] = f"{base}_DequantizeLinear_Output"
+            if x in added:
+                node.input[0] = added[x]
+        new_nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
+    return len(added)
 
 
 def fuse_residual_inputs(model) -> int:
@@ -387,60 +422,11 @@ def fuse_residual_inputs(model) -> int:
                 node.input[idx] = q.input[0]
                 changed += 1
                 break
-    # Drop Q/DQ nodes nobody reads any more.
-    while True:
-        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-        dead = [n for n in model.graph.node
-                if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            model.graph.node.remove(n)
-    _drop_unused_initializers(model)
+    prune_dead_qdq(model.graph)  # the Q/DQ pairs the fused inputs no longer read
     return changed
 
 
-def _drop_unused_initializers(model) -> None:
-    used = {i for n in model.graph.node for i in n.input}
-    keep = [init for init in model.graph.initializer if init.name in used]
-    if len(keep) != len(model.graph.initializer):
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(keep)
-
-
-# -- TensorRT calibration cache ---------------------------------------------------------------
-def trt_calibration_cache(ranges: dict, tensor_names: list[str], version: str = TRT_CACHE_VERSION,
-                          calibrator: str = "EntropyCalibration2") -> str:
-    """TensorRT's calibration table: a header, then ``name: <big-endian float32 scale in hex>``.
-
-    scale = amax / 127. The header names IInt8EntropyCalibrator2 whatever method computed
-    the ranges: it is the calibrator ``trtexec --calib`` and Polygraphy use by default, and
-    TensorRT ignores a cache whose calibrator type differs from the one reading it.
-    Tensors whose range is zero are left out (TensorRT keeps those layers in float).
-    """
-    lines = [f"TRT-{version}-{calibrator}"]
-    for name in tensor_names:
-        if name not in ranges:
-            continue
-        amax = max(abs(ranges[name][0]), abs(ranges[name][1]))
-        if not (math.isfinite(amax) and amax > 0):
-            continue
-        lines.append(f"{name}: {struct.pack('>f', amax / 127.0).hex()}")
-    return "\n".join(lines) + "\n"
-
-
-def parse_trt_calibration_cache(text: str) -> tuple[str, dict[str, float]]:
-    """(header, {tensor: scale}) from a TensorRT calibration table."""
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines or not lines[0].startswith("TRT-"):
-        raise ValueError("not a TensorRT calibration cache (no TRT-<version>-<calibrator> header)")
-    scales = {}
-    for ln in lines[1:]:
-        name, _, value = ln.rpartition(": ")
-        scales[name] = struct.unpack(">f", bytes.fromhex(value.strip()))[0]
-    return lines[0], scales
-
-
+# -- TensorRT calibration cache (written with runtime/trt/calibration.py) -------------------------
 def _fp32_tensor_names(model) -> list[str]:
     """model.onnx's activation tensors in graph order: the names TensorRT's parser gives them."""
     names = [i.name for i in model.graph.input]
@@ -524,9 +510,10 @@ def add_int8(staged, manifest, model, built, config) -> tuple:
                 console.warn(f"could not save the calibration cache {cache_file} ({exc}); the next export "
                              "will calibrate again")
         qmodel, fused = quantize_qdq(pre_path, ranges, tmp / "int8.onnx", tmp)
+    regions = apply_fp16_regions(qmodel, ranges)
 
     report = lint_model(qmodel)
-    if not report.passed:
+    if not report.clean:
         raise EdgeportError(f"The INT8 graph edgeport produced breaks TensorRT's Q/DQ rules: {report.summary()}",
                             hint="This is a bug in edgeport; please report it with the model.")
     from .onnx_export import save
@@ -534,7 +521,7 @@ def add_int8(staged, manifest, model, built, config) -> tuple:
     with guard_disk(staged.staging):
         save(qmodel, staged.path(INT8_FILE))
         staged.path(CALIBRATION_FILE).write_text(text)
-        staged.path(TRT_CACHE_FILE).write_text(trt_calibration_cache(ranges, _fp32_tensor_names(model)))
+        staged.path(TRT_CACHE_FILE).write_text(write_table(ranges, _fp32_tensor_names(model)))
     counts = report.counts()
     info = Int8Info(
         method=method,
@@ -544,7 +531,7 @@ def add_int8(staged, manifest, model, built, config) -> tuple:
         cache_key=key,
         calibration=staged.entry(CALIBRATION_FILE),
         trt_calibration_cache=TrtCalibrationCache(
-            **staged.entry(TRT_CACHE_FILE).to_dict(), header=f"TRT-{TRT_CACHE_VERSION}-EntropyCalibration2",
+            **staged.entry(TRT_CACHE_FILE).to_dict(), header=f"TRT-{TABLE_VERSION}-EntropyCalibration2",
             extra={"tensor_names": "model.onnx",
                    "note": "for implicit INT8 (TensorRT <= 10, DLA); rewrite the first line's version if your "
                            "TensorRT ignores the cache"}),
@@ -554,8 +541,13 @@ def add_int8(staged, manifest, model, built, config) -> tuple:
                "recipe_version": RECIPE_VERSION,
                "rules": {"activations": "int8 per-tensor symmetric", "weights": "int8 per-channel symmetric (axis 0)",
                          "zero_points": 0, "bias": "float", "residual_add_inputs_fused": fused,
-                         "concat": "inputs share one scale"}},
+                         "concat": "inputs share one scale", "pools": "inputs quantized",
+                         "float_regions": "fp16" if regions is not None else "fp32"}},
     )
+    if regions is not None:
+        console.log(f"INT8: float regions in FP16 ({regions.fp16_nodes} nodes, {regions.casts} Casts; "
+                    f"{regions.int8_adjacent_fp32} nodes next to Q/DQ keep FP32 types"
+                    + (f", {len(regions.fp32_nodes)} kept FP32 for their range" if regions.fp32_nodes else "") + ")")
     console.log(f"INT8: {sum(counts['int8'].values())} layers in INT8, {sum(counts['float'].values())} left in float; "
                 f"{fused} residual Add inputs fused; lint clean")
     return staged.entry(INT8_FILE), info

@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 from pathlib import Path
 
 from runtime import console
 from runtime.bundle import GOLDEN, MANIFEST, Bundle
 from runtime.errors import BundleError, EdgeportError, UsageError
+from runtime.trt.sidecar import read_sidecar
 
 EXPORT_FILES = (MANIFEST, GOLDEN, "calibration.json", "calib.cache", "report.json", "report.md", "report.html")
 ENGINE_SUFFIX = ".engine"
@@ -212,7 +211,7 @@ class _Compare:
         precision = r.get("precision")
         if not self.same(precision) or (golden and not self.golden_same):
             return False
-        if r.get("backend") == "tensorrt":
+        if r.get("backend", "onnxruntime") != "onnxruntime":  # TensorRT, TensorRT-RTX: run through an engine
             artifact = r.get("artifact")
             return artifact in self.engines if artifact else precision in self.engine_precisions
         return True
@@ -274,9 +273,9 @@ def _carry_engines(old_root: Path, staged, cmp: _Compare, kept: list, dropped: l
             stale.append(f"{engine} ({why})")
             continue
         for name in (engine, sidecar.name):
-            _link_or_copy(old_root / name, staged.path(name))
+            staged.add_file(old_root / name, name)
         cmp.engines.add(engine)
-        cmp.engine_precisions.add(json.loads(sidecar.read_text()).get("precision"))
+        cmp.engine_precisions.add(read_sidecar(sidecar).precision)
     orphans = sorted(p.name for p in old_root.glob("*" + ENGINE_SUFFIX) if p.name not in names)
     names |= set(orphans)
     stale += [f"{n} (no sidecar)" for n in orphans]
@@ -288,32 +287,22 @@ def _carry_engines(old_root: Path, staged, cmp: _Compare, kept: list, dropped: l
     return names
 
 
-def _engine_stale(sidecar: Path, engine: Path, cmp: _Compare) -> str | None:
-    try:
-        data = json.loads(sidecar.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
+def _engine_stale(sidecar_path: Path, engine: Path, cmp: _Compare) -> str | None:
+    sidecar = read_sidecar(sidecar_path)
+    if sidecar is None:
         return "unreadable sidecar"
-    source = data.get("source") if isinstance(data, dict) else None
-    if not isinstance(source, dict) or not engine.is_file():
+    if not engine.is_file():
         return "incomplete"
-    new = cmp.new.artifacts.get(source.get("artifact"))
+    new = cmp.new.artifacts.get(sidecar.source.artifact)
     if new is None:
-        return f"its source, the {source.get('artifact')} artifact, is not in the new bundle"
-    if new.sha256 != source.get("sha256"):
+        return f"its source, the {sidecar.source.artifact} artifact, is not in the new bundle"
+    if new.sha256 != sidecar.source.sha256:
         return f"{new.file} changed"
-    if data.get("calibration_cache") and not cmp.calib_cache_same():
+    if sidecar.calibration_cache and not cmp.calib_cache_same():
         return "calib.cache changed"
     if (cmp.old.input.max_batch, cmp.old.input.shape) != (cmp.new.input.max_batch, cmp.new.input.shape):
         return "the input or batch range changed"
     return None
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """A hard link (same file system: the staging folder is a sibling), else a copy."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def _carry_report(old_root: Path, staged, cmp: _Compare, verify: bool, fresh: set, kept: list,
@@ -338,10 +327,7 @@ def _carry_report(old_root: Path, staged, cmp: _Compare, verify: bool, fresh: se
     kept += notes_kept
     dropped += [f"report.json: {n}" for n in notes_dropped]
     if any(report.get(k) for k in report if k != "report_version"):
-        from .bundle_writer import guard_disk
-
-        with guard_disk(staged.staging):
-            staged.path("report.json").write_text(json.dumps(report, indent=2) + "\n")
+        staged.write_text("report.json", json.dumps(report, indent=2) + "\n")
 
 
 _REGENERATED = ("report_version", "model", "weights", "golden", "passed", "calibration")
@@ -388,8 +374,14 @@ def carry_report(old: dict, cmp: _Compare, fresh: set = frozenset()) -> tuple[di
                            "changed or is gone)")
     if "golden_names" in old and cmp.golden_same:
         report["golden_names"] = old["golden_names"]
+    if isinstance(old.get("engines"), dict):  # `edgeport build`: what each engine is made of
+        report["engines"] = {e: v for e, v in old["engines"].items() if e in cmp.engines}
+        gone = sorted(set(old["engines"]) - set(report["engines"]))
+        if gone:
+            dropped.append(f"the composition of {len(gone)} dropped engine(s)")
     unknown = sorted(set(old) - set(report) - set(_REGENERATED) - {"results", "lint", "benchmarks", "accuracy",
-                                                                   "sensitivity", "mixed_precision", "golden_names"})
+                                                                   "sensitivity", "mixed_precision", "golden_names",
+                                                                   "engines"})
     if unknown:
         dropped.append(f"section(s) {', '.join(unknown)}")
     return report, kept, dropped

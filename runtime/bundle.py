@@ -16,13 +16,13 @@ tampered artifact is refused instead of being run.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
 from .errors import BundleError
+from .fsutil import sha256_file
 from .manifest import MANIFEST, SCHEMA_VERSION, FileEntry, InputSpec, Manifest, OutputSpec
 from .preprocess import Preprocessing
 
@@ -32,14 +32,6 @@ GOLDEN = "golden.npz"
 # Below this many calibration samples export warns and the reports say so (NVIDIA's guidance
 # for post-training quantization of CNNs is at least 500 representative images).
 FEW_CALIBRATION_SAMPLES = 100
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)

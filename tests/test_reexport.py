@@ -34,15 +34,15 @@ def _json(path: Path) -> dict:
 def _fake_engines(bundle: Path, precisions) -> list[str]:
     """One engine per precision, as `edgeport build` records them (source artifact and its sha256)."""
     from runtime.bundle import Bundle
-    from runtime.trt.sidecar import write_engine
+    from runtime.trt.sidecar import EngineSidecar, SourceArtifact, write_engine
 
     b = Bundle.open(bundle)
     names = []
     for p in precisions:
         entry = b.artifact(p)
         name = f"model.{p}.sm89.trt10.3.0.engine"
-        write_engine(bundle, name, f"plan of {p}".encode(), {
-            "precision": p, "source": {"artifact": p, "file": entry.file, "sha256": entry.sha256}})
+        write_engine(bundle, name, f"plan of {p}".encode(), EngineSidecar(
+            precision=p, version="10.3.0", source=SourceArtifact(artifact=p, file=entry.file, sha256=entry.sha256)))
         names.append(name)
     return names
 

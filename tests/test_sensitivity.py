@@ -108,7 +108,7 @@ def test_budget_options_are_checked_before_the_export():
 def test_poor_calibration_misses_the_budget_without_fallback_and_meets_it_with(plain, budgeted):
     onnx = pytest.importorskip("onnx")
     from runtime.qdq_lint import lint_model
-    from runtime.sensitivity import KEEP_FLOAT_KEY, KEEP_FLOAT_PRECISION_KEY
+    from runtime.onnx_graph import KEEP_FLOAT_KEY, KEEP_FLOAT_PRECISION_KEY
 
     # Without fallback: the plain export's INT8 graph, judged by verify on the held-out crops.
     plain_int8 = next(r for r in _json(plain / "report.json")["results"] if r["precision"] == "int8")
@@ -207,7 +207,8 @@ def test_budget_not_met_stops_and_says_the_best_reached(trained_model, poor_cali
     result = _export(trained_model, out, "--calib-data", poor_calib, "--max-drop", str(BUDGET),
                      "--max-float-layers", "1", *TOLS)
     assert result.exit_code == 1, result.output
-    assert "INT8 accuracy budget not met with at most 1 of 17 layers" in result.output
+    # 18 quantized layers: 12 Conv, 4 residual Add, the Gemm and the GlobalAveragePool (its input is quantized).
+    assert "INT8 accuracy budget not met with at most 1 of 18 layers" in result.output
     assert "the best mix found (1 layers out of INT8" in result.output and "No bundle was written" in result.output
     assert "--max-float-layers" in result.output
     assert not out.exists() or not [p for p in out.iterdir() if not p.name.startswith(".")]
@@ -248,7 +249,8 @@ def build(num_classes=5):
 def test_densenet_fallback_keeps_the_lint_and_the_shared_concat_scales(tmp_path):
     onnx = pytest.importorskip("onnx")
     from runtime.qdq_lint import lint_model
-    from runtime.sensitivity import MixedGraph, run_model
+    from exporter.qdq_graph import MixedGraph
+    from exporter.sensitivity import run_model
 
     (tmp_path / "tiny_densenet.py").write_text(TINY_DENSENET)
     out = tmp_path / "out"
