@@ -212,7 +212,7 @@ def add_int8_cpu(staged, manifest, model, built, config) -> tuple:
     pre = built.preprocessing
     input_name = manifest.input.name
     calib_path = Path(config.calib_data) if config.calib_data else default_calib_dir()
-    calib = load_calibration(calib_path, pre, (3, pre.crop, pre.crop), config.calib_samples,
+    calib = load_calibration(calib_path, pre, manifest.input.chw, config.calib_samples,
                              input_name=input_name)
     if config.calib_method and config.calib_method != "minmax":
         console.log(f"int8-cpu: --calib-method {config.calib_method} applies to model.int8.onnx; the CPU artifact "

@@ -70,6 +70,7 @@ def write_reports(bundle: Bundle, comparisons: list[Comparison], sections: dict 
     report["model"] = bundle.name
     report["weights"] = bundle.manifest.weights.to_dict()
     report["golden"] = {"samples": golden.samples if golden else None, "source": golden.source if golden else None}
+    report["reference"] = bundle.reference_label
     merge_results(report, comparisons)
     if getattr(comparisons, "lint", None):  # verify.VerifyResults: the Q/DQ lint per precision
         report.setdefault("lint", {}).update(comparisons.lint)
@@ -127,7 +128,8 @@ def render_markdown(report: dict) -> str:
     weights = report.get("weights", {})
     golden = report.get("golden", {})
     lines.append(f"Weights: {weights.get('description', weights.get('spec', '?'))}. "
-                 f"Reference: PyTorch FP32 on {golden.get('samples', '?')} held-out images "
+                 f"Reference: {report.get('reference') or 'PyTorch FP32'} on {golden.get('samples', '?')} "
+                 "held-out images "
                  f"({golden.get('source', '?')}). Cosine is over centered logits; "
                  "max rel diff is relative to each sample's reference logit range.")
     if weights.get("random_init"):
@@ -138,8 +140,35 @@ def render_markdown(report: dict) -> str:
     lines.append("Tolerances: " + "; ".join(
         f"{r['precision']}: " + ", ".join(f"{k}={v}" for k, v in r["tolerance"].items() if v is not None)
         for r in results))
+    lines += output_lines(results)
     lines += markdown_sections(report)
     return "\n".join(lines) + "\n"
+
+
+OUTPUTS_HEADER = ["precision", "backend", "output", "shape", "max abs diff", "max rel diff", "cosine min",
+                  "verdict"]
+
+
+def output_rows(results: list[dict]) -> list[list[str]]:
+    """One row per further output of a multi-output model, per artifact (the table above is the
+    classifier output's)."""
+    rows = []
+    for r in results:
+        for o in r.get("outputs") or []:
+            rows.append([str(r.get("precision")), f"{r.get('backend')}/{r.get('provider')}", str(o.get("name")),
+                         "[" + ", ".join(str(d) for d in o.get("shape") or []) + "]", _fmt(o.get("max_abs_diff")),
+                         _fmt(o.get("max_rel_diff")), f"{float(o.get('cosine_min', 0.0)):.6f}",
+                         "PASS" if o.get("passed") else "FAIL"])
+    return rows
+
+
+def output_lines(results: list[dict]) -> list[str]:
+    rows = output_rows(results)
+    if not rows:
+        return []
+    return ["", "### Further outputs", "",
+            "The table above compares the classifier output; every other output of the model is compared "
+            "here with the same tolerance (top-1 agreement aside).", "", render_table(OUTPUTS_HEADER, rows)]
 
 
 def markdown_sections(report: dict) -> list[str]:
