@@ -45,7 +45,7 @@ def builtin_images(pre: Preprocessing) -> GoldenImages:
     zoom = dataclasses.replace(pre, resize=int(round(pre.resize * 1.3)))
     images, names = [], []
     for f in files:
-        img = load_image(f, pre)
+        img = load_image(f, pre, draft=False)  # full decode: the zoomed crop needs more pixels
         center = resize_crop(img, pre)
         images += [center, np.ascontiguousarray(center[:, ::-1]), resize_crop(img, zoom)]
         names += [f.name, f"{f.name}#mirrored", f"{f.name}#zoomed"]

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BundleError
-from .manifest import MANIFEST, SCHEMA_VERSION, FileEntry, InputSpec, Manifest, OutputSpec
+from .manifest import MANIFEST, SCHEMA_VERSION, FileEntry, InputSpec, Manifest, OutputSpec, check_class_names
 from .preprocess import Preprocessing
 
 __all__ = ["Bundle", "Golden", "MANIFEST", "GOLDEN", "SCHEMA_VERSION", "golden_key", "sha256_file"]
@@ -134,6 +134,10 @@ class Bundle:
                 "be trusted; the artifacts themselves were not examined.",
                 hint="Restore the original manifest.json or re-export the bundle; to change class names, "
                      "re-export with --class-names FILE.")
+        try:
+            check_class_names(manifest)
+        except BundleError as exc:
+            raise BundleError(f"Bundle '{root}': {exc}", hint=exc.hint) from exc
         return cls(root, manifest)
 
     # -- properties ----------------------------------------------------------------

@@ -70,7 +70,9 @@ class PageFacts:
     def of(cls, bundle) -> "PageFacts":
         calibration = {p: bundle.calibration(p) for p in ("int8", "int8-cpu")}
         return cls(folder=bundle.root.name, opset=bundle.opset, batch_range=bundle.batch_range,
-                   input_name=bundle.input_name, output_name=bundle.output_name,
+                   input_name=bundle.input_name,
+                   output_name=", ".join([f"{bundle.output_name} (classifier)"] + [o.name for o in bundle.outputs[1:]])
+                   if len(bundle.outputs) > 1 else bundle.output_name,
                    preprocessing=bundle.preprocessing.to_dict(), artifacts=bundle.artifact_files,
                    versions=bundle.export_versions, calibration={k: v for k, v in calibration.items() if v})
 

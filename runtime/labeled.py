@@ -32,7 +32,7 @@ from .preprocess import IMAGE_EXTENSIONS, list_images, load_folder, normalize
 from .runners import Target, open_runner, resolve, select_precisions
 
 REFERENCE_BACKEND = ("onnxruntime", "cpu")
-CHUNK = 64  # images decoded at a time (memory bound: CHUNK x 3 x crop x crop floats)
+CHUNK = 64  # images decoded at a time (memory bound: CHUNK x channels x height x width floats)
 
 
 def read_class_names(path: str | Path) -> list[str]:

@@ -313,11 +313,10 @@ class Manifest(Section):
             raise BundleError(f"manifest.json: reference '{manifest.reference}' is not one of {', '.join(REFERENCES)}.")
         if not manifest.outputs:
             raise BundleError("manifest.json lists no outputs.")
-        _check_class_names(manifest)
         return manifest
 
 
-def _check_class_names(manifest: Manifest) -> None:
+def check_class_names(manifest: Manifest) -> None:
     """Class names must name exactly the classifier output's classes (predict and labeled
     accuracy index them by the output's positions)."""
     names = manifest.model.class_names

@@ -4,6 +4,10 @@ Matches torchvision's ``ImageClassification`` transform on PIL images: resize th
 side (bilinear, antialiased as PIL always is), center crop, scale to [0, 1], normalize.
 The exporter computes the PyTorch reference outputs from exactly these arrays, so the
 runtime on a device without torch feeds every artifact the same numbers.
+
+Any input layout: ``channels`` 3 reads images as RGB, 1 as grayscale (PIL's ``L``); other
+counts cannot come from images (preprocessed arrays only, ``Preprocessing.check_images``).
+The crop is square (an int) or (height, width).
 """
 
 from __future__ import annotations
@@ -198,11 +202,12 @@ def load_rgb(path: str | os.PathLike, min_side: int | None = None):
     return img.convert("RGB")
 
 
-def load_image(path: str | os.PathLike, pre: Preprocessing):
+def load_image(path: str | os.PathLike, pre: Preprocessing, draft: bool = True):
     """Open an image in the mode ``pre`` asks for: RGB (3 channels) or grayscale ``L`` (1 channel,
-    converted from RGB with PIL's ITU-R 601-2 luma; a grayscale file stays exactly as stored)."""
+    converted from RGB with PIL's ITU-R 601-2 luma; a grayscale file stays exactly as stored).
+    ``draft``: let JPEG decoding downscale towards ``pre.resize`` (see ``load_rgb``)."""
     pre.check_images(f"the image '{path}'")
-    img = load_rgb(path, min_side=pre.resize)
+    img = load_rgb(path, min_side=pre.resize if draft else None)
     return img if pre.image_mode == "RGB" else img.convert(pre.image_mode)
 
 
