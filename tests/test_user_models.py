@@ -316,6 +316,7 @@ def test_a_failing_further_output_fails_its_artifact(two_bundle, copy_bundle):
                                                        bytes=(bundle / "golden.npz").stat().st_size))
     result = invoke("verify", bundle, "--precision", "fp32")
     assert result.exit_code == 1, result.output
+    assert "further outputs:" in result.stdout and "| fp32 | onnxruntime/cpu | output1 |" in result.stdout
     report = json.loads((bundle / "report.json").read_text())
     (fp32,) = [r for r in report["results"] if r["precision"] == "fp32"]
     assert fp32["cosine_min"] > 0.99999  # the classifier output still matches
@@ -532,3 +533,17 @@ def test_a_manifest_whose_class_names_do_not_fit_the_output_is_refused(two_bundl
     assert result.exit_code == 3 and "--class-names FILE of exactly 5 lines" in result.output
     edit_manifest(bundle, lambda m: m["model"].update(class_names=list("abcde")))
     assert Bundle.open(bundle).class_names == list("abcde")
+
+
+def test_grayscale_crops_make_grayscale_thumbnails(gray_bundle):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from runtime.html_report import _thumbnail
+
+    crop = _golden(gray_bundle)["images"][0]  # 24 x 16 x 1
+    uri = _thumbnail(crop)
+    img = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert img.mode == "L" and img.size == (16 * 4, 24 * 4)  # enlarged 4x (96 // 24) without blurring
