@@ -8,10 +8,14 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.edgeport-installed
 ARCH := $(shell uname -m)
 # PyTorch builds known to work here: CUDA build on x86_64 (runs on the CPU too), CPU build on aarch64.
+# TensorRT-RTX (edgeport[rtx]: real NVIDIA engine builds in `make test`, no GPU needed) has x86_64
+# wheels only; on aarch64 its tests skip with that reason.
 ifeq ($(ARCH),aarch64)
 TORCH_PIN := torch==2.9.1 torchvision==0.24.1
+EXTRAS := cpu,export,test,triton
 else
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
+EXTRAS := cpu,export,test,triton,rtx
 endif
 
 # A second environment for a real Triton server in the tests (tests/triton_server.py): pytriton's
@@ -19,7 +23,7 @@ endif
 TRITON_VENV := .venv-triton
 TRITON_STAMP := $(TRITON_VENV)/.edgeport-installed
 
-.PHONY: setup demo test test-fast clean gpu-check bench triton-bench
+.PHONY: setup demo test clean gpu-check bench triton-bench
 
 setup: $(STAMP) $(TRITON_STAMP)
 
@@ -27,7 +31,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PIN)
-	$(PIP) install -q -e '.[cpu,export,test,triton]'
+	$(PIP) install -q -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 $(TRITON_STAMP): tests/triton-requirements.txt

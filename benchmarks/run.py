@@ -117,8 +117,7 @@ def bench_model(model: str, bundle: Path, threads: int, batch: int, rounds: int,
     import torch
 
     from runtime.bundle import Bundle
-    from runtime.runners import make_runner
-    from runtime.verify import select_precisions
+    from runtime.runners import Target, open_runner
 
     b = Bundle.open(bundle)
     x = b.golden().inputs(b.preprocessing)
@@ -136,9 +135,8 @@ def bench_model(model: str, bundle: Path, threads: int, batch: int, rounds: int,
     for variant in ("fp32", "fp16", "int8", "int8-cpu"):
         if variant not in b.precisions:
             continue
-        (precision,) = select_precisions(b, (variant,), qdq=(variant == "int8"))
-        runners[variant] = make_runner("onnxruntime", b.artifact_path(precision), provider="cpu", threads=threads,
-                                       max_batch=b.max_batch)
+        # "int8" here is the TensorRT-style Q/DQ graph itself (qdq), "int8-cpu" the U8S8 one.
+        runners[variant] = open_runner(b, variant, Target(threads=threads, qdq=(variant == "int8")))
         fns[variant] = (lambda r: lambda: r.infer(feed))(runners[variant])
     log(f"{model}: {rounds} rounds x {block} calls of {', '.join(fns)} (batch {batch}, {threads} threads)")
     times = interleaved_times(fns, rounds, block, gap_s)
@@ -218,7 +216,7 @@ def main(argv=None) -> int:
     if min(args.threads, args.batch, args.rounds, args.block) < 1 or args.gap < 0:
         ap.error("--threads, --batch, --rounds and --block must be at least 1, --gap at least 0")
 
-    from runtime.benchmark import describe_machine_line
+    from runtime.machine import describe_machine_line
     from runtime.machine import describe_machine, load_average
 
     machine = describe_machine(args.threads, extra_versions=("torch", "torchvision", "onnx", "onnxsim"))
@@ -263,7 +261,7 @@ def main(argv=None) -> int:
 
 def render(results: dict) -> str:
     """Markdown: per-model medians, ratios, export stages, targets."""
-    from runtime.benchmark import describe_machine_line
+    from runtime.machine import describe_machine_line
 
     lines = [f"Machine: {describe_machine_line(results['machine'])}.",
              f"Batch {results['batch']}, {results['threads']} threads, median of "

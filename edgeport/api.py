@@ -250,9 +250,10 @@ def predict(bundle, images: Sequence[str | Path], precision: str = "fp32", *, ba
 
 # -- build -------------------------------------------------------------------------------------------
 def build(bundle, precisions=("all",), *, progress: Progress = None, **options) -> list:
-    """Build TensorRT engines for ``bundle`` on this machine; returns runtime.trt.build.BuiltEngine
-    per engine. ``options`` are runtime.trt.build.BuildOptions fields (``max_batch``,
-    ``workspace_mib``, ``dla_core``, ``hardware_compat``, ...)."""
+    """Build TensorRT engines for ``bundle`` on this machine, or TensorRT-RTX engines on any
+    x86_64 machine (``runtime="tensorrt-rtx"``, ``compute_capabilities=("8.6",)``); returns
+    runtime.trt.build.BuiltEngine per engine. ``options`` are runtime.trt.build.BuildOptions
+    fields (``max_batch``, ``workspace_mib``, ``dla_core``, ``hardware_compat``, ``runtime``, ...)."""
     from runtime import console
     from runtime.trt.build import BuildOptions, build_engines
 

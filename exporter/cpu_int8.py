@@ -40,7 +40,7 @@ from runtime import console
 from runtime.errors import EdgeportError, require
 from runtime.manifest import CalibrationSource, Int8CpuInfo
 
-from .quantize import _quiet_ort
+from .quantize import quiet_ort
 
 INT8_CPU_FILE = "model.int8-cpu.onnx"
 # Float ops that, left in the graph ONNX Runtime runs, mean a layer did not become int8.
@@ -148,11 +148,11 @@ def quantize_cpu(model, calib, input_name: str, *, reduce_range: bool, tmp: Path
     onnx.save(float_model, str(src))
     del float_model
     t0 = time.perf_counter()
-    with _quiet_ort():
+    with quiet_ort():
         quant_pre_process(str(src), str(pre))
     t1 = time.perf_counter()
     reader = CalibrationReader(calib, input_name, batch=CALIB_BATCH, on_batch=on_batch)
-    with _quiet_ort():
+    with quiet_ort():
         # QDQ format (ORT's recommendation for CPU since 1.11): ORT fuses each
         # DequantizeLinear -> op -> QuantizeLinear into its int8 kernel at load time (ort_cpu_ops
         # checks that it did), and the file stays standard ONNX.

@@ -18,9 +18,10 @@ After the Q/DQ graph is written (exporter/quantize.py), this stage:
    (``mixed_precision``, ``sensitivity``). If even ``--max-float-layers`` layers do not meet
    the budget, the export stops (exit 1) saying the best it reached; no bundle is written.
 
-Kept layers: Conv/Gemm get FP16 weights between two Casts (``--fallback-precision fp16``,
-the default), so TensorRT's strongly typed builds (10.x, 11) run them in FP16; Adds and
-Concats, which have no weights, stay FP32. ``fp32`` keeps them in FP32. Layers whose
+Kept layers: Conv/Gemm get FP16 weights (``--fallback-precision fp16``, the default), so
+TensorRT's strongly typed builds (10.x, 11, TensorRT-RTX) run them in FP16; Adds and
+Concats join the FP16 float regions of the graph (exporter/float_regions.py, applied to
+every candidate as it is written). ``fp32`` keeps the kept layers in FP32. Layers whose
 calibrated ranges come near FP16's limit stay FP32 either way. ONNX Runtime's CPU provider
 computes the FP16 layers through float kernels, so the CPU numbers include FP16 rounding of
 their inputs, weights and outputs but not FP16 accumulation.
@@ -212,6 +213,16 @@ def _fp16_unsafe(graph, calibration: dict) -> set[str]:
     return unsafe
 
 
+def _kept_precision(name: str, op_type: str, fallback: str, unsafe: set, regions) -> str:
+    """The precision a kept layer has in the written graph: FP16 with the FP16 float regions, unless
+    its range is unsafe; without those regions (the pass could not run) only Conv/Gemm are FP16."""
+    if fallback != "fp16" or name in unsafe:
+        return "fp32"
+    if regions is not None:
+        return "fp32" if name in regions.fp32_nodes else "fp16"
+    return "fp16" if op_type in ("Conv", "Gemm", "MatMul") else "fp32"
+
+
 def default_max_float(units: int) -> int:
     """Half the quantized layers: beyond that, most of INT8's point is gone."""
     return max(1, math.ceil(units / 2))
@@ -240,7 +251,7 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
 
     from .bundle_writer import guard_disk
     from .onnx_export import save
-    from .quantize import CALIBRATION_FILE, INT8_FILE
+    from .quantize import CALIBRATION_FILE, INT8_FILE, apply_fp16_regions
 
     budget = float(config.max_drop)
     fallback = config.fallback_precision or DEFAULT_FALLBACK
@@ -273,8 +284,19 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
     tolerance = (config.tolerances or DEFAULT_TOLERANCES).get("int8") or Tolerance()
     same_data = data.mode == "agreement"
 
-    def evaluate(float_units: list[str]) -> tuple[float, list[str]]:
+    ranges = {t: [v["min"], v["max"]] for t, v in calibration.get("tensors", {}).items()}
+
+    written = {}  # the FP16-region pass's stats of the last variant written
+
+    def with_regions(float_units: list[str]):
+        """The variant as it is written: FP16 float regions, kept layers FP32 where they must be."""
         model = graph.variant(float_units, fallback, unsafe)
+        written["regions"] = apply_fp16_regions(model, ranges,
+                                                keep_fp32=set(float_units) if fallback == "fp32" else unsafe)
+        return model
+
+    def evaluate(float_units: list[str]) -> tuple[float, list[str]]:
+        model = with_regions(float_units)
         out = run_model(model, data.inputs, input_name=input_name)
         golden = out if same_data else run_model(model, golden_inputs, input_name=input_name)
         check = compare(golden, golden_reference, backend="onnxruntime", provider="cpu", precision="int8",
@@ -301,9 +323,9 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
                  + (" or the tolerance (--tol int8.cosine_min=...)" if best["failures"] else "")
                  + ", or calibrate on more representative images (--calib-data DIR, a few hundred typical inputs).")
 
-    final = graph.variant(kept, fallback, unsafe)
+    final = with_regions(kept)
     lint = lint_model(final)
-    if not lint.passed:
+    if not lint.clean:
         raise EdgeportError(f"The mixed-precision INT8 graph breaks TensorRT's Q/DQ rules: {lint.summary()}",
                             hint="This is a bug in edgeport; please report it with the model. Export without "
                                  "--max-drop meanwhile.")
@@ -312,16 +334,17 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
     counts = lint.counts()
     extra = graph.dependent_adds(kept) if fallback == "fp16" else {}
     kept_rows = []
+    regions = written.get("regions")
     for name in kept + list(extra):
         unit = graph.by_name[name]
         s = sensitivity_of[name]
-        precision = "fp16" if (fallback == "fp16" and unit.op_type in ("Conv", "Gemm", "MatMul")
-                               and name not in unsafe) else "fp32"
+        precision = _kept_precision(name, unit.op_type, fallback, unsafe, regions)
         reason = (f"rank {s['rank']} of {len(rows)}: alone in INT8 it brings the logits to centered cosine "
                   f"{s['output_cosine']:.5f} ({s['sqnr_db']:.1f} dB SQNR)"
                   if name in kept else f"its input comes straight from {extra[name]}, kept in FP16: it cannot fuse "
                                        "into an INT8 convolution, so it runs in float")
-        if precision == "fp32" and fallback == "fp16" and unit.op_type in ("Conv", "Gemm", "MatMul"):
+        weighted = unit.op_type in ("Conv", "Gemm", "MatMul")
+        if precision == "fp32" and fallback == "fp16" and (regions is not None or weighted):
             reason += "; FP32, not FP16: its calibrated range comes near FP16's limit"
         kept_rows.append({"layer": name, "op_type": unit.op_type, "precision": precision, "rank": s["rank"],
                           "sqnr_db": s["sqnr_db"], "output_cosine": s["output_cosine"],
@@ -343,8 +366,8 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
         "sensitivity_seconds": sens_seconds,
         "sensitivity_method": "quantize only this layer (every other layer FP32); ranked by the mean cosine "
                               "of the centered logits against the FP32 graph (SQNR reported too)",
-        "tensorrt": "kept Conv/Gemm layers carry FP16 weights between Casts: strongly typed TensorRT builds "
-                    "(10.x, 11) run them in FP16; layers without Q/DQ in an FP32 graph would run in FP32"
+        "tensorrt": "kept layers are FP16 in the graph (Conv/Gemm with FP16 weights, in the graph's FP16 float "
+                    "regions): strongly typed TensorRT builds (10.x, 11, TensorRT-RTX) run them in FP16"
                     if fallback == "fp16" else
                     "kept layers are FP32 in the graph: strongly typed TensorRT builds (10.x, 11) run them in "
                     "FP32 (TF32 where enabled)",

@@ -59,6 +59,10 @@ TRT_CACHE_FILE = "calib.cache"
 TRT_CACHE_VERSION = "100300"
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 QUANTIZED_OPS = WEIGHTED_OPS + ("Add", "Concat")
+# Pools get Q/DQ on their input (ModelOpt does the same): TensorRT then pools INT8 data and the
+# layer before writes INT8. ORT's quantizer leaves pool inputs alone (it only propagates an
+# existing input scale to the output), so quantize_pool_inputs places them.
+POOL_OPS = ("MaxPool", "AveragePool", "GlobalAveragePool")
 _CHUNK = 16  # samples per calibrator pass: bounds the memory of histogram methods
 
 
@@ -88,7 +92,7 @@ def calibration_key(graph_bytes: bytes, preprocessing: dict, calib_digest: str, 
 
 
 # -- calibration ------------------------------------------------------------------------------
-def _quiet_ort():
+def quiet_ort():
     """ORT's quantization tools print to stdout and log warnings on the root logger."""
     stack = contextlib.ExitStack()
     stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
@@ -105,7 +109,7 @@ def prepare_for_quantization(graph_bytes: bytes, tmp: Path) -> Path:
 
     src, dst = tmp / "fp32.onnx", tmp / "fp32.pre.onnx"
     src.write_bytes(graph_bytes)
-    with _quiet_ort():
+    with quiet_ort():
         # No ORT graph optimization: it could fuse or rename nodes, and calib.cache must
         # name the tensors TensorRT sees when it parses model.onnx.
         quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=True)
@@ -126,7 +130,7 @@ def calibrate_ranges(model_path: Path, calib, input_name: str, method: str, tmp:
     options = {"symmetric": True}
     if method == "percentile":
         options["percentile"] = PERCENTILE
-    with _quiet_ort():
+    with quiet_ort():
         # op_types None: every float tensor, so calib.cache covers every layer TensorRT builds.
         calibrator = create_calibrator(model_path, None, augmented_model_path=str(tmp / "augmented.onnx"),
                                        calibrate_method=ort_method, extra_options=options)
@@ -135,7 +139,7 @@ def calibrate_ranges(model_path: Path, calib, input_name: str, method: str, tmp:
         # (~350 MB per densenet121 sample at 224x224), and speed per sample is the same.
         reader = CalibrationReader(calib, input_name, batch=1, on_batch=progress.update)
         try:
-            with _quiet_ort():
+            with quiet_ort():
                 for start in range(0, len(calib), _CHUNK):
                     reader.set_range(start, start + _CHUNK)
                     calibrator.collect_data(reader)
@@ -277,7 +281,7 @@ def quantize_qdq(pre_path: Path, ranges: dict, out_path: Path, tmp: Path):
             "which edgeport uses to hand over its own calibration ranges.",
             hint="Upgrade it on the export host: pip install -U onnxruntime.")
     try:
-        with _quiet_ort():
+        with quiet_ort():
             quantize_static(
                 str(named), str(out_path), None,
                 quant_format=QuantFormat.QDQ,
@@ -305,7 +309,60 @@ def quantize_qdq(pre_path: Path, ranges: dict, out_path: Path, tmp: Path):
                             hint="Rerun with --debug for the traceback; export without --int8 meanwhile.") from exc
     qmodel = onnx.load(str(out_path))
     fused = fuse_residual_inputs(qmodel)
+    quantize_pool_inputs(qmodel, ranges)
     return qmodel, fused
+
+
+def apply_fp16_regions(qmodel, ranges: dict, keep_fp32=()):
+    """FP16 float regions (exporter/float_regions.py) on ``qmodel`` in place; returns the pass's
+    stats, or None (with a warning, the graph unchanged) when the result does not type-check."""
+    import onnx
+
+    from .float_regions import fp16_float_regions
+
+    candidate = onnx.ModelProto()
+    candidate.CopyFrom(qmodel)
+    try:
+        stats = fp16_float_regions(candidate, ranges, keep_fp32)
+        onnx.shape_inference.infer_shapes(candidate, strict_mode=True)
+    except Exception as exc:  # noqa: BLE001 - an op the pass does not know: keep the FP32 regions
+        console.warn(f"INT8: could not give the float regions FP16 types ({type(exc).__name__}: {str(exc)[:200]}); "
+                     "model.int8.onnx keeps them in FP32")
+        return None
+    qmodel.CopyFrom(candidate)
+    return stats
+
+
+def quantize_pool_inputs(model, ranges: dict) -> int:
+    """Q/DQ (symmetric INT8, per tensor, scale amax/127 as ORT computes it) on the input of every
+    MaxPool/AveragePool/GlobalAveragePool not already quantized; returns how many were added."""
+    from onnx import helper, numpy_helper
+
+    producer = {o: n for n in model.graph.node for o in n.output}
+    added: dict[str, str] = {}
+    new_nodes = []
+    for node in model.graph.node:
+        x = node.input[0] if node.op_type in POOL_OPS and node.input else ""
+        p = producer.get(x)
+        if x and (p is None or p.op_type != "DequantizeLinear") and x in ranges:
+            amax = max(abs(ranges[x][0]), abs(ranges[x][1]))
+            if x not in added and math.isfinite(amax) and amax > 0:
+                base = f"{x}_pool"
+                model.graph.initializer.extend([
+                    numpy_helper.from_array(np.array(amax / 127.0, np.float32), f"{base}_scale"),
+                    numpy_helper.from_array(np.array(0, np.int8), f"{base}_zero_point")])
+                new_nodes.append(helper.make_node("QuantizeLinear", [x, f"{base}_scale", f"{base}_zero_point"],
+                                                  [f"{base}_QuantizeLinear_Output"], name=f"{base}_QuantizeLinear"))
+                new_nodes.append(helper.make_node("DequantizeLinear", [f"{base}_QuantizeLinear_Output",
+                                                                       f"{base}_scale", f"{base}_zero_point"],
+                                                  [f"{base}_DequantizeLinear_Output"], name=f"{base}_DequantizeLinear"))
+                added[x] = f"{base}_DequantizeLinear_Output"
+            if x in added:
+                node.input[0] = added[x]
+        new_nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
+    return len(added)
 
 
 def fuse_residual_inputs(model) -> int:
@@ -474,9 +531,10 @@ def add_int8(staged, manifest, model, built, config) -> tuple:
                 console.warn(f"could not save the calibration cache {cache_file} ({exc}); the next export "
                              "will calibrate again")
         qmodel, fused = quantize_qdq(pre_path, ranges, tmp / "int8.onnx", tmp)
+    regions = apply_fp16_regions(qmodel, ranges)
 
     report = lint_model(qmodel)
-    if not report.passed:
+    if not report.clean:
         raise EdgeportError(f"The INT8 graph edgeport produced breaks TensorRT's Q/DQ rules: {report.summary()}",
                             hint="This is a bug in edgeport; please report it with the model.")
     from .onnx_export import save
@@ -504,8 +562,13 @@ def add_int8(staged, manifest, model, built, config) -> tuple:
                "recipe_version": RECIPE_VERSION,
                "rules": {"activations": "int8 per-tensor symmetric", "weights": "int8 per-channel symmetric (axis 0)",
                          "zero_points": 0, "bias": "float", "residual_add_inputs_fused": fused,
-                         "concat": "inputs share one scale"}},
+                         "concat": "inputs share one scale", "pools": "inputs quantized",
+                         "float_regions": "fp16" if regions is not None else "fp32"}},
     )
+    if regions is not None:
+        console.log(f"INT8: float regions in FP16 ({regions.fp16_nodes} nodes, {regions.casts} Casts; "
+                    f"{regions.int8_adjacent_fp32} nodes next to Q/DQ keep FP32 types"
+                    + (f", {len(regions.fp32_nodes)} kept FP32 for their range" if regions.fp32_nodes else "") + ")")
     console.log(f"INT8: {sum(counts['int8'].values())} layers in INT8, {sum(counts['float'].values())} left in float; "
                 f"{fused} residual Add inputs fused; lint clean")
     return staged.entry(INT8_FILE), info

@@ -130,7 +130,7 @@ def batch_input(images: np.ndarray, batch: int) -> np.ndarray:
 
 # -- the run --------------------------------------------------------------------------------------
 def _gpu_description(backend: str, provider: str) -> str | None:
-    if backend != "tensorrt" and provider == "cpu":
+    if backend == "onnxruntime" and provider == "cpu":
         return None
     try:
         from .trt.device import probe_gpu
@@ -235,21 +235,3 @@ def bench_rows(results: list[dict]) -> list[list[str]]:
              "default" if r.get("threads") is None else str(r["threads"]), f(r["p50_ms"], 4), f(r["p90_ms"], 4),
              f(r["p99_ms"], 4), f(r["mean_ms"], 4), f(r["throughput_ips"], 4), str(r["iterations"])]
             for r in results]
-
-
-def describe_machine_line(machine: dict) -> str:
-    """One line: CPU, cores, threads, load, ONNX Runtime version."""
-    versions = machine.get("versions") or {}
-    ort = versions.get("onnxruntime") or versions.get("onnxruntime-gpu")
-    parts = [f"{machine.get('cpu')} ({machine.get('arch')}), {machine.get('usable_cores')} usable cores",
-             f"threads {machine.get('threads') or 'default'}", f"VNNI {'yes' if machine.get('vnni') else 'no'}"]
-    if machine.get("gpu"):
-        parts.append(f"GPU {machine['gpu']}")
-    if ort:
-        parts.append(f"onnxruntime {ort}")
-    if versions.get("tensorrt"):
-        parts.append(f"tensorrt {versions['tensorrt']}")
-    load = machine.get("load_avg_before"), machine.get("load_avg_after")
-    if all(load):
-        parts.append(f"load avg {load[0][0]} -> {load[1][0]}")
-    return "; ".join(parts)

@@ -16,27 +16,19 @@ tampered artifact is refused instead of being run.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
 from .errors import BundleError
+from .fsutil import sha256_file
 from .manifest import MANIFEST, SCHEMA_VERSION, FileEntry, InputSpec, Manifest, OutputSpec, check_class_names
 from .preprocess import Preprocessing
 
 __all__ = ["Bundle", "Golden", "MANIFEST", "GOLDEN", "SCHEMA_VERSION", "golden_key", "sha256_file"]
 
 GOLDEN = "golden.npz"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)

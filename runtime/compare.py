@@ -118,7 +118,8 @@ class Comparison:
         return dataclasses.asdict(self)
 
 
-def _centered_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def centered_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-sample cosine of the logits after subtracting each sample's mean (1.0 for two constant rows)."""
     a = a - a.mean(axis=1, keepdims=True)
     b = b - b.mean(axis=1, keepdims=True)
     na = np.linalg.norm(a, axis=1)
@@ -150,7 +151,7 @@ def compare(
     diff = np.where(finite, diff, np.inf)
     span = ref.max(axis=1) - ref.min(axis=1)
     rel = diff.max(axis=1) / np.where(span > 0, span, 1.0)
-    cos = _centered_cosine(safe, ref)
+    cos = centered_cosine(safe, ref)
     cos = np.where(finite.all(axis=1), cos, -1.0)
     top1_out = safe.argmax(axis=1)
     top1_ref = ref.argmax(axis=1)

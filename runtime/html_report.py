@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .html_sections import (PRECISION_COLORS, PageFacts, calibration_section, definition_list,  # noqa: F401
+from .engine_report import engines_html
+from .html_sections import (PRECISION_COLORS, PageFacts, benchmark_rows, calibration_section, definition_list,  # noqa: F401
                             deployment_section, is_sensitivity_rows, latency_section, sensitivity_section)
 from .html_sections import color as _color
 from .html_sections import label as _label
@@ -50,21 +51,6 @@ def _key(r: dict) -> tuple:
 
 
 # -- data helpers -------------------------------------------------------------------------
-def benchmark_rows(report: dict) -> list[dict]:
-    """The ``benchmarks`` section as a list of dicts (it may be a list or {"results": [...]})."""
-    bench = report.get("benchmarks")
-    if isinstance(bench, list):
-        return [b for b in bench if isinstance(b, dict)]
-    if isinstance(bench, dict):
-        for key in ("results", "runs", "entries"):
-            if isinstance(bench.get(key), list):
-                return [b for b in bench[key] if isinstance(b, dict)]
-        for value in bench.values():
-            if isinstance(value, list) and value and all(isinstance(b, dict) for b in value):
-                return value
-    return []
-
-
 def _latency_for(result: dict, benches: list[dict]) -> dict | None:
     """The benchmark of the same artifact at the smallest batch (batch 1 when measured)."""
     same = [b for b in benches if _key(b) == _key(result) and isinstance(b.get("p50_ms"), (int, float))]
@@ -428,6 +414,7 @@ def render_html(report: dict, manifest: dict | None = None, golden: dict | None 
     parts.append(calibration_section(page_facts))
     parts.append(deployment_section(page_facts))
     parts.append(_optional_section(report, "lint", "INT8 lint"))
+    parts.append(engines_html(report))
     parts.append(_optional_section(report, "mixed_precision", "INT8 accuracy budget: layers kept out of INT8"))
     parts.append(_optional_section(report, "sensitivity", "Per-layer INT8 sensitivity"))
     tol = "; ".join(f"{_label(r)}: " + ", ".join(f"{k}={v}" for k, v in (r.get("tolerance") or {}).items()
@@ -458,7 +445,7 @@ def golden_for_report(bundle) -> dict | None:
 
 def write_html(bundle, report: dict, path: Path | None = None) -> Path:
     """Render ``report`` for ``bundle`` into ``path`` (default: BUNDLE/report.html), atomically."""
-    from .report import atomic_write_text
+    from .fsutil import atomic_write_text
 
     target = Path(path) if path else bundle.report_path("html")
     page = render_html(report, bundle.manifest.to_dict(), golden_for_report(bundle), bundle.root, PageFacts.of(bundle))

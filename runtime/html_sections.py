@@ -52,6 +52,21 @@ def definition_list(items: dict, *, list_id: str | None = None, raw: bool = Fals
     return f"<dl{idattr}>{body}</dl>"
 
 
+def benchmark_rows(report: dict) -> list[dict]:
+    """The ``benchmarks`` section as a list of dicts (it may be a list or {"results": [...]})."""
+    bench = report.get("benchmarks")
+    if isinstance(bench, list):
+        return [b for b in bench if isinstance(b, dict)]
+    if isinstance(bench, dict):
+        for key in ("results", "runs", "entries"):
+            if isinstance(bench.get(key), list):
+                return [b for b in bench[key] if isinstance(b, dict)]
+        for value in bench.values():
+            if isinstance(value, list) and value and all(isinstance(b, dict) for b in value):
+                return value
+    return []
+
+
 @dataclasses.dataclass(frozen=True)
 class PageFacts:
     """What the page needs from the bundle itself (read through ``Bundle``'s properties)."""

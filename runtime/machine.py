@@ -85,7 +85,8 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for dist in ("edgeport", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", *extra):
+    for dist in ("edgeport", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "tensorrt-rtx-cu12-bindings",
+                 *extra):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -120,3 +121,21 @@ def describe_machine(threads: int | None = None, extra_versions: tuple[str, ...]
 def machine_fingerprint(machine: dict) -> tuple:
     """What must match for two benchmark runs to be comparable (CPU, cores, GPU)."""
     return (machine.get("cpu"), machine.get("arch"), machine.get("usable_cores"), machine.get("gpu"))
+
+
+def describe_machine_line(machine: dict) -> str:
+    """One line: CPU, cores, threads, load, ONNX Runtime version."""
+    versions = machine.get("versions") or {}
+    ort = versions.get("onnxruntime") or versions.get("onnxruntime-gpu")
+    parts = [f"{machine.get('cpu')} ({machine.get('arch')}), {machine.get('usable_cores')} usable cores",
+             f"threads {machine.get('threads') or 'default'}", f"VNNI {'yes' if machine.get('vnni') else 'no'}"]
+    if machine.get("gpu"):
+        parts.append(f"GPU {machine['gpu']}")
+    if ort:
+        parts.append(f"onnxruntime {ort}")
+    if versions.get("tensorrt"):
+        parts.append(f"tensorrt {versions['tensorrt']}")
+    load = machine.get("load_avg_before"), machine.get("load_avg_after")
+    if all(load):
+        parts.append(f"load avg {load[0][0]} -> {load[1][0]}")
+    return "; ".join(parts)

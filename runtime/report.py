@@ -81,6 +81,21 @@ def write_reports(bundle: Bundle, comparisons: list[Comparison], sections: dict 
     return report
 
 
+def record_engines(bundle: Bundle, entries: dict[str, dict]) -> bool:
+    """Merge ``{engine file: entry}`` (runtime/engine_report.engine_entry) into report.json's
+    ``engines`` section and rewrite report.md/.html. Only when report.json exists (a bundle
+    exported with --no-verify has none, and a report without results reads as failed);
+    returns whether it wrote."""
+    from .engine_report import SECTION
+
+    if not entries or not bundle.report_path("json").is_file():
+        return False
+    report = load_report(bundle)
+    report.setdefault(SECTION, {}).update(entries)
+    save_report(bundle, report)
+    return True
+
+
 def save_report(bundle: Bundle, report: dict) -> None:
     """Write report.json, report.md and report.html from ``report`` (one call for every writer,
     so the three never disagree)."""
@@ -179,6 +194,9 @@ def markdown_sections(report: dict) -> list[str]:
         lines += ["", "### Q/DQ lint (TensorRT's INT8 rules)", ""]
         lines += [f"- {p} ({d.get('file', '?')}): {'' if d.get('passed') else 'FAIL, '}{d.get('summary', '')}"
                   for p, d in lint.items() if isinstance(d, dict)]
+    from .engine_report import engines_markdown
+
+    lines += engines_markdown(report)  # edgeport build: what each engine is made of
     mp = report.get("mixed_precision")  # export --max-drop (exporter/mixed_precision.py)
     if isinstance(mp, dict) and isinstance(mp.get("budget_points"), (int, float)):
         lines += ["", "### INT8 accuracy budget", "",
@@ -201,7 +219,7 @@ def markdown_sections(report: dict) -> list[str]:
                                    "top-5 drop (points)"], rows))
         lines += ["", f"Reference: {ref.get('description', ref.get('label', '?'))}. "
                       "Drop = reference minus artifact, in percentage points."]
-    from .html_report import benchmark_rows
+    from .html_sections import benchmark_rows
 
     benches = benchmark_rows(report)
     if benches:
@@ -218,7 +236,7 @@ def markdown_sections(report: dict) -> list[str]:
                                   rows))
         machine = (report.get("benchmarks") or {}).get("machine") if isinstance(report.get("benchmarks"), dict) else None
         if isinstance(machine, dict):
-            from .benchmark import describe_machine_line
+            from .machine import describe_machine_line
 
             lines += ["", f"Measured on: {describe_machine_line(machine)}."]
     return lines

@@ -50,7 +50,8 @@ KEEP_FLOAT_KEY = "edgeport.kept_float"  # metadata: JSON list of node names kept
 KEEP_FLOAT_PRECISION_KEY = "edgeport.kept_float_precision"  # "fp16" or "fp32"
 FALLBACKS = ("fp16", "fp32")
 WEIGHTED = ("Conv", "Gemm", "MatMul")
-UNIT_OPS = WEIGHTED + ("Add", "Concat")
+POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool")
+UNIT_OPS = WEIGHTED + ("Add", "Concat") + POOLS
 QDQ = ("QuantizeLinear", "DequantizeLinear")
 DEFAULT_SAMPLES = 32  # images per sensitivity run: one ORT session per layer, so it is bounded
 FP16_MAX = 65504.0
@@ -105,6 +106,7 @@ class MixedGraph:
     def __init__(self, qmodel, fp32model):
         onnx = _onnx()
         self.onnx = onnx
+        qmodel = fp32_regions(qmodel, fp32model)  # FP16 float regions read back as FP32 (exact)
         self.qmodel = qmodel
         self.fp32 = fp32model
         self.fp32_inits = {i.name: i for i in fp32model.graph.initializer}
@@ -126,7 +128,7 @@ class MixedGraph:
                 self.total_macs += macs
                 if self._is_weighted_unit(n):
                     units.append(Unit(n.name, n.op_type, n.output[0], macs))
-            elif n.op_type in ("Add", "Concat") and self._dq_inputs(n):
+            elif n.op_type in ("Add", "Concat") + POOLS and self._dq_inputs(n):
                 act = [i for i in n.input if i and not self._is_const(i)]
                 if n.op_type == "Add" and len(act) != 2:
                     continue  # a bias / constant add, not a residual join
@@ -266,6 +268,89 @@ class MixedGraph:
     def only(self, unit: str):
         """The FP32 graph with only ``unit`` quantized (every other unit back to float)."""
         return self.variant([u.name for u in self.units if u.name != unit], "fp32")
+
+
+def fp32_regions(qmodel, fp32model=None):
+    """A copy of a Q/DQ graph with its FP16 float regions (exporter/float_regions.py) and FP16
+    fallback islands taken back to FP32: float-to-float Casts removed, FP16 constants FP32 again.
+
+    A converted constant is named ``<name>_fp16``: when ``fp32model`` (model.onnx) has
+    ``<name>``, its FP32 values come back exactly; other FP16 constants are widened. A Cast's
+    input keeps its name, except for the ``<t>_fp16 -> <t>`` Casts that end an FP16 island
+    or region (then the producer writes ``<t>`` again).
+    """
+    from onnx import numpy_helper
+
+    onnx = _onnx()
+    model = onnx.ModelProto()
+    model.CopyFrom(qmodel)
+    g = model.graph
+    floats = _float_tensors(onnx, model)
+    casts = [n for n in g.node if n.op_type == "Cast" and n.input[0] in floats
+             and next((a.i for a in n.attribute if a.name == "to"), 0) in (1, 10)]
+    if not casts and not any(i.data_type == 10 for i in g.initializer):
+        return model
+    rename: dict[str, str] = {}
+    for n in casts:
+        src, out = n.input[0], n.output[0]
+        if src.endswith("_fp16") and src[: -len("_fp16")] == out:
+            rename[src] = out  # the producer writes the original name again
+        else:
+            rename[out] = src
+
+    def resolve(t: str) -> str:
+        for _ in range(8):
+            if t not in rename:
+                break
+            t = rename[t]
+        return t
+
+    kept = [n for n in g.node if n not in casts]
+    for n in kept:
+        n.input[:] = [resolve(t) if t else t for t in n.input]
+        n.output[:] = [resolve(t) for t in n.output]
+    del g.node[:]
+    g.node.extend(kept)
+    ref = {i.name: i for i in fp32model.graph.initializer} if fp32model is not None else {}
+    have = {i.name for i in g.initializer}
+    inits = []
+    for init in g.initializer:
+        if init.data_type != 10:
+            inits.append(init)
+            continue
+        base = init.name[: -len("_fp16")] if init.name.endswith("_fp16") else None
+        if base and base in ref and ref[base].data_type == 1:
+            if base not in have:
+                inits.append(ref[base])
+                have.add(base)
+            for n in g.node:
+                n.input[:] = [base if t == init.name else t for t in n.input]
+        else:
+            inits.append(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32), init.name))
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    for n in g.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value" and a.t.data_type == 10:
+                    a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float32), a.t.name))
+    del g.value_info[:]
+    used = {i for n in g.node for i in n.input}
+    keep = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    return model
+
+
+def _float_tensors(onnx, model) -> set[str]:
+    """Names of the float32/float16 tensors (shape inference, initializers, graph inputs)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - the declared types are still useful
+        inferred = model
+    g = inferred.graph
+    out = {vi.name for vi in [*g.input, *g.output, *g.value_info] if vi.type.tensor_type.elem_type in (1, 10)}
+    return out | {i.name for i in g.initializer if i.data_type in (1, 10)}
 
 
 def _fp16_island(onnx, node, graph, fp32_inits: dict, have_inits: set) -> list:
@@ -422,7 +507,7 @@ def output_metrics(out: np.ndarray, ref: np.ndarray) -> dict:
     share a large offset (measured: a random-init DenseNet whose raw-logit SQNR rose while
     its centered cosine fell), ranking layers by an error that changes no prediction.
     """
-    from .compare import _centered_cosine
+    from .compare import centered_cosine
 
     out = np.asarray(out, np.float64).reshape(len(out), -1)
     ref = np.asarray(ref, np.float64).reshape(len(ref), -1)
@@ -434,7 +519,7 @@ def output_metrics(out: np.ndarray, ref: np.ndarray) -> dict:
     noise = float(((oc - rc) ** 2).sum())
     signal = float((rc ** 2).sum())
     sqnr = math.inf if noise == 0 else 10 * math.log10(max(signal, 1e-30) / noise)
-    return {"sqnr_db": sqnr, "output_cosine": float(_centered_cosine(out, ref).mean()),
+    return {"sqnr_db": sqnr, "output_cosine": float(centered_cosine(out, ref).mean()),
             "top1_agreement": float((out.argmax(1) == ref.argmax(1)).mean())}
 
 

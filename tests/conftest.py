@@ -287,11 +287,28 @@ def _trt_missing_reason() -> str | None:
     return None
 
 
+def _rtx_missing_reason() -> str | None:
+    import platform
+
+    try:
+        from runtime.trt.rtx import import_tensorrt_rtx
+
+        import_tensorrt_rtx()
+    except Exception as exc:  # noqa: BLE001 - DependencyError, or a broken native install
+        if platform.machine().lower() not in ("x86_64", "amd64"):
+            return (f"needs NVIDIA TensorRT-RTX, which has no wheel for {platform.machine()} "
+                    "(x86_64 Linux and Windows only)")
+        return f"needs NVIDIA TensorRT-RTX (`pip install 'edgeport[rtx]'`; `make setup` installs it): {exc}"
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
-    """Skip `gpu` tests without a visible GPU and `trt` tests without TensorRT, saying why."""
+    """Skip `gpu` tests without a visible GPU, `trt` tests without TensorRT and `rtx` tests without
+    TensorRT-RTX, saying why."""
     reasons = {}
     for item in items:
-        for marker, probe in (("gpu", _gpu_missing_reason), ("trt", _trt_missing_reason)):
+        for marker, probe in (("gpu", _gpu_missing_reason), ("trt", _trt_missing_reason),
+                              ("rtx", _rtx_missing_reason)):
             if item.get_closest_marker(marker) is None:
                 continue
             if marker not in reasons:

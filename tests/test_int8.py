@@ -118,6 +118,125 @@ def test_trained_model_int8_agrees_with_fp32(trained_model, tmp_path):
     assert int8["cosine_min"] >= 0.99 and int8["passed"], int8
 
 
+# -- FP16 float regions, quantized pools, and NVIDIA's builder ------------------------------------
+def _elem_types(onnx, model) -> dict:
+    """Element type of every tensor, from ONNX's own strict shape inference (which also checks the types)."""
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    g = inferred.graph
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in [*g.input, *g.output, *g.value_info]}
+    types.update({i.name: i.data_type for i in g.initializer})
+    return types
+
+
+@pytest.mark.parametrize("args", [RESNET18, DENSENET121], ids=["resnet18", "densenet121"])
+def test_int8_float_regions_are_fp16_and_pools_quantized(exported, args):
+    onnx = _onnx()
+    TP = onnx.TensorProto
+    bundle = exported(*args)
+    int8 = onnx.load(str(bundle / "model.int8.onnx"))
+    assert int8.opset_import[0].version == 17  # FP16 regions by Casts: TensorRT 8.6 still parses it
+    types = _elem_types(onnx, int8)
+    assert [types[i.name] for i in int8.graph.input] == [TP.FLOAT] == [types[o.name] for o in int8.graph.output]
+    producer = {o: n for n in int8.graph.node for o in n.output}
+    reads_dq = [n for n in int8.graph.node if any(producer.get(i) is not None
+                                                  and producer[i].op_type == "DequantizeLinear" for i in n.input)]
+    # Q/DQ stay FP32 (opset 17), and so does every layer that reads a DequantizeLinear (the INT8 layers).
+    for n in int8.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            assert types[n.input[1]] == TP.FLOAT and types[(n.input if n.op_type == "QuantizeLinear" else n.output)[0]] \
+                == TP.FLOAT, n.name
+    for n in reads_dq:
+        floats = [t for t in [*n.input, *n.output] if types.get(t) in (TP.FLOAT, TP.FLOAT16)]
+        assert {types[t] for t in floats} == {TP.FLOAT}, n.name
+    # What is neither: FP16. Every ReLU and every pre-activation BatchNorm (DenseNet) computes in FP16,
+    # except the first BatchNorm of each dense block, which reads the block input's DequantizeLinear.
+    relus = [n for n in int8.graph.node if n.op_type == "Relu"]
+    assert relus and all(types[n.input[0]] == types[n.output[0]] == TP.FLOAT16 for n in relus)
+    bns = [n for n in int8.graph.node if n.op_type == "BatchNormalization" and n not in reads_dq]
+    assert all(types[n.input[0]] == types[n.output[0]] == TP.FLOAT16 for n in bns)
+    if args is DENSENET121:
+        assert len(bns) == 62 - 4
+    # Every pool reads its input through Q/DQ (TensorRT pools INT8 data).
+    pools = [n for n in int8.graph.node if n.op_type in ("MaxPool", "AveragePool", "GlobalAveragePool")]
+    assert len(pools) == (2 if args is RESNET18 else 5)
+    assert all(producer[n.input[0]].op_type == "DequantizeLinear" for n in pools)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["int8"]["rules"]["float_regions"] == "fp16" and manifest["int8"]["rules"]["pools"]
+    result = _result(bundle, "int8")
+    assert result["passed"] and result["cosine_min"] >= 0.99, result
+
+
+def test_fp32_regions_reads_the_fp16_graph_back_exactly(exported, tmp_path):
+    """sensitivity.fp32_regions(model.int8.onnx) is the graph quantize_qdq builds before the FP16 pass:
+    compared with an independent re-quantization of model.onnx from calibration.json, bit for bit."""
+    onnx = _onnx()
+    from runtime.sensitivity import fp32_regions, run_model
+
+    bundle = exported(*RESNET18)
+    fp32 = onnx.load(str(bundle / "model.onnx"))
+    ranges = {t: [v["min"], v["max"]] for t, v in json.loads((bundle / "calibration.json").read_text())["tensors"].items()}
+    pre = Q.prepare_for_quantization((bundle / "model.onnx").read_bytes(), tmp_path)
+    reference, _ = Q.quantize_qdq(pre, ranges, tmp_path / "q.onnx", tmp_path)
+    back = fp32_regions(onnx.load(str(bundle / "model.int8.onnx")), fp32)
+    assert not [n for n in back.graph.node if n.op_type == "Cast"]
+    assert sorted(n.name for n in back.graph.node) == sorted(n.name for n in reference.graph.node)
+    x = C.load_calibration(C.DEFAULT_CALIB_DIR, PRE, (3, 64, 64), samples=8).inputs()
+    np.testing.assert_array_equal(run_model(back, x, input_name="input"), run_model(reference, x, input_name="input"))
+
+
+def _rtx():
+    from qdq_cases import import_rtx
+
+    trt, why = import_rtx()
+    if trt is None:
+        pytest.skip(f"needs NVIDIA TensorRT-RTX (x86_64 wheels only; none for aarch64/Jetson): {why}")
+    return trt
+
+
+def test_rtx_build_records_every_compute_layer_int8(exported, copy_bundle, tmp_path):
+    """End to end on NVIDIA's real builder (CPU-only AOT): `edgeport build --runtime tensorrt-rtx` on
+    densenet121 (64 px) records the engine's layer information in the sidecar, report.json, report.md
+    and report.html: every convolution, pool and the classifier read INT8. The same graph without pool
+    Q/DQ and FP16 regions (the previous recipe) pools in FP32."""
+    onnx = _onnx()
+    from qdq_cases import aot_probe
+
+    from runtime.sensitivity import fp32_regions
+    from runtime.trt.layers import summarize_build_log
+
+    trt = _rtx()
+    bundle = copy_bundle(exported(*DENSENET121))
+    result = invoke("build", bundle, "--runtime", "tensorrt-rtx", "--precision", "int8", "--opt-batch", "4",
+                    "--max-batch", "8")
+    assert result.exit_code == 0, result.output
+    assert "125 compute layers (125 INT8)" in result.output
+    engine = next(bundle.glob("model.int8.*.engine"))
+    layers = json.loads(Path(f"{engine}.json").read_text())["layers"]
+    assert layers["compute_layers_by_precision"] == {"int8": 125} and not layers["other_compute_layers"]
+    kinds = {x["type"] for x in layers["int8_compute_layers"]}
+    assert kinds == {"correlation", "gemm", "maxpool", "avgpool"}
+    assert len([x for x in layers["int8_compute_layers"] if x["type"] == "correlation"]) == 120
+    assert layers["weights_bytes"] > 0 and layers["activation_bytes"] > 0
+    recorded = json.loads((bundle / "report.json").read_text())["engines"][engine.name]
+    assert recorded["composition"] == layers and recorded["runtime"] == "tensorrt-rtx"
+    assert _result(bundle, "int8")["passed"]  # verify's results are kept
+    assert "| 125 / 0 / 0 |" in (bundle / "report.md").read_text()
+    assert "125 compute layers run INT8, 0 do not" in (bundle / "report.html").read_text()
+    # The previous recipe: FP32 regions, pools read float.
+    old = fp32_regions(onnx.load(str(bundle / "model.int8.onnx")), onnx.load(str(bundle / "model.onnx")))
+    producer = {o: n for n in old.graph.node for o in n.output}
+    for n in old.graph.node:
+        if n.op_type in ("MaxPool", "AveragePool", "GlobalAveragePool"):
+            n.input[0] = producer[producer[n.input[0]].input[0]].input[0]  # DQ <- Q <- the float tensor
+    onnx.save(old, str(tmp_path / "old.onnx"))
+    verdict, errors, log = aot_probe(trt, tmp_path / "old.onnx", batches=(1, 4, 8))
+    assert verdict == "builds", errors
+    before = summarize_build_log(log)
+    assert {la.precision for la in before.compute_layers() if la.kind == "avgpool"} == {"fp32"}
+    # (At 224 px, batch 32, that costs 197 MB of activations against 166.5 MB: docs/int8.md. At 64 px
+    # the peak comes before the transitions, so both report the same total.)
+
+
 # -- the lint on foreign graphs ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ort_quantized(exported, tmp_path_factory):
@@ -131,7 +250,7 @@ def ort_quantized(exported, tmp_path_factory):
     paths = {}
     for name, kwargs in (("default", {}), ("uint8", {"activation_type": QuantType.QUInt8})):
         paths[name] = out / f"{name}.onnx"
-        with Q._quiet_ort():
+        with Q.quiet_ort():
             quantize_static(str(bundle / "model.onnx"), str(paths[name]), C.CalibrationReader(calib, "input"),
                             quant_format=QuantFormat.QDQ, **kwargs)
     return paths

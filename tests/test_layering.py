@@ -52,6 +52,60 @@ def test_only_the_cli_imports_click():
     assert users and all(u.startswith("edgeport/cli/") for u in users), users
 
 
+def _module_graph() -> dict[str, set[str]]:
+    """edgeport's own modules -> the edgeport modules each imports (function-level imports too)."""
+    packages = ("runtime", "exporter", "edgeport")
+    graph = {}
+    for pkg in packages:
+        for path in _files(pkg):
+            parts = list(path.relative_to(REPO).with_suffix("").parts)
+            is_pkg = parts[-1] == "__init__"
+            name = ".".join(parts[:-1] if is_pkg else parts)
+            deps = set()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom):
+                    base = name.split(".") if is_pkg else name.split(".")[:-1]
+                    if node.level:
+                        target = ".".join(base[: len(base) - (node.level - 1)] + ([node.module] if node.module else []))
+                    else:
+                        target = node.module or ""
+                    deps |= {target} | {f"{target}.{a.name}" for a in node.names}
+                elif isinstance(node, ast.Import):
+                    deps |= {a.name for a in node.names}
+            graph[name] = {d for d in deps if d.split(".")[0] in packages}
+    return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+
+
+def test_no_import_circles():
+    """No module imports (even lazily) a module that imports it back, directly or through others."""
+    graph = _module_graph()
+    cycles = []
+    for start in graph:
+        stack = [(start, [start])]
+        seen = set()
+        while stack:
+            node, path = stack.pop()
+            for dep in graph[node]:
+                if dep == start:
+                    cycles.append(" -> ".join(path + [start]))
+                elif dep not in seen:
+                    seen.add(dep)
+                    stack.append((dep, path + [dep]))
+    assert sorted(set(cycles))[:5] == []
+
+
+def test_no_private_names_used_across_modules():
+    """``from x import _name`` across modules: private helpers stay private (make them public)."""
+    offenders = []
+    for pkg in ("runtime", "exporter", "edgeport"):
+        for path in _files(pkg):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom):
+                    offenders += [f"{path.relative_to(REPO)}: {a.name}" for a in node.names
+                                  if a.name.startswith("_") and not a.name.startswith("__")]
+    assert offenders == []
+
+
 def _blocked_env(tmp_path, blocked) -> dict:
     """PYTHONPATH that makes ``blocked`` top-level packages fail to import, then the repo."""
     block = tmp_path / "blocked"

@@ -355,7 +355,7 @@ def test_sensitivity_shows_top_20_and_folds_the_rest(report_bundle, copy_bundle)
     bundle = copy_bundle(report_bundle)
     root = tree(rendered_page(bundle))
     rows = sorted(json.loads((bundle / "report.json").read_text())["sensitivity"], key=lambda r: r["rank"])
-    assert len(rows) == 24
+    assert len(rows) == 25  # 11 blocks (a Conv and an Add each), the stem, the Linear, the pool (quantized input)
     header, shown = table_rows(root, "sensitivity-table")
     _, folded = table_rows(root, "sensitivity-table-more")
     assert [r[1] for r in shown] == [r["layer"] for r in rows[:20]]

@@ -333,7 +333,7 @@ def test_class_names_become_the_label_file(tmp_path, color_bundle):
 
 def _fake_engine(bundle: Path, *, profile=(1, 4, 4), cc="8.7"):
     """An engine file + sidecar as `edgeport build` writes them (fabricated: no TensorRT here)."""
-    from runtime.trt.sidecar import write_engine
+    from runtime.trt.sidecar import EngineSidecar, write_engine
 
     art = manifest(bundle)["artifacts"]["fp32"]
     sidecar = {"precision": "fp32", "tensorrt": "10.3.0.30", "gpu": {"name": "Orin", "compute_capability": cc},
@@ -341,7 +341,8 @@ def _fake_engine(bundle: Path, *, profile=(1, 4, 4), cc="8.7"):
                "source": {"artifact": "fp32", "file": art["file"], "sha256": art["sha256"]},
                "profile": dict(zip(("min", "opt", "max"), profile)),
                "build_options": {"precision": "fp32", "min_batch": profile[0], "max_batch": profile[2]}}
-    return write_engine(bundle, "model.fp32.b4.sm87.trt10.3.0.30.engine", b"not a real plan " * 64, sidecar)
+    return write_engine(bundle, "model.fp32.b4.sm87.trt10.3.0.30.engine", b"not a real plan " * 64,
+                        EngineSidecar.from_dict(sidecar))  # the layout of the first release (schema 1)
 
 
 def _orin_env(cc="8.7", name="Orin"):

@@ -75,6 +75,15 @@ def test_build_without_tensorrt_says_what_to_install_in_one_paragraph(tmp_path, 
     assert not list(bundle.glob("*.engine*"))
 
 
+def test_build_max_batch_above_the_bundle_is_a_usage_error_even_without_tensorrt(tmp_path, bare_env):
+    # Before: "TensorRT is missing ... run: edgeport build ... --max-batch 16", a command the
+    # device would then refuse. The option is wrong whatever the machine: say so first.
+    bundle = make_bundle(tmp_path / "net", max_batch=4)
+    r = run_cli("build", bundle, "--max-batch", "16", env=bare_env)
+    assert r.returncode == 2, r.stderr
+    assert "--max-batch 16 exceeds the bundle's maximum batch 4" in r.stderr and "TensorRT" not in r.stderr
+
+
 def test_verify_backend_tensorrt_without_tensorrt_is_clean(tmp_path, bare_env):
     bundle = make_bundle(tmp_path / "net")
     r = run_cli("verify", bundle, "--backend", "tensorrt", env=bare_env)
@@ -117,7 +126,7 @@ def test_every_module_imports_without_torch_and_tensorrt(bare_env):
     out = dict(line.split(" ", 1) for line in r.stdout.strip().splitlines())
     assert out["FAILED"] == "[]", out["FAILED"]
     assert "torch" not in out["LOADED"] and "tensorrt" not in out["LOADED"]
-    for name in ("policy", "device", "sidecar", "builder", "build", "cuda_mem", "timing_cache", "calibration"):
+    for name in ("policy", "device", "sidecar", "builder", "build", "cuda_mem", "timing_cache", "calibration", "rtx"):
         assert f"runtime.trt.{name}" in out["TRT_MODULES"]
 
 

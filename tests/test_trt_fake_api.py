@@ -176,7 +176,8 @@ def test_build_engines_writes_engines_sidecars_and_timing_cache(bundle, tmp_path
     assert names == ["model.fp16.sm87.trt10.3.0.engine", "model.fp32.sm87.trt10.3.0.engine",
                      "model.int8.sm87.trt10.3.0.engine"]
     sc = json.loads((bundle.root / "model.int8.sm87.trt10.3.0.engine.json").read_text())
-    assert sc["build_path"] == "strongly-typed" and sc["tensorrt"] == "10.3.0.30"
+    assert sc["build_path"] == "strongly-typed" and sc["runtime"] == "tensorrt" and sc["version"] == "10.3.0.30"
+    assert sc["sidecar_version"] == 2
     assert sc["gpu"] == {"name": "Orin", "compute_capability": "8.7", "total_memory": 8 << 30, "jetson": True}
     assert sc["source"] == {"artifact": "int8", "file": "model.int8.onnx",
                             "sha256": bundle.manifest.artifacts["int8"].sha256}
@@ -209,9 +210,9 @@ def test_dla_build_skips_fp32_and_needs_the_calibration_cache(tmp_path, monkeypa
     trt = FakeTRT("10.3.0", dla_cores=2)
     b = Bundle.open(make_bundle(tmp_path / "dla"))
     built = build_engines(b, BuildOptions(dla_core=0, gpu_fallback=True), trt=trt, env=env_for(trt, dla_cores=2))
-    assert [(e.precision, e.sidecar["build_path"]) for e in built] == [("fp16", "flags"), ("int8", "dla-implicit")]
-    assert built[1].sidecar["profile"] == {"min": 4, "opt": 4, "max": 4}  # static: min(8, max batch 4)
-    assert built[1].sidecar["calibration_cache"] == "calib.cache"
+    assert [(e.precision, e.sidecar.build_path) for e in built] == [("fp16", "flags"), ("int8", "dla-implicit")]
+    assert built[1].sidecar.profile == {"min": 4, "opt": 4, "max": 4}  # static: min(8, max batch 4)
+    assert built[1].sidecar.calibration_cache == "calib.cache"
     assert built[1].path.name == "model.int8.dla0.sm87.trt10.3.0.engine"
     # The bundle's cache says TRT-8601; TensorRT 10.3 gets it replayed under its own version.
     desc = json.loads(built[1].path.read_bytes()[len(b"FAKEPLAN"):])

@@ -50,7 +50,8 @@ def test_trt86_uses_flags_for_everything():
     int8 = plan_build(V86, "int8", ALL)
     assert (fp32.path, fp32.source, fp32.builder_flags, fp32.clear_flags) == (FLAGS, "fp32", (), ("TF32",))
     assert (fp16.path, fp16.source, fp16.builder_flags) == (FLAGS, "fp32", ("FP16",))
-    assert (int8.path, int8.source, int8.builder_flags) == (FLAGS, "int8", ("INT8",))  # the Q/DQ graph
+    # The Q/DQ graph, with FP16 allowed for its float regions (FP16-typed since the FP16-region recipe).
+    assert (int8.path, int8.source, int8.builder_flags) == (FLAGS, "int8", ("INT8", "FP16"))
     assert all(p.network_flags == ("EXPLICIT_BATCH",) for p in (fp32, fp16, int8))
     assert not int8.calibration_cache
     with pytest.raises(UsageError, match="no strongly typed networks"):
@@ -317,3 +318,85 @@ def test_runner_chunking_covers_every_sample_once():
     assert padded.shape == (4, 3) and (padded[2:] == x[1]).all() and (padded[:2] == x).all()
     with pytest.raises(EdgeportError):
         plan_chunks(3, 4, 2)
+
+
+# -- TensorRT-RTX: a separate product line ------------------------------------------------------------
+V171 = TrtVersion.parse("1.7.1.116")  # TensorRT-RTX numbering, not a TensorRT 1.x
+
+
+def test_rtx_is_its_own_product_line_not_an_old_tensorrt():
+    with pytest.raises(DependencyError, match="older than 8.6"):
+        plan_build(V171, "fp16", ALL)  # read as TensorRT it would be refused...
+    plan = policy.plan_rtx_build(V171, "fp16", ALL)  # ...as TensorRT-RTX it is a supported release
+    assert (plan.runtime, plan.path, plan.source) == (policy.TENSORRT_RTX, STRONGLY_TYPED, "fp16")
+    assert policy.runtime_capabilities("tensorrt", V103) == policy.capabilities(V103)
+    assert policy.runtime_capabilities("tensorrt-rtx", V171) == policy.rtx_capabilities(V171)
+    with pytest.raises(UsageError, match="Unknown runtime"):
+        policy.runtime_capabilities("tensorrt-llm", V171)
+
+
+@pytest.mark.parametrize("runtime, version, expected", [
+    # runtime, version: strongly typed, precision flags, implicit INT8, DLA, GPU needed to build,
+    # compute-capability targets, runtime cache, timing cache, hardware compat, version compatible
+    ("tensorrt", V86, (False, True, True, "flags", True, False, False, True, True, True)),
+    ("tensorrt", V110, (True, False, False, "none", True, False, False, True, True, True)),
+    ("tensorrt-rtx", V171, (True, False, False, "none", False, True, True, False, False, False)),
+])
+def test_capabilities_table_across_product_lines(runtime, version, expected):
+    c = policy.runtime_capabilities(runtime, version)
+    assert (c.strongly_typed, c.precision_flags, c.implicit_int8, c.dla, c.gpu_to_build, c.compute_capability_targets,
+            c.runtime_cache, c.timing_cache, c.hardware_compat, c.version_compatible) == expected
+    assert c.runtime == runtime
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_rtx_builds_every_precision_strongly_typed_from_its_own_graph(precision):
+    plan = policy.plan_rtx_build(V171, precision, ALL, compute_capabilities=("8.6",))
+    assert (plan.path, plan.source, plan.network_flags, plan.optional_network_flags) == \
+        (STRONGLY_TYPED, precision, (), ("STRONGLY_TYPED",))
+    assert plan.builder_flags == () and not plan.calibration_cache and plan.dla_core is None
+    assert plan.clear_flags == (("TF32",) if precision == "fp32" else ())  # FP32 must stay FP32
+    assert plan.compute_capabilities == ("8.6",)
+    with pytest.raises(BundleError, match=f"no {precision} graph.*on TensorRT-RTX 1.7.1.116"):
+        policy.plan_rtx_build(V171, precision, ALL - {precision})  # no flag fallback: no builder flags
+
+
+@pytest.mark.parametrize("options, refusal", [
+    ({"dla_core": 0}, "no DLA"),
+    ({"gpu_fallback": True}, "no DLA"),
+    ({"hardware_compat": "ampere+"}, "no hardware compatibility levels"),
+    ({"version_compatible": True}, "cannot build version-compatible engines"),
+    ({"requested_path": FLAGS}, "no precision builder flags"),
+    ({"compute_capabilities": ("9.0",)}, "9.0 is not a TensorRT-RTX target"),
+])
+def test_rtx_refuses_what_it_does_not_have(options, refusal):
+    with pytest.raises(UsageError, match=refusal):
+        policy.plan_rtx_build(V171, "fp16", ALL, **options)
+
+
+@pytest.mark.parametrize("values, targets", [
+    ((), ()),
+    (("8.6",), ("8.6",)),
+    (("7.5,8.6", "sm89"), ("7.5", "8.6", "8.9")),
+    (("sm_120", "121", "SM80"), ("8.0", "12.0", "12.1")),
+    (("8.9", "8.9,89"), ("8.9",)),  # duplicates once
+    ((" 8.6 , ",), ("8.6",)),
+])
+def test_compute_capability_option_forms(values, targets):
+    assert policy.parse_compute_capabilities(values) == targets
+
+
+@pytest.mark.parametrize("value", ["9.0", "sm90", "10.0", "8.7", "ampere", "7"])
+def test_compute_capabilities_rtx_has_no_target_for(value):
+    with pytest.raises(UsageError, match="not a TensorRT-RTX target") as err:
+        policy.parse_compute_capabilities((value,))
+    assert "7.5, 8.0, 8.6, 8.9, 12.0, 12.1" in err.value.render()
+
+
+def test_rtx_engine_names_never_collide_with_tensorrt_ones():
+    assert policy.rtx_engine_filename("fp16", "1.7.1.116") == "model.fp16.rtx1.7.1.engine"
+    assert policy.rtx_engine_filename("int8", V171, ("7.5", "8.6")) == "model.int8.sm75_sm86.rtx1.7.1.engine"
+    assert policy.rtx_engine_filename("fp32", V171, ("12.0",)) == "model.fp32.sm120.rtx1.7.1.engine"
+    trt = {policy.engine_filename(p, cc, v) for p in ("fp16", "int8") for cc in ("8.6", "7.5") for v in ("10.3.0", "1.7.1")}
+    rtx = {policy.rtx_engine_filename(p, V171, t) for p in ("fp16", "int8") for t in ((), ("8.6",), ("7.5",))}
+    assert not trt & rtx and all(n.endswith(".engine") for n in rtx)

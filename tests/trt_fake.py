@@ -468,6 +468,11 @@ class ICudaEngine(_Object):
     def create_execution_context(self) -> "IExecutionContext":
         return self._trt.IExecutionContext(self)
 
+    def create_runtime_config(self) -> "IRuntimeConfig":
+        # Real on 10.x/11.x (and TensorRT-RTX); edgeport calls it only for TensorRT-RTX's runtime
+        # cache (runtime/trt/rtx.py), which no fake-based test reaches.
+        raise NotImplementedError("the fake tensorrt has no IRuntimeConfig")
+
 
 class Runtime(_Object):
     _tag = "runtime"

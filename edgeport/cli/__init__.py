@@ -43,9 +43,9 @@ class EdgeportGroup(click.Group):
             click.echo("edgeport: interrupted; nothing half-written was left behind.", err=True)
             ctx.exit(130)
         except BrokenPipeError:
-            from .options import _drop_stdout
+            from .options import drop_stdout
 
-            _drop_stdout()  # stdout closed early (`| head`): the work is done, end quietly
+            drop_stdout()  # stdout closed early (`| head`): the work is done, end quietly
             ctx.exit(0)
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             if debug or _debug_requested():

@@ -34,7 +34,8 @@ def bench(bundle, precisions, backend, provider, threads, qdq, batches, warmup, 
     """
     import dataclasses
 
-    from runtime.benchmark import BENCH_HEADER, bench_rows, describe_machine_line
+    from runtime.benchmark import BENCH_HEADER, bench_rows
+    from runtime.machine import describe_machine_line
     from runtime.bundle import Bundle
     from runtime.errors import UsageError
     from runtime.report import render_table

@@ -1,4 +1,4 @@
-"""`edgeport build`: TensorRT engines for a bundle.
+"""`edgeport build`: TensorRT or TensorRT-RTX engines for a bundle.
 
 Imports only click at top level; tensorrt is imported when the command runs.
 """
@@ -17,6 +17,16 @@ BUILD_PRECISIONS = ("fp32", "fp16", "int8", "all")
 
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=str))
+@click.option("--runtime", type=click.Choice(["tensorrt", "tensorrt-rtx"]), default="tensorrt", show_default=True,
+              help="tensorrt: for the GPU of this machine (Jetson, server). tensorrt-rtx: TensorRT for RTX GPUs, "
+                   "built ahead of time on any x86_64 machine, no GPU needed (pip install 'edgeport[rtx]').")
+@click.option("--compute-capability", "compute_capabilities", multiple=True, metavar="CC[,CC...]",
+              help="tensorrt-rtx: target GPUs, from 7.5, 8.0, 8.6, 8.9, 12.0, 12.1 (e.g. 8.6,8.9 or sm86; "
+                   "repeatable). Default: the library's default targets (8.0, 8.6, 8.9, 12.0).")
+@click.option("--runtime-cache", type=click.Path(path_type=Path), default=None,
+              help="tensorrt-rtx: JIT cache file on the target (default: per TensorRT-RTX version and GPU under "
+                   "$EDGEPORT_CACHE/rtx-runtime or ~/.cache/edgeport/rtx-runtime).")
+@click.option("--no-runtime-cache", is_flag=True, help="tensorrt-rtx: run the engines without a JIT cache.")
 @precision_option(choices=BUILD_PRECISIONS,
                   help_text="Engines to build (repeat or comma-separate); all = every precision the bundle has.")
 @click.option("--min-batch", type=click.IntRange(min=1), default=None,
@@ -44,13 +54,16 @@ BUILD_PRECISIONS = ("fp32", "fp16", "int8", "all")
                    "flags: weakly typed + FP16/INT8 flags (TensorRT < 11).")
 @json_option
 @common_options
-def build(bundle, precisions, min_batch, opt_batch, max_batch, workspace_mib, dla_core, gpu_fallback, timing_cache,
-          no_timing_cache, builder_level, hardware_compat, version_compatible, build_path, as_json):
-    """Build TensorRT engines for BUNDLE on this machine (a Jetson or a GPU server).
+def build(bundle, runtime, compute_capabilities, runtime_cache, no_runtime_cache, precisions, min_batch, opt_batch,
+          max_batch, workspace_mib, dla_core, gpu_fallback, timing_cache, no_timing_cache, builder_level,
+          hardware_compat, version_compatible, build_path, as_json):
+    """Build TensorRT engines for BUNDLE on this machine (a Jetson or a GPU server), or
+    TensorRT-RTX engines on any x86_64 machine (--runtime tensorrt-rtx).
 
-    Each engine lands in the bundle as model.<precision>...sm<CC>.trt<version>.engine with a
-    .json sidecar recording how and where it was built; verify/predict/bench refuse engines
-    built for another TensorRT version or GPU.
+    Each engine lands in the bundle as model.<precision>...sm<CC>.trt<version>.engine
+    (TensorRT-RTX: model.<precision>[.sm<CC>_...].rtx<version>.engine) with a .json sidecar
+    recording how and where it was built; verify/predict/bench refuse engines built for
+    another version or GPU.
     """
     from runtime.bundle import Bundle
     from runtime.errors import UsageError
@@ -60,16 +73,21 @@ def build(bundle, precisions, min_batch, opt_batch, max_batch, workspace_mib, dl
 
     if timing_cache is not None and no_timing_cache:
         raise UsageError("--timing-cache and --no-timing-cache contradict each other; pass one.")
+    if runtime_cache is not None and no_runtime_cache:
+        raise UsageError("--runtime-cache and --no-runtime-cache contradict each other; pass one.")
     b = Bundle.open(bundle)
     built = run_build(b, precisions, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                       workspace_mib=workspace_mib, dla_core=dla_core, gpu_fallback=gpu_fallback,
                       timing_cache=timing_cache, no_timing_cache=no_timing_cache, builder_level=builder_level,
-                      hardware_compat=hardware_compat, version_compatible=version_compatible, build_path=build_path)
+                      hardware_compat=hardware_compat, version_compatible=version_compatible, build_path=build_path,
+                      runtime=runtime, compute_capabilities=tuple(compute_capabilities), runtime_cache=runtime_cache,
+                      no_runtime_cache=no_runtime_cache)
     if as_json:
         out_json([{"precision": e.precision, "path": e.path, "seconds": e.seconds, "warnings": e.warnings,
-                   "sidecar": e.sidecar} for e in built])
+                   "sidecar": e.sidecar.to_dict()} for e in built])
         return
-    rows = [[e.precision, e.sidecar["build_path"], e.path.name, f"{e.path.stat().st_size / 2**20:.1f} MiB",
+    rows = [[e.precision, e.sidecar.build_path, e.path.name, f"{e.path.stat().st_size / 2**20:.1f} MiB",
              f"{e.seconds:.1f} s"] for e in built]
     out(render_table(["precision", "build path", "engine", "size", "build time"], rows))
-    out(f"next: edgeport verify {b.root} --backend tensorrt")
+    where = " (on a machine with an RTX-class GPU)" if runtime == "tensorrt-rtx" else ""
+    out(f"next: edgeport verify {b.root} --backend {runtime}{where}")

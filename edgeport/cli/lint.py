@@ -3,8 +3,9 @@
 PATH is an ONNX file or a bundle folder (then its TensorRT INT8 artifact, model.int8.onnx, is
 linted). A bundle artifact that TensorRT never builds with these rules (model.int8-cpu.onnx,
 the float graphs) is still linted, but the output says so first. The exit status answers one
-question whatever the file is meant for: does this graph follow TensorRT's Q/DQ rules (0 yes,
-1 no), so model.int8-cpu.onnx exits 1 like the FP32 graph does.
+question whatever the file is meant for: would TensorRT refuse it, or is it no INT8 graph (1 on
+lint errors, 0 otherwise; warnings too with --strict), so model.int8-cpu.onnx exits 1 like the
+FP32 graph does.
 """
 
 from __future__ import annotations
@@ -64,13 +65,16 @@ def _artifact_role(path: Path) -> str | None:
 @json_option
 @click.option("--max-nodes", type=click.IntRange(min=1), default=10, show_default=True,
               help="Offending nodes shown per rule.")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too (edgeport's own export does).")
 @common_options
-def lint(path, as_json, max_nodes):
+def lint(path, as_json, max_nodes, strict):
     """Check the Q/DQ nodes of PATH against TensorRT's INT8 rules.
 
     PATH is an ONNX file, or a bundle folder (its TensorRT INT8 artifact, model.int8.onnx).
-    Lists, per rule, the offending nodes by name, then which Conv/Gemm/MatMul/Add/Concat
-    run in INT8 and which stay in float. Exit status: 0 clean, 1 violations, also for a
+    Lists, per rule, the offending nodes by name, then which Conv/Gemm/MatMul/Add/Concat/pools
+    run in INT8 and which stay in float. Errors are what NVIDIA's parser refuses; warnings are
+    graphs it builds with a layer in float or an accuracy/speed cost (docs/int8.md). Exit
+    status: 0 no errors (warnings printed), 1 errors (or warnings with --strict), also for a
     bundle artifact not meant for TensorRT (model.int8-cpu.onnx), which the output names first.
     """
     from runtime import console
@@ -92,18 +96,19 @@ def lint(path, as_json, max_nodes):
                   "meant_for_tensorrt": role not in _NOT_FOR_TENSORRT, "note": note})
     else:
         _print_report(report, target, note, max_nodes)
-    if not report.passed:
+    if not report.passed or (strict and not report.clean):
         sys.exit(EXIT_CHECK_FAILED)
 
 
 def _print_report(report, target: Path, note: str | None, max_nodes: int) -> None:
-    from runtime.qdq_lint import RULES
+    from runtime.qdq_lint import ERROR, RULES, SEVERITY
 
     if note:
         out(f"note: {note}")
     out(f"{target}: {report.qdq_nodes} Q/DQ nodes")
     for rule, items in report.by_rule().items():
-        out(f"  {'ok  ' if not items else 'FAIL'} {rule}: {RULES.get(rule, rule)}"
+        mark = "ok  " if not items else ("FAIL" if SEVERITY.get(rule, ERROR) == ERROR else "WARN")
+        out(f"  {mark} {rule}: {RULES.get(rule, rule)}"
                    + (f" ({len(items)} violation{'s' if len(items) != 1 else ''})" if items else ""))
         for v in items[:max_nodes]:
             out(f"         {v.node}: {v.message}")
@@ -117,7 +122,7 @@ def _print_report(report, target: Path, note: str | None, max_nodes: int) -> Non
         if names:
             shown = ", ".join(names[:max_nodes]) + (" ..." if len(names) > max_nodes else "")
             out(f"  float {op}: {shown}")
-    verdict = "clean" if report.passed else f"{len(report.violations)} violation(s)"
-    if note and not report.passed:
+    verdict = "clean" if report.clean else f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+    if note and not report.clean:
         verdict += f" ({target.name} is not meant for TensorRT: see the note above)"
     out(verdict)

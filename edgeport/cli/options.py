@@ -132,7 +132,7 @@ def out(text: str = "") -> None:
     try:
         click.echo(text)
     except BrokenPipeError:
-        _drop_stdout()
+        drop_stdout()
 
 
 def out_json(data) -> None:
@@ -154,7 +154,7 @@ def _json_default(value):
     raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
-def _drop_stdout() -> None:
+def drop_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -12,7 +12,8 @@ Rules kept here:
   bundle (runtime/trt/ort_ep.py).
 - TensorRT runs the engine built on this machine for the precision, after its sidecar
   check (runtime/trt/sidecar.py); ``all`` on TensorRT means the precisions that have
-  engines.
+  engines. TensorRT-RTX the same with its own engines (``edgeport build --runtime
+  tensorrt-rtx``), which also pass the library's own validity check before loading.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Callable
 from ..errors import UsageError
 from .base import Runner
 
-BACKEND_CHOICES = ("onnxruntime", "tensorrt")
+BACKEND_CHOICES = ("onnxruntime", "tensorrt", "tensorrt-rtx")
 PROVIDER_CHOICES = ("cpu", "cuda", "tensorrt")
 
 
@@ -97,31 +98,43 @@ class _OnnxRuntime(_Backend):
 
 
 class _TensorRT(_Backend):
-    name = "tensorrt"
+    name = "tensorrt"  # also the runtime recorded in the engines' sidecars
 
     def precisions(self, bundle, requested, target):
         if not requested or "all" in requested:
             from ..trt.sidecar import engine_precisions
 
-            return engine_precisions(bundle)  # "all" = the precisions that have engines
+            return engine_precisions(bundle, self.name)  # "all" = the precisions that have engines
         return super().precisions(bundle, requested, target)
 
     def resolve(self, bundle, precision, target, warn):
         from ..trt.sidecar import resolve_engine
 
-        record = resolve_engine(bundle, precision, warn=warn)
+        record = resolve_engine(bundle, precision, runtime=self.name, warn=warn)
         return Resolved(precision, record.engine_path, record.target_label, {"sidecar": record.sidecar})
 
     def open(self, bundle, resolved, target):
         if target.threads is not None:
-            raise UsageError("--threads applies to ONNX Runtime; TensorRT engines run on the GPU.",
-                             hint="Drop --threads with --backend tensorrt.")
+            raise UsageError(f"--threads applies to ONNX Runtime; {self.name} engines run on the GPU.",
+                             hint=f"Drop --threads with --backend {self.name}.")
+        return self._runner(resolved)
+
+    def _runner(self, resolved) -> Runner:
         from .tensorrt import TensorRTRunner
 
         return TensorRTRunner(resolved.path, sidecar=resolved.options.get("sidecar"))
 
 
-BACKENDS: dict[str, _Backend] = {b.name: b for b in (_OnnxRuntime(), _TensorRT())}
+class _TensorRTRX(_TensorRT):
+    name = "tensorrt-rtx"
+
+    def _runner(self, resolved) -> Runner:
+        from .tensorrt_rtx import TensorRTRXRunner
+
+        return TensorRTRXRunner(resolved.path, sidecar=resolved.options.get("sidecar"))
+
+
+BACKENDS: dict[str, _Backend] = {b.name: b for b in (_OnnxRuntime(), _TensorRT(), _TensorRTRX())}
 
 
 def select_precisions(bundle, requested=("all",), target: Target | None = None) -> list[str]:

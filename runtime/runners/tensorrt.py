@@ -52,24 +52,19 @@ def pad_batch(array: np.ndarray, size: int) -> np.ndarray:
 
 class TensorRTRunner(Runner):
     backend = "tensorrt"
+    product = "TensorRT"
 
-    def __init__(self, path: str | Path, *, sidecar: dict | None = None, dla_core: int | None = None,
-                 memory=None, trt=None):
-        """Deserialize ``path``. ``sidecar`` (from resolve_engine) says whether the engine is
-        version-compatible and which DLA core it targets (batches are split/padded to the
-        engine's own profile); ``memory`` and ``trt`` let tests inject fakes."""
+    def __init__(self, path: str | Path, *, sidecar=None, dla_core: int | None = None, memory=None, trt=None):
+        """Deserialize ``path``. ``sidecar`` (an EngineSidecar from resolve_engine) says whether
+        the engine is version-compatible and which DLA core it targets (batches are split/padded
+        to the engine's own profile); ``memory`` and ``trt`` let tests inject fakes."""
         super().__init__()
         from ..trt.builder import make_logger
-        from ..trt.device import import_tensorrt
+        from ..trt.sidecar import EngineSidecar
 
-        self.trt = trt if trt is not None else import_tensorrt("Running TensorRT engines")
-        if memory is None:
-            from ..trt.cuda_mem import default_memory
-
-            memory = default_memory()
-        self.memory = memory
+        self.trt = trt if trt is not None else self._import_library()
         self.path = Path(path)
-        self.sidecar = sidecar or {}
+        self.sidecar = sidecar if sidecar is not None else EngineSidecar()
         self._messages: list[str] = []
         self._logger = make_logger(self.trt, self._messages)
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (address, capacity in bytes)
@@ -80,26 +75,44 @@ class TensorRTRunner(Runner):
         except OSError as exc:
             raise EdgeportError(f"Cannot read the engine {self.path}: {exc}.") from exc
         self.runtime = self.trt.Runtime(self._logger)
-        if self.sidecar.get("version_compatible"):
+        self._check_plan(data)  # before anything touches the GPU
+        if memory is None:
+            from ..trt.cuda_mem import default_memory
+
+            memory = default_memory()
+        self.memory = memory
+        if self.sidecar.version_compatible:
             # Version-compatible plans embed TensorRT's lean runtime (host code): allow it,
             # since resolve_engine has matched the plan's sha256 with its sidecar.
             self.runtime.engine_host_code_allowed = True
-        dla = dla_core if dla_core is not None else self.sidecar.get("dla_core")
+        dla = dla_core if dla_core is not None else self.sidecar.dla_core
         if dla is not None:
             self.runtime.DLA_core = int(dla)
         self.dla_core = dla
         self.engine = self.runtime.deserialize_cuda_engine(data)
         if self.engine is None:
             raise EdgeportError(
-                f"TensorRT {self.trt.__version__} could not deserialize {self.path.name}: "
+                f"{self.product} {self.trt.__version__} could not deserialize {self.path.name}: "
                 f"{'; '.join(self._messages[-3:]) or 'no message'}.",
                 hint="Rebuild the engine on this machine with `edgeport build` (see the engine's .json sidecar).")
-        self.context = self.engine.create_execution_context()
+        self.context = self._create_context()
         if self.context is None:
-            raise EdgeportError(f"TensorRT could not create an execution context for {self.path.name}: "
+            raise EdgeportError(f"{self.product} could not create an execution context for {self.path.name}: "
                                 f"{'; '.join(self._messages[-3:]) or 'out of GPU memory?'}.")
         self._stream = self.memory.stream()
         self._read_io()
+
+    # Hooks for the TensorRT-RTX runner (runtime/runners/tensorrt_rtx.py).
+    def _import_library(self):
+        from ..trt.device import import_tensorrt
+
+        return import_tensorrt("Running TensorRT engines")
+
+    def _check_plan(self, data: bytes) -> None:
+        """A last check of the serialized plan before it is deserialized (none for TensorRT)."""
+
+    def _create_context(self):
+        return self.engine.create_execution_context()
 
     def _read_io(self) -> None:
         trt, engine = self.trt, self.engine
@@ -123,7 +136,7 @@ class TensorRTRunner(Runner):
 
     @property
     def description(self) -> str:
-        return "tensorrt/" + ("gpu" if self.dla_core is None else f"dla{self.dla_core}")
+        return f"{self.backend}/" + ("gpu" if self.dla_core is None else f"dla{self.dla_core}")
 
     # -- inference ---------------------------------------------------------------------------
     def infer_impl(self, feed):

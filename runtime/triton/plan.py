@@ -143,20 +143,21 @@ def _engine_source(bundle: Bundle, key: str, env, warn) -> tuple[Path, dict, int
 
     record = resolve_engine(bundle, key, env=env, warn=warn)
     sc = record.sidecar
-    profile = sc.get("profile") or {}
+    profile = sc.profile or {}
     lo, hi = int(profile.get("min", 1)), int(profile.get("max", bundle.max_batch))
     if lo > 1:
         raise UsageError(f"The {key} engine {record.engine_path.name} accepts batches {lo}..{hi}, but Triton sends "
                          "batches from 1 up to max_batch_size.",
                          hint="Rebuild it with a profile from batch 1: "
-                              f"{build_command(bundle.root, key, {**(sc.get('build_options') or {}), 'min_batch': 1})}")
-    notes = [f"the engine was built with TensorRT {sc.get('tensorrt', '?')} for "
-             f"{(sc.get('gpu') or {}).get('name', '?')} (compute capability "
-             f"{(sc.get('gpu') or {}).get('compute_capability', '?')}): serve it with a Triton whose TensorRT is "
+                              f"{build_command(bundle.root, key, {**(sc.build_options or {}), 'min_batch': 1})}")
+    gpu = sc.gpu
+    notes = [f"the engine was built with {sc.product} {sc.version or '?'} for "
+             f"{(gpu.name if gpu else None) or '?'} (compute capability "
+             f"{(gpu.compute_capability if gpu else None) or '?'}): serve it with a Triton whose TensorRT is "
              "that exact version on that GPU model"]
     if record.dla_core is not None:
         notes.append(f"the engine runs on DLA core {record.dla_core} (Jetson)")
-    return record.engine_path, sc, hi, notes
+    return record.engine_path, sc.to_dict(), hi, notes
 
 
 def _accelerator(options: TritonOptions, key: str) -> dict | None:

@@ -245,7 +245,8 @@ def _provenance(bundle: Bundle, plan: EntryPlan, options: TritonOptions) -> dict
         "options": {k: v for k, v in dataclasses.asdict(options).items() if k not in ("force",)},
     }
     if plan.engine is not None:
-        data["engine"] = {k: plan.engine.get(k) for k in ("tensorrt", "gpu", "profile", "dla_core", "built_at")}
+        data["engine"] = {k: plan.engine.get(k) for k in ("runtime", "version", "gpu", "profile", "dla_core",
+                                                          "built_at")}
     return data
 
 

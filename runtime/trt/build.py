@@ -1,9 +1,11 @@
-"""``edgeport build``: TensorRT engines for a bundle, on the machine that will run them.
+"""``edgeport build``: TensorRT or TensorRT-RTX engines for a bundle.
 
-For each requested precision: choose the build path (policy.plan_build), compute the batch
-profile and workspace, reuse the timing cache, build (builder.build_serialized), then write
-the engine and its sidecar into the bundle (sidecar.write_engine). Also the ``--engine``
-step of ``edgeport export``.
+TensorRT engines are built on the machine that will run them; TensorRT-RTX engines on any
+x86_64 machine, GPU or not (ahead of time, for target compute capabilities). For each
+requested precision: choose the build (policy.plan_build / plan_rtx_build), compute the batch
+profile and workspace, reuse the timing cache (TensorRT), build (builder.build_serialized,
+the same code for both), then write the engine and its sidecar into the bundle
+(sidecar.write_engine). Also the ``--engine`` step of ``edgeport export``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Callable
 
 from ..errors import DependencyError, EdgeportError, UsageError
 from . import policy
-from .policy import BuildPlan, Profile, TrtVersion
+from .policy import TENSORRT, TENSORRT_RTX, BuildPlan, Profile, TrtVersion
+from .sidecar import EngineSidecar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,15 +39,41 @@ class BuildOptions:
     hardware_compat: str = "none"
     version_compatible: bool = False
     build_path: str = "auto"
+    runtime: str = TENSORRT  # or tensorrt-rtx
+    compute_capabilities: tuple[str, ...] = ()  # TensorRT-RTX targets (raw --compute-capability values)
+    runtime_cache: Path | None = None  # TensorRT-RTX: the JIT cache file the engine uses on the target
+    no_runtime_cache: bool = False
+    # For readers of the library's own log (e.g. the layer information of a DETAILED build):
+    log_severity: str | None = None  # keep messages down to this severity in BuiltEngine.log ("VERBOSE")
+    profiling_verbosity: str | None = None  # ProfilingVerbosity member name, e.g. "DETAILED"
 
 
 @dataclasses.dataclass
 class BuiltEngine:
     precision: str
     path: Path
-    sidecar: dict
+    sidecar: EngineSidecar
     seconds: float
     warnings: list[str]
+    log: list[str] = dataclasses.field(default_factory=list)  # the library's messages (BuildOptions.log_severity)
+
+
+@dataclasses.dataclass
+class BuildTarget:
+    """What every engine of one ``edgeport build`` shares: the library, the machine, the profile."""
+
+    trt: object  # the tensorrt / TensorRT-RTX module
+    runtime: str
+    version: TrtVersion
+    plans: list[BuildPlan]
+    profile: Profile
+    shapes: tuple
+    workspace_mib: int
+    env: object | None = None  # device.TargetEnv (None for TensorRT-RTX AOT builds: no GPU involved)
+    gpu: object | None = None  # device.GpuInfo of the build GPU (TensorRT)
+    timing_cache: Path | None = None
+    calibration: tuple = (None, "IInt8EntropyCalibrator2", None)  # (bytes, calibrator class, path)
+    runtime_cache: dict | None = None  # TensorRT-RTX: {"enabled", "path"}
 
 
 def select_precisions(requested: tuple[str, ...], available: list[str], dla: bool,
@@ -67,14 +96,48 @@ def build_engines(bundle, options: BuildOptions, *, trt=None, env=None,
                   warn: Callable[[str], None] = lambda s: None) -> list[BuiltEngine]:
     """Build one engine per selected precision into the bundle; returns what was built.
 
-    ``trt`` (the tensorrt module) and ``env`` (device.TargetEnv) are probed when None;
-    tests pass fakes.
+    ``trt`` (the tensorrt or TensorRT-RTX module) and ``env`` (device.TargetEnv) are probed
+    when None; tests pass fakes (or NVIDIA's real TensorRT-RTX). Every option and plan is
+    checked before the first (minutes-long) build, so a bad option fails fast.
     """
-    from . import calibration, device
-    from . import timing_cache as tc
-    from .builder import build_serialized
-    from .sidecar import build_command, write_engine
+    if options.runtime == TENSORRT_RTX:
+        target = prepare_rtx(bundle, options, trt=trt, log=log)
+        if options.log_severity is None and options.profiling_verbosity is None:
+            # TensorRT-RTX logs its engines' layer information (also in a CPU-only build): record it.
+            options = dataclasses.replace(options, log_severity="VERBOSE", profiling_verbosity="DETAILED")
+    elif options.runtime == TENSORRT:
+        target = prepare_tensorrt(bundle, options, trt=trt, env=env, log=log)
+    else:
+        raise UsageError(f"Unknown runtime '{options.runtime}'; choose {' or '.join(policy.RUNTIMES)}.")
+    built = [_build_one(bundle, options, target, plan, log, warn) for plan in target.plans]
+    _record_composition(bundle, built, log)
+    return built
 
+
+def _record_composition(bundle, built: list[BuiltEngine], log) -> None:
+    """report.json/.md/.html ``engines``: what each engine is made of, when its build logged it."""
+    from ..engine_report import engine_entry
+    from ..report import record_engines
+
+    entries = {b.path.name: engine_entry(b.precision, b.sidecar.runtime, str(b.sidecar.version), b.sidecar.layers,
+                                         built_at=b.sidecar.built_at)
+               for b in built if b.sidecar.layers}
+    if entries and record_engines(bundle, entries):
+        log(f"engine composition of {len(entries)} engine(s) recorded in {bundle.report_path('json').name}")
+
+
+def prepare_tensorrt(bundle, options: BuildOptions, *, trt=None, env=None, log=lambda s: None) -> BuildTarget:
+    """TensorRT: the GPU here is the target; plans per version, profile, workspace, caches."""
+    from . import device
+    from . import timing_cache as tc
+
+    if options.compute_capabilities or options.runtime_cache or options.no_runtime_cache:
+        raise UsageError("--compute-capability and --runtime-cache are TensorRT-RTX options; TensorRT builds for the "
+                         "GPU it runs on.", hint="Add --runtime tensorrt-rtx, or drop them.")
+    dla = options.dla_core is not None
+    # The batch options are checked against the bundle first: a bad --max-batch is a usage error
+    # here, not a command suggested after "TensorRT is missing" that the device would refuse.
+    profile, shapes = _profile(bundle, options, dla)
     if trt is None:
         trt = device.import_tensorrt("edgeport build", rerun=_command_line(bundle, options))
     version = TrtVersion.parse(trt.__version__)
@@ -85,34 +148,16 @@ def build_engines(bundle, options: BuildOptions, *, trt=None, env=None,
     if env is None:
         env = device.probe_env(trt, dla=options.dla_core is not None)
     gpu = device.require_gpu(env, "edgeport build")
-    dla = options.dla_core is not None
-    precisions = select_precisions(options.precisions, bundle.precisions, dla, log)
-
-    # Validate every plan before the first (minutes-long) build, so a bad option fails fast.
-    plans: list[BuildPlan] = [policy.plan_build(
+    plans = [policy.plan_build(
         version, p, bundle.precisions, requested_path=options.build_path, dla_core=options.dla_core,
         gpu_fallback=options.gpu_fallback, hardware_compat=options.hardware_compat,
         version_compatible=options.version_compatible, compute_capability=gpu.compute_capability)
-        for p in precisions]
-    profile: Profile = policy.compute_profile(
-        bundle.min_batch, bundle.max_batch, min_batch=options.min_batch,
-        opt_batch=options.opt_batch, max_batch=options.max_batch, dla=dla)
-    shapes = profile.shapes(bundle.input.shape)
+        for p in select_precisions(options.precisions, bundle.precisions, dla, log)]
     if options.workspace_mib is not None:
         policy.validate_workspace(options.workspace_mib, gpu.total_memory)
         workspace = options.workspace_mib
     else:
         workspace = policy.default_workspace_mib(gpu.total_memory, env.jetson)
-    cal_bytes, cal_class, cal_path = None, "IInt8EntropyCalibrator2", None
-    if any(p.calibration_cache for p in plans):
-        cal_path = calibration.find_calibration_cache(bundle)
-        cal_bytes = cal_path.read_bytes()
-        header = calibration.parse_header(cal_bytes)
-        cal_class = header.calibrator
-        cal_bytes, changed = calibration.retarget(cal_bytes, version)
-        if changed:
-            log(f"{cal_path.name}: header TRT-{header.trt_code} replayed as TensorRT {version} "
-                f"(TRT-{calibration.version_code(version)}); the scales are unchanged")
     cache_path = None
     if not options.no_timing_cache:
         cache_path = Path(options.timing_cache) if options.timing_cache else tc.default_path(
@@ -120,65 +165,156 @@ def build_engines(bundle, options: BuildOptions, *, trt=None, env=None,
     log(f"TensorRT {version} on {gpu.name} (compute capability {gpu.compute_capability}"
         f"{', Jetson' if env.jetson else ''}); batch profile {profile.min}/{profile.opt}/{profile.max}, "
         f"workspace {workspace} MiB, timing cache {cache_path or 'off'}")
+    return BuildTarget(trt=trt, runtime=TENSORRT, version=version, plans=plans, profile=profile, shapes=shapes,
+                       workspace_mib=workspace, env=env, gpu=gpu, timing_cache=cache_path,
+                       calibration=_calibration(bundle, plans, version, log))
 
-    built = []
-    for plan in plans:
-        for w in plan.warnings:
-            warn(w)
-        onnx_path = bundle.artifact_path(plan.source)
-        source_entry = bundle.artifact(plan.source)
-        name = policy.engine_filename(plan.precision, gpu.compute_capability, version, dla_core=plan.dla_core,
-                                      hardware_compat=plan.hardware_compat,
-                                      version_compatible=plan.version_compatible)
-        log(f"building {plan.precision} ({plan.path}, from {onnx_path.name}"
-            f"{f', DLA core {plan.dla_core}' if plan.dla_core is not None else ''}) -> {name}")
-        cache_bytes = tc.load(cache_path) if cache_path else None
-        started = _dt.datetime.now(_dt.timezone.utc)
-        t0 = time.perf_counter()
-        out = build_serialized(trt, plan, onnx_path, bundle.input_name, shapes, workspace_mib=workspace,
-                               builder_level=options.builder_level, timing_cache=cache_bytes,
-                               calibration_cache=cal_bytes if plan.calibration_cache else None,
-                               calibrator_class=cal_class)
-        seconds = time.perf_counter() - t0
-        if cache_path and out.timing_cache:
-            tc.save(cache_path, out.timing_cache)
-        build_options = {
-            "precision": plan.precision, "min_batch": profile.min, "opt_batch": profile.opt, "max_batch": profile.max,
-            "dla_core": plan.dla_core, "gpu_fallback": plan.gpu_fallback, "builder_level": options.builder_level,
-            "hardware_compat": plan.hardware_compat, "version_compatible": plan.version_compatible,
-            "build_path": options.build_path,
-        }
-        sidecar = {
-            "precision": plan.precision,
-            "build_path": plan.path,
-            "tensorrt": str(trt.__version__),
-            "cuda": {"runtime": env.cuda_runtime, "driver": env.cuda_driver},
-            "gpu": {"name": gpu.name, "compute_capability": gpu.compute_capability, "total_memory": gpu.total_memory,
-                    "jetson": env.jetson},
-            "source": {"artifact": plan.source, "file": source_entry.file, "sha256": source_entry.sha256},
-            "input": {"name": bundle.input_name, "min": list(shapes[0]), "opt": list(shapes[1]),
-                      "max": list(shapes[2])},
-            "profile": profile.to_dict(),
-            "dla_core": plan.dla_core,
-            "gpu_fallback": plan.gpu_fallback,
-            "hardware_compat": plan.hardware_compat,
-            "version_compatible": plan.version_compatible,
-            "builder_flags": list(plan.builder_flags),
-            "builder_optimization_level": options.builder_level,
-            "workspace_mib": workspace,
-            "timing_cache": {"path": str(cache_path) if cache_path else None, "reused": out.timing_cache_reused},
-            "calibration_cache": cal_path.name if (plan.calibration_cache and cal_path) else None,
-            "built_at": started.isoformat(timespec="seconds"),
-            "build_seconds": round(seconds, 2),
-            "edgeport": _edgeport_version(),
-            "build_options": build_options,
-            "rebuild": build_command(bundle.root, plan.precision, build_options),
-            "tensorrt_messages": out.messages[-20:],
-        }
-        record = write_engine(bundle.root, name, out.plan, sidecar)
-        log(f"{plan.precision}: {name} ({len(out.plan) / 2**20:.1f} MiB) in {seconds:.1f} s")
-        built.append(BuiltEngine(plan.precision, record.engine_path, record.sidecar, seconds, list(plan.warnings)))
-    return built
+
+def prepare_rtx(bundle, options: BuildOptions, *, trt=None, log=lambda s: None) -> BuildTarget:
+    """TensorRT-RTX: an ahead-of-time build on this machine's CPU, for target compute capabilities."""
+    from .rtx import import_tensorrt_rtx
+
+    if options.timing_cache is not None:
+        raise UsageError("--timing-cache does not apply to TensorRT-RTX: its ahead-of-time build times no kernels "
+                         "(they are chosen on the user's GPU, and kept in the runtime cache).",
+                         hint="Drop --timing-cache; use --runtime-cache PATH for the JIT cache.")
+    if options.runtime_cache is not None and options.no_runtime_cache:
+        raise UsageError("--runtime-cache and --no-runtime-cache contradict each other; pass one.")
+    targets = policy.parse_compute_capabilities(options.compute_capabilities)
+    if trt is None:
+        trt = import_tensorrt_rtx("edgeport build --runtime tensorrt-rtx", rerun=_command_line(bundle, options))
+    version = TrtVersion.parse(trt.__version__)
+    plans = [policy.plan_rtx_build(
+        version, p, bundle.precisions, compute_capabilities=targets, requested_path=options.build_path,
+        dla_core=options.dla_core, gpu_fallback=options.gpu_fallback, hardware_compat=options.hardware_compat,
+        version_compatible=options.version_compatible)
+        for p in select_precisions(options.precisions, bundle.precisions, False, log)]
+    profile, shapes = _profile(bundle, options, False)
+    if options.workspace_mib is not None:
+        policy.validate_workspace(options.workspace_mib, None)
+    workspace = options.workspace_mib or policy.default_workspace_mib(None, False)
+    runtime_cache = {"enabled": not options.no_runtime_cache,
+                     "path": str(options.runtime_cache) if options.runtime_cache else None}
+    aim = (f"compute capabilities {', '.join(targets)}" if targets else
+           f"the library's default targets ({', '.join(policy.RTX_DEFAULT_TARGETS)} per NVIDIA)")
+    log(f"TensorRT-RTX {version}, ahead of time (no GPU needed) for {aim}; batch profile "
+        f"{profile.min}/{profile.opt}/{profile.max}, workspace {workspace} MiB, runtime cache "
+        f"{'off' if options.no_runtime_cache else (options.runtime_cache or 'default on the target')}")
+    return BuildTarget(trt=trt, runtime=TENSORRT_RTX, version=version, plans=plans, profile=profile, shapes=shapes,
+                       workspace_mib=workspace, runtime_cache=runtime_cache)
+
+
+def _profile(bundle, options: BuildOptions, dla: bool) -> tuple[Profile, tuple]:
+    profile = policy.compute_profile(bundle.min_batch, bundle.max_batch, min_batch=options.min_batch,
+                                     opt_batch=options.opt_batch, max_batch=options.max_batch, dla=dla)
+    return profile, profile.shapes(bundle.input.shape)
+
+
+def _calibration(bundle, plans: list[BuildPlan], version: TrtVersion, log) -> tuple:
+    """(cache bytes, calibrator class, path) when a plan replays the bundle's calibration cache."""
+    from . import calibration
+
+    if not any(p.calibration_cache for p in plans):
+        return None, "IInt8EntropyCalibrator2", None
+    cal_path = calibration.find_calibration_cache(bundle)
+    cal_bytes = cal_path.read_bytes()
+    header = calibration.parse_header(cal_bytes)
+    cal_bytes, changed = calibration.retarget(cal_bytes, version)
+    if changed:
+        log(f"{cal_path.name}: header TRT-{header.trt_code} replayed as TensorRT {version} "
+            f"(TRT-{calibration.version_code(version)}); the scales are unchanged")
+    return cal_bytes, header.calibrator, cal_path
+
+
+def _engine_name(target: BuildTarget, plan: BuildPlan) -> str:
+    if target.runtime == TENSORRT_RTX:
+        return policy.rtx_engine_filename(plan.precision, target.version, plan.compute_capabilities)
+    return policy.engine_filename(plan.precision, target.gpu.compute_capability, target.version,
+                                  dla_core=plan.dla_core, hardware_compat=plan.hardware_compat,
+                                  version_compatible=plan.version_compatible)
+
+
+def _build_one(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPlan, log, warn) -> BuiltEngine:
+    """Build, then write the engine and its sidecar (nothing is written when the build fails)."""
+    from . import timing_cache as tc
+    from .builder import build_serialized
+    from .layers import summarize_build_log
+    from .sidecar import write_engine
+
+    for w in plan.warnings:
+        warn(w)
+    onnx_path = bundle.artifact_path(plan.source)
+    name = _engine_name(target, plan)
+    log(f"building {plan.precision} ({plan.path}, from {onnx_path.name}"
+        f"{f', DLA core {plan.dla_core}' if plan.dla_core is not None else ''}) -> {name}")
+    cache_bytes = tc.load(target.timing_cache) if target.timing_cache else None
+    cal_bytes, cal_class, _ = target.calibration
+    started = _dt.datetime.now(_dt.timezone.utc)
+    t0 = time.perf_counter()
+    out = build_serialized(target.trt, plan, onnx_path, bundle.input_name, target.shapes,
+                           workspace_mib=target.workspace_mib, builder_level=options.builder_level,
+                           timing_cache=cache_bytes, calibration_cache=cal_bytes if plan.calibration_cache else None,
+                           calibrator_class=cal_class, log_severity=options.log_severity,
+                           profiling_verbosity=options.profiling_verbosity)
+    seconds = time.perf_counter() - t0
+    if target.timing_cache and out.timing_cache:
+        tc.save(target.timing_cache, out.timing_cache)
+    sidecar = _sidecar(bundle, options, target, plan, out, started, seconds)
+    summary = summarize_build_log(out.log) if out.log else None
+    if summary is not None:
+        sidecar = dataclasses.replace(sidecar, layers=summary.to_dict())
+    record = write_engine(bundle.root, name, out.plan, sidecar)
+    log(f"{plan.precision}: {name} ({len(out.plan) / 2**20:.1f} MiB) in {seconds:.1f} s"
+        + (f"; {_composition_line(summary)}" if summary is not None else ""))
+    return BuiltEngine(plan.precision, record.engine_path, record.sidecar, seconds, list(plan.warnings), out.log)
+
+
+def _composition_line(summary) -> str:
+    """One line of the layer information: compute layers by precision, and the activation memory."""
+    counts = summary.by_precision(compute_only=True)
+    total = sum(counts.values())
+    parts = ", ".join(f"{n} {p.upper()}" for p, n in counts.items())
+    mem = f", activations {summary.activation_bytes / 1e6:.1f} MB" if summary.activation_bytes is not None else ""
+    return f"{total} compute layers ({parts or 'none'}){mem}"
+
+
+def _sidecar(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPlan, out, started,
+             seconds) -> EngineSidecar:
+    """What the engine's sidecar records (runtime/trt/sidecar.py describes the fields)."""
+    from .sidecar import BuildGpu, SourceArtifact, build_command
+
+    p = target.profile
+    entry = bundle.artifact(plan.source)
+    build_options = {
+        "precision": plan.precision, "min_batch": p.min, "opt_batch": p.opt, "max_batch": p.max,
+        "dla_core": plan.dla_core, "gpu_fallback": plan.gpu_fallback, "builder_level": options.builder_level,
+        "hardware_compat": plan.hardware_compat, "version_compatible": plan.version_compatible,
+        "build_path": options.build_path, "runtime": target.runtime,
+        "compute_capabilities": list(plan.compute_capabilities),
+        "runtime_cache": str(options.runtime_cache) if options.runtime_cache else None,
+        "no_runtime_cache": options.no_runtime_cache,
+    }
+    env, gpu, rtx = target.env, target.gpu, target.runtime == TENSORRT_RTX
+    return EngineSidecar(
+        precision=plan.precision, build_path=plan.path, runtime=target.runtime, version=str(target.trt.__version__),
+        cuda={"runtime": env.cuda_runtime, "driver": env.cuda_driver} if env else {},
+        gpu=BuildGpu(gpu.name, gpu.compute_capability, gpu.total_memory, env.jetson) if gpu else None,
+        compute_capabilities=out.compute_capabilities,
+        default_compute_capabilities=policy.RTX_DEFAULT_TARGETS if rtx and not out.compute_capabilities else (),
+        source=SourceArtifact(plan.source, entry.file, entry.sha256),
+        input={"name": bundle.input_name, "min": list(target.shapes[0]), "opt": list(target.shapes[1]),
+               "max": list(target.shapes[2])},
+        profile=p.to_dict(), dla_core=plan.dla_core, gpu_fallback=plan.gpu_fallback,
+        hardware_compat=plan.hardware_compat, version_compatible=plan.version_compatible,
+        builder_flags=tuple(plan.builder_flags), builder_optimization_level=options.builder_level,
+        workspace_mib=target.workspace_mib,
+        timing_cache={"path": str(target.timing_cache) if target.timing_cache else None,
+                      "reused": out.timing_cache_reused},
+        runtime_cache=target.runtime_cache,
+        calibration_cache=target.calibration[2].name if (plan.calibration_cache and target.calibration[2]) else None,
+        built_at=started.isoformat(timespec="seconds"), build_seconds=round(seconds, 2), edgeport=_edgeport_version(),
+        build_options=build_options, rebuild=build_command(bundle.root, plan.precision, build_options),
+        messages=tuple(out.messages[-20:]))
 
 
 def _command_line(bundle, options: BuildOptions) -> str:

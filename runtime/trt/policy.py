@@ -15,6 +15,9 @@ Version facts this encodes (NVIDIA docs; see docs/tensorrt.md):
   10.8+ and 11.0 through 11.4.0 (11.4.0 only on Windows on ARM, not a target here); back in
   11.4.1 on Jetson AGX Orin (JetPack 7.2.2+), strongly typed only.
 - DLA has no dynamic dimensions: the profile's min, opt and max must be equal.
+
+TensorRT-RTX (``--runtime tensorrt-rtx``) is a separate product line with its own version
+numbers (1.x), not a TensorRT version: see the TensorRT-RTX section below.
 """
 
 from __future__ import annotations
@@ -78,6 +81,14 @@ class Capabilities:
     implicit_int8_deprecated: bool
     explicit_batch_flag: bool  # networks must be created with EXPLICIT_BATCH
     dla: str  # "flags" (8.6 - 10.7), "none" (10.8 - 11.4.0), "strongly-typed" (>= 11.4.1)
+    # Differences of the TensorRT-RTX product line (the defaults are TensorRT's).
+    runtime: str = "tensorrt"
+    gpu_to_build: bool = True  # TensorRT builds on the GPU it targets; TensorRT-RTX builds on a CPU (AOT)
+    compute_capability_targets: bool = False  # --compute-capability (TensorRT-RTX)
+    runtime_cache: bool = False  # JIT runtime cache (TensorRT-RTX)
+    timing_cache: bool = True
+    hardware_compat: bool = True  # --hardware-compat ampere+
+    version_compatible: bool = True  # --version-compatible
 
 
 def capabilities(version: TrtVersion) -> Capabilities:
@@ -129,6 +140,8 @@ class BuildPlan:
     hardware_compat: str = "none"
     version_compatible: bool = False
     warnings: tuple[str, ...] = ()
+    runtime: str = "tensorrt"  # TENSORRT or TENSORRT_RTX
+    compute_capabilities: tuple[str, ...] = ()  # TensorRT-RTX targets ("8.6", ...); () = the library's default
 
 
 def plan_build(
@@ -167,7 +180,7 @@ def plan_build(
                 "--hardware-compat ampere+ cannot be combined with --dla-core: hardware compatibility covers "
                 "GPU kernels of Ampere and newer GPUs, while DLA loadables are tied to the DLA they were built for.",
                 hint="Drop one of the two options.")
-        if compute_capability is not None and _cc_tuple(compute_capability) < (8, 0):
+        if compute_capability is not None and cc_tuple(compute_capability) < (8, 0):
             raise UsageError(
                 f"--hardware-compat ampere+ needs an Ampere or newer GPU (compute capability >= 8.0) to build on; "
                 f"this GPU has compute capability {compute_capability}.",
@@ -221,10 +234,12 @@ def plan_build(
         return BuildPlan(path=FLAGS, source="fp32", network_flags=net, builder_flags=("FP16",) + extra_flags,
                          warnings=tuple(warnings), **common)
     # INT8 on the GPU always comes from the Q/DQ graph: the INT8 flag makes a weakly typed
-    # network honour its Q/DQ scales (explicit quantization); no calibrator is involved.
+    # network honour its Q/DQ scales (explicit quantization); no calibrator is involved. FP16
+    # too: the graph's float regions are FP16 (docs/int8.md), and with INT8 alone a weakly
+    # typed build may run every layer outside the Q/DQ pairs in FP32.
     if "int8" not in available:
         raise _missing_artifact("int8", version)
-    return BuildPlan(path=FLAGS, source="int8", network_flags=net, builder_flags=("INT8",) + extra_flags,
+    return BuildPlan(path=FLAGS, source="int8", network_flags=net, builder_flags=("INT8", "FP16") + extra_flags,
                      warnings=tuple(warnings), **common)
 
 
@@ -266,14 +281,14 @@ def _plan_dla(version, caps, precision, available, requested_path, common, extra
                      warnings=tuple(warnings), **common)
 
 
-def _missing_artifact(precision: str, version: TrtVersion) -> BundleError:
+def _missing_artifact(precision: str, version: TrtVersion, product: str = "TensorRT") -> BundleError:
     option = {"fp16": "--fp16", "int8": "--int8"}.get(precision)
     graph = "model.onnx" if precision == "fp32" else f"model.{precision}.onnx"
     what = f"Re-export it with `edgeport export ... {option}`." if option else "Re-export the bundle."
-    if precision == "fp16" and capabilities(version).precision_flags:
+    if precision == "fp16" and product == "TensorRT" and capabilities(version).precision_flags:
         what += f" (On TensorRT {version}, --build-path flags builds FP16 from the FP32 graph instead.)"
     return BundleError(f"The bundle has no {precision} graph ({graph}), which a {precision} engine is built from "
-                       f"on TensorRT {version}.", hint=what)
+                       f"on {product} {version}.", hint=what)
 
 
 # -- optimization profile -------------------------------------------------------------------
@@ -412,7 +427,8 @@ def validate_workspace(workspace_mib: int, total_memory_bytes: int | None) -> No
 
 
 # -- names ---------------------------------------------------------------------------------------
-def _cc_tuple(cc: str) -> tuple[int, int]:
+def cc_tuple(cc: str) -> tuple[int, int]:
+    """"8.7" -> (8, 7), for comparing compute capabilities."""
     try:
         major, _, minor = str(cc).partition(".")
         return int(major), int(minor or 0)
@@ -422,7 +438,7 @@ def _cc_tuple(cc: str) -> tuple[int, int]:
 
 def cc_tag(cc: str) -> str:
     """'8.7' -> 'sm87' (the CUDA convention)."""
-    major, minor = _cc_tuple(cc)
+    major, minor = cc_tuple(cc)
     return f"sm{major}{minor}"
 
 
@@ -448,3 +464,126 @@ def engine_filename(precision: str, compute_capability: str, version: TrtVersion
 
 def sidecar_name(engine_name: str) -> str:
     return engine_name + ".json"
+
+
+# -- TensorRT-RTX: a separate product line --------------------------------------------------------
+# NVIDIA's TensorRT for RTX GPUs (module tensorrt_rtx, versions 1.x). Facts (NVIDIA's TensorRT-RTX
+# docs, and measured with tensorrt-rtx-cu12 1.7.1.116 on a CPU-only machine; docs/tensorrt.md):
+# - builds ahead of time without a GPU ("CPU-only AOT"), for a set of target compute
+#   capabilities; the engine is specialized (JIT) on the user's GPU when it loads, and a runtime
+#   cache keeps those compiled kernels between runs;
+# - only strongly typed networks (STRONGLY_TYPED is its one network flag): precision comes from
+#   the ONNX graph, INT8 only from Q/DQ; no FP16/INT8 builder flags, no calibrators, no DLA;
+# - hardware compatibility levels are ignored ("setHardwareCompatibilityLevel() is unsupported in
+#   TensorRT-RTX"), and VERSION_COMPATIBLE builds fail (the lean runtime library is not shipped);
+# - a timing cache only holds GPU timings, and an AOT build times nothing; reading a serialized
+#   cache back needs a GPU (cudaError 35 without one), so RTX builds use none.
+TENSORRT = "tensorrt"
+TENSORRT_RTX = "tensorrt-rtx"
+RUNTIMES = (TENSORRT, TENSORRT_RTX)
+PRODUCT_NAMES = {TENSORRT: "TensorRT", TENSORRT_RTX: "TensorRT-RTX"}
+# Target compute capability -> ComputeCapability member (no 9.0: Hopper is not an RTX target).
+RTX_COMPUTE_CAPABILITIES = {"7.5": "SM75", "8.0": "SM80", "8.6": "SM86", "8.9": "SM89", "12.0": "SM120",
+                            "12.1": "SM121"}
+# What the library targets when none is set (num_compute_capabilities 0), per NVIDIA's
+# "CPU-Only AOT and TensorRT-RTX Engines": 8.0, 8.6, 8.9 and 12.0 (Turing needs 7.5 set).
+RTX_DEFAULT_TARGETS = ("8.0", "8.6", "8.9", "12.0")
+
+
+def product_name(runtime: str) -> str:
+    """'TensorRT' or 'TensorRT-RTX' (for messages)."""
+    return PRODUCT_NAMES.get(runtime, runtime)
+
+
+def rtx_capabilities(version: TrtVersion) -> Capabilities:
+    """The feature set of TensorRT-RTX ``version`` (1.x; its own numbering, not TensorRT's)."""
+    return Capabilities(
+        supported=version.major >= 1, strongly_typed=True, precision_flags=False, flags_deprecated=False,
+        implicit_int8=False, implicit_int8_deprecated=False, explicit_batch_flag=False, dla="none",
+        runtime=TENSORRT_RTX, gpu_to_build=False, compute_capability_targets=True, runtime_cache=True,
+        timing_cache=False, hardware_compat=False, version_compatible=False,
+    )
+
+
+def runtime_capabilities(runtime: str, version: TrtVersion) -> Capabilities:
+    """Capabilities of ``version`` of the product line ``runtime`` (tensorrt or tensorrt-rtx)."""
+    if runtime not in RUNTIMES:
+        raise UsageError(f"Unknown runtime '{runtime}'; choose {' or '.join(RUNTIMES)}.")
+    return rtx_capabilities(version) if runtime == TENSORRT_RTX else capabilities(version)
+
+
+def parse_compute_capabilities(values) -> tuple[str, ...]:
+    """``--compute-capability`` values (repeatable, comma lists; 8.6, 86 or sm86) -> sorted targets."""
+    found = []
+    for value in values or ():
+        for item in str(value).split(","):
+            item = item.strip().lower().removeprefix("sm_").removeprefix("sm")
+            if not item:
+                continue
+            cc = item if "." in item else (f"{item[:-1]}.{item[-1]}" if item.isdigit() and len(item) >= 2 else item)
+            if cc not in RTX_COMPUTE_CAPABILITIES:
+                raise UsageError(
+                    f"--compute-capability {value}: {item} is not a TensorRT-RTX target; it builds for "
+                    f"{', '.join(RTX_COMPUTE_CAPABILITIES)} (Turing, Ampere, Ada, Blackwell RTX GPUs; no 9.0 Hopper).",
+                    hint="Pass e.g. --compute-capability 8.6,8.9 (or sm86); omit it for the library's default "
+                         f"targets ({', '.join(RTX_DEFAULT_TARGETS)}).")
+            found.append(cc)
+    return tuple(sorted(set(found), key=cc_tuple))
+
+
+def plan_rtx_build(
+    version: TrtVersion,
+    precision: str,
+    available,
+    *,
+    compute_capabilities: tuple[str, ...] = (),
+    requested_path: str = "auto",
+    dla_core: int | None = None,
+    gpu_fallback: bool = False,
+    hardware_compat: str = "none",
+    version_compatible: bool = False,
+) -> BuildPlan:
+    """The TensorRT-RTX build of one precision: strongly typed, from that precision's graph.
+
+    The options TensorRT-RTX does not have are refused with the reason, rather than ignored.
+    """
+    caps = rtx_capabilities(version)
+    if not caps.supported:
+        raise DependencyError(f"TensorRT-RTX {version} is not a TensorRT-RTX release edgeport knows (1.x).")
+    if precision not in PRECISIONS:
+        raise UsageError(f"Unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}.")
+    if dla_core is not None or gpu_fallback:
+        raise UsageError("TensorRT-RTX has no DLA (it targets RTX GPUs), so --dla-core and --gpu-fallback do not apply.",
+                         hint="Drop them, or build with --runtime tensorrt on the Jetson.")
+    if hardware_compat != "none":
+        raise UsageError("TensorRT-RTX has no hardware compatibility levels (it reports setHardwareCompatibilityLevel() "
+                         "as unsupported): its engines run on every GPU of their target compute capabilities.",
+                         hint="Drop --hardware-compat and list the targets with --compute-capability.")
+    if version_compatible:
+        raise UsageError("TensorRT-RTX cannot build version-compatible engines (the build needs TensorRT's lean "
+                         "runtime library, which TensorRT-RTX does not ship).",
+                         hint="Drop --version-compatible; rebuild the engines when TensorRT-RTX is upgraded.")
+    if requested_path == FLAGS:
+        raise UsageError("TensorRT-RTX has no precision builder flags: its networks are strongly typed, so "
+                         "--build-path flags does not apply.", hint="Use --build-path auto.")
+    if requested_path not in ("auto", STRONGLY_TYPED):
+        raise UsageError(f"Unknown build path '{requested_path}'; choose auto or {STRONGLY_TYPED}.")
+    if precision not in set(available):
+        raise _missing_artifact(precision, version, "TensorRT-RTX")
+    targets = parse_compute_capabilities(compute_capabilities)
+    return BuildPlan(precision=precision, path=STRONGLY_TYPED, source=precision,
+                     optional_network_flags=("STRONGLY_TYPED",), clear_flags=("TF32",) if precision == "fp32" else (),
+                     runtime=TENSORRT_RTX, compute_capabilities=targets)
+
+
+def rtx_engine_filename(precision: str, version: TrtVersion | str, compute_capabilities: tuple[str, ...] = ()) -> str:
+    """``model.<precision>[.sm75_sm86].rtx<version>.engine``: no sm tag for the library's default targets.
+
+    ``rtx`` where TensorRT engines say ``trt<version>``, so the two never collide in a bundle.
+    """
+    if isinstance(version, str):
+        version = TrtVersion.parse(version)
+    tags = [precision]
+    if compute_capabilities:
+        tags.append("_".join(cc_tag(cc) for cc in compute_capabilities))
+    return f"model.{'.'.join(tags)}.rtx{version.short}.engine"

@@ -33,15 +33,17 @@ def cache_root(environ=None) -> Path:
     return Path.home() / ".cache" / "edgeport"
 
 
-def _slug(text: str) -> str:
+def gpu_slug(text: str) -> str:
+    """A GPU name as a file-name part ("NVIDIA A10" -> "nvidia-a10")."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "gpu"
+
 
 
 def default_path(trt_version: str, gpu_name: str, compute_capability: str, root: Path | None = None) -> Path:
     """Where the timing cache for this TensorRT version and GPU lives."""
     v = TrtVersion.parse(trt_version)
     root = cache_root() if root is None else Path(root)
-    return root / "timing" / f"trt{v}-{cc_tag(compute_capability)}-{_slug(gpu_name)}.cache"
+    return root / "timing" / f"trt{v}-{cc_tag(compute_capability)}-{gpu_slug(gpu_name)}.cache"
 
 
 @contextlib.contextmanager
@@ -59,23 +61,32 @@ def locked(path: Path):
         os.close(fd)
 
 
-def load(path: Path) -> bytes:
-    """The cache's bytes, or b"" when there is none yet."""
+def read_cache(path: Path, what: str, hint: str) -> bytes:
+    """A cache file's bytes under its lock, or b"" when there is none yet (timing and runtime caches)."""
     path = Path(path)
     try:
         with locked(path):
             return path.read_bytes() if path.is_file() else b""
     except OSError as exc:
-        raise EdgeportError(f"Cannot read the timing cache {path}: {exc}.",
-                            hint="Fix its permissions, delete it, or pass another --timing-cache PATH.") from exc
+        raise EdgeportError(f"Cannot read {what} {path}: {exc}.", hint=hint) from exc
 
 
-def save(path: Path, data: bytes) -> None:
-    """Replace the cache atomically (readers see the old or the new file, never half)."""
+def write_cache(path: Path, data: bytes, what: str, hint: str) -> None:
+    """Replace a cache file atomically under its lock (readers see the old or the new file, never half)."""
     path = Path(path)
     try:
         with locked(path):
             atomic_write_bytes(path, data)
     except OSError as exc:
-        raise EdgeportError(f"Cannot write the timing cache {path}: {exc}.",
-                            hint="Free disk space or pass another --timing-cache PATH.") from exc
+        raise EdgeportError(f"Cannot write {what} {path}: {exc}.", hint=hint) from exc
+
+
+def load(path: Path) -> bytes:
+    """The timing cache's bytes, or b"" when there is none yet."""
+    return read_cache(path, "the timing cache",
+                      "Fix its permissions, delete it, or pass another --timing-cache PATH.")
+
+
+def save(path: Path, data: bytes) -> None:
+    """Replace the timing cache atomically."""
+    write_cache(path, data, "the timing cache", "Free disk space or pass another --timing-cache PATH.")
