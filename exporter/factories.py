@@ -98,8 +98,9 @@ def load_user_factory(spec: str) -> tuple[Callable, str]:
         try:
             module_spec.loader.exec_module(module)
         except Exception as exc:  # noqa: BLE001 - user code may raise anything
-            raise EdgeportError(f"Importing model file '{path}' failed: {type(exc).__name__}: {_sentence(exc)}",
-                                hint="Fix the file (run it with python to see the full error, or add --debug).") from exc
+            raise EdgeportError(
+                f"Importing model file '{path}' failed: {type(exc).__name__}: {_sentence(exc)}",
+                hint="Fix the file (run it with python to see the full error, or add --debug).") from exc
         finally:
             sys.path.pop(0)
         where = str(path)
@@ -165,9 +166,10 @@ def call_factory(factory: Callable, spec: str, num_classes: int | None, args: di
     try:
         module = factory(**kwargs)
     except Exception as exc:  # noqa: BLE001
-        raise EdgeportError(f"The factory '{spec}' raised {type(exc).__name__}: {_sentence(exc)}",
-                            hint=f"Its signature is {signature_text(factory, spec)}. Fix the factory, or pass its "
-                                 "arguments with --factory-arg KEY=VALUE; rerun with --debug for the traceback.") from exc
+        raise EdgeportError(
+            f"The factory '{spec}' raised {type(exc).__name__}: {_sentence(exc)}",
+            hint=f"Its signature is {signature_text(factory, spec)}. Fix the factory, or pass its arguments with "
+                 "--factory-arg KEY=VALUE; rerun with --debug for the traceback.") from exc
     if not isinstance(module, nn.Module):
         raise EdgeportError(f"The factory '{spec}' returned a {type(module).__name__}, not a torch.nn.Module.",
                             hint="It must return the model instance (e.g. `return MyNet()`).")

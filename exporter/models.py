@@ -248,12 +248,23 @@ def build_model(req: ModelRequest, log=lambda s: None) -> BuiltModel:
     prepare its graph, exporter/onnx_model.py)."""
     check_request(req)
     if is_onnx_model(req.model):
-        from .onnx_model import load_onnx_model
-
-        return load_onnx_model(req, log=log)
+        return _from_onnx(req, log)
     if not isinstance(req.model, str):
         return _from_instance(req)
     return _build_named(dataclasses.replace(req, weights=resolve_weights(req)), log)
+
+
+def _from_onnx(req: ModelRequest, log) -> BuiltModel:
+    """An ONNX file, prepared by exporter/onnx_model.py (no torch)."""
+    from .onnx_model import prepare_onnx_model
+
+    g = prepare_onnx_model(req, log=log)
+    h, w = g.size
+    pre = make_preprocessing(dataclasses.replace(req, input_size=g.size), g.channels, g.channels_note,
+                             int(round(max(h, w) / 0.875)), max(h, w))
+    return BuiltModel(module=None, name=g.path.stem, source="onnx", spec=str(g.path), num_classes=req.num_classes or 0,
+                      class_names=None, preprocessing=pre, weights=g.weights, channels_note=g.channels_note,
+                      onnx_model=g.model, opset=g.opset, batch_fixed=g.batch_fixed, params=g.params)
 
 
 def _build_user(req: ModelRequest, log) -> BuiltModel:

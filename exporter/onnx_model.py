@@ -160,10 +160,23 @@ def _outputs(model, req, path: Path) -> list[str]:
     return names
 
 
-def load_onnx_model(req, log=lambda s: None):
-    """``--model model.onnx``: the prepared graph as a BuiltModel (``module`` None, ``onnx_model`` set)."""
-    from .models import BuiltModel, make_preprocessing
+@dataclasses.dataclass
+class PreparedOnnx:
+    """A given ONNX graph, prepared (exporter/models.py turns it into a BuiltModel)."""
 
+    model: object  # onnx.ModelProto: dynamic batch, fixed C/H/W, the classifier output first
+    path: Path
+    channels: int
+    size: tuple[int, int]
+    channels_note: str
+    opset: int | None
+    batch_fixed: int | None
+    params: int
+    weights: dict
+
+
+def prepare_onnx_model(req, log=lambda s: None) -> PreparedOnnx:
+    """``--model model.onnx``: read, check and prepare the graph (see the module docstring)."""
     path = Path(req.model)
     for option, value in (("--weights", req.weights), ("--factory-arg", req.factory_args),
                           ("--trust-checkpoint", req.trust_checkpoint or None)):
@@ -176,18 +189,15 @@ def load_onnx_model(req, log=lambda s: None):
     batch_fixed = _prepare(model, inp, dims, (channels, *size), path)
     names = _outputs(model, req, path)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    note = "read from the ONNX graph's input" if isinstance(dims[1], int) else "given by --channels"
-    pre = make_preprocessing(dataclasses.replace(req, input_size=size), channels, note, int(round(max(size) / 0.875)), max(size))
-    params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
     log(f"{path.name}: ONNX opset {opset}, input '{inp.name}' {['batch', channels, *size]}"
         + (f" (fixed batch {batch_fixed} made dynamic)" if batch_fixed is not None else "")
         + f", outputs {', '.join(names)}")
-    built = BuiltModel(module=None, name=path.stem, source="onnx", spec=str(path), num_classes=req.num_classes or 0,
-                       class_names=None, preprocessing=pre, channels_note=note, onnx_model=model, opset=opset,
-                       batch_fixed=batch_fixed, params=params,
-                       weights={"spec": "onnx", "random_init": False, "file": str(path.resolve()),
-                                "sha256": sha256_file(path), "description": f"the weights inside {path.name}"})
-    return built
+    return PreparedOnnx(
+        model=model, path=path, channels=channels, size=size, opset=opset, batch_fixed=batch_fixed,
+        channels_note="read from the ONNX graph's input" if isinstance(dims[1], int) else "given by --channels",
+        params=sum(int(np.prod(t.dims)) for t in model.graph.initializer),
+        weights={"spec": "onnx", "random_init": False, "file": str(path.resolve()), "sha256": sha256_file(path),
+                 "description": f"the weights inside {path.name}"})
 
 
 def reference_outputs(model, inputs: np.ndarray, batch: int = 8,

@@ -66,7 +66,8 @@ def flatten(raw, what: str) -> list[tuple[str, object]]:
                                 "non-empty strings.", hint=f"It must return {SUPPORTED}.")
         pairs = list(raw.items())
     else:
-        raise EdgeportError(f"{what} returns a {type(raw).__name__}, not a tensor.", hint=f"It must return {SUPPORTED}.")
+        raise EdgeportError(f"{what} returns a {type(raw).__name__}, not a tensor.",
+                            hint=f"It must return {SUPPORTED}.")
     for name, value in pairs:
         if not isinstance(value, torch.Tensor):
             kind = type(value).__name__

@@ -16,7 +16,7 @@ import numpy as np
 
 from runtime import console
 from runtime.bundle import GOLDEN, Bundle
-from runtime.errors import EdgeportError, UsageError
+from runtime.errors import UsageError
 from runtime.manifest import Fp16Range, GoldenInfo, InputSpec, Manifest, ModelInfo, OutputSpec, WeightsInfo
 
 from .models import ModelRequest
@@ -141,7 +141,8 @@ def _base_manifest(config: ExportConfig, built, name: str, ref, params: int | No
         weights=WeightsInfo.from_dict(built.weights),
         input=InputSpec(name=input_name, shape=["batch", *pre.chw], dtype="float32",
                         min_batch=1, max_batch=config.max_batch),
-        outputs=[OutputSpec(name=n, shape=["batch", *a.shape[1:]], dtype="float32") for n, a in ref.all_outputs.items()],
+        outputs=[OutputSpec(name=n, shape=["batch", *a.shape[1:]], dtype="float32")
+                 for n, a in ref.all_outputs.items()],
         reference=ref.kind,
         preprocessing=pre.to_dict(),
         opset=_opset(config, built),

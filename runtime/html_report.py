@@ -136,8 +136,8 @@ def _reference_short(report: dict) -> str:
 
 
 def _outputs_section(report: dict) -> str:
-    """Multi-output models: the further outputs' comparison per artifact (report.py's output_rows)."""
-    from .report import OUTPUTS_HEADER, output_rows
+    """Multi-output models: the further outputs' comparison per artifact (html_sections.output_rows)."""
+    from .html_sections import OUTPUTS_HEADER, output_rows
 
     rows = output_rows(report.get("results", []))
     if not rows:

@@ -160,24 +160,10 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-OUTPUTS_HEADER = ["precision", "backend", "output", "shape", "max abs diff", "max rel diff", "cosine min",
-                  "verdict"]
-
-
-def output_rows(results: list[dict]) -> list[list[str]]:
-    """One row per further output of a multi-output model, per artifact (the table above is the
-    classifier output's)."""
-    rows = []
-    for r in results:
-        for o in r.get("outputs") or []:
-            rows.append([str(r.get("precision")), f"{r.get('backend')}/{r.get('provider')}", str(o.get("name")),
-                         "[" + ", ".join(str(d) for d in o.get("shape") or []) + "]", _fmt(o.get("max_abs_diff")),
-                         _fmt(o.get("max_rel_diff")), f"{float(o.get('cosine_min', 0.0)):.6f}",
-                         "PASS" if o.get("passed") else "FAIL"])
-    return rows
-
-
 def output_lines(results: list[dict]) -> list[str]:
+    """report.md's "Further outputs" table of a multi-output model (none otherwise)."""
+    from .html_sections import OUTPUTS_HEADER, output_rows
+
     rows = output_rows(results)
     if not rows:
         return []

@@ -44,7 +44,8 @@ def gray(num_classes=10):
 
 
 def four(num_classes=3):
-    return nn.Sequential(nn.Conv2d(4, 6, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, num_classes))
+    return nn.Sequential(nn.Conv2d(4, 6, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(6, num_classes))
 
 
 def no_conv():  # nothing tells the channel count: --channels

@@ -131,8 +131,8 @@ def export(model, factory_args, weights, trust_checkpoint, num_classes, input_si
     result = run_export(
         model, output=output, name=name, weights=weights, num_classes=num_classes, input_size=input_size,
         channels=channels, mean=mean, std=std, factory_args=parse_factory_args(factory_args) or None,
-        output_name=output_name, output_index=output_index, class_names=class_names, max_batch=max_batch, opset=opset, simplify=not no_simplify, fp16=fp16,
-        int8=int8, calib_data=calib_data, calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop,
+        output_name=output_name, output_index=output_index, class_names=class_names, max_batch=max_batch, opset=opset,
+        simplify=not no_simplify, fp16=fp16, int8=int8, calib_data=calib_data, calib_samples=calib_samples, calib_method=calib_method, max_drop=max_drop,
         budget_data=budget_data, fallback_precision=fallback_precision, max_float_layers=max_float_layers,
         sensitivity_samples=sensitivity_samples, verify=not no_verify, verify_data=verify_data,
         verify_samples=verify_samples, tolerances=tols, engine=engine, trust_checkpoint=trust_checkpoint)
