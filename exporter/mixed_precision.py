@@ -3,7 +3,7 @@
 After the Q/DQ graph is written (exporter/quantize.py), this stage:
 
 1. measures every quantized layer's sensitivity on held-out images: the FP32 graph with only
-   that layer quantized, compared with FP32 at the logits (runtime/sensitivity.py says why
+   that layer quantized, compared with FP32 at the logits (exporter/sensitivity.py says why
    this measure and not ONNX Runtime's per-tensor SQNR);
 2. evaluates the full INT8 graph against the budget on held-out data: the golden set
    (top-1 agreement with PyTorch FP32, in points) or ``--budget-data DIR`` (labeled images:
@@ -195,7 +195,7 @@ def _fp16_unsafe(graph, calibration: dict) -> set[str]:
     """Weighted layers whose calibrated input/output or weights come near FP16's limit: they stay FP32."""
     from onnx import numpy_helper
 
-    from runtime.sensitivity import FP16_MAX, FP16_SAFE, WEIGHTED
+    from .qdq_graph import FP16_MAX, FP16_SAFE, WEIGHTED
 
     tensors = (calibration or {}).get("tensors", {})
     unsafe = set()
@@ -241,17 +241,12 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
 
     from runtime.compare import DEFAULT_TOLERANCES, Tolerance, compare
     from runtime.qdq_lint import lint_model
-    from runtime.sensitivity import (
-        MixedGraph,
-        measure_sensitivity,
-        pick_samples,
-        report_rows,
-        run_model,
-    )
 
     from .bundle_writer import guard_disk
     from .onnx_export import save
+    from .qdq_graph import MixedGraph
     from .quantize import CALIBRATION_FILE, INT8_FILE, apply_fp16_regions
+    from .sensitivity import measure_sensitivity, pick_samples, report_rows, run_model
 
     budget = float(config.max_drop)
     fallback = config.fallback_precision or DEFAULT_FALLBACK

@@ -33,7 +33,6 @@ import json
 import logging
 import math
 import os
-import struct
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +43,10 @@ from runtime import console
 from runtime.errors import DependencyError, EdgeportError, UsageError, require
 from runtime.fsutil import atomic_write_text
 from runtime.manifest import CalibrationSource, Int8Info, TrtCalibrationCache
+from runtime.onnx_graph import GraphIndex
+from runtime.trt.calibration import TABLE_VERSION, write_table
+
+from .qdq_graph import prune_dead_qdq
 
 # Bump when the calibration or quantization recipe changes: old cached ranges then no longer match.
 RECIPE_VERSION = 1
@@ -56,7 +59,6 @@ CALIBRATION_FILE = "calibration.json"
 TRT_CACHE_FILE = "calib.cache"
 # NV_TENSORRT_VERSION of the TensorRT that reads calib.cache by default: 10.3.0 (JetPack 6,
 # the last JetPack whose TensorRT has implicit INT8 and DLA). 8.6.1 would be "8601".
-TRT_CACHE_VERSION = "100300"
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 QUANTIZED_OPS = WEIGHTED_OPS + ("Add", "Concat")
 # Pools get Q/DQ on their input (ModelOpt does the same): TensorRT then pools INT8 data and the
@@ -193,39 +195,15 @@ def calibration_document(key: str, method: str, calib, ranges: dict) -> dict:
 
 
 # -- quantization -----------------------------------------------------------------------------
-def _constant_names(model) -> set[str]:
-    names = {init.name for init in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            names.update(node.output)
-    return names
-
-
 def shared_concat_ranges(model, ranges: dict) -> dict:
     """One range for every group of tensors joined by Concats (inputs and outputs).
 
     TensorRT removes a Concat whose inputs share a scale (each producer writes INT8 into
     its slice); different scales force a re-quantization per input.
     """
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    constants = _constant_names(model)
-    for node in model.graph.node:
-        if node.op_type != "Concat":
-            continue
-        members = [t for t in list(node.input) + list(node.output) if t and t not in constants and t in ranges]
-        for t in members[1:]:
-            parent[find(t)] = find(members[0])
     groups: dict[str, list[str]] = {}
-    for t in parent:
-        groups.setdefault(find(t), []).append(t)
+    for t, root in GraphIndex(model).concat_groups(keep=lambda t: t in ranges).items():
+        groups.setdefault(root, []).append(t)
     out = dict(ranges)
     for members in groups.values():
         amax = max(max(abs(ranges[t][0]), abs(ranges[t][1])) for t in members)
@@ -237,7 +215,7 @@ def shared_concat_ranges(model, ranges: dict) -> dict:
 def _nodes_to_exclude(model) -> list[str]:
     """Adds/Concats with a constant input (a bias add, a normalization) stay float: only
     activation-activation Adds are residual joins, and a constant would be quantized to INT8."""
-    constants = _constant_names(model)
+    constants = GraphIndex(model).constants
     out = []
     for node in model.graph.node:
         if node.op_type in ("Add", "Concat") and any(i in constants for i in node.input if i):
@@ -393,60 +371,11 @@ def fuse_residual_inputs(model) -> int:
                 node.input[idx] = q.input[0]
                 changed += 1
                 break
-    # Drop Q/DQ nodes nobody reads any more.
-    while True:
-        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-        dead = [n for n in model.graph.node
-                if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            model.graph.node.remove(n)
-    _drop_unused_initializers(model)
+    prune_dead_qdq(model.graph)  # the Q/DQ pairs the fused inputs no longer read
     return changed
 
 
-def _drop_unused_initializers(model) -> None:
-    used = {i for n in model.graph.node for i in n.input}
-    keep = [init for init in model.graph.initializer if init.name in used]
-    if len(keep) != len(model.graph.initializer):
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(keep)
-
-
-# -- TensorRT calibration cache ---------------------------------------------------------------
-def trt_calibration_cache(ranges: dict, tensor_names: list[str], version: str = TRT_CACHE_VERSION,
-                          calibrator: str = "EntropyCalibration2") -> str:
-    """TensorRT's calibration table: a header, then ``name: <big-endian float32 scale in hex>``.
-
-    scale = amax / 127. The header names IInt8EntropyCalibrator2 whatever method computed
-    the ranges: it is the calibrator ``trtexec --calib`` and Polygraphy use by default, and
-    TensorRT ignores a cache whose calibrator type differs from the one reading it.
-    Tensors whose range is zero are left out (TensorRT keeps those layers in float).
-    """
-    lines = [f"TRT-{version}-{calibrator}"]
-    for name in tensor_names:
-        if name not in ranges:
-            continue
-        amax = max(abs(ranges[name][0]), abs(ranges[name][1]))
-        if not (math.isfinite(amax) and amax > 0):
-            continue
-        lines.append(f"{name}: {struct.pack('>f', amax / 127.0).hex()}")
-    return "\n".join(lines) + "\n"
-
-
-def parse_trt_calibration_cache(text: str) -> tuple[str, dict[str, float]]:
-    """(header, {tensor: scale}) from a TensorRT calibration table."""
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines or not lines[0].startswith("TRT-"):
-        raise ValueError("not a TensorRT calibration cache (no TRT-<version>-<calibrator> header)")
-    scales = {}
-    for ln in lines[1:]:
-        name, _, value = ln.rpartition(": ")
-        scales[name] = struct.unpack(">f", bytes.fromhex(value.strip()))[0]
-    return lines[0], scales
-
-
+# -- TensorRT calibration cache (written with runtime/trt/calibration.py) -------------------------
 def _fp32_tensor_names(model) -> list[str]:
     """model.onnx's activation tensors in graph order: the names TensorRT's parser gives them."""
     names = [i.name for i in model.graph.input]
@@ -542,7 +471,7 @@ def add_int8(staged, manifest, model, built, config) -> tuple:
     with guard_disk(staged.staging):
         save(qmodel, staged.path(INT8_FILE))
         staged.path(CALIBRATION_FILE).write_text(text)
-        staged.path(TRT_CACHE_FILE).write_text(trt_calibration_cache(ranges, _fp32_tensor_names(model)))
+        staged.path(TRT_CACHE_FILE).write_text(write_table(ranges, _fp32_tensor_names(model)))
     counts = report.counts()
     info = Int8Info(
         method=method,
@@ -552,7 +481,7 @@ def add_int8(staged, manifest, model, built, config) -> tuple:
         cache_key=key,
         calibration=staged.entry(CALIBRATION_FILE),
         trt_calibration_cache=TrtCalibrationCache(
-            **staged.entry(TRT_CACHE_FILE).to_dict(), header=f"TRT-{TRT_CACHE_VERSION}-EntropyCalibration2",
+            **staged.entry(TRT_CACHE_FILE).to_dict(), header=f"TRT-{TABLE_VERSION}-EntropyCalibration2",
             extra={"tensor_names": "model.onnx",
                    "note": "for implicit INT8 (TensorRT <= 10, DLA); rewrite the first line's version if your "
                            "TensorRT ignores the cache"}),

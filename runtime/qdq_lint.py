@@ -34,7 +34,7 @@ The checks look through Casts between float types, so a graph whose float region
 FP16 (exporter/float_regions.py) reads the same as its FP32 form. The lint also lists which
 Conv/Gemm/MatMul/Add/Concat/pools run INT8 and which stay in float. Layers a graph declares
 as kept in higher precision on purpose (model metadata ``edgeport.kept_float``, a JSON list of
-node names, written by ``export --max-drop``: runtime/sensitivity.py) are listed as float by
+node names, written by ``export --max-drop``: exporter/qdq_graph.py) are listed as float by
 design instead of raising ``weighted-inputs`` / ``residual-add``. The ``onnx`` package is
 imported lazily (a device without it skips the lint with a warning).
 """
@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DependencyError, EdgeportError
+from .onnx_graph import QDQ_OPS, GraphIndex, attr_int, kept_float_names
 
 ERROR, WARNING = "error", "warning"
 RULES = {
@@ -67,8 +68,6 @@ SEVERITY = {rule: ERROR for rule in ("has-qdq", "int8", "int32-bias", "zero-poin
 SEVERITY.update({rule: WARNING for rule in RULES if rule not in SEVERITY})
 POOL_OPS = ("MaxPool", "AveragePool", "GlobalAveragePool")
 LISTED_OPS = ("Conv", "Gemm", "MatMul", "Add", "Concat") + POOL_OPS
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
-_FLOAT_TYPES = (1, 10, 16)  # float32, float16, bfloat16: Casts between them are looked through
 
 # onnx.TensorProto data types by number (avoids importing onnx for the names).
 _DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 10: "float16",
@@ -182,114 +181,14 @@ def _load(model_or_path):
         raise EdgeportError(f"'{path}' is not a readable ONNX model: {type(exc).__name__}: {exc}") from exc
 
 
-class _Graph:
-    """Index of one ONNX graph: producers, consumers, constants, Q/DQ types."""
-
-    def __init__(self, model):
-        from onnx import numpy_helper
-
-        g = model.graph
-        self.nodes = list(g.node)
-        self.producer = {o: n for n in self.nodes for o in n.output if o}
-        self.consumers: dict[str, list] = {}
-        for n in self.nodes:
-            for i in n.input:
-                if i:
-                    self.consumers.setdefault(i, []).append(n)
-        self.outputs = {o.name for o in g.output}
-        self.const_dtype: dict[str, int] = {}
-        self.const_shape: dict[str, tuple] = {}
-        self._arrays: dict[str, object] = {}
-        for init in g.initializer:
-            self.const_dtype[init.name] = init.data_type
-            self.const_shape[init.name] = tuple(init.dims)
-            self._arrays[init.name] = init
-        for n in self.nodes:
-            if n.op_type == "Constant" and n.output:
-                for a in n.attribute:
-                    if a.name == "value":
-                        self.const_dtype[n.output[0]] = a.t.data_type
-                        self.const_shape[n.output[0]] = tuple(a.t.dims)
-                        self._arrays[n.output[0]] = a.t
-        self._to_array = numpy_helper.to_array
-        self._cache: dict[str, np.ndarray] = {}
-        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-    def array(self, name: str) -> np.ndarray | None:
-        if name not in self._arrays:
-            return None
-        if name not in self._cache:
-            self._cache[name] = np.asarray(self._to_array(self._arrays[name]))
-        return self._cache[name]
-
-    def is_const(self, name: str) -> bool:
-        return name in self.const_dtype
-
-    def source(self, name: str) -> str:
-        """``name`` seen through Casts between float types (FP16 regions, FP16 fallback islands)."""
-        for _ in range(4):
-            p = self.producer.get(name)
-            if p is None or p.op_type != "Cast" or _attr(p, "to", 0) not in _FLOAT_TYPES:
-                return name
-            name = p.input[0]
-        return name
-
-    def producer_of(self, name: str):
-        """The node producing ``name``, looking through float Casts."""
-        return self.producer.get(self.source(name))
-
-    def is_weight(self, name: str) -> bool:
-        """A constant, or a constant seen through DequantizeLinear (and QuantizeLinear) and Casts."""
-        seen = 0
-        while name and seen < 6:
-            name = self.source(name)
-            if self.is_const(name):
-                return True
-            p = self.producer.get(name)
-            if p is None or p.op_type not in QDQ_OPS:
-                return False
-            name, seen = p.input[0], seen + 1
-        return False
-
-    def qdq_dtype(self, node) -> int | None:
-        """The integer type a Q produces / a DQ consumes."""
-        if len(node.input) > 2 and node.input[2]:
-            return self.const_dtype.get(node.input[2])
-        if node.op_type == "QuantizeLinear":
-            for a in node.attribute:
-                if a.name == "output_dtype" and a.i:
-                    return a.i
-            return 2  # uint8: the ONNX default when no zero point is given
-        x = node.input[0]
-        if x in self.const_dtype:
-            return self.const_dtype[x]
-        p = self.producer.get(x)
-        if p is not None and p.op_type == "QuantizeLinear":
-            return self.qdq_dtype(p)
-        return None
-
-    def dq_input(self, tensor: str):
-        """The DequantizeLinear producing ``tensor``, directly or through float Casts (None when
-        it is not quantized)."""
-        p = self.producer_of(tensor)
-        return p if p is not None and p.op_type == "DequantizeLinear" else None
-
-
 def _name(node) -> str:
     return node.name or f"<unnamed {node.op_type} -> {node.output[0] if node.output else '?'}>"
-
-
-def _attr(node, name: str, default):
-    for a in node.attribute:
-        if a.name == name:
-            return a.i
-    return default
 
 
 def lint_model(model_or_path) -> LintReport:
     """Check an ONNX model (a ModelProto or a path) against TensorRT's Q/DQ rules."""
     model, source = _load(model_or_path)
-    G = _Graph(model)
+    G = GraphIndex(model)
     v: list[Violation] = []
     qdq = [n for n in G.nodes if n.op_type in QDQ_OPS]
     if not qdq:
@@ -311,7 +210,7 @@ def lint_model(model_or_path) -> LintReport:
             # Not a rule (a float pool builds and runs fine), only listed: quantized pool inputs let
             # TensorRT pool INT8 data.
             (int8_nodes if G.dq_input(n.input[0]) is not None else float_nodes)[n.op_type].append(_name(n))
-    kept = _kept_float(model)
+    kept = kept_float_names(model)
     if kept:  # float by design (an accuracy budget kept them out of INT8): listed, not reported
         v = [x for x in v if not (x.rule in ("weighted-inputs", "residual-add") and x.node in kept)]
     if not qdq:  # a float graph: one violation (has-qdq) says it all; the layers are listed as float
@@ -320,7 +219,7 @@ def lint_model(model_or_path) -> LintReport:
                       qdq_nodes=len(qdq))
 
 
-def _check_qdq_node(G: _Graph, n, v: list[Violation]) -> None:
+def _check_qdq_node(G: GraphIndex, n, v: list[Violation]) -> None:
     """The rules about one QuantizeLinear/DequantizeLinear: type, zero point, scale, pairing."""
     name = _name(n)
     dtype = G.qdq_dtype(n)
@@ -351,7 +250,7 @@ def _check_qdq_node(G: _Graph, n, v: list[Violation]) -> None:
     if not (np.all(np.isfinite(s)) and np.all(s > 0)):
         v.append(Violation("scale", name, f"{n.op_type} '{name}' has a zero, negative or non-finite scale "
                                           f"(min {s.min():.3g}; TensorRT: \"Scale coefficients must all be positive\")"))
-    stype = G.const_dtype.get(n.input[1])
+    stype = G.const_dtype(n.input[1])
     if stype != 1 and not (stype in (10, 16) and G.opset >= 19):
         v.append(Violation("scale", name, f"{n.op_type} '{name}' has a {_DTYPES.get(stype, stype)} scale at opset "
                                           f"{G.opset}: ONNX allows float32 only (float16/bfloat16 from opset 19), "
@@ -369,21 +268,7 @@ def _check_qdq_node(G: _Graph, n, v: list[Violation]) -> None:
                                                   "DequantizeLinear"))
 
 
-def _kept_float(model) -> list[str]:
-    """Node names listed under the ``edgeport.kept_float`` metadata key (a JSON list)."""
-    import json
-
-    for prop in model.metadata_props:
-        if prop.key == "edgeport.kept_float":
-            try:
-                names = json.loads(prop.value)
-            except ValueError:
-                return []
-            return [str(x) for x in names] if isinstance(names, list) else []
-    return []
-
-
-def _check_weighted(G: _Graph, n, v, int8_nodes, float_nodes) -> None:
+def _check_weighted(G: GraphIndex, n, v, int8_nodes, float_nodes) -> None:
     name = _name(n)
     if len(n.input) < 2:
         return
@@ -407,7 +292,7 @@ def _check_weighted(G: _Graph, n, v, int8_nodes, float_nodes) -> None:
     if n.op_type == "Conv":
         axis = 0
     elif n.op_type == "Gemm":
-        axis = 0 if _attr(n, "transB", 0) else 1
+        axis = 0 if attr_int(n, "transB", 0) else 1
     else:
         axis = len(shape) - 1
     count = int(np.asarray(scale).size)
@@ -416,7 +301,7 @@ def _check_weighted(G: _Graph, n, v, int8_nodes, float_nodes) -> None:
                                                               "has one scale: TensorRT builds it, but per output "
                                                               "channel is more accurate"))
         return
-    got_axis = _attr(dq_w, "axis", 1)
+    got_axis = attr_int(dq_w, "axis", 1)
     if got_axis < 0:
         got_axis += len(shape)
     if got_axis == axis and count != shape[axis]:
@@ -431,17 +316,17 @@ def _check_weighted(G: _Graph, n, v, int8_nodes, float_nodes) -> None:
                            "but may run the layer in float (a Conv does on TensorRT-RTX)"))
 
 
-def _weight_shape(G: _Graph, dq) -> tuple | None:
+def _weight_shape(G: GraphIndex, dq) -> tuple | None:
     x = dq.input[0]
-    if x in G.const_shape:
-        return G.const_shape[x]
+    if G.const_shape(x) is not None:
+        return G.const_shape(x)
     p = G.producer.get(x)
-    if p is not None and p.op_type == "QuantizeLinear" and p.input[0] in G.const_shape:
-        return G.const_shape[p.input[0]]
+    if p is not None and p.op_type == "QuantizeLinear" and G.const_shape(p.input[0]) is not None:
+        return G.const_shape(p.input[0])
     return None
 
 
-def _check_add(G: _Graph, n, v, int8_nodes, float_nodes) -> None:
+def _check_add(G: GraphIndex, n, v, int8_nodes, float_nodes) -> None:
     name = _name(n)
     inputs = [i for i in n.input if i]
     if len(inputs) != 2 or any(G.is_weight(i) for i in inputs):
@@ -464,7 +349,7 @@ def _check_add(G: _Graph, n, v, int8_nodes, float_nodes) -> None:
                                              "the residual join into the INT8 convolution"))
 
 
-def _check_concat(G: _Graph, n, v, int8_nodes, float_nodes) -> None:
+def _check_concat(G: GraphIndex, n, v, int8_nodes, float_nodes) -> None:
     """A Concat runs INT8 when some input or its output is quantized: TensorRT moves the Q/DQ through
     it (measured on TensorRT-RTX: DenseNet with float Concat inputs builds the same layers).
     Different input scales are advice only: the same layers were built, and older TensorRT

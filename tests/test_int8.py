@@ -170,7 +170,8 @@ def test_fp32_regions_reads_the_fp16_graph_back_exactly(exported, tmp_path):
     """sensitivity.fp32_regions(model.int8.onnx) is the graph quantize_qdq builds before the FP16 pass:
     compared with an independent re-quantization of model.onnx from calibration.json, bit for bit."""
     onnx = _onnx()
-    from runtime.sensitivity import fp32_regions, run_model
+    from exporter.qdq_graph import fp32_regions
+    from exporter.sensitivity import run_model
 
     bundle = exported(*RESNET18)
     fp32 = onnx.load(str(bundle / "model.onnx"))
@@ -201,7 +202,7 @@ def test_rtx_build_records_every_compute_layer_int8(exported, copy_bundle, tmp_p
     onnx = _onnx()
     from qdq_cases import aot_probe
 
-    from runtime.sensitivity import fp32_regions
+    from exporter.qdq_graph import fp32_regions
     from runtime.trt.layers import summarize_build_log
 
     trt = _rtx()
@@ -551,17 +552,19 @@ def test_calibration_key_covers_every_input():
 
 # -- TensorRT calibration cache --------------------------------------------------------------------
 def test_trt_calibration_cache_format(exported):
+    from runtime.trt.calibration import TABLE_VERSION, parse_table, write_table
+
     onnx = _onnx()
     # 0.01 as a big-endian float32 is 3c23d70a; a zero range is left out.
-    assert Q.trt_calibration_cache({"x": [-1.27, 0.5], "z": [0.0, 0.0]}, ["x", "z"], version="8601") == \
+    assert write_table({"x": [-1.27, 0.5], "z": [0.0, 0.0]}, ["x", "z"], version="8601") == \
         "TRT-8601-EntropyCalibration2\nx: 3c23d70a\n"
 
     bundle = exported(*RESNET18)
     text = (bundle / "calib.cache").read_text()
     lines = text.splitlines()
-    assert lines[0] == f"TRT-{Q.TRT_CACHE_VERSION}-EntropyCalibration2"
+    assert lines[0] == f"TRT-{TABLE_VERSION}-EntropyCalibration2"
     assert all(re.fullmatch(r"\S+: [0-9a-f]{8}", ln) for ln in lines[1:]), lines[:5]
-    header, scales = Q.parse_trt_calibration_cache(text)
+    header, scales = parse_table(text)
     fp32 = onnx.load(str(bundle / "model.onnx"))
     names = {i.name for i in fp32.graph.input} | {o for n in fp32.graph.node for o in n.output}
     assert "input" in scales and set(scales) <= names

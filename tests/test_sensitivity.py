@@ -107,7 +107,7 @@ def test_budget_options_are_checked_before_the_export():
 def test_poor_calibration_misses_the_budget_without_fallback_and_meets_it_with(plain, budgeted):
     onnx = pytest.importorskip("onnx")
     from runtime.qdq_lint import lint_model
-    from runtime.sensitivity import KEEP_FLOAT_KEY, KEEP_FLOAT_PRECISION_KEY
+    from runtime.onnx_graph import KEEP_FLOAT_KEY, KEEP_FLOAT_PRECISION_KEY
 
     # Without fallback: the plain export's INT8 graph, judged by verify on the held-out crops.
     plain_int8 = next(r for r in _json(plain / "report.json")["results"] if r["precision"] == "int8")
@@ -248,7 +248,8 @@ def build(num_classes=5):
 def test_densenet_fallback_keeps_the_lint_and_the_shared_concat_scales(tmp_path):
     onnx = pytest.importorskip("onnx")
     from runtime.qdq_lint import lint_model
-    from runtime.sensitivity import MixedGraph, run_model
+    from exporter.qdq_graph import MixedGraph
+    from exporter.sensitivity import run_model
 
     (tmp_path / "tiny_densenet.py").write_text(TINY_DENSENET)
     out = tmp_path / "out"

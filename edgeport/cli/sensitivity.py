@@ -30,7 +30,7 @@ def sensitivity(bundle, samples, threads, top, as_json, no_report):
     from runtime import console
     from runtime.bundle import Bundle
     from runtime.report import load_report, render_table, save_report
-    from runtime.sensitivity import bundle_sensitivity
+    from exporter.sensitivity import bundle_sensitivity
 
     b = Bundle.open(bundle)
     result = bundle_sensitivity(b, samples=samples, threads=threads, log=console.log)

@@ -1,6 +1,7 @@
-"""The bundle's TensorRT calibration cache, for implicit INT8 (DLA on TensorRT <= 10).
+"""The bundle's TensorRT calibration cache (calib.cache), for implicit INT8 (DLA on TensorRT <= 10.7).
 
-``edgeport export --int8`` writes, besides the Q/DQ graph, a calibration cache in
+One module writes it (``write_table``, called by ``edgeport export --int8``) and reads it
+(``parse_table``, ``parse_header``, ``retarget``, ``find_calibration_cache``). It is
 TensorRT's text format: a header line ``TRT-<version>-<Algorithm>`` then one
 ``tensor_name: <hex float32 scale>`` line per tensor of model.onnx. The builder replays it
 through a calibrator that never asks for data, so the device needs no calibration images.
@@ -9,12 +10,15 @@ through a calibrator that never asks for data, so the device needs no calibratio
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+import struct
 from pathlib import Path
 
 from ..errors import BundleError
 
 DEFAULT_NAME = "calib.cache"
+TABLE_VERSION = "100300"  # the header the export writes (retarget() rewrites it on the device)
 
 # Header algorithm -> the tensorrt calibrator class that reads such a cache.
 CALIBRATORS = {
@@ -76,3 +80,35 @@ def find_calibration_cache(bundle) -> Path:
         "int8.trt_calibration_cache), which implicit INT8 on DLA needs.",
         hint="Re-export with `edgeport export ... --int8` (it writes the cache), or build int8 for the GPU "
         "(drop --dla-core), which uses the Q/DQ graph instead.")
+
+
+def write_table(ranges: dict, tensor_names: list[str], version: str = TABLE_VERSION,
+                calibrator: str = "EntropyCalibration2") -> str:
+    """TensorRT's calibration table: a header, then ``name: <big-endian float32 scale in hex>``.
+
+    scale = amax / 127. The header names IInt8EntropyCalibrator2 whatever method computed
+    the ranges: it is the calibrator ``trtexec --calib`` and Polygraphy use by default, and
+    TensorRT ignores a cache whose calibrator type differs from the one reading it.
+    Tensors whose range is zero are left out (TensorRT keeps those layers in float).
+    """
+    lines = [f"TRT-{version}-{calibrator}"]
+    for name in tensor_names:
+        if name not in ranges:
+            continue
+        amax = max(abs(ranges[name][0]), abs(ranges[name][1]))
+        if not (math.isfinite(amax) and amax > 0):
+            continue
+        lines.append(f"{name}: {struct.pack('>f', amax / 127.0).hex()}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_table(text: str) -> tuple[str, dict[str, float]]:
+    """(header, {tensor: scale}) from a TensorRT calibration table."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines or not lines[0].startswith("TRT-"):
+        raise ValueError("not a TensorRT calibration cache (no TRT-<version>-<calibrator> header)")
+    scales = {}
+    for ln in lines[1:]:
+        name, _, value = ln.rpartition(": ")
+        scales[name] = struct.unpack(">f", bytes.fromhex(value.strip()))[0]
+    return lines[0], scales

@@ -165,6 +165,28 @@ def plan_build(
     """
     caps = require_supported(version)
     available = set(available)
+    _check_plan_options(precision, requested_path, hardware_compat, gpu_fallback, dla_core, compute_capability)
+    common = dict(precision=precision, dla_core=dla_core, gpu_fallback=gpu_fallback,
+                  hardware_compat=hardware_compat, version_compatible=version_compatible)
+    extra_flags: tuple[str, ...] = ("VERSION_COMPATIBLE",) if version_compatible else ()
+    warnings: list[str] = []
+    if dla_core is not None:
+        extra_flags += ("GPU_FALLBACK",) if gpu_fallback else ()
+        return _plan_dla(version, caps, precision, available, requested_path, common, extra_flags, warnings)
+    path = _gpu_path(version, caps, precision, available, requested_path, warnings)
+    # FP32 must reproduce PyTorch to 1e-4 of the logit range: TF32 (on by default on
+    # Ampere+) would not, so FP32 engines clear it.
+    clear = ("TF32",) if precision == "fp32" else ()
+    if path == STRONGLY_TYPED:
+        return BuildPlan(path=STRONGLY_TYPED, source=precision,
+                         network_flags=() if version.major >= 11 else ("STRONGLY_TYPED",),
+                         optional_network_flags=("STRONGLY_TYPED",) if version.major >= 11 else (),
+                         builder_flags=extra_flags, clear_flags=clear, warnings=tuple(warnings), **common)
+    return _plan_flags(version, caps, precision, available, requested_path, common, extra_flags, clear, warnings)
+
+
+def _check_plan_options(precision, requested_path, hardware_compat, gpu_fallback, dla_core, compute_capability):
+    """Option values and combinations every build path refuses."""
     if precision not in PRECISIONS:
         raise UsageError(f"Unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}.")
     if requested_path not in ("auto", STRONGLY_TYPED, FLAGS):
@@ -173,7 +195,6 @@ def plan_build(
         raise UsageError(f"Unknown hardware compatibility level '{hardware_compat}'; choose none or ampere+.")
     if gpu_fallback and dla_core is None:
         raise UsageError("--gpu-fallback only applies to DLA builds; add --dla-core N or drop --gpu-fallback.")
-    warnings: list[str] = []
     if hardware_compat == "ampere+":
         if dla_core is not None:
             raise UsageError(
@@ -185,16 +206,10 @@ def plan_build(
                 f"--hardware-compat ampere+ needs an Ampere or newer GPU (compute capability >= 8.0) to build on; "
                 f"this GPU has compute capability {compute_capability}.",
                 hint="Build without --hardware-compat, or build on an Ampere or newer GPU.")
-    common = dict(precision=precision, dla_core=dla_core, gpu_fallback=gpu_fallback,
-                  hardware_compat=hardware_compat, version_compatible=version_compatible)
-    extra_flags: tuple[str, ...] = ("VERSION_COMPATIBLE",) if version_compatible else ()
-    if dla_core is not None:
-        extra_flags += ("GPU_FALLBACK",) if gpu_fallback else ()
-        return _plan_dla(version, caps, precision, available, requested_path, common, extra_flags, warnings)
 
-    # FP32 must reproduce PyTorch to 1e-4 of the logit range: TF32 (on by default on
-    # Ampere+) would not, so FP32 engines clear it.
-    clear = ("TF32",) if precision == "fp32" else ()
+
+def _gpu_path(version, caps, precision, available, requested_path, warnings) -> str:
+    """STRONGLY_TYPED or FLAGS for a GPU build (``auto`` resolved; impossible requests refused)."""
     path = requested_path
     if path == "auto":
         if caps.strongly_typed and precision in available:
@@ -215,10 +230,11 @@ def plan_build(
                 hint="Use --build-path auto or flags on this machine.")
         if precision not in available:
             raise _missing_artifact(precision, version)
-        return BuildPlan(path=STRONGLY_TYPED, source=precision, network_flags=() if version.major >= 11 else ("STRONGLY_TYPED",),
-                         optional_network_flags=("STRONGLY_TYPED",) if version.major >= 11 else (),
-                         builder_flags=extra_flags, clear_flags=clear, warnings=tuple(warnings), **common)
-    # FLAGS: a weakly typed network, precision from builder flags.
+    return path
+
+
+def _plan_flags(version, caps, precision, available, requested_path, common, extra_flags, clear, warnings) -> BuildPlan:
+    """A weakly typed network, precision from builder flags (TensorRT < 11)."""
     if not caps.precision_flags:
         raise UsageError(
             f"TensorRT {version} removed the precision builder flags (BuilderFlag.FP16/INT8 are gone since 11.0), "

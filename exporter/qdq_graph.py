@@ -1,27 +1,4 @@
-"""Per-layer INT8 sensitivity of a Q/DQ graph, and layer-level fallback to higher precision.
-
-A *unit* is one quantized layer of a Q/DQ graph: a Conv/Gemm/MatMul (its input and weight
-go through QuantizeLinear/DequantizeLinear), a residual Add (its residual input is
-quantized) or a Concat (its inputs are quantized with their group's shared scale).
-
-Sensitivity = "quantize only this layer": the FP32 graph with the Q/DQ of one unit put
-back, run on held-out images and compared with the FP32 graph's own outputs:
-
-- ``output_cosine``: mean cosine of centered logits (as in runtime/compare.py): **the rank**;
-- ``sqnr_db``: signal-to-quantization-noise ratio of the centered logits (each sample's mean
-  subtracted: softmax ignores a common shift), 10 log10(sum r^2 / sum (o-r)^2);
-- ``top1_agreement`` with the FP32 graph.
-
-Why rank by the cosine: a layer whose clipped range scales the logits down costs SQNR but
-changes no prediction (argmax and the cosine ignore a positive scale); measured on the
-trained test model, the cosine order reached the budget with fewer layers out of INT8 than
-the SQNR order (docs/int8.md). Why this measure and not ONNX Runtime's ``qdq_loss_debug``
-(per-tensor SQNR inside the fully quantized graph): that tool measures the error at each
-tensor, either locally (before vs after its own Q/DQ, blind to how much the rest of the
-network amplifies or forgets it) or accumulated from every layer upstream (so depth
-dominates the ranking). Isolating one unit and looking at the logits measures what the
-fallback decision changes: how much of the final error that one layer adds. The cost is
-one ONNX Runtime run over the sample per unit, so the sample is bounded.
+"""Rewriting Q/DQ graphs: layers taken back to float (FP16 or FP32), and FP16 regions read back.
 
 Falling back: ``MixedGraph.variant(float_units, fallback)`` removes the Q/DQ of the given
 units from a copy of the Q/DQ graph (their inputs read the float tensors again, their
@@ -32,37 +9,33 @@ types; an un-quantized layer of an FP32 graph would run in FP32). The names of t
 kept in higher precision are recorded in the model's metadata under ``edgeport.kept_float``:
 runtime/qdq_lint.py then lists them as float by design instead of reporting them.
 
-Nothing here imports torch; ``onnx`` and ``onnxruntime`` are imported lazily.
+Graph facts (producers, constants, Concat groups) come from runtime/onnx_graph.py's
+``GraphIndex``; ``onnx`` is imported lazily.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-from collections.abc import Callable
 
 import numpy as np
 
-from .errors import DependencyError, EdgeportError
+from runtime.errors import DependencyError, EdgeportError
+from runtime.onnx_graph import KEEP_FLOAT_KEY, KEEP_FLOAT_PRECISION_KEY, QDQ_OPS, GraphIndex, kept_float_names
 
-KEEP_FLOAT_KEY = "edgeport.kept_float"  # metadata: JSON list of node names kept in higher precision
-KEEP_FLOAT_PRECISION_KEY = "edgeport.kept_float_precision"  # "fp16" or "fp32"
 FALLBACKS = ("fp16", "fp32")
 WEIGHTED = ("Conv", "Gemm", "MatMul")
 POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool")
 UNIT_OPS = WEIGHTED + ("Add", "Concat") + POOLS
-QDQ = ("QuantizeLinear", "DequantizeLinear")
-DEFAULT_SAMPLES = 32  # images per sensitivity run: one ORT session per layer, so it is bounded
 FP16_MAX = 65504.0
 FP16_SAFE = FP16_MAX / 4  # margin: calibration ranges underestimate the tails
 
 
-def _onnx():
+def load_onnx():
     try:
         import onnx
     except ImportError as exc:
-        raise DependencyError(f"Per-layer sensitivity needs the Python package 'onnx', which is not importable "
+        raise DependencyError(f"Rewriting Q/DQ graphs needs the Python package 'onnx', which is not importable "
                               f"here ({exc}).", hint="Install it with: pip install onnx") from exc
     return onnx
 
@@ -78,19 +51,7 @@ class Unit:
     group: int | None = None  # Concat: id of its shared-scale group
 
 
-def kept_float_names(model) -> list[str]:
-    """Node names a Q/DQ graph declares as kept in higher precision on purpose."""
-    for prop in model.metadata_props:
-        if prop.key == KEEP_FLOAT_KEY:
-            try:
-                names = json.loads(prop.value)
-            except ValueError:
-                return []
-            return [str(n) for n in names] if isinstance(names, list) else []
-    return []
-
-
-def _set_metadata(model, key: str, value: str) -> None:
+def set_metadata(model, key: str, value: str) -> None:
     for prop in model.metadata_props:
         if prop.key == key:
             prop.value = value
@@ -104,7 +65,7 @@ class MixedGraph:
     with some units taken back to float."""
 
     def __init__(self, qmodel, fp32model):
-        onnx = _onnx()
+        onnx = load_onnx()
         self.onnx = onnx
         qmodel = fp32_regions(qmodel, fp32model)  # FP16 float regions read back as FP32 (exact)
         self.qmodel = qmodel
@@ -112,15 +73,15 @@ class MixedGraph:
         self.fp32_inits = {i.name: i for i in fp32model.graph.initializer}
         self.fp32_by_output = {n.output[0]: n for n in fp32model.graph.node if n.output}
         self.fp32_by_name = {n.name: n for n in fp32model.graph.node if n.name}
-        nodes = list(qmodel.graph.node)
-        self.producer = {o: n for n in nodes for o in n.output if o}
-        self.q_consts = {i.name for i in qmodel.graph.initializer}
-        self.q_consts.update(o for n in nodes if n.op_type == "Constant" for o in n.output)
+        index = GraphIndex(qmodel)
+        nodes = index.nodes
+        self.producer = index.producer
+        self.q_consts = index.constants
         self.already_float = kept_float_names(qmodel)
         shapes = _output_shapes(onnx, fp32model)
         self.total_macs = 0
         units = []
-        groups = _concat_groups(nodes, self.q_consts)
+        groups = index.concat_node_groups()
         for n in nodes:
             if n.op_type in WEIGHTED:
                 # The FP32 node: a layer already behind FP16 Casts writes a renamed tensor.
@@ -144,7 +105,7 @@ class MixedGraph:
             if name in self.q_consts:
                 return True
             p = self.producer.get(name)
-            if p is None or p.op_type not in QDQ:
+            if p is None or p.op_type not in QDQ_OPS:
                 return False
             name, seen = p.input[0], seen + 1
         return False
@@ -257,12 +218,12 @@ class MixedGraph:
                 new_nodes.append(node)
         del graph.node[:]
         graph.node.extend(new_nodes)
-        _release_orphan_qdq(graph, {u.name for u in self.units} - wanted)
-        _prune(graph)
+        release_orphan_qdq(graph, {u.name for u in self.units} - wanted)
+        prune_dead_qdq(graph)
         kept = list(dict.fromkeys(self.already_float + names))
-        _set_metadata(model, KEEP_FLOAT_KEY, json.dumps(kept))
+        set_metadata(model, KEEP_FLOAT_KEY, json.dumps(kept))
         if kept:
-            _set_metadata(model, KEEP_FLOAT_PRECISION_KEY, fallback)
+            set_metadata(model, KEEP_FLOAT_PRECISION_KEY, fallback)
         return model
 
     def only(self, unit: str):
@@ -281,7 +242,7 @@ def fp32_regions(qmodel, fp32model=None):
     """
     from onnx import numpy_helper
 
-    onnx = _onnx()
+    onnx = load_onnx()
     model = onnx.ModelProto()
     model.CopyFrom(qmodel)
     g = model.graph
@@ -381,7 +342,7 @@ def _fp16_island(onnx, node, graph, fp32_inits: dict, have_inits: set) -> list:
     return [cast_in, node, cast_out]
 
 
-def _release_orphan_qdq(graph, quantized_units: set[str]) -> None:
+def release_orphan_qdq(graph, quantized_units: set[str]) -> None:
     """An activation Q/DQ that no quantized layer reads any more goes, for every reader.
 
     ONNX Runtime rewires *every* consumer of a quantized tensor to its DequantizeLinear: in a
@@ -409,12 +370,12 @@ def _release_orphan_qdq(graph, quantized_units: set[str]) -> None:
                     u.input[idx] = q.input[0]
 
 
-def _prune(graph) -> None:
+def prune_dead_qdq(graph) -> None:
     """Drop Q/DQ nodes nobody reads any more, then unused initializers."""
     outputs = {o.name for o in graph.output}
     while True:
         used = {i for n in graph.node for i in n.input} | outputs
-        dead = [n for n in graph.node if n.op_type in QDQ and not any(o in used for o in n.output)]
+        dead = [n for n in graph.node if n.op_type in QDQ_OPS and not any(o in used for o in n.output)]
         if not dead:
             break
         for n in dead:
@@ -451,183 +412,3 @@ def _macs(node, shapes: dict, wdims: tuple | None) -> int:
     else:  # MatMul with a constant [K, N] weight
         per_output = wdims[-2] if len(wdims) >= 2 else 1
     return int(np.prod(out[1:])) * int(per_output)
-
-
-def _concat_groups(nodes, consts: set) -> dict[str, int]:
-    """Concat node -> id of the group of Concats joined by shared tensors (one shared scale)."""
-    parent: dict[str, str] = {}
-
-    def find(x):
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    producer = {o: n for n in nodes for o in n.output if o}
-
-    def source(t):  # see through Q/DQ to the tensor they quantize
-        seen = 0
-        while t in producer and producer[t].op_type in QDQ and seen < 4:
-            t, seen = producer[t].input[0], seen + 1
-        return t
-
-    concats = [n for n in nodes if n.op_type == "Concat"]
-    for n in concats:
-        members = [source(t) for t in list(n.input) + list(n.output) if t and t not in consts]
-        for t in members[1:]:
-            parent[find(t)] = find(members[0])
-    ids: dict[str, int] = {}
-    out = {}
-    for n in concats:
-        root = find(source(n.output[0]))
-        out[n.name] = ids.setdefault(root, len(ids))
-    return out
-
-
-# -- running variants ----------------------------------------------------------------------------
-def run_model(model, inputs: np.ndarray, *, input_name: str, batch: int = 32, threads: int | None = None) -> np.ndarray:
-    """First output of ``model`` (a ModelProto) on ``inputs``, with ONNX Runtime's CPU provider."""
-    from .runners.onnxruntime import create_session
-
-    session = create_session(model, threads=threads, what="a mixed-precision variant")
-    output = session.get_outputs()[0].name
-    outs = []
-    for start in range(0, len(inputs), batch):
-        chunk = np.ascontiguousarray(inputs[start:start + batch], dtype=np.float32)
-        outs.append(np.asarray(session.run([output], {input_name: chunk})[0], dtype=np.float32))
-    return np.concatenate(outs, axis=0)
-
-
-def output_metrics(out: np.ndarray, ref: np.ndarray) -> dict:
-    """SQNR (dB) of the centered logits, mean centered cosine and top-1 agreement of ``out`` vs ``ref``.
-
-    Centered (each sample's mean logit subtracted) because softmax and argmax ignore a shift
-    common to all logits; on raw logits such a shift dominates the SQNR of nets whose logits
-    share a large offset (measured: a random-init DenseNet whose raw-logit SQNR rose while
-    its centered cosine fell), ranking layers by an error that changes no prediction.
-    """
-    from .compare import centered_cosine
-
-    out = np.asarray(out, np.float64).reshape(len(out), -1)
-    ref = np.asarray(ref, np.float64).reshape(len(ref), -1)
-    finite = np.isfinite(out).all()
-    if not finite:
-        return {"sqnr_db": -math.inf, "output_cosine": -1.0, "top1_agreement": 0.0}
-    oc = out - out.mean(axis=1, keepdims=True)
-    rc = ref - ref.mean(axis=1, keepdims=True)
-    noise = float(((oc - rc) ** 2).sum())
-    signal = float((rc ** 2).sum())
-    sqnr = math.inf if noise == 0 else 10 * math.log10(max(signal, 1e-30) / noise)
-    return {"sqnr_db": sqnr, "output_cosine": float(centered_cosine(out, ref).mean()),
-            "top1_agreement": float((out.argmax(1) == ref.argmax(1)).mean())}
-
-
-def pick_samples(n: int, limit: int | None) -> np.ndarray:
-    """Indexes of at most ``limit`` samples spread evenly over ``n`` (class-sorted sets keep every class)."""
-    if not limit or limit >= n:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, limit).round().astype(int))
-
-
-def measure_sensitivity(graph: MixedGraph, inputs: np.ndarray, *, input_name: str, batch: int = 32,
-                        threads: int | None = None, log: Callable[[str], None] = lambda s: None) -> list[dict]:
-    """Rank every quantized unit by the error it alone adds to the logits ("quantize only
-    this layer"), most harmful first. ``inputs``: normalized NCHW float32 samples."""
-    from .console import Progress
-
-    if not graph.units:
-        return []
-    reference = run_model(graph.fp32, inputs, input_name=input_name, batch=batch, threads=threads)
-    rows = []
-    with Progress(len(graph.units), f"sensitivity ({len(graph.units)} layers x {len(inputs)} samples)") as progress:
-        for unit in graph.units:
-            out = run_model(graph.only(unit.name), inputs, input_name=input_name, batch=batch, threads=threads)
-            m = output_metrics(out, reference)
-            rows.append({
-                "layer": unit.name, "op_type": unit.op_type,
-                # 12 decimals: 1 - cosine, the ranking, is often below 1e-7 for one layer (7 rounded it to 0).
-                "sqnr_db": _round(m["sqnr_db"], 3), "output_cosine": _round(m["output_cosine"], 12),
-                "top1_agreement": _round(m["top1_agreement"], 4),
-                "macs_share": round(graph.macs_share([unit.name]), 5),
-                **({"group": unit.group} if unit.group is not None else {}),
-            })
-            progress.update(1)
-    return rank_rows(rows)
-
-
-def _round(x: float, digits: int):
-    return x if not math.isfinite(x) else round(float(x), digits)
-
-
-def rank_rows(rows: list[dict]) -> list[dict]:
-    """Sort most sensitive first (lowest centered cosine, then lowest SQNR) and number them.
-    Rows without numbers (a layer already out of INT8 with nothing recorded) go last."""
-    def key(r):
-        c, s = r.get("output_cosine"), r.get("sqnr_db")
-        return (c if isinstance(c, (int, float)) else math.inf, s if isinstance(s, (int, float)) else math.inf)
-
-    ranked = sorted(rows, key=key)
-    for i, r in enumerate(ranked, 1):
-        r["rank"] = i
-        r.setdefault("kept_float", False)
-    return ranked
-
-
-def report_rows(rows: list[dict], kept: dict[str, str] | None = None) -> list[dict]:
-    """report.json's ``sensitivity`` list: fixed field order, ``kept_float`` filled in."""
-    kept = kept or {}
-    fields = ("rank", "layer", "op_type", "sqnr_db", "output_cosine", "top1_agreement", "macs_share", "kept_float")
-    out = []
-    for r in rows:
-        d = {k: r.get(k) for k in fields}
-        d["kept_float"] = r["layer"] in kept
-        for k in ("sqnr_db",):
-            if isinstance(d[k], float) and not math.isfinite(d[k]):
-                d[k] = -999.0 if d[k] < 0 else 999.0  # JSON has no inf; the chart needs a number
-        if r.get("group") is not None:
-            d["group"] = r["group"]
-        out.append(d)
-    return out
-
-
-# -- an existing bundle ----------------------------------------------------------------------------
-def bundle_sensitivity(bundle, *, samples: int | None = DEFAULT_SAMPLES, threads: int | None = None,
-                       log: Callable[[str], None] = lambda s: None) -> dict:
-    """Sensitivity of a bundle's Q/DQ artifact (model.int8.onnx) on its golden set.
-
-    Needs model.onnx, model.int8.onnx and golden.npz. Layers the artifact already keeps out
-    of INT8 (``export --max-drop``) have no Q/DQ left to measure: they are listed with the
-    numbers recorded at export (manifest ``int8.mixed_precision``). Returns ``{"rows": report
-    rows, "samples": n, "units": measured, "kept": names}``.
-    """
-    from .errors import UsageError
-
-    onnx = _onnx()
-    if "int8" not in bundle.precisions:
-        raise UsageError(f"Bundle '{bundle.root}' has no int8 artifact (model.int8.onnx) to analyse; it has "
-                          f"{', '.join(bundle.precisions) or 'none'}.",
-                          hint="Export it with --int8 (and --calib-data DIR).")
-    qmodel = onnx.load(str(bundle.artifact_path("int8")))
-    fp32 = onnx.load(str(bundle.artifact_path("fp32")))
-    graph = MixedGraph(qmodel, fp32)
-    golden = bundle.golden()
-    inputs = golden.inputs(bundle.preprocessing)
-    pick = pick_samples(len(inputs), samples)
-    log(f"sensitivity of {bundle.artifact_path('int8').name}: {len(graph.units)} quantized layers, one at a time, "
-        f"on {len(pick)} of {len(inputs)} golden images")
-    rows = measure_sensitivity(graph, inputs[pick], input_name=bundle.input_name,
-                               batch=max(1, min(bundle.max_batch, 32)), threads=threads, log=log)
-    kept = graph.already_float
-    if kept:
-        int8 = bundle.manifest.int8
-        recorded = {r.get("layer"): r for r in ((int8.mixed_precision if int8 else None) or {})
-                    .get("kept_float", []) if isinstance(r, dict)}
-        for name in kept:
-            r = recorded.get(name, {})
-            rows.append({"layer": name, "op_type": r.get("op_type", "?"), "sqnr_db": r.get("sqnr_db"),
-                         "output_cosine": r.get("output_cosine"), "top1_agreement": r.get("top1_agreement"),
-                         "macs_share": r.get("macs_share", round(graph.macs_share([name]), 5)), "kept_float": True})
-        rows = rank_rows(rows)
-    return {"rows": report_rows(rows, {n: "kept" for n in kept}), "samples": len(pick),
-            "units": len(graph.units), "kept": kept}
