@@ -35,9 +35,12 @@ def _precisions(precisions) -> tuple[str, ...]:
 
 # -- export ------------------------------------------------------------------------------------------
 def export(model, *, output: str | Path = "exports", name: str | None = None, weights: str | None = None,
-           num_classes: int | None = None, input_size: int | None = None, mean: Sequence[float] | None = None,
-           std: Sequence[float] | None = None, preprocessing=None, class_names: Sequence[str] | None = None,
-           max_batch: int = 32, opset: int = 17, simplify: bool = True, fp16: bool = False, int8: bool = False,
+           num_classes: int | None = None, input_size: int | tuple[int, int] | str | None = None,
+           channels: int | None = None, mean: Sequence[float] | float | None = None,
+           std: Sequence[float] | float | None = None, preprocessing=None, class_names: Sequence[str] | None = None,
+           factory_args: dict | None = None, output_name: str | None = None, output_index: int | None = None,
+           max_batch: int = 32, opset: int | None = None, simplify: bool = True, fp16: bool = False,
+           int8: bool = False,
            calib_data: str | Path | None = None, calib_samples: int | None = None, calib_method: str | None = None,
            max_drop: float | None = None, budget_data: str | Path | None = None,
            fallback_precision: str | None = None, max_float_layers: int | None = None,
@@ -47,9 +50,16 @@ def export(model, *, output: str | Path = "exports", name: str | None = None, we
     """Export ``model`` to a verified bundle in ``output/<name>``; returns an ``ExportResult``.
 
     ``model`` is an ``nn.Module`` instance (exported with its own weights), a registry name
-    (``edgeport models``) or ``path/to/file.py:factory`` / ``package.module:factory``.
-    ``weights`` (names and checkpoints; not for instances): None = the model's default.
-    ``preprocessing`` (``edgeport.Preprocessing``) replaces ``input_size``/``mean``/``std``.
+    (``edgeport models``), ``path/to/file.py:factory`` / ``package.module:factory`` (called
+    with ``factory_args``), or a path to an ``.onnx`` file (exported without torch; the
+    reference is ONNX Runtime FP32 of that graph).
+    ``weights`` (names and checkpoints; not for instances or ONNX files): None = the model's default.
+    ``input_size``: N, (height, width) or "HxW". ``channels``: the input's channel count when the
+    model's first convolution does not tell it. ``mean``/``std``: one value per channel, or one
+    value for all channels. ``preprocessing`` (``edgeport.Preprocessing``) replaces
+    ``input_size``/``mean``/``std``. ``output_name`` / ``output_index``: the classifier output
+    of a model with several outputs (default: the first). ``opset``: default 17 (a given ONNX
+    graph keeps its own).
     ``tolerances``: ``{"fp16": {"cosine_min": 0.995}}`` or ``["fp16.cosine_min=0.995"]``.
     ``engine``: build TensorRT engines after the export: ``auto`` (when TensorRT and a GPU
     are here), ``yes`` or ``no``. ``int8_cpu=False`` (with ``int8``): no model.int8-cpu.onnx.
@@ -59,10 +69,11 @@ def export(model, *, output: str | Path = "exports", name: str | None = None, we
     from exporter.pipeline import ExportConfig, run_export
     from runtime.compare import parse_tolerances
 
-    request = ModelRequest(model=model, weights=weights, num_classes=num_classes, input_size=input_size,
-                           mean=tuple(mean) if mean is not None else None,
-                           std=tuple(std) if std is not None else None,
-                           trust_checkpoint=trust_checkpoint, preprocessing=preprocessing)
+    request = ModelRequest(model=str(model) if isinstance(model, Path) else model, weights=weights,
+                           num_classes=num_classes, input_size=input_size, channels=channels,
+                           mean=_values(mean), std=_values(std), trust_checkpoint=trust_checkpoint,
+                           preprocessing=preprocessing, factory_args=factory_args, output_name=output_name,
+                           output_index=output_index)
     config = ExportConfig(
         request=request, output=Path(output), max_batch=max_batch, opset=opset, simplify=simplify, fp16=fp16,
         int8=int8, calib_data=Path(calib_data) if calib_data else None, calib_samples=calib_samples,
@@ -73,6 +84,15 @@ def export(model, *, output: str | Path = "exports", name: str | None = None, we
         max_float_layers=max_float_layers, sensitivity_samples=sensitivity_samples, int8_cpu=int8_cpu, force=force)
     with progress_to(progress):
         return run_export(config)
+
+
+def _values(values) -> tuple[float, ...] | None:
+    """mean/std as a tuple (a single number means one value for every channel)."""
+    if values is None:
+        return None
+    if isinstance(values, (int, float)):
+        return (float(values),)
+    return tuple(values)
 
 
 # -- verify ------------------------------------------------------------------------------------------

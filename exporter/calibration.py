@@ -6,9 +6,10 @@ preprocessing (the manifest's ``Preprocessing``, exactly what verification uses)
 the ranges are measured on the same numbers the deployed model will see.
 
 - Folder: every image below it, recursively (jpg, png, bmp, webp, tif, gif; grayscale,
-  RGBA, palette, CMYK and 16-bit images become RGB through ``runtime.preprocess.load_rgb``).
+  RGBA, palette, CMYK and 16-bit images become RGB through ``runtime.preprocess.load_rgb``,
+  then grayscale for a 1-channel model; other channel counts need an array file).
   Unreadable files are skipped and counted; no usable image is an error.
-- ``.npy``: one float array, N x 3 x H x W, already preprocessed. ``.npz``: one such array
+- ``.npy``: one float array, N x C x H x W (the model's input), already preprocessed. ``.npz``: one such array
   (or the one named after the model input, ``inputs``, ``images``, ``data`` or ``x``).
 - ``--calib-samples N`` (default: all, capped at 512) takes the first N usable samples in
   a fixed pseudo-random order (files sorted by a hash of their relative path), so a folder
@@ -51,8 +52,8 @@ class CalibrationSet:
     skipped: list[tuple[str, str]]  # (file, reason) of unreadable images
     digest: str  # sha256 over the names and contents of everything used
     available: int  # usable + skipped candidates seen before the sample cap was reached
-    images: np.ndarray | None = None  # N x H x W x 3 uint8 (folder)
-    tensors: np.ndarray | None = None  # N x 3 x H x W float32 (array)
+    images: np.ndarray | None = None  # N x H x W x C uint8 (folder)
+    tensors: np.ndarray | None = None  # N x C x H x W float32 (array)
     preprocessing: Preprocessing | None = None
 
     def __len__(self) -> int:
@@ -138,6 +139,18 @@ def _load_folder(root: Path, pre: Preprocessing, cap: int, log) -> CalibrationSe
 
 
 def _load_array(path: Path, input_shape: tuple[int, int, int], cap: int, input_name: str) -> CalibrationSet:
+    arr = load_array(path, input_shape, cap, input_name)
+    digest = hashlib.sha256(f"{path.name}\0{sha256_file(path)}\0{len(arr)}".encode()).hexdigest()
+    names = [f"{path.name}[{i}]" for i in range(len(arr))]
+    return CalibrationSet(source="array", path=path, names=names, skipped=[], digest=digest,
+                          available=len(arr), tensors=arr)
+
+
+def load_array(path: Path, input_shape: tuple[int, int, int], cap: int, input_name: str,
+               option: str = "--calib-data") -> np.ndarray:
+    """The first ``cap`` samples of a .npy/.npz of preprocessed N x C x H x W float tensors for a
+    model taking ``input_shape`` (C, H, W); ``option`` names the flag in messages."""
+    what = "Calibration array" if option == "--calib-data" else f"{option} array"
     try:
         data = np.load(path, allow_pickle=False)  # .npy: an array; .npz: a lazy archive to close
         if isinstance(data, np.ndarray):
@@ -151,15 +164,15 @@ def _load_array(path: Path, input_shape: tuple[int, int, int], cap: int, input_n
                     key = next((k for k in (input_name, *_NPZ_KEYS) if k in keys), None)
                     if key is None:
                         raise UsageError(
-                            f"--calib-data '{path}' holds {len(keys)} arrays ({', '.join(keys[:8])}); "
+                            f"{option} '{path}' holds {len(keys)} arrays ({', '.join(keys[:8])}); "
                             f"edgeport cannot tell which one is the input.",
                             hint=f"Name it '{input_name}' or 'inputs', or save a single array.")
                 arr = data[key]
     except (OSError, ValueError, EOFError) as exc:
-        raise EdgeportError(f"Cannot read calibration array '{path}': {exc}.",
+        raise EdgeportError(f"Cannot read {what.lower()} '{path}': {exc}.",
                             hint="Save it with numpy.save / numpy.savez (no pickled objects).") from exc
     if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f":
-        raise UsageError(f"Calibration array '{path}' has dtype {getattr(arr, 'dtype', type(arr))}; "
+        raise UsageError(f"{what} '{path}' has dtype {getattr(arr, 'dtype', type(arr))}; "
                          "edgeport expects preprocessed float tensors (normalized, NCHW).",
                          hint="Pass the images as a folder instead to let edgeport preprocess them.")
     if arr.ndim == 3:
@@ -167,18 +180,14 @@ def _load_array(path: Path, input_shape: tuple[int, int, int], cap: int, input_n
     expected = tuple(int(d) for d in input_shape)
     if arr.ndim != 4 or tuple(arr.shape[1:]) != expected:
         raise UsageError(
-            f"Calibration array '{path}' has shape {list(arr.shape)}, but the model takes "
+            f"{what} '{path}' has shape {list(arr.shape)}, but the model takes "
             f"[N, {', '.join(map(str, expected))}] (NCHW, preprocessed).",
-            hint="Export with a matching --input-size, or regenerate the array.")
+            hint="Export with a matching --input-size / --channels, or regenerate the array.")
     if len(arr) == 0:
-        raise EdgeportError(f"Calibration array '{path}' holds no samples.")
+        raise EdgeportError(f"{what} '{path}' holds no samples.")
     if not np.isfinite(arr).all():
-        raise EdgeportError(f"Calibration array '{path}' contains NaN or Inf values.")
-    arr = np.ascontiguousarray(arr[:cap], dtype=np.float32)
-    digest = hashlib.sha256(f"{path.name}\0{sha256_file(path)}\0{len(arr)}".encode()).hexdigest()
-    names = [f"{path.name}[{i}]" for i in range(len(arr))]
-    return CalibrationSet(source="array", path=path, names=names, skipped=[], digest=digest,
-                          available=len(arr), tensors=arr)
+        raise EdgeportError(f"{what} '{path}' contains NaN or Inf values.")
+    return np.ascontiguousarray(arr[:cap], dtype=np.float32)
 
 
 def check_overlap(calib: CalibrationSet, verify_files: Iterable[Path], verify_source: str) -> None:

@@ -1,4 +1,5 @@
-"""The model registry: torchvision classifiers, the seed architectures, user factories.
+"""The model registry: torchvision classifiers, the seed architectures, user factories
+(exporter/factories.py) and ONNX files (exporter/onnx_model.py).
 
 Each entry carries its default input size and preprocessing; torchvision weights bring
 their own (V1 and V2 differ: ResNet-50 V2 resizes to 232). Building a model never touches
@@ -9,15 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
-import importlib.util
-import inspect
-import sys
 from pathlib import Path
 from typing import Callable
 
-from runtime.errors import EdgeportError, UsageError
-from runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from runtime.errors import UsageError
+from runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, format_hw, input_hw
+
+from .factories import load_user_factory  # noqa: F401  (re-exported: tests and older callers import it here)
 
 TORCHVISION_MODELS = (
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -48,54 +47,106 @@ REGISTRY: dict[str, ModelEntry] = {
 
 @dataclasses.dataclass
 class ModelRequest:
-    """What the user asked for: a registry name, ``file.py:factory`` / ``module:factory``, or
-    an ``nn.Module`` instance (Python API).
+    """What the user asked for: a registry name, ``file.py:factory`` / ``module:factory``, an
+    ONNX file (``model.onnx``), or an ``nn.Module`` instance (Python API).
 
     ``weights`` None means the model's default: ``DEFAULT`` for torchvision models, random
     init for seed and user models, the module's own weights for an instance.
-    ``preprocessing`` (a runtime.preprocess.Preprocessing) overrides input_size/mean/std.
+    ``input_size``: N (square) or (height, width) / "HxW". ``channels``: the input's channel
+    count when the model's first convolution does not tell it. ``mean``/``std``: one value
+    per channel, or one for all. ``preprocessing`` (a runtime.preprocess.Preprocessing)
+    overrides input_size/mean/std. ``factory_args``: keyword arguments of a user factory.
+    ``output_name`` / ``output_index``: which output is the classifier (exporter/outputs.py).
     """
 
     model: object
     weights: str | None = None
     num_classes: int | None = None
-    input_size: int | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
+    input_size: object = None  # int | (h, w) | "HxW"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
     trust_checkpoint: bool = False
     preprocessing: Preprocessing | None = None
+    channels: int | None = None
+    factory_args: dict | None = None
+    output_name: str | None = None
+    output_index: int | None = None
 
     @property
     def label(self) -> str:
         """How logs name the model."""
-        if isinstance(self.model, str):
-            return self.model
+        if isinstance(self.model, (str, Path)):
+            return str(self.model)
         return f"{type(self.model).__name__} (nn.Module instance)"
+
+    @property
+    def output_choice(self):
+        from .outputs import OutputChoice
+
+        return OutputChoice(self.output_name, self.output_index)
 
 
 @dataclasses.dataclass
 class BuiltModel:
-    """A model in eval mode plus everything the manifest records about it."""
+    """A model in eval mode (or a prepared ONNX graph) plus everything the manifest records about it."""
 
-    module: object  # torch.nn.Module
+    module: object  # torch.nn.Module; None for an ONNX model
     name: str
-    source: str  # torchvision | seed | user
+    source: str  # torchvision | seed | user | python | onnx
     spec: str
     num_classes: int
     class_names: list[str] | None
     preprocessing: Preprocessing
     weights: dict
     restore: Callable[[], None] | None = None  # puts a caller's module back in its training mode
+    channels_note: str = ""  # where the channel count came from (error messages)
+    factory_args: dict | None = None
+    factory_signature: str | None = None  # a user factory that takes no num_classes: its signature
+    onnx_model: object = None  # the given ONNX graph, prepared (exporter/onnx_model.py)
+    opset: int | None = None  # the given ONNX graph's opset
+    batch_fixed: int | None = None  # the given ONNX graph's fixed batch, made dynamic
+    params: int | None = None  # the given ONNX graph's parameter count (initializer elements)
+
+
+def is_onnx_model(spec) -> bool:
+    """``--model model.onnx``: an existing ONNX file instead of a PyTorch model."""
+    return isinstance(spec, (str, Path)) and str(spec).lower().endswith(".onnx")
 
 
 def is_user_model(spec) -> bool:
-    return isinstance(spec, str) and ":" in spec and spec not in REGISTRY
+    return isinstance(spec, str) and ":" in spec and spec not in REGISTRY and not is_onnx_model(spec)
 
 
 def check_model_name(spec) -> None:
     """Refuse an unknown registry name before anything heavy is imported (a usage error)."""
-    if isinstance(spec, str) and not is_user_model(spec) and spec not in REGISTRY:
+    if isinstance(spec, str) and not is_user_model(spec) and not is_onnx_model(spec) and spec not in REGISTRY:
         raise UsageError(f"Unknown model '{spec}'.", hint=suggest(spec))
+
+
+def check_request(req: ModelRequest) -> None:
+    """Cheap checks of the request, before torch is imported (usage errors)."""
+    check_model_name(req.model)
+    if isinstance(req.weights, str) and is_onnx_model(req.weights):
+        raise UsageError(f"--weights '{req.weights}' is an ONNX file, not a PyTorch checkpoint.",
+                         hint=f"Export the ONNX model itself with --model {req.weights} (no --weights: its weights "
+                              "are inside the graph).")
+    if req.input_size is not None:
+        h, w = input_hw(req.input_size)
+        if min(h, w) < 8:
+            raise UsageError(f"--input-size {format_hw((h, w))} is too small; use at least 8 pixels a side.")
+    if req.channels is not None and (not isinstance(req.channels, int) or req.channels < 1):
+        raise UsageError(f"--channels must be a whole number of at least 1, got {req.channels!r}.")
+    if req.num_classes is not None and req.num_classes < 1:
+        raise UsageError(f"--num-classes must be at least 1, got {req.num_classes}.")
+    req.output_choice  # noqa: B018 - validates --output-name / --output-index
+    if isinstance(req.model, str) and req.model in REGISTRY:  # registry models take RGB: check counts now
+        channels = req.channels or 3
+        for label, values in (("mean", req.mean), ("std", req.std)):
+            if values is not None:
+                _norm_values(values, channels, label, f"{req.model} takes RGB images")
+    if req.factory_args and not is_user_model(req.model):
+        raise UsageError("--factory-arg applies to a user factory (--model file.py:factory or module:factory), "
+                         f"not to '{req.label}'.")
 
 
 def resolve_weights(req: ModelRequest) -> str:
@@ -118,7 +169,8 @@ def suggest(name: str) -> str:
     close = difflib.get_close_matches(name, list(REGISTRY), n=3, cutoff=0.5)
     if close:
         return f"Did you mean {', '.join(close)}?"
-    return "Run `edgeport models` for the list, or pass a factory as path/to/file.py:factory."
+    return ("Run `edgeport models` for the list, pass a factory as path/to/file.py:factory, or an ONNX file "
+            "as path/to/model.onnx.")
 
 
 def torchvision_weights_enum(name: str):
@@ -127,109 +179,123 @@ def torchvision_weights_enum(name: str):
     return tvm.get_model_weights(name)
 
 
-def _scaled_preprocessing(resize: int, crop: int, input_size: int | None, mean, std, interpolation="bilinear"):
-    if input_size and input_size != crop:
-        resize = int(round(input_size * resize / crop))
-        crop = input_size
-    return Preprocessing(resize=resize, crop=crop, mean=tuple(mean), std=tuple(std), interpolation=interpolation)
+# -- channels and preprocessing ----------------------------------------------------------------
+def first_conv_channels(module) -> tuple[int | None, str]:
+    """in_channels of the first ``nn.Conv2d`` in module order (``named_modules``), and where it is.
 
-
-def load_user_factory(spec: str) -> tuple[Callable, str]:
-    """Resolve ``path/to/file.py:factory`` or ``package.module:factory``."""
-    target, _, attr = spec.rpartition(":")
-    if not target or not attr:
-        raise UsageError(f"--model '{spec}' must look like path/to/file.py:factory or package.module:factory.")
-    if target.endswith(".py") or "/" in target or "\\" in target:
-        path = Path(target)
-        if not path.is_file():
-            raise EdgeportError(f"Model file '{path}' does not exist.",
-                                hint="Pass an existing Python file, e.g. --model my_net.py:build.")
-        mod_name = f"edgeport_user_{abs(hash(str(path.resolve())))}"
-        module_spec = importlib.util.spec_from_file_location(mod_name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.path.insert(0, str(path.resolve().parent))
-        try:
-            module_spec.loader.exec_module(module)
-        except Exception as exc:  # noqa: BLE001 - user code may raise anything
-            raise EdgeportError(f"Importing model file '{path}' failed: {type(exc).__name__}: {exc}",
-                                hint="Fix the file (run it with python to see the full error, or add --debug).") from exc
-        finally:
-            sys.path.pop(0)
-        where = str(path)
-    else:
-        try:
-            module = importlib.import_module(target)
-        except Exception as exc:  # noqa: BLE001
-            raise EdgeportError(f"Cannot import module '{target}': {type(exc).__name__}: {exc}",
-                                hint="Check that it is installed or on PYTHONPATH, or pass a file path.") from exc
-        where = target
-    factory = getattr(module, attr, None)
-    if factory is None:
-        public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
-        raise EdgeportError(f"'{where}' has no attribute '{attr}'.",
-                            hint=f"Callables it defines: {', '.join(public[:10]) or 'none'}.")
-    if not callable(factory):
-        raise EdgeportError(f"'{where}:{attr}' is a {type(factory).__name__}, not a callable factory.")
-    return factory, where
-
-
-def _call_factory(factory, spec: str, num_classes: int | None):
+    Module order is the order the layers were assigned in ``__init__``, usually the order the
+    input meets them; a model whose first declared convolution is not its input layer (a
+    side branch declared first, or a stem that is not a Conv2d) needs ``--channels N``."""
     import torch.nn as nn
 
-    kwargs = {}
-    if num_classes is not None:
-        try:
-            params = inspect.signature(factory).parameters
-        except (TypeError, ValueError):
-            params = {}
-        if "num_classes" in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
-            kwargs["num_classes"] = num_classes
-    try:
-        module = factory(**kwargs)
-    except Exception as exc:  # noqa: BLE001
-        raise EdgeportError(f"The factory '{spec}' raised {type(exc).__name__}: {exc}",
-                            hint="Fix the factory; rerun with --debug for the traceback.") from exc
-    if not isinstance(module, nn.Module):
-        raise EdgeportError(f"The factory '{spec}' returned a {type(module).__name__}, not a torch.nn.Module.",
-                            hint="It must return the model instance (e.g. `return MyNet()`).")
-    return module
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Conv2d):
+            return int(m.in_channels), f"read from its first convolution '{name or type(m).__name__}'"
+    return None, "no nn.Conv2d found: assumed"
+
+
+def model_channels(req: ModelRequest, module) -> tuple[int, str]:
+    """The input's channel count: --channels, else the first convolution, else the preprocessing, else 3."""
+    if req.channels is not None:
+        return req.channels, "given by --channels"
+    found, note = first_conv_channels(module)
+    if found is not None:
+        return found, note
+    if req.preprocessing is not None:
+        return req.preprocessing.channels, "given by the preprocessing"
+    return 3, f"{note} 3; pass --channels N if that is wrong"
+
+
+def _norm_values(values, channels: int, label: str, note: str) -> tuple[float, ...]:
+    values = tuple(float(v) for v in values)
+    if len(values) not in (1, channels):
+        raise UsageError(f"--{label} has {len(values)} values, but the model input has {channels} channel(s) "
+                         f"({note}).", hint=f"Pass {channels} value(s), one per channel, or a single value for all "
+                                            "channels (or --channels N if the channel count is wrong).")
+    return values * channels if len(values) == 1 else values
+
+
+def make_preprocessing(req: ModelRequest, channels: int, note: str, resize: int, crop: int,
+                       interpolation: str = "bilinear", mean=None, std=None) -> Preprocessing:
+    """The model's preprocessing: its defaults (resize/crop, mean/std) scaled to --input-size and
+    overridden by --mean/--std; ``req.preprocessing`` (Python API) wins when given."""
+    if req.preprocessing is not None:
+        if req.preprocessing.channels != channels:
+            raise UsageError(f"The preprocessing is for {req.preprocessing.channels}-channel inputs, but the model "
+                             f"takes {channels} ({note}).",
+                             hint=f"Pass Preprocessing(..., channels={channels}), or channels=N if the model's "
+                                  "channel count was read wrongly.")
+        return req.preprocessing
+    size = input_hw(req.input_size) if req.input_size is not None else (crop, crop)
+    if size != (crop, crop):
+        resize = int(round(max(size) * resize / crop))
+    mean = req.mean if req.mean is not None else (mean or (IMAGENET_MEAN if channels == 3 else None))
+    std = req.std if req.std is not None else (std or (IMAGENET_STD if channels == 3 else None))
+    if mean is None or std is None:
+        from runtime import console
+
+        console.warn(f"the model takes {channels}-channel inputs and no --mean/--std was given for them: pixels "
+                     "are only scaled to [0, 1] (mean 0, std 1); pass the normalization the model was trained "
+                     "with (e.g. --mean 0.1307 --std 0.3081 for MNIST)")
+    mean = _norm_values(mean if mean is not None else (0.0,), channels, "mean", note)
+    std = _norm_values(std if std is not None else (1.0,), channels, "std", note)
+    return Preprocessing(resize=resize, crop=size, mean=mean, std=std, interpolation=interpolation,
+                         channels=channels)
 
 
 def build_model(req: ModelRequest, log=lambda s: None) -> BuiltModel:
-    """Build the requested model, load its weights and put it in eval mode."""
-    mean = req.mean or IMAGENET_MEAN
-    std = req.std or IMAGENET_STD
-    if req.input_size is not None and req.input_size < 8:
-        raise UsageError(f"--input-size {req.input_size} is too small; use at least 8 pixels.")
-    if req.num_classes is not None and req.num_classes < 1:
-        raise UsageError(f"--num-classes must be at least 1, got {req.num_classes}.")
+    """Build the requested model, load its weights and put it in eval mode (an ONNX file: load and
+    prepare its graph, exporter/onnx_model.py)."""
+    check_request(req)
+    if is_onnx_model(req.model):
+        return _from_onnx(req, log)
     if not isinstance(req.model, str):
-        return _from_instance(req, mean, std)
-    built = _build_named(dataclasses.replace(req, weights=resolve_weights(req)), mean, std, log)
-    if req.preprocessing is not None:
-        built.preprocessing = req.preprocessing
-    return built
+        return _from_instance(req)
+    return _build_named(dataclasses.replace(req, weights=resolve_weights(req)), log)
 
 
-def _build_named(req: ModelRequest, mean, std, log) -> BuiltModel:
+def _from_onnx(req: ModelRequest, log) -> BuiltModel:
+    """An ONNX file, prepared by exporter/onnx_model.py (no torch)."""
+    from .onnx_model import prepare_onnx_model
+
+    g = prepare_onnx_model(req, log=log)
+    h, w = g.size
+    pre = make_preprocessing(dataclasses.replace(req, input_size=g.size), g.channels, g.channels_note,
+                             int(round(max(h, w) / 0.875)), max(h, w))
+    return BuiltModel(module=None, name=g.path.stem, source="onnx", spec=str(g.path), num_classes=req.num_classes or 0,
+                      class_names=None, preprocessing=pre, weights=g.weights, channels_note=g.channels_note,
+                      onnx_model=g.model, opset=g.opset, batch_fixed=g.batch_fixed, params=g.params)
+
+
+def _build_user(req: ModelRequest, log) -> BuiltModel:
+    """A user factory, called with --factory-arg arguments, with its weights loaded, in eval mode."""
+    import torch
+
+    from . import factories as F
+    from . import weights as W
+
+    factory, where = F.load_user_factory(req.model)
+    args = F.parse_factory_args(req.factory_args)
+    torch.manual_seed(0)
+    module = F.call_factory(factory, req.model, req.num_classes, args)
+    channels, note = model_channels(req, module)
+    size = 224
+    pre = make_preprocessing(req, channels, note, int(round(size / 0.875)), size)
+    stem = req.model.rpartition(":")[2]
+    name = Path(req.model.rpartition(":")[0]).stem + "_" + stem if where.endswith(".py") else stem
+    weights = W.apply_weights(module, req, family="user", log=log)
+    return BuiltModel(module.eval(), name=name, source="user", spec=req.model, num_classes=req.num_classes or 0,
+                      class_names=None, preprocessing=pre, weights=weights, channels_note=note,
+                      factory_args=F.recorded_args(args),
+                      factory_signature=None if F.takes_num_classes(factory) else F.signature_text(factory, req.model))
+
+
+def _build_named(req: ModelRequest, log) -> BuiltModel:
     """A registry model or a user factory, with its weights loaded, in eval mode."""
     from . import weights as W
 
     if is_user_model(req.model):
-        import torch
-
-        factory, where = load_user_factory(req.model)
-        torch.manual_seed(0)
-        module = _call_factory(factory, req.model, req.num_classes)
-        size = req.input_size or 224
-        pre = _scaled_preprocessing(int(round(size / 0.875)), size, None, mean, std)
-        stem = req.model.rpartition(":")[2]
-        name = Path(req.model.rpartition(":")[0]).stem + "_" + stem if where.endswith(".py") else stem
-        weights = W.apply_weights(module, req, family="user", log=log)
-        return BuiltModel(module.eval(), name=name, source="user", spec=req.model,
-                          num_classes=req.num_classes or 0, class_names=None, preprocessing=pre, weights=weights)
-
-    check_model_name(req.model)
+        return _build_user(req, log)
     entry = REGISTRY[req.model]
     import torch
 
@@ -238,11 +304,12 @@ def _build_named(req: ModelRequest, mean, std, log) -> BuiltModel:
         from . import seed_models
 
         module = getattr(seed_models, entry.name)(num_classes=req.num_classes or entry.num_classes)
-        pre = _scaled_preprocessing(entry.resize, entry.input_size, req.input_size, mean, std)
+        channels, note = model_channels(req, module)
+        pre = make_preprocessing(req, channels, note, entry.resize, entry.input_size)
         weights = W.apply_weights(module, req, family="seed", log=log)
         return BuiltModel(module.eval(), name=entry.name, source="seed", spec=entry.name,
                           num_classes=req.num_classes or entry.num_classes, class_names=None,
-                          preprocessing=pre, weights=weights)
+                          preprocessing=pre, weights=weights, channels_note=note)
 
     import torchvision.models as tvm
 
@@ -253,36 +320,40 @@ def _build_named(req: ModelRequest, mean, std, log) -> BuiltModel:
                              f"{len(named.meta['categories'])} classes.",
                              hint="Drop --num-classes, or use --weights none / a checkpoint of your own.")
         t = named.transforms()
-        pre = _scaled_preprocessing(t.resize_size[0], t.crop_size[0], req.input_size,
-                                    req.mean or t.mean, req.std or t.std, t.interpolation.value)
         module = tvm.get_model(entry.name, weights=None)
+        channels, note = model_channels(req, module)
+        pre = make_preprocessing(req, channels, note, t.resize_size[0], t.crop_size[0], t.interpolation.value,
+                                 mean=t.mean, std=t.std)
         weights = W.load_named_weights(module, entry.name, named, log=log)
         return BuiltModel(module.eval(), name=entry.name, source="torchvision", spec=entry.name,
                           num_classes=len(named.meta["categories"]), class_names=list(named.meta["categories"]),
-                          preprocessing=pre, weights=weights)
+                          preprocessing=pre, weights=weights, channels_note=note)
     num_classes = req.num_classes or entry.num_classes
     module = tvm.get_model(entry.name, weights=None, num_classes=num_classes)
-    pre = _scaled_preprocessing(entry.resize, entry.input_size, req.input_size, mean, std)
+    channels, note = model_channels(req, module)
+    pre = make_preprocessing(req, channels, note, entry.resize, entry.input_size)
     weights = W.apply_weights(module, req, family="torchvision", log=log)
     return BuiltModel(module.eval(), name=entry.name, source="torchvision", spec=entry.name,
-                      num_classes=num_classes, class_names=None, preprocessing=pre, weights=weights)
+                      num_classes=num_classes, class_names=None, preprocessing=pre, weights=weights,
+                      channels_note=note)
 
 
-def _from_instance(req: ModelRequest, mean, std) -> BuiltModel:
+def _from_instance(req: ModelRequest) -> BuiltModel:
     """An ``nn.Module`` passed from Python: exported with its own weights, in eval mode for
     the export and put back in its training mode afterwards (``BuiltModel.restore``)."""
     import torch.nn as nn
 
     module = req.model
     if not isinstance(module, nn.Module):
-        raise UsageError(f"model must be a registry name, 'file.py:factory', 'module:factory' or a torch.nn.Module, "
-                         f"got a {type(module).__name__}.")
+        raise UsageError(f"model must be a registry name, 'file.py:factory', 'module:factory', a path to an .onnx "
+                         f"file or a torch.nn.Module, got a {type(module).__name__}.")
     if req.weights not in (None, "current"):
         raise UsageError(f"weights={req.weights!r} cannot be applied to an nn.Module instance: edgeport exports the "
                          "module's own weights.", hint="Load the checkpoint into the module first "
                                                         "(module.load_state_dict(...)), then export it.")
-    size = req.input_size or 224
-    pre = req.preprocessing or _scaled_preprocessing(int(round(size / 0.875)), size, None, mean, std)
+    channels, note = model_channels(req, module)
+    size = 224
+    pre = make_preprocessing(req, channels, note, int(round(size / 0.875)), size)
     cls = type(module)
     was_training = module.training
     return BuiltModel(module.eval(), name=cls.__name__.lower(), source="python",
@@ -290,14 +361,17 @@ def _from_instance(req: ModelRequest, mean, std) -> BuiltModel:
                       class_names=None, preprocessing=pre,
                       weights={"spec": "module", "random_init": False,
                                "description": f"the weights of the {cls.__name__} instance passed to edgeport.export"},
-                      restore=lambda: module.train(was_training))
+                      restore=lambda: module.train(was_training), channels_note=note)
 
 
-def count_macs(module, input_size: int) -> tuple[int, int]:
-    """(parameters, multiply-accumulates) for one image, counting Conv2d and Linear."""
+def count_macs(module, input_chw) -> tuple[int, int]:
+    """(parameters, multiply-accumulates) for one input of shape ``input_chw`` (C, H, W; an int
+    N means 3 x N x N), counting Conv2d and Linear."""
     import torch
     import torch.nn as nn
 
+    if isinstance(input_chw, int):
+        input_chw = (3, input_chw, input_chw)
     macs = [0]
 
     def conv_hook(m, inp, out):
@@ -315,7 +389,7 @@ def count_macs(module, input_size: int) -> tuple[int, int]:
             hooks.append(m.register_forward_hook(linear_hook))
     try:
         with torch.no_grad():
-            module(torch.zeros(1, 3, input_size, input_size))
+            module(torch.zeros(1, *input_chw))
     finally:
         for h in hooks:
             h.remove()

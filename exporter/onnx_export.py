@@ -15,12 +15,19 @@ OUTPUT_NAME = "logits"
 DEFAULT_OPSET = 17  # parses on TensorRT 8.6 (JetPack 5) through 11
 
 
-def export_onnx(module, input_size: int, opset: int = DEFAULT_OPSET):
-    """Trace ``module`` to an ONNX ModelProto with a symbolic batch dimension."""
+def export_onnx(module, input_chw, opset: int = DEFAULT_OPSET, output_names: list[str] | None = None):
+    """Trace ``module`` to an ONNX ModelProto with a symbolic batch dimension.
+
+    ``input_chw``: (channels, height, width) of one input (an int N means 3 x N x N).
+    ``output_names``: one name per output the module returns, in its order (exporter/outputs.py);
+    every output gets the dynamic batch axis."""
     import torch
 
     onnx = require("onnx", purpose="Exporting to ONNX", install="pip install 'edgeport[export]'")
-    dummy = torch.zeros(1, 3, input_size, input_size)
+    if isinstance(input_chw, int):
+        input_chw = (3, input_chw, input_chw)
+    output_names = list(output_names or [OUTPUT_NAME])
+    dummy = torch.zeros(1, *input_chw)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -29,8 +36,8 @@ def export_onnx(module, input_size: int, opset: int = DEFAULT_OPSET):
             # TensorRT from 8.6 on. (torch >= 2.9 defaults to dynamo=True.)
             torch.onnx.export(
                 module, dummy, buf,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                input_names=[INPUT_NAME], output_names=output_names,
+                dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in output_names}},
                 opset_version=opset, do_constant_folding=True, dynamo=False,
             )
         except Exception as exc:  # noqa: BLE001 - the exporter raises many types
@@ -45,23 +52,30 @@ def export_onnx(module, input_size: int, opset: int = DEFAULT_OPSET):
 
 
 def ort_outputs(model_or_path, inputs: np.ndarray, batch: int = 8) -> np.ndarray:
-    """Run an ONNX model (proto or path) on ONNX Runtime CPU, in batches."""
+    """Run an ONNX model (proto or path) on ONNX Runtime CPU, in batches: its first output."""
+    return ort_all_outputs(model_or_path, inputs, batch)[0]
+
+
+def ort_all_outputs(model_or_path, inputs: np.ndarray, batch: int = 8) -> list[np.ndarray]:
+    """Every output of an ONNX model (proto or path) on ONNX Runtime CPU, in batches, in graph order."""
     from runtime.runners.onnxruntime import create_session
 
     sess = create_session(model_or_path)
     name = sess.get_inputs()[0].name
-    outs = [sess.run(None, {name: inputs[i:i + batch]})[0] for i in range(0, len(inputs), batch)]
-    return np.concatenate(outs).astype(np.float32)
+    chunks = [sess.run(None, {name: inputs[i:i + batch]}) for i in range(0, len(inputs), batch)]
+    return [np.concatenate([c[k] for c in chunks]).astype(np.float32) for k in range(len(chunks[0]))]
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
-    """max |a-b| over each sample's logit range of ``b`` (worst sample)."""
+    """max |a-b| over each sample's value range of ``b`` (worst sample; outputs flattened per sample)."""
+    a = a.reshape(len(a), -1)
+    b = b.reshape(len(b), -1)
     span = b.max(axis=1) - b.min(axis=1)
     return float((np.abs(a - b).max(axis=1) / np.where(span > 0, span, 1.0)).max())
 
 
 def simplify(model, check_inputs: np.ndarray, tolerance: float = 1e-5):
-    """onnxsim, then a numeric check of the simplified graph against the original."""
+    """onnxsim, then a numeric check of the simplified graph against the original (every output)."""
     try:
         import onnxsim
     except ImportError as exc:
@@ -74,12 +88,17 @@ def simplify(model, check_inputs: np.ndarray, tolerance: float = 1e-5):
                             hint="Pass --no-simplify to keep the unsimplified graph.") from exc
     if not ok:
         raise EdgeportError("onnxsim could not validate the simplified graph.", hint="Pass --no-simplify.")
-    before = ort_outputs(model, check_inputs)
-    after = ort_outputs(simplified, check_inputs)
-    err = relative_error(after, before)
+    names = [o.name for o in model.graph.output]
+    if [o.name for o in simplified.graph.output] != names:
+        raise EdgeportError(f"onnxsim changed the graph's outputs ({names} -> "
+                            f"{[o.name for o in simplified.graph.output]}); refusing to use it.",
+                            hint="Pass --no-simplify, and please report the model.")
+    before = ort_all_outputs(model, check_inputs)
+    after = ort_all_outputs(simplified, check_inputs)
+    err = max(relative_error(a, b) for a, b in zip(after, before))
     if not np.isfinite(err) or err > tolerance:
         raise EdgeportError(
-            f"The simplified graph differs from the original by {err:.3g} of the logit range "
+            f"The simplified graph differs from the original by {err:.3g} of the output range "
             f"(tolerance {tolerance:g}); refusing to use it.",
             hint="Pass --no-simplify, and please report the model.")
     stats = {"nodes_before": len(model.graph.node), "nodes_after": len(simplified.graph.node),

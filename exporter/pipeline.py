@@ -16,7 +16,7 @@ import numpy as np
 
 from runtime import console
 from runtime.bundle import GOLDEN, Bundle
-from runtime.errors import EdgeportError, UsageError
+from runtime.errors import UsageError
 from runtime.manifest import Fp16Range, GoldenInfo, InputSpec, Manifest, ModelInfo, OutputSpec, WeightsInfo
 
 from .models import ModelRequest
@@ -27,7 +27,7 @@ class ExportConfig:
     request: ModelRequest
     output: Path = Path("exports")
     max_batch: int = 32
-    opset: int = 17
+    opset: int | None = None  # None: 17 for a PyTorch model, the graph's own for an ONNX model
     simplify: bool = True
     fp16: bool = False
     int8: bool = False
@@ -104,7 +104,7 @@ def _check_config(config: ExportConfig) -> None:
     """Option values and combinations, checked before anything slow happens."""
     if config.max_batch < 1:
         raise UsageError(f"--max-batch must be at least 1, got {config.max_batch}.")
-    if not 7 <= config.opset <= 20:
+    if config.opset is not None and not 7 <= config.opset <= 20:
         raise UsageError(f"--opset {config.opset} is outside the supported range 7..20 "
                          "(TensorRT 8.6 parses up to 17; static INT8 quantization needs < 21).")
     if config.engine not in ("auto", "yes", "no"):
@@ -119,79 +119,65 @@ def _check_config(config: ExportConfig) -> None:
         check_config(config)
 
 
-@dataclasses.dataclass
-class _Reference:
-    """The golden images, their normalized inputs and PyTorch's outputs on them."""
+def _opset(config: ExportConfig, built) -> int:
+    """--opset for a PyTorch model (default 17); a given ONNX graph keeps its own."""
+    from .onnx_export import DEFAULT_OPSET
 
-    gold: object  # golden.GoldenImages
-    inputs: np.ndarray
-    outputs: np.ndarray
-    num_classes: int
-
-
-def _reference(config: ExportConfig, built) -> _Reference:
-    """PyTorch FP32 outputs on the golden set; this forward pass also proves the input size works."""
-    from runtime.preprocess import normalize
-
-    from . import golden as G
-
-    pre = built.preprocessing
-    if config.verify_data:
-        gold = G.folder_images(config.verify_data, pre, config.verify_samples)
-    else:
-        gold = G.builtin_images(pre)
-    inputs = normalize(gold.images, pre)
-    try:
-        reference = G.reference_outputs(built.module, inputs)
-    except Exception as exc:  # noqa: BLE001 - shape errors from arbitrary models
-        raise EdgeportError(
-            f"{built.name} cannot take {pre.crop}x{pre.crop} inputs: {type(exc).__name__}: {str(exc)[:300]}.",
-            hint="Choose another --input-size (e.g. the model's default).") from exc
-    if reference.ndim != 2:
-        raise EdgeportError(f"{built.name} returns outputs of shape {list(reference.shape)}; edgeport "
-                            "exports classifiers whose output is (batch, classes).")
-    num_classes = reference.shape[1]
-    if built.num_classes and num_classes != built.num_classes:
-        raise EdgeportError(f"{built.name} returns {num_classes} classes, but {built.num_classes} were requested.",
-                            hint="Check --num-classes and the factory.")
-    if config.class_names is not None and len(config.class_names) != num_classes:
-        raise UsageError(f"--class-names lists {len(config.class_names)} names, but {built.name} returns "
-                         f"{num_classes} classes.", hint="Write exactly one name per class, in index order.")
-    return _Reference(gold, inputs, reference, num_classes)
+    if built.onnx_model is None:
+        return config.opset or DEFAULT_OPSET
+    if config.opset is not None and config.opset != built.opset:
+        raise UsageError(f"--opset {config.opset} does not apply to an ONNX model: edgeport keeps the given graph's "
+                         f"opset ({built.opset}).", hint="Drop --opset, or convert the model first "
+                                                          "(onnx.version_converter).")
+    return built.opset
 
 
-def _base_manifest(config: ExportConfig, built, name: str, ref: _Reference, params: int, macs: int,
-                   simplify_stats) -> Manifest:
+def _base_manifest(config: ExportConfig, built, name: str, ref, params: int | None, macs: int | None,
+                   simplify_stats, input_name: str) -> Manifest:
     """The manifest's model, input, outputs and preprocessing sections (artifacts come later)."""
-    from .onnx_export import INPUT_NAME, OUTPUT_NAME
-
     pre = built.preprocessing
     return Manifest(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         model=ModelInfo(name=name, architecture=built.name, source=built.source, spec=built.spec,
                         num_classes=ref.num_classes,
                         class_names=list(config.class_names) if config.class_names else built.class_names,
-                        params=params, gmacs=round(macs / 1e9, 4)),
+                        params=params, gmacs=round(macs / 1e9, 4) if macs is not None else None,
+                        factory_args=built.factory_args),
         weights=WeightsInfo.from_dict(built.weights),
-        input=InputSpec(name=INPUT_NAME, shape=["batch", 3, pre.crop, pre.crop], dtype="float32",
+        input=InputSpec(name=input_name, shape=["batch", *pre.chw], dtype="float32",
                         min_batch=1, max_batch=config.max_batch),
-        outputs=[OutputSpec(name=OUTPUT_NAME, shape=["batch", ref.num_classes], dtype="float32")],
+        outputs=[OutputSpec(name=n, shape=["batch", *a.shape[1:]], dtype="float32")
+                 for n, a in ref.all_outputs.items()],
+        reference=ref.kind,
         preprocessing=pre.to_dict(),
-        opset=config.opset,
+        opset=_opset(config, built),
         simplified=simplify_stats,
         versions=library_versions(),
         artifacts={},
     )
 
 
-def _add_graphs(staged, config: ExportConfig, built, ref: _Reference, timings: dict):
+def _onnx_graph(config: ExportConfig, built, ref, timings: dict):
+    """The FP32 graph: torch.onnx.export of a PyTorch model (outputs named, the classifier moved
+    first), or the given ONNX graph as prepared by exporter/onnx_model.py."""
+    from .onnx_export import export_onnx
+    from .outputs import reorder_graph_outputs
+
+    if built.onnx_model is not None:
+        return built.onnx_model
+    opset = _opset(config, built)
+    with _Stage(timings, "export", f"exporting to ONNX (opset {opset}, dynamic batch 1..{config.max_batch})"):
+        model = export_onnx(built.module, built.preprocessing.chw, opset, output_names=ref.model_order)
+        reorder_graph_outputs(model, list(ref.all_outputs))
+    return model
+
+
+def _add_graphs(staged, config: ExportConfig, built, ref, timings: dict):
     """model.onnx (simplified) and model.fp16.onnx; returns (onnx model, simplify stats, fp16 range)."""
     from .bundle_writer import guard_disk
-    from .onnx_export import export_onnx, fp16_range_check, save, simplify, to_fp16
+    from .onnx_export import fp16_range_check, save, simplify, to_fp16
 
-    crop = built.preprocessing.crop
-    with _Stage(timings, "export", f"exporting to ONNX (opset {config.opset}, dynamic batch 1..{config.max_batch})"):
-        model = export_onnx(built.module, crop, config.opset)
+    model = _onnx_graph(config, built, ref, timings)
     simplify_stats = None
     if config.simplify:
         with _Stage(timings, "simplify", "simplifying with onnxsim (checked against the unsimplified graph)"):
@@ -213,7 +199,7 @@ def _add_graphs(staged, config: ExportConfig, built, ref: _Reference, timings: d
     return model, simplify_stats, fp16_range
 
 
-def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, ref: _Reference,
+def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, ref,
               timings: dict) -> dict:
     """The INT8 artifacts (TensorRT Q/DQ, budget, CPU U8S8) into ``manifest``; returns report sections."""
     from .int8_options import warn_few_samples
@@ -244,14 +230,14 @@ def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, re
     return sections
 
 
-def _verify_staged(staged, config: ExportConfig, sections: dict, timings: dict) -> list:
+def _verify_staged(staged, config: ExportConfig, sections: dict, timings: dict, reference: str) -> list:
     """Verify the staged bundle on ONNX Runtime CPU and write its reports; returns the comparisons."""
     from runtime.report import write_reports
     from runtime.verify import VerifyConfig, verify_bundle
 
     from .bundle_writer import guard_disk
 
-    with _Stage(timings, "verify", "verifying every artifact against PyTorch on ONNX Runtime CPU"):
+    with _Stage(timings, "verify", f"verifying every artifact against {reference} on ONNX Runtime CPU"):
         b = Bundle.open(staged.staging)
         vconf = VerifyConfig(tolerances=config.tolerances) if config.tolerances else VerifyConfig()
         comparisons = verify_bundle(b, vconf, log=console.log)
@@ -265,11 +251,12 @@ def run_export(config: ExportConfig) -> ExportResult:
     from runtime.errors import require
 
     from .bundle_writer import prepare_output
-    from .models import build_model, check_model_name
+    from .models import build_model, check_request, is_onnx_model
 
     _check_config(config)
-    check_model_name(config.request.model)  # a typo is a usage error, before seconds of importing torch
-    require("torch", purpose="edgeport export", install="pip install 'edgeport[export]'")
+    check_request(config.request)  # a typo is a usage error, before seconds of importing torch
+    if not is_onnx_model(config.request.model):  # an ONNX model is exported without torch
+        require("torch", purpose="edgeport export", install="pip install 'edgeport[export]'")
     if config.engine == "yes":
         from runtime.trt.build import require_engine_support
 
@@ -298,17 +285,30 @@ def _precheck_replace(config: ExportConfig) -> None:
 
 def _export_built(config: ExportConfig, built, timings: dict) -> ExportResult:
     """Everything after the model is loaded: reference outputs, the staged bundle, verification."""
+    from runtime.preprocess import format_hw
+
     from .bundle_writer import StagedBundle, guard_disk
     from .models import count_macs
+    from .onnx_export import INPUT_NAME
+    from .reference import compute_reference
     from .reexport import Identity, carry_over, check_replace
 
     pre = built.preprocessing
     name = config.name or built.name
-    with _Stage(timings, "reference", "computing PyTorch FP32 reference outputs on the golden set"):
-        ref = _reference(config, built)
-        params, macs = count_macs(built.module, pre.crop)
-    console.log(f"{built.name}: {params / 1e6:.2f} M parameters, {macs / 1e9:.3f} GMACs at {pre.crop}x{pre.crop}, "
-                f"{ref.num_classes} classes; {len(ref.gold.names)} golden samples ({ref.gold.source})")
+    what = "ONNX Runtime FP32 outputs of the given model" if built.onnx_model is not None else "PyTorch FP32 outputs"
+    with _Stage(timings, "reference", f"computing {what} (the reference) on the golden set"):
+        ref = compute_reference(config, built)
+        if built.onnx_model is None:
+            params, macs = count_macs(built.module, pre.chw)
+            input_name = INPUT_NAME
+        else:  # MACs are counted on PyTorch modules only
+            params, macs = built.params, None
+            input_name = built.onnx_model.graph.input[0].name
+    outputs = f", outputs {', '.join(ref.all_outputs)} (classifier: {next(iter(ref.all_outputs))})" \
+        if len(ref.all_outputs) > 1 else ""
+    gmacs = f"{macs / 1e9:.3f} GMACs" if macs is not None else "MACs not counted"
+    console.log(f"{built.name}: {params / 1e6:.2f} M parameters, {gmacs} at {pre.channels}x{format_hw(pre.size)}, "
+                f"{ref.num_classes} classes{outputs}; {len(ref.gold.names)} golden samples ({ref.gold.source})")
     if ref.gold.skipped:
         console.warn(f"skipped {len(ref.gold.skipped)} unreadable verification images (first: "
                      f"{ref.gold.skipped[0][0]}: {ref.gold.skipped[0][1]})")
@@ -318,26 +318,35 @@ def _export_built(config: ExportConfig, built, timings: dict) -> ExportResult:
     with StagedBundle(config.output, name) as staged:
         previous = check_replace(staged.final, Identity(built.source, built.name, ref.num_classes), config.force)
         model, simplify_stats, fp16_range = _add_graphs(staged, config, built, ref, timings)
-        manifest = _base_manifest(config, built, name, ref, params, macs, simplify_stats)
+        manifest = _base_manifest(config, built, name, ref, params, macs, simplify_stats, input_name)
         manifest.artifacts["fp32"] = staged.entry("model.onnx")
         if config.fp16:
             manifest.artifacts["fp16"] = staged.entry("model.fp16.onnx")
             manifest.fp16_range = fp16_range
         sections = _add_int8(staged, manifest, model, built, config, ref, timings) if config.int8 else {}
         with guard_disk(staged.staging):
-            np.savez_compressed(staged.path(GOLDEN), images=ref.gold.images, outputs=ref.outputs.astype(np.float32),
-                                names=np.array(ref.gold.names))
+            _write_golden(staged.path(GOLDEN), ref)
         manifest.golden = GoldenInfo(**staged.entry(GOLDEN).to_dict(), samples=len(ref.gold.names),
                                      source=ref.gold.source, skipped=len(ref.gold.skipped))
         manifest.timings_s = timings
         staged.write_manifest(manifest)
         carry_over(previous, staged, manifest, verify=config.verify, fresh=set(sections))
-        comparisons = _verify_staged(staged, config, sections, timings) if config.verify else []
+        comparisons = _verify_staged(staged, config, sections, timings, ref.label) if config.verify else []
         final = staged.commit()
     console.log(f"bundle written to {final} in {sum(timings.values()):.1f} s")
     engines, engine_hint = _engines_after_export(final, config, comparisons)
     return ExportResult(bundle=final, comparisons=comparisons, timings=timings, engines=engines,
                         engine_hint=engine_hint)
+
+
+def _write_golden(path: Path, ref) -> None:
+    """golden.npz: the crops (or the given preprocessed arrays), their names and every output's
+    reference (``outputs`` = the classifier, ``outputs_<i>`` = the manifest's output i)."""
+    from runtime.bundle import golden_key
+
+    samples = {"images": ref.gold.images} if ref.gold.images is not None else {"inputs": ref.gold.arrays}
+    outputs = {golden_key(i): a.astype(np.float32) for i, a in enumerate(ref.all_outputs.values())}
+    np.savez_compressed(path, **samples, **outputs, names=np.array(ref.gold.names))
 
 
 def _engines_after_export(final: Path, config: ExportConfig, comparisons: list) -> tuple[list, str | None]:

@@ -240,8 +240,6 @@ def fp32_regions(qmodel, fp32model=None):
     input keeps its name, except for the ``<t>_fp16 -> <t>`` Casts that end an FP16 island
     or region (then the producer writes ``<t>`` again).
     """
-    from onnx import numpy_helper
-
     onnx = load_onnx()
     model = onnx.ModelProto()
     model.CopyFrom(qmodel)
@@ -272,6 +270,14 @@ def fp32_regions(qmodel, fp32model=None):
         n.output[:] = [resolve(t) for t in n.output]
     del g.node[:]
     g.node.extend(kept)
+    _constants_to_fp32(g, fp32model)
+    return model
+
+
+def _constants_to_fp32(g, fp32model) -> None:
+    """FP16 initializers and Constants back to FP32: model.onnx's own values where it has them."""
+    from onnx import numpy_helper
+
     ref = {i.name: i for i in fp32model.graph.initializer} if fp32model is not None else {}
     have = {i.name for i in g.initializer}
     inits = []
@@ -300,7 +306,6 @@ def fp32_regions(qmodel, fp32model=None):
     keep = [i for i in g.initializer if i.name in used]
     del g.initializer[:]
     g.initializer.extend(keep)
-    return model
 
 
 def _float_tensors(onnx, model) -> set[str]:

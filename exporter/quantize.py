@@ -442,6 +442,8 @@ def _verify_files(config):
     from .golden import BUILTIN_DIR
 
     if config.verify_data:
+        if Path(config.verify_data).is_file():  # preprocessed arrays: no image files to compare
+            return [], f"--golden-data {config.verify_data}"
         return list_images(config.verify_data)[: config.verify_samples], f"--verify-data {config.verify_data}"
     return list_images(BUILTIN_DIR), f"the built-in golden photos ({BUILTIN_DIR})"
 
@@ -467,7 +469,7 @@ def add_int8(staged, manifest, model, built, config) -> tuple:
     pre = built.preprocessing
     input_name = manifest.input.name
     calib_path = Path(config.calib_data) if config.calib_data else default_calib_dir()
-    calib = load_calibration(calib_path, pre, (3, pre.crop, pre.crop), config.calib_samples,
+    calib = load_calibration(calib_path, pre, manifest.input.chw, config.calib_samples,
                              input_name=input_name, log=console.log)
     if config.calib_samples and len(calib) < config.calib_samples:
         console.warn(f"--calib-samples {config.calib_samples} asked for more samples than {calib_path} provides; "

@@ -330,7 +330,7 @@ def _carry_report(old_root: Path, staged, cmp: _Compare, verify: bool, fresh: se
         staged.write_text("report.json", json.dumps(report, indent=2) + "\n")
 
 
-_REGENERATED = ("report_version", "model", "weights", "golden", "passed", "calibration")
+_REGENERATED = ("report_version", "model", "weights", "golden", "reference", "passed", "calibration")
 
 
 def carry_report(old: dict, cmp: _Compare, fresh: set = frozenset()) -> tuple[dict, list[str], list[str]]:

@@ -6,7 +6,7 @@ A bundle is a folder::
     model.onnx         FP32 graph, dynamic batch
     model.fp16.onnx    FP16 graph, FP32 inputs and outputs (optional)
     model.int8.onnx    Q/DQ INT8 graph (optional)
-    golden.npz         held-out images (resized, cropped, uint8) + PyTorch FP32 outputs
+    golden.npz         held-out images (resized, cropped, uint8) + the reference outputs (every output)
     report.json/.md    written by verify
 
 Every file is checked against its recorded sha256 before it is loaded, so a truncated or
@@ -23,10 +23,10 @@ import numpy as np
 
 from .errors import BundleError
 from .fsutil import sha256_file
-from .manifest import MANIFEST, SCHEMA_VERSION, FileEntry, InputSpec, Manifest, OutputSpec
+from .manifest import MANIFEST, SCHEMA_VERSION, FileEntry, InputSpec, Manifest, OutputSpec, check_class_names
 from .preprocess import Preprocessing
 
-__all__ = ["Bundle", "Golden", "MANIFEST", "GOLDEN", "SCHEMA_VERSION", "sha256_file"]
+__all__ = ["Bundle", "Golden", "MANIFEST", "GOLDEN", "SCHEMA_VERSION", "golden_key", "sha256_file"]
 
 GOLDEN = "golden.npz"
 # Below this many calibration samples export warns and the reports say so (NVIDIA's guidance
@@ -36,16 +36,40 @@ FEW_CALIBRATION_SAMPLES = 100
 
 @dataclasses.dataclass(frozen=True)
 class Golden:
-    """The reference set: uint8 crops, their names, and PyTorch FP32 outputs."""
+    """The reference set: uint8 crops (or preprocessed arrays), their names, and the reference
+    outputs (PyTorch FP32, or ONNX Runtime FP32 of a given ONNX model: ``Manifest.reference``).
 
-    images: np.ndarray  # N x H x W x 3 uint8 (after resize and crop)
-    outputs: np.ndarray  # N x C float32
+    ``outputs`` is the classifier output; ``other_outputs`` maps the name of every further
+    model output to its reference values (manifest order)."""
+
+    images: np.ndarray | None  # N x H x W x C uint8 (after resize and crop); None: arrays given at export
+    outputs: np.ndarray  # N x classes float32
     names: list[str]
+    other_outputs: dict = dataclasses.field(default_factory=dict)
+    arrays: np.ndarray | None = None  # N x C x H x W float32, already preprocessed (--golden-data FILE.npy)
 
     def inputs(self, pre: Preprocessing) -> np.ndarray:
+        if self.arrays is not None:
+            return np.ascontiguousarray(self.arrays, dtype=np.float32)
         from .preprocess import normalize
 
         return normalize(self.images, pre)
+
+    def reference(self, position: int) -> np.ndarray:
+        """The reference of the manifest's output at ``position`` (0 = the classifier)."""
+        if position == 0:
+            return self.outputs
+        return list(self.other_outputs.values())[position - 1]
+
+
+def reference_label(reference: str | None) -> str:
+    """How reports name the reference outputs of golden.npz."""
+    return "ONNX Runtime FP32 of the given model" if reference == "onnx" else "PyTorch FP32"
+
+
+def golden_key(position: int) -> str:
+    """golden.npz's key for the reference of the manifest's output at ``position``."""
+    return "outputs" if position == 0 else f"outputs_{position}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +138,10 @@ class Bundle:
                 "be trusted; the artifacts themselves were not examined.",
                 hint="Restore the original manifest.json or re-export the bundle; to change class names, "
                      "re-export with --class-names FILE.")
+        try:
+            check_class_names(manifest)
+        except BundleError as exc:
+            raise BundleError(f"Bundle '{root}': {exc}", hint=exc.hint) from exc
         return cls(root, manifest)
 
     # -- properties ----------------------------------------------------------------
@@ -136,6 +164,16 @@ class Bundle:
     @property
     def outputs(self) -> list[OutputSpec]:
         return self.manifest.outputs
+
+    @property
+    def reference(self) -> str:
+        """What produced golden.npz's outputs: ``pytorch`` or ``onnx`` (a given ONNX model)."""
+        return self.manifest.reference
+
+    @property
+    def reference_label(self) -> str:
+        """The reference as reports name it."""
+        return reference_label(self.manifest.reference)
 
     @property
     def output_name(self) -> str:
@@ -264,12 +302,16 @@ class Bundle:
         path = self.checked_file(entry, "the golden set")
         try:
             with np.load(path, allow_pickle=False) as z:
-                images = z["images"]
-                outputs = z["outputs"]
+                images = z["images"] if "images" in z.files else None
+                arrays = z["inputs"] if "inputs" in z.files else None
+                if images is None and arrays is None:
+                    raise KeyError("images")
+                outputs = [z[golden_key(i)].astype(np.float32) for i in range(len(self.outputs))]
                 names = [str(n) for n in z["names"]]
         except (OSError, KeyError, ValueError) as exc:
             raise BundleError(f"{path} is not a readable golden set ({exc}).", hint="Re-export the bundle.") from exc
-        return Golden(images=images, outputs=outputs.astype(np.float32), names=names)
+        return Golden(images=images, outputs=outputs[0], names=names, arrays=arrays,
+                      other_outputs={o.name: v for o, v in zip(self.outputs[1:], outputs[1:])})
 
     def runner(self, precision: str = "fp32", *, backend: str = "onnxruntime", provider: str = "cpu",
                threads: int | None = None, qdq: bool = False):

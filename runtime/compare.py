@@ -1,4 +1,5 @@
-"""Accuracy diff between an artifact's outputs and the PyTorch reference.
+"""Accuracy diff between an artifact's outputs and the reference outputs (PyTorch FP32, or
+ONNX Runtime FP32 of a given ONNX model).
 
 Metrics per (backend, provider, precision):
 - max/mean absolute difference, and max difference relative to the reference logit range
@@ -109,6 +110,9 @@ class Comparison:
     # The artifact's top-1 class for each image of top1_changed (same order): report.html shows it.
     top1_changed_to: list[int] = dataclasses.field(default_factory=list)
     fp16_range: dict | None = None  # export-time FP16 range check (FP16 artifacts only)
+    # Multi-output models: one entry per further output (runtime/verify.py: compare_output);
+    # the fields above are the classifier output's, and a failing output fails the artifact.
+    outputs: list[dict] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -81,7 +81,10 @@ def _thumbnail(image: np.ndarray, size: int = 96) -> str:
     """A small JPEG as a data URI; tiny crops (CIFAR 32x32) are enlarged without blurring."""
     from PIL import Image
 
-    img = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="RGB")
+    arr = np.ascontiguousarray(image, dtype=np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 1:  # a grayscale (1-channel) crop
+        arr = arr[:, :, 0]
+    img = Image.fromarray(arr, mode="L" if arr.ndim == 2 else "RGB")
     if max(img.size) < size:
         scale = size // max(img.size) or 1
         img = img.resize((img.size[0] * scale, img.size[1] * scale), Image.NEAREST)
@@ -127,11 +130,30 @@ def _summary_section(report: dict, manifest: dict, root: Path | None) -> str:
             + _table(header, rows, table_id="summary", row_classes=classes, raw=True) + "</section>")
 
 
+def _reference_short(report: dict) -> str:
+    """How the page names the reference in short labels: PyTorch, or ONNX Runtime FP32 of a given model."""
+    return "PyTorch" if (report.get("reference") or "PyTorch FP32") == "PyTorch FP32" else "the ONNX reference"
+
+
+def _outputs_section(report: dict) -> str:
+    """Multi-output models: the further outputs' comparison per artifact (html_sections.output_rows)."""
+    from .html_sections import OUTPUTS_HEADER, output_rows
+
+    rows = output_rows(report.get("results", []))
+    if not rows:
+        return ""
+    return ('<section id="outputs"><h2>Further outputs</h2><p>The summary compares the classifier output; '
+            "every other output of the model is compared here with the same tolerance (top-1 agreement "
+            "aside). A failing output fails its artifact.</p>\n"
+            + _table(OUTPUTS_HEADER, rows, table_id="outputs-table") + "</section>")
+
+
 def _plots_section(report: dict, golden_names: list[str]) -> str:
     results = report.get("results", [])
     if not results:
         return ""
     cos_rows, abs_rows, agree_rows = [], [], []
+    ref = _reference_short(report)
     for r in results:
         tol = (r.get("tolerance") or {}).get("cosine_min")
         cos_rows.append({"label": _label(r), "color": _color(r.get("precision")), "names": golden_names,
@@ -144,12 +166,12 @@ def _plots_section(report: dict, golden_names: list[str]) -> str:
     parts = ['<section id="plots"><h2>Error distribution per artifact</h2>',
              "<p>Each dot is one golden image; the box spans the middle half of the images and the "
              "thick bar is the median. The dashed red mark is the tolerance (a dot right of it fails).</p>",
-             strip_plot("plot-cosine", "1 - centered cosine vs PyTorch (lower is better)", cos_rows,
+             strip_plot("plot-cosine", f"1 - centered cosine vs {ref} (lower is better)", cos_rows,
                         f"1 - cosine of centered logits, log scale (values below {COSINE_FLOOR:g} drawn at "
                         f"{COSINE_FLOOR:g})"),
-             strip_plot("plot-maxabs", "Max |logit difference| per image vs PyTorch", abs_rows,
+             strip_plot("plot-maxabs", f"Max |logit difference| per image vs {ref}", abs_rows,
                         "max absolute logit difference per image, log scale"),
-             "<h2>Top-1 agreement with PyTorch</h2>",
+             f"<h2>Top-1 agreement with {_esc(ref)}</h2>",
              bar_chart("plot-agreement", "Top-1 agreement and top-5 overlap (%)", agree_rows,
                        ["top-1 agreement", "top-5 overlap"], "% of golden images", xmax=100.0,
                        fmt=lambda v: f"{v:.1f}%")]
@@ -206,17 +228,18 @@ def _accuracy_section(report: dict) -> str:
     return "\n".join(parts)
 
 
-def _flip_caption(i: int, name: str, r: dict, to: int | None, probs, class_names) -> list[str]:
+def _flip_caption(i: int, name: str, r: dict, to: int | None, probs, class_names,
+                  ref_name: str = "PyTorch") -> list[str]:
     """Caption lines of one changed image: the reference's class and the artifact's, by name."""
     caption = [f"<b>{_esc(name)}</b>"]
     p = probs[i] if probs is not None and i < len(probs) else None
     if p is not None:
         ref = int(np.argmax(p))
-        caption.append(f'<span class="ref">PyTorch: {_esc(_class_name(class_names, ref))} ({p[ref]:.0%})</span>')
+        caption.append(f'<span class="ref">{_esc(ref_name)}: {_esc(_class_name(class_names, ref))} ({p[ref]:.0%})</span>')
     if to is None:
         caption.append(f"{_esc(r.get('precision', '?'))}: not recorded (run <code>edgeport verify</code> again)")
     else:
-        ref_p = f" (PyTorch gave it {p[to]:.0%})" if p is not None and 0 <= to < len(p) else ""
+        ref_p = f" ({_esc(ref_name)} gave it {p[to]:.0%})" if p is not None and 0 <= to < len(p) else ""
         caption.append(f'<span class="got">{_esc(r.get("precision", "?"))}: '
                        f"{_esc(_class_name(class_names, to))}{ref_p}</span>")
     return caption
@@ -231,7 +254,8 @@ def _changed_section(report: dict, golden) -> str:
         return ""
     parts = ['<section id="top1-changed"><h2>Golden images whose top-1 changed</h2>']
     if not any(idx for _, idx in changed):
-        parts.append("<p>None: every artifact picks PyTorch's top-1 class on every golden image.</p></section>")
+        parts.append(f"<p>None: every artifact picks {_esc(_reference_short(report))}'s top-1 class on every "
+                     "golden image.</p></section>")
         return "\n".join(parts)
     class_names = golden.get("class_names") if golden else None
     images = golden.get("images") if golden else None
@@ -246,7 +270,8 @@ def _changed_section(report: dict, golden) -> str:
         parts.append(f"<h3>{_esc(_label(r))}: {len(idx)} of {r.get('samples', '?')} images</h3><div class=\"gallery\">")
         for k, i in enumerate(idx[:MAX_THUMBS]):
             name = names[i] if i < len(names) else f"#{i}"
-            caption = _flip_caption(i, name, r, to[k] if k < len(to) else None, probs, class_names)
+            caption = _flip_caption(i, name, r, to[k] if k < len(to) else None, probs, class_names,
+                                    _reference_short(report))
             img = ""
             if images is not None and i < len(images):
                 if i not in thumbs:
@@ -364,6 +389,9 @@ def render_html(report: dict, manifest: dict | None = None, golden: dict | None 
         facts.append("input " + "x".join(str(d) for d in manifest["input"].get("shape", [])))
     facts.append(f"weights: {weights.get('description', weights.get('spec', '?'))}")
     facts.append(f"golden set: {gold.get('samples', '?')} images ({gold.get('source', '?')})")
+    reference = report.get("reference") or ("ONNX Runtime FP32 of the given model"
+                                            if manifest.get("reference") == "onnx" else "PyTorch FP32")
+    facts.append(f"reference: {reference}")
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body><main>",
@@ -378,6 +406,7 @@ def render_html(report: dict, manifest: dict | None = None, golden: dict | None 
             f"<li><b>{_esc(_label(r))} failed</b>: {_esc('; '.join(r.get('failures', [])))}</li>" for r in failed)
             + "</ul>")
     parts.append(_summary_section(report, manifest, bundle_root))
+    parts.append(_outputs_section(report))
     parts.append(_plots_section(report, golden_names))
     parts.append(_latency_section(report))
     parts.append(_accuracy_section(report))
@@ -392,7 +421,7 @@ def render_html(report: dict, manifest: dict | None = None, golden: dict | None 
                                                  if v is not None) for r in results)
     parts.append(
         "<footer><p><b>How to read this.</b> Every artifact runs the golden images and is compared with the "
-        "PyTorch FP32 outputs stored in the bundle. Cosine is over centered logits (each image's mean "
+        f"{_esc(reference)} outputs stored in the bundle. Cosine is over centered logits (each image's mean "
         "subtracted); max rel diff is the largest logit difference relative to that image's reference logit "
         "range. NaN/Inf in any output fails the check.</p>"
         f"<p>Tolerances: {_esc(tol or '-')}.</p>"

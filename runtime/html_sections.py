@@ -86,7 +86,9 @@ class PageFacts:
     def of(cls, bundle) -> "PageFacts":
         calibration = {p: bundle.calibration(p) for p in ("int8", "int8-cpu")}
         return cls(folder=bundle.root.name, opset=bundle.opset, batch_range=bundle.batch_range,
-                   input_name=bundle.input_name, output_name=bundle.output_name,
+                   input_name=bundle.input_name,
+                   output_name=", ".join([f"{bundle.output_name} (classifier)"] + [o.name for o in bundle.outputs[1:]])
+                   if len(bundle.outputs) > 1 else bundle.output_name,
                    preprocessing=bundle.preprocessing.to_dict(), artifacts=bundle.artifact_files,
                    versions=bundle.export_versions, calibration={k: v for k, v in calibration.items() if v})
 
@@ -309,3 +311,21 @@ def sensitivity_section(rows: list[dict], title: str) -> str:
                              row_classes=["warn" if r.get("kept_float") else "" for r in rest]) + "</details>")
     parts.append("</section>")
     return "\n".join(parts)
+
+
+# -- multi-output models ---------------------------------------------------------------------
+OUTPUTS_HEADER = ["precision", "backend", "output", "shape", "max abs diff", "max rel diff", "cosine min",
+                  "verdict"]
+
+
+def output_rows(results: list[dict]) -> list[list[str]]:
+    """One row per further output of a multi-output model, per artifact (the summary table is the
+    classifier output's): report.md, report.html and the CLI's table."""
+    rows = []
+    for r in results:
+        for o in r.get("outputs") or []:
+            shape = "[" + ", ".join(str(d) for d in o.get("shape") or []) + "]"
+            rows.append([str(r.get("precision")), f"{r.get('backend')}/{r.get('provider')}", str(o.get("name")),
+                         shape, fmt_number(o.get("max_abs_diff")), fmt_number(o.get("max_rel_diff")),
+                         f"{float(o.get('cosine_min', 0.0)):.6f}", "PASS" if o.get("passed") else "FAIL"])
+    return rows

@@ -32,7 +32,7 @@ from .preprocess import IMAGE_EXTENSIONS, list_images, load_folder, normalize
 from .runners import Target, open_runner, resolve, select_precisions
 
 REFERENCE_BACKEND = ("onnxruntime", "cpu")
-CHUNK = 64  # images decoded at a time (memory bound: CHUNK x 3 x crop x crop floats)
+CHUNK = 64  # images decoded at a time (memory bound: CHUNK x channels x height x width floats)
 
 
 def read_class_names(path: str | Path) -> list[str]:
@@ -223,49 +223,18 @@ def evaluate_accuracy(bundle: Bundle, dataset: LabeledSet, config: AccuracyConfi
                       log: Callable[[str], None] = lambda s: None) -> dict:
     """Top-1/top-5 of the reference (FP32 ONNX on ONNX Runtime CPU) and of every selected
     artifact on ``config.backend``/``provider``; returns report.json's ``accuracy`` section."""
-    from . import console
-    from .verify import default_batch, run_batched
+    from .verify import default_batch
 
     target = config.target
     precisions = select_precisions(bundle, config.precisions, target)
-    pre = bundle.preprocessing
     batch = default_batch(bundle, config.batch)
-    runners, keys = {}, []
     ref_key = (*REFERENCE_BACKEND, "fp32")
-    reference = Target(backend=REFERENCE_BACKEND[0], provider=REFERENCE_BACKEND[1], threads=target.threads)
+    runners, keys = {}, []
     try:
-        runners[ref_key] = open_runner(bundle, "fp32", reference, artifact=True)
-        for p in precisions:
-            # Same artifact choice as verify: TensorRT runs the bundle's engine for this device.
-            resolved = resolve(bundle, p, target, warn=log, artifact=True)
-            key = (target.backend, resolved.provider, p)
-            keys.append(key)
-            if key not in runners:
-                runners[key] = open_runner(bundle, p, target, warn=log, artifact=True)
-        tallies = {k: _Tally() for k in runners}
-        skipped: list[tuple[str, str]] = []
+        runners, keys = _open_runners(bundle, precisions, target, ref_key, log)
         log(f"labeled accuracy: {len(dataset.files)} images from {dataset.root}, reference model.onnx (FP32) "
             f"on onnxruntime/cpu, artifacts {', '.join(precisions)} on {target.label}")
-        with console.Progress(len(dataset.files), "labeled accuracy") as progress:
-            for start in range(0, len(dataset.files), CHUNK):
-                files = dataset.files[start:start + CHUNK]
-                labels = dataset.labels[start:start + CHUNK]
-                loaded = load_folder(files, pre, root=dataset.root)
-                skipped += loaded.skipped
-                if loaded.skipped:
-                    ok = set(loaded.names)
-                    labels = np.array([lab for f, lab in zip(files, labels)
-                                       if f.relative_to(dataset.root).as_posix() in ok], dtype=np.int64)
-                if len(loaded.names):
-                    x = normalize(loaded.images, pre)
-                    ref_top = _topk(run_batched(runners[ref_key], bundle, x, batch), 5)
-                    tallies[ref_key].add(ref_top, labels)
-                    for key, runner in runners.items():
-                        if key == ref_key:
-                            continue
-                        top = _topk(run_batched(runner, bundle, x, batch), 5)
-                        tallies[key].add(top, labels, ref_top[:, 0])
-                progress.update(len(files))
+        tallies, skipped = _tally(bundle, dataset, runners, ref_key, batch)
     finally:
         for r in runners.values():
             r.close()
@@ -304,6 +273,56 @@ def evaluate_accuracy(bundle: Bundle, dataset: LabeledSet, config: AccuracyConfi
         "results": results,
         "evaluated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _open_runners(bundle: Bundle, precisions: list[str], target: Target, ref_key: tuple, log) -> tuple[dict, list]:
+    """The reference runner (FP32 ONNX on ONNX Runtime CPU) and one per artifact (shared when the
+    same file runs twice); returns ({key: runner}, the artifacts' keys in order)."""
+    reference = Target(backend=REFERENCE_BACKEND[0], provider=REFERENCE_BACKEND[1], threads=target.threads)
+    runners = {ref_key: open_runner(bundle, "fp32", reference, artifact=True)}
+    keys = []
+    try:
+        for p in precisions:
+            # Same artifact choice as verify: TensorRT runs the bundle's engine for this device.
+            resolved = resolve(bundle, p, target, warn=log, artifact=True)
+            key = (target.backend, resolved.provider, p)
+            keys.append(key)
+            if key not in runners:
+                runners[key] = open_runner(bundle, p, target, warn=log, artifact=True)
+    except BaseException:
+        for r in runners.values():
+            r.close()
+        raise
+    return runners, keys
+
+
+def _tally(bundle: Bundle, dataset: LabeledSet, runners: dict, ref_key: tuple, batch: int) -> tuple[dict, list]:
+    """Stream the images in chunks through every runner; returns ({key: _Tally}, skipped files)."""
+    from . import console
+    from .verify import run_batched
+
+    pre = bundle.preprocessing
+    tallies = {k: _Tally() for k in runners}
+    skipped: list[tuple[str, str]] = []
+    with console.Progress(len(dataset.files), "labeled accuracy") as progress:
+        for start in range(0, len(dataset.files), CHUNK):
+            files = dataset.files[start:start + CHUNK]
+            labels = dataset.labels[start:start + CHUNK]
+            loaded = load_folder(files, pre, root=dataset.root)
+            skipped += loaded.skipped
+            if loaded.skipped:
+                ok = set(loaded.names)
+                labels = np.array([lab for f, lab in zip(files, labels)
+                                   if f.relative_to(dataset.root).as_posix() in ok], dtype=np.int64)
+            if len(loaded.names):
+                x = normalize(loaded.images, pre)
+                ref_top = _topk(run_batched(runners[ref_key], bundle, x, batch), 5)
+                tallies[ref_key].add(ref_top, labels)
+                for key, runner in runners.items():
+                    if key != ref_key:
+                        tallies[key].add(_topk(run_batched(runner, bundle, x, batch), 5), labels, ref_top[:, 0])
+            progress.update(len(files))
+    return tallies, skipped
 
 
 def merge_accuracy(old: dict | None, new: dict) -> dict:

@@ -9,7 +9,8 @@ back flat, so the JSON stays readable.
 Schema history (``SCHEMA_VERSION``):
 
 1. the first release: one ``output`` object; the input shape ``["batch", 3, S, S]``.
-2. ``outputs`` (a list, the classifier first), ``reference`` (what produced golden.npz:
+2. ``outputs`` (a list, the classifier first: every output of a multi-output model, in
+   the exported graph's order), ``reference`` (what produced golden.npz:
    ``pytorch`` or ``onnx``), and ``digest``: the sha256 of the manifest's own content, so
    a hand edit is told apart from a corrupt artifact. Version 1 manifests are migrated on
    read (no digest to check).
@@ -131,6 +132,7 @@ class ModelInfo(Section):
     class_names: list[str] | None = None
     params: int | None = None
     gmacs: float | None = None
+    factory_args: dict | None = None  # --factory-arg KEY=VALUE: how a user factory was called
     extra: dict = dataclasses.field(default_factory=dict)
 
 
@@ -312,6 +314,22 @@ class Manifest(Section):
         if not manifest.outputs:
             raise BundleError("manifest.json lists no outputs.")
         return manifest
+
+
+def check_class_names(manifest: Manifest) -> None:
+    """Class names must name exactly the classifier output's classes (predict and labeled
+    accuracy index them by the output's positions)."""
+    names = manifest.model.class_names
+    shape = manifest.output.shape
+    classes = shape[-1] if isinstance(shape, list) and shape else None
+    if names is None or not isinstance(classes, int):
+        return
+    if not isinstance(names, list) or len(names) != classes:
+        count = len(names) if isinstance(names, list) else type(names).__name__
+        raise BundleError(
+            f"manifest.json lists {count} class names, but the classifier output '{manifest.output.name}' has "
+            f"{classes} classes.",
+            hint=f"Re-export with --class-names FILE of exactly {classes} lines (one name per class, in index order).")
 
 
 def migrate_v1(data: dict) -> dict:

@@ -1,5 +1,7 @@
 """`edgeport predict`: class names and softmax probabilities for a few images.
 
+A multi-output bundle predicts from its classifier output (the manifest's first output).
+
 Images go through exactly the bundle's preprocessing (runtime.preprocess), the same code
 that produced the golden inputs, so a prediction here matches what verify checked.
 """
@@ -13,7 +15,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .errors import EdgeportError, UsageError
-from .preprocess import load_rgb, normalize, resize_crop
+from .preprocess import load_image, normalize, resize_crop
 from .runners import Target, open_runner, select_precisions
 
 
@@ -40,8 +42,10 @@ def class_name(names: list[str] | None, index: int) -> str:
 
 
 def load_inputs(bundle: Bundle, images: list[str | Path]) -> np.ndarray:
-    """Preprocess ``images`` for ``bundle``; an unreadable file is an error naming it."""
+    """Preprocess ``images`` for ``bundle`` (converted to its channels: RGB, or grayscale for a
+    1-channel model); an unreadable file is an error naming it."""
     pre = bundle.preprocessing
+    pre.check_images("image files (edgeport predict)")
     crops = []
     for item in images:
         path = Path(item)
@@ -51,7 +55,7 @@ def load_inputs(bundle: Bundle, images: list[str | Path]) -> np.ndarray:
             raise EdgeportError(f"'{path}' is a folder, not an image.",
                                 hint="Pass image files (a shell glob like DIR/*.jpg works).")
         try:
-            crops.append(resize_crop(load_rgb(path, min_side=pre.resize), pre))
+            crops.append(resize_crop(load_image(path, pre), pre))
         except Exception as exc:  # noqa: BLE001 - any decoder error means "not a readable image"
             raise EdgeportError(f"Cannot read image '{path}': {type(exc).__name__}: {exc}.",
                                 hint="Pass a JPEG, PNG, BMP, WebP, TIFF or GIF file.") from exc

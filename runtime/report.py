@@ -70,6 +70,7 @@ def write_reports(bundle: Bundle, comparisons: list[Comparison], sections: dict 
     report["model"] = bundle.name
     report["weights"] = bundle.manifest.weights.to_dict()
     report["golden"] = {"samples": golden.samples if golden else None, "source": golden.source if golden else None}
+    report["reference"] = bundle.reference_label
     calibration = calibration_section(bundle)
     if calibration:
         report["calibration"] = calibration
@@ -158,7 +159,8 @@ def render_markdown(report: dict) -> str:
     weights = report.get("weights", {})
     golden = report.get("golden", {})
     lines.append(f"Weights: {weights.get('description', weights.get('spec', '?'))}. "
-                 f"Reference: PyTorch FP32 on {golden.get('samples', '?')} held-out images "
+                 f"Reference: {report.get('reference') or 'PyTorch FP32'} on {golden.get('samples', '?')} "
+                 "held-out images "
                  f"({golden.get('source', '?')}). Cosine is over centered logits; "
                  "max rel diff is relative to each sample's reference logit range.")
     if weights.get("random_init"):
@@ -169,6 +171,7 @@ def render_markdown(report: dict) -> str:
     lines.append("Tolerances: " + "; ".join(
         f"{r['precision']}: " + ", ".join(f"{k}={v}" for k, v in r["tolerance"].items() if v is not None)
         for r in results))
+    lines += output_lines(results)
     lines += markdown_sections(report)
     return "\n".join(lines) + "\n"
 
@@ -197,6 +200,18 @@ def _calibration_lines(calibration) -> list[str]:
                       "may miss inputs the model will see (NVIDIA recommends at least 500 for CNNs). Pass "
                       "`--calib-data DIR` with images typical of your inputs."]
     return lines
+
+
+def output_lines(results: list[dict]) -> list[str]:
+    """report.md's "Further outputs" table of a multi-output model (none otherwise)."""
+    from .html_sections import OUTPUTS_HEADER, output_rows
+
+    rows = output_rows(results)
+    if not rows:
+        return []
+    return ["", "### Further outputs", "",
+            "The table above compares the classifier output; every other output of the model is compared "
+            "here with the same tolerance (top-1 agreement aside).", "", render_table(OUTPUTS_HEADER, rows)]
 
 
 def markdown_sections(report: dict) -> list[str]:

@@ -1,4 +1,10 @@
-"""Run the golden set through each artifact and compare with the PyTorch outputs."""
+"""Run the golden set through each artifact and compare with the reference outputs.
+
+Every output of a multi-output bundle is compared: the classifier output gives the
+Comparison's own metrics (top-1 agreement and all), each further output an entry of
+``Comparison.outputs`` judged by the same tolerance minus top-1 agreement (features,
+boxes and the like have no classes); a failing output fails the artifact.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import numpy as np
 from .bundle import Bundle
 from .compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare
 from .console import Progress
-from .errors import UsageError
+from .errors import BundleError, UsageError
 from .runners import Target, open_runner, select_precisions
 
 
@@ -34,8 +40,28 @@ def default_batch(bundle: Bundle, batch: int | None) -> int:
     return batch
 
 
+def run_batched_all(runner, bundle: Bundle, inputs: np.ndarray, batch: int, progress=None) -> dict[str, np.ndarray]:
+    """Every output of the bundle for ``inputs``, in batches: {output name: array}."""
+    names = [o.name for o in bundle.outputs]
+    parts: dict[str, list] = {n: [] for n in names}
+    for start in range(0, len(inputs), batch):
+        chunk = np.ascontiguousarray(inputs[start : start + batch])
+        result = runner.infer({bundle.input_name: chunk})
+        missing = [n for n in names if n not in result]
+        if missing:
+            raise BundleError(f"The artifact gives no output {', '.join(map(repr, missing))}, which the manifest "
+                              f"lists (it gives {', '.join(map(repr, result))}).",
+                              hint="The artifact and manifest.json do not belong together: re-export the bundle.")
+        for n in names:
+            parts[n].append(np.asarray(result[n], dtype=np.float32))
+        if progress is not None:
+            progress.update(len(chunk))
+    return {n: np.concatenate(v, axis=0) for n, v in parts.items()}
+
+
 def run_batched(runner, bundle: Bundle, inputs: np.ndarray, batch: int, progress=None) -> np.ndarray:
-    """Outputs for ``inputs`` in batches of ``batch``; ``progress`` (a console.Progress) counts samples."""
+    """The classifier output for ``inputs`` in batches of ``batch``; ``progress`` (a console.Progress)
+    counts samples."""
     outs = []
     for start in range(0, len(inputs), batch):
         chunk = np.ascontiguousarray(inputs[start : start + batch])
@@ -44,6 +70,25 @@ def run_batched(runner, bundle: Bundle, inputs: np.ndarray, batch: int, progress
         if progress is not None:
             progress.update(len(chunk))
     return np.concatenate(outs, axis=0)
+
+
+def compare_output(name: str, shape: list, outputs: np.ndarray, reference: np.ndarray, tolerance: Tolerance) -> dict:
+    """One further output of a multi-output model against its reference: the metrics that mean
+    something without classes (differences and centered cosine over the flattened output)."""
+    tol = dataclasses.replace(tolerance, top1_agreement=None)
+    c = compare(outputs, reference, backend="", provider="", precision="", tolerance=tol)
+    return {"name": name, "shape": list(shape), "max_abs_diff": c.max_abs_diff, "mean_abs_diff": c.mean_abs_diff,
+            "max_rel_diff": c.max_rel_diff, "cosine_min": c.cosine_min, "cosine_mean": c.cosine_mean,
+            "nonfinite": c.nonfinite, "passed": c.passed, "failures": c.failures}
+
+
+def _other_outputs_into(result: Comparison, bundle: Bundle, outputs: dict, golden, tol: Tolerance) -> None:
+    for position, spec in enumerate(bundle.outputs[1:], start=1):
+        entry = compare_output(spec.name, spec.shape, outputs[spec.name], golden.reference(position), tol)
+        result.outputs.append(entry)
+        if not entry["passed"]:
+            result.failures += [f"output '{spec.name}': {f}" for f in entry["failures"]]
+            result.passed = False
 
 
 def verify_bundle(
@@ -64,12 +109,13 @@ def verify_bundle(
             log(f"verifying {precision} ({path.name}) on {target.backend}/{provider}, "
                 f"{len(inputs)} golden samples, batch {batch}")
             with Progress(len(inputs), f"{precision} golden set") as progress:
-                outputs = run_batched(runner, bundle, inputs, batch, progress)
+                outputs = run_batched_all(runner, bundle, inputs, batch, progress)
         tol = config.tolerances.get(precision) or Tolerance()
         results.append(
-            compare(outputs, golden.outputs, backend=target.backend, provider=provider,
+            compare(outputs[bundle.output_name], golden.outputs, backend=target.backend, provider=provider,
                     precision=precision, tolerance=tol)
         )
+        _other_outputs_into(results[-1], bundle, outputs, golden, tol)
         if precision == "fp16":
             _fp16_range_into(results[-1], bundle.manifest.fp16_range)
         # The TensorRT-style Q/DQ artifact: TensorRT's rules, checked on the ONNX file. (int8-cpu is

@@ -164,6 +164,13 @@ def drop_stdout() -> None:
 
 
 def comparisons_table(comparisons) -> str:
+    """The summary table (the classifier output), then the further outputs of a multi-output model."""
+    from runtime.html_sections import OUTPUTS_HEADER, output_rows
     from runtime.report import SUMMARY_HEADER, render_table, summary_rows
 
-    return render_table(SUMMARY_HEADER, summary_rows([c.to_dict() for c in comparisons]))
+    results = [c.to_dict() for c in comparisons]
+    text = render_table(SUMMARY_HEADER, summary_rows(results))
+    further = output_rows(results)
+    if further:
+        text += "\n\nfurther outputs:\n" + render_table(OUTPUTS_HEADER, further)
+    return text

@@ -207,6 +207,9 @@ def plan_entry(bundle: Bundle, options: TritonOptions, *, env=None, warn=None) -
     if too_big:
         raise UsageError(f"--preferred-batch {too_big[0]} is above the model's max_batch_size {max_batch}.",
                          hint=f"Use sizes from 1 to {max_batch}.")
+    if len(bundle.outputs) > 1:
+        notes.append(f"the bundle has {len(bundle.outputs)} outputs; this model serves the classifier output "
+                     f"'{bundle.output_name}' only")
     in_dims = _dims(bundle.input_shape, "an input", bundle)
     out_dims = _dims(bundle.output_shape, "an output", bundle)
     classes = bundle.class_names
