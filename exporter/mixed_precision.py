@@ -259,14 +259,9 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
     """
     import onnx
 
-    from runtime.compare import DEFAULT_TOLERANCES, Tolerance, compare
-    from runtime.qdq_lint import lint_model
-
-    from .bundle_writer import guard_disk
-    from .onnx_export import save
     from .qdq_graph import MixedGraph
     from .quantize import CALIBRATION_FILE, INT8_FILE, apply_fp16_regions
-    from .sensitivity import measure_sensitivity, pick_samples, report_rows, run_model
+    from .sensitivity import report_rows
 
     budget = float(config.max_drop)
     fallback = config.fallback_precision or DEFAULT_FALLBACK
@@ -280,27 +275,12 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
         console.warn("--max-drop on random-init weights: top-1 agreement of a random-init net is decided by near "
                      "ties, so the budget says little about a trained model's accuracy")
 
-    t0 = time.perf_counter()
-    pick = pick_samples(len(data.inputs), config.sensitivity_samples)
-    console.log(f"sensitivity: quantizing one layer at a time ({len(graph.units)} layers) on {len(pick)} of "
-                f"{data.description}")
-    rows = measure_sensitivity(graph, data.inputs[pick], input_name=input_name, log=console.log)
-    sens_seconds = round(time.perf_counter() - t0, 2)
+    rows, timing = _rank_layers(graph, data, config, input_name)
     ranked = [r["layer"] for r in rows]
     sensitivity_of = {r["layer"]: r for r in rows}
-
-    fp32_accuracy = None
-    if data.mode == "labeled":
-        ref = run_model(fp32, data.inputs, input_name=input_name)
-        fp32_accuracy = float((ref.argmax(1) == data.target).mean())
     calibration = json.loads(staged.path(CALIBRATION_FILE).read_text())
     unsafe = _fp16_unsafe(graph, calibration) if fallback == "fp16" else set()
-
-    tolerance = (config.tolerances or DEFAULT_TOLERANCES).get("int8") or Tolerance()
-    same_data = data.mode == "agreement"
-
     ranges = {t: [v["min"], v["max"]] for t, v in calibration.get("tensors", {}).items()}
-
     written = {}  # the FP16-region pass's stats of the last variant written
 
     def with_regions(float_units: list[str]):
@@ -310,13 +290,7 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
                                                 keep_fp32=set(float_units) if fallback == "fp32" else unsafe)
         return model
 
-    def judge(model, precision: str = "int8") -> tuple[float, list[str]]:
-        out = run_model(model, data.inputs, input_name=input_name)
-        golden = out if same_data else run_model(model, golden_inputs, input_name=input_name)
-        tol = tolerance if precision == "int8" else (config.tolerances or DEFAULT_TOLERANCES).get(precision)
-        check = compare(golden, golden_reference, backend="onnxruntime", provider="cpu", precision=precision,
-                        tolerance=tol or Tolerance())
-        return budget_drop(out, data, fp32_accuracy), [f"golden check: {f}" for f in check.failures]
+    judge = _judge(fp32, data, config, input_name, golden_inputs, golden_reference)
 
     def evaluate(float_units: list[str]) -> tuple[float, list[str]]:
         return judge(with_regions(float_units))
@@ -326,22 +300,30 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
     result = search(ranked, evaluate, budget, cap, log=console.log)
     kept = ranked[:result.float_layers]
     if not result.met:
-        worst = ", ".join(f"{n} (cosine {sensitivity_of[n]['output_cosine']:.4f})" for n in ranked[:3])
-        best = next(st for st in result.steps if st["float_layers"] == result.float_layers)
-        raise BudgetNotMet(
-            f"INT8 accuracy budget not met with at most {cap} of {len(graph.units)} layers out of INT8 "
-            f"(--max-float-layers): the best mix found ({result.float_layers} layers out of INT8, "
-            f"{graph.int8_macs_share(kept):.0%} of MACs still INT8) loses {result.drop:.2f} points ({data.metric}, "
-            f"on {data.description}; budget {budget:g}, --max-drop)"
-            + (f" and fails the int8 verification tolerance on the golden set ({best['failures']})"
-               if best["failures"] else "")
-            + f". Full INT8 loses {result.full_int8_drop:.2f} points. Most sensitive layers: {worst}. "
-              "No bundle was written.",
-            hint="Allow more float layers (--max-float-layers N), relax --max-drop"
-                 + (" or the tolerance (--tol int8.cosine_min=...)" if best["failures"] else "")
-                 + ", or calibrate on more representative images (--calib-data DIR, a few hundred typical inputs).")
+        raise _budget_not_met(result, graph, ranked, sensitivity_of, kept, cap, budget, data)
 
-    final = with_regions(kept)
+    counts = _write_final(staged, with_regions(kept))
+    extra = graph.dependent_adds(kept) if fallback == "fp16" else {}
+    kept_rows = _kept_rows(graph, kept, extra, sensitivity_of, len(rows), fallback, unsafe, written.get("regions"))
+    summary = _budget_summary(result, graph, kept, kept_rows, cap, budget, data, fallback, timing)
+    int8 = dataclasses.replace(manifest.int8, int8_ops=counts["int8"], float_ops=counts["float"],
+                               mixed_precision=summary)
+    _log_met(result, graph, kept, extra, budget)
+    sections = {"sensitivity": report_rows(rows, {r["layer"]: r["reason"] for r in kept_rows}),
+                "mixed_precision": summary}
+    shared = Budget(points=budget, data=data, ranked=ranked, kept=[r["layer"] for r in kept_rows],
+                    prefix=len(kept), cap=cap, judge=judge)
+    return staged.entry(INT8_FILE), int8, sections, shared
+
+
+def _write_final(staged, final) -> dict:
+    """Lint and write the chosen mix as model.int8.onnx; returns the lint's layer counts."""
+    from runtime.qdq_lint import lint_model
+
+    from .bundle_writer import guard_disk
+    from .onnx_export import save
+    from .quantize import INT8_FILE
+
     lint = lint_model(final)
     if not lint.clean:
         raise EdgeportError(f"The mixed-precision INT8 graph breaks TensorRT's Q/DQ rules: {lint.summary()}",
@@ -349,26 +331,99 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
                                  "--max-drop meanwhile.")
     with guard_disk(staged.staging):
         save(final, staged.path(INT8_FILE))
-    counts = lint.counts()
-    extra = graph.dependent_adds(kept) if fallback == "fp16" else {}
-    kept_rows = []
-    regions = written.get("regions")
+    return lint.counts()
+
+
+def _log_met(result, graph, kept, extra, budget) -> None:
+    if kept:
+        follows = f" (+{len(extra)} Add(s) fed by them)" if extra else ""
+        console.log(f"INT8 budget met: {result.drop:.2f} points <= {budget:g} with the {len(kept)} most sensitive "
+                    f"layer(s) out of INT8{follows}: {', '.join(kept[:4])}{' ...' if len(kept) > 4 else ''}; "
+                    f"{graph.int8_macs_share(kept):.1%} of MACs in INT8; lint clean")
+    else:
+        console.log(f"INT8 budget met by the full INT8 graph: {result.drop:.2f} points <= {budget:g}")
+
+
+def _rank_layers(graph, data: BudgetData, config, input_name: str) -> tuple[list[dict], dict]:
+    """Per-layer sensitivity on the budget's data (most harmful first), and how long it took."""
+    from .sensitivity import measure_sensitivity, pick_samples
+
+    t0 = time.perf_counter()
+    pick = pick_samples(len(data.inputs), config.sensitivity_samples)
+    console.log(f"sensitivity: quantizing one layer at a time ({len(graph.units)} layers) on {len(pick)} of "
+                f"{data.description}")
+    rows = measure_sensitivity(graph, data.inputs[pick], input_name=input_name, log=console.log)
+    return rows, {"samples": len(pick), "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _judge(fp32, data: BudgetData, config, input_name: str, golden_inputs, golden_reference):
+    """``judge(model, precision="int8") -> (points lost, golden-check failures)`` for candidate graphs.
+
+    The loss is measured on the budget's data; the candidate must also pass ``precision``'s
+    verification tolerance on the golden set, so the bundle passes ``verify``.
+    """
+    from runtime.compare import DEFAULT_TOLERANCES, Tolerance, compare
+
+    from .sensitivity import run_model
+
+    fp32_accuracy = None
+    if data.mode == "labeled":
+        ref = run_model(fp32, data.inputs, input_name=input_name)
+        fp32_accuracy = float((ref.argmax(1) == data.target).mean())
+    tolerances = config.tolerances or DEFAULT_TOLERANCES
+    same_data = data.mode == "agreement"
+
+    def judge(model, precision: str = "int8") -> tuple[float, list[str]]:
+        out = run_model(model, data.inputs, input_name=input_name)
+        golden = out if same_data else run_model(model, golden_inputs, input_name=input_name)
+        check = compare(golden, golden_reference, backend="onnxruntime", provider="cpu", precision=precision,
+                        tolerance=tolerances.get(precision) or Tolerance())
+        return budget_drop(out, data, fp32_accuracy), [f"golden check: {f}" for f in check.failures]
+
+    return judge
+
+
+def _budget_not_met(result, graph, ranked, sensitivity_of, kept, cap, budget, data) -> "BudgetNotMet":
+    """The exit-1 error when no mix within --max-float-layers meets the budget: the best reached."""
+    worst = ", ".join(f"{n} (cosine {sensitivity_of[n]['output_cosine']:.4f})" for n in ranked[:3])
+    best = next(st for st in result.steps if st["float_layers"] == result.float_layers)
+    return BudgetNotMet(
+        f"INT8 accuracy budget not met with at most {cap} of {len(graph.units)} layers out of INT8 "
+        f"(--max-float-layers): the best mix found ({result.float_layers} layers out of INT8, "
+        f"{graph.int8_macs_share(kept):.0%} of MACs still INT8) loses {result.drop:.2f} points ({data.metric}, "
+        f"on {data.description}; budget {budget:g}, --max-drop)"
+        + (f" and fails the int8 verification tolerance on the golden set ({best['failures']})"
+           if best["failures"] else "")
+        + f". Full INT8 loses {result.full_int8_drop:.2f} points. Most sensitive layers: {worst}. "
+          "No bundle was written.",
+        hint="Allow more float layers (--max-float-layers N), relax --max-drop"
+             + (" or the tolerance (--tol int8.cosine_min=...)" if best["failures"] else "")
+             + ", or calibrate on more representative images (--calib-data DIR, a few hundred typical inputs).")
+
+
+def _kept_rows(graph, kept, extra, sensitivity_of, ranked_count, fallback, unsafe, regions) -> list[dict]:
+    """One row per layer kept out of INT8 (the ranked ones, then the Adds they feed): why, in what precision."""
+    rows = []
     for name in kept + list(extra):
         unit = graph.by_name[name]
         s = sensitivity_of[name]
         precision = _kept_precision(name, unit.op_type, fallback, unsafe, regions)
-        reason = (f"rank {s['rank']} of {len(rows)}: alone in INT8 it brings the logits to centered cosine "
+        reason = (f"rank {s['rank']} of {ranked_count}: alone in INT8 it brings the logits to centered cosine "
                   f"{s['output_cosine']:.5f} ({s['sqnr_db']:.1f} dB SQNR)"
                   if name in kept else f"its input comes straight from {extra[name]}, kept in FP16: it cannot fuse "
                                        "into an INT8 convolution, so it runs in float")
         weighted = unit.op_type in ("Conv", "Gemm", "MatMul")
         if precision == "fp32" and fallback == "fp16" and (regions is not None or weighted):
             reason += "; FP32, not FP16: its calibrated range comes near FP16's limit"
-        kept_rows.append({"layer": name, "op_type": unit.op_type, "precision": precision, "rank": s["rank"],
-                          "sqnr_db": s["sqnr_db"], "output_cosine": s["output_cosine"],
-                          "top1_agreement": s["top1_agreement"],
-                          "macs_share": s["macs_share"], "reason": reason})
-    summary = {
+        rows.append({"layer": name, "op_type": unit.op_type, "precision": precision, "rank": s["rank"],
+                     "sqnr_db": s["sqnr_db"], "output_cosine": s["output_cosine"],
+                     "top1_agreement": s["top1_agreement"], "macs_share": s["macs_share"], "reason": reason})
+    return rows
+
+
+def _budget_summary(result, graph, kept, kept_rows, cap, budget, data, fallback, timing) -> dict:
+    """The manifest's ``int8.mixed_precision`` section (and report.json's ``mixed_precision``)."""
+    return {
         "budget_points": budget,
         "metric": data.metric,
         "data": data.description,
@@ -380,8 +435,8 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
         "quantized_layers": len(graph.units),
         "int8_macs_share": round(graph.int8_macs_share(kept), 5),
         "max_float_layers": cap,
-        "sensitivity_samples": len(pick),
-        "sensitivity_seconds": sens_seconds,
+        "sensitivity_samples": timing["samples"],
+        "sensitivity_seconds": timing["seconds"],
         "sensitivity_method": "quantize only this layer (every other layer FP32); ranked by the mean cosine "
                               "of the centered logits against the FP32 graph (SQNR reported too)",
         "tensorrt": "kept layers are FP16 in the graph (Conv/Gemm with FP16 weights, in the graph's FP16 float "
@@ -392,20 +447,6 @@ def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs:
         "kept_float": kept_rows,
         "search": result.steps,
     }
-    int8 = dataclasses.replace(manifest.int8, int8_ops=counts["int8"], float_ops=counts["float"],
-                               mixed_precision=summary)
-    if kept_rows:
-        follows = f" (+{len(extra)} Add(s) fed by them)" if extra else ""
-        console.log(f"INT8 budget met: {result.drop:.2f} points <= {budget:g} with the {len(kept)} most sensitive "
-                    f"layer(s) out of INT8{follows}: {', '.join(kept[:4])}{' ...' if len(kept) > 4 else ''}; "
-                    f"{graph.int8_macs_share(kept):.1%} of MACs in INT8; lint clean")
-    else:
-        console.log(f"INT8 budget met by the full INT8 graph: {result.drop:.2f} points <= {budget:g}")
-    sections = {"sensitivity": report_rows(rows, {r["layer"]: r["reason"] for r in kept_rows}),
-                "mixed_precision": summary}
-    shared = Budget(points=budget, data=data, ranked=ranked, kept=[r["layer"] for r in kept_rows],
-                    prefix=len(kept), cap=cap, judge=judge)
-    return staged.entry(INT8_FILE), int8, sections, shared
 
 
 def check_config(config) -> None:
