@@ -448,6 +448,47 @@ def _verify_files(config):
     return list_images(BUILTIN_DIR), f"the built-in golden photos ({BUILTIN_DIR})"
 
 
+def _calibration_set(manifest, built, config):
+    """The calibration images (or arrays) as configured, checked not to overlap the golden set."""
+    from .calibration import check_overlap, default_calib_dir, load_calibration
+
+    calib_path = Path(config.calib_data) if config.calib_data else default_calib_dir()
+    calib = load_calibration(calib_path, built.preprocessing, manifest.input.chw, config.calib_samples,
+                             input_name=manifest.input.name, log=console.log)
+    if config.calib_samples and len(calib) < config.calib_samples:
+        console.warn(f"--calib-samples {config.calib_samples} asked for more samples than {calib_path} provides; "
+                     f"calibrating on {len(calib)}")
+    if calib.skipped:
+        console.warn(f"calibration: {len(calib.skipped)} of {calib.available} files could not be read "
+                     f"(first: {calib.skipped[0][0]}: {calib.skipped[0][1]})")
+    check_overlap(calib, *_verify_files(config))
+    return calib
+
+
+def _cached_or_calibrated(staged, key: str, method: str, calib, pre_path: Path, input_name: str, tmp: Path):
+    """(ranges, observed ranges, calibrated?): the bundle's or the cache's ranges for ``key``,
+    else a calibration run."""
+    for candidate in (staged.final / CALIBRATION_FILE, cache_dir() / "calibration" / f"{key}.json"):
+        cached = _read_cached(candidate, key)
+        if cached is not None:
+            ranges, observed = cached
+            console.log(f"calibration cache hit (key {key[:12]}): reusing the {method} ranges of "
+                        f"{len(ranges)} tensors from {candidate}")
+            return ranges, observed, False
+    console.log(f"calibration cache miss (key {key[:12]}): calibrating with {method} on {calib.describe()}")
+    ranges, observed = calibrate_ranges(pre_path, calib, input_name, method, tmp)
+    return ranges, observed, True
+
+
+def _save_calibration_cache(key: str, text: str) -> None:
+    cache_file = cache_dir() / "calibration" / f"{key}.json"
+    try:
+        _write_atomic(cache_file, text)
+    except OSError as exc:
+        console.warn(f"could not save the calibration cache {cache_file} ({exc}); the next export will calibrate "
+                     "again")
+
+
 def add_int8(staged, manifest, model, built, config) -> tuple:
     """Calibrate, quantize and lint; write model.int8.onnx, calibration.json and calib.cache.
 
@@ -458,7 +499,6 @@ def add_int8(staged, manifest, model, built, config) -> tuple:
     from runtime.qdq_lint import lint_model
 
     from .bundle_writer import guard_disk
-    from .calibration import check_overlap, default_calib_dir, load_calibration
 
     method = config.calib_method or DEFAULT_METHOD
     if method not in METHODS:
@@ -466,51 +506,20 @@ def add_int8(staged, manifest, model, built, config) -> tuple:
     if (manifest.opset or 17) < 13:
         raise UsageError(f"--int8 needs --opset 13 or newer (per-channel QuantizeLinear/DequantizeLinear), "
                          f"got {manifest.opset}.", hint="Drop --opset (default 17) or pass 13..20.")
-    pre = built.preprocessing
     input_name = manifest.input.name
-    calib_path = Path(config.calib_data) if config.calib_data else default_calib_dir()
-    calib = load_calibration(calib_path, pre, manifest.input.chw, config.calib_samples,
-                             input_name=input_name, log=console.log)
-    if config.calib_samples and len(calib) < config.calib_samples:
-        console.warn(f"--calib-samples {config.calib_samples} asked for more samples than {calib_path} provides; "
-                     f"calibrating on {len(calib)}")
-    if calib.skipped:
-        console.warn(f"calibration: {len(calib.skipped)} of {calib.available} files could not be read "
-                     f"(first: {calib.skipped[0][0]}: {calib.skipped[0][1]})")
-    check_overlap(calib, *_verify_files(config))
+    calib = _calibration_set(manifest, built, config)
 
     graph_bytes = staged.path("model.onnx").read_bytes()
     key = calibration_key(graph_bytes, manifest.preprocessing, calib.digest, method, len(calib))
-    cache_file = cache_dir() / "calibration" / f"{key}.json"
-    cached, origin = None, None
-    for candidate in (staged.final / CALIBRATION_FILE, cache_file):
-        cached = _read_cached(candidate, key)
-        if cached is not None:
-            origin = candidate
-            break
-
     with tempfile.TemporaryDirectory(prefix="edgeport-int8-") as tmpdir:
         tmp = Path(tmpdir)
         pre_path = prepare_for_quantization(graph_bytes, tmp)
         t0 = time.perf_counter()
-        if cached is not None:
-            ranges, observed = cached
-            console.log(f"calibration cache hit (key {key[:12]}): reusing the {method} ranges of "
-                        f"{len(ranges)} tensors from {origin}")
-            calibrated = False
-        else:
-            console.log(f"calibration cache miss (key {key[:12]}): calibrating with {method} on {calib.describe()}")
-            ranges, observed = calibrate_ranges(pre_path, calib, input_name, method, tmp)
-            calibrated = True
+        ranges, observed, calibrated = _cached_or_calibrated(staged, key, method, calib, pre_path, input_name, tmp)
         calib_seconds = round(time.perf_counter() - t0, 3)
-        document = calibration_document(key, method, calib, ranges, observed)
-        text = json.dumps(document, indent=1) + "\n"
+        text = json.dumps(calibration_document(key, method, calib, ranges, observed), indent=1) + "\n"
         if calibrated:
-            try:
-                _write_atomic(cache_file, text)
-            except OSError as exc:
-                console.warn(f"could not save the calibration cache {cache_file} ({exc}); the next export "
-                             "will calibrate again")
+            _save_calibration_cache(key, text)
         qmodel, fused = quantize_qdq(pre_path, ranges, tmp / "int8.onnx", tmp)
     regions = apply_fp16_regions(qmodel, ranges)
 
