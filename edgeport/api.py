@@ -156,7 +156,7 @@ def _labeled_set(bundle: Bundle, data, labels, limit):
     """The labeled image set of ``verify(data=...)``, or None; option errors surface first."""
     if data is None:
         if labels is not None or limit is not None:
-            raise UsageError("--labels and --data-samples need --data DIR.")
+            raise UsageError("--labels and --labeled-samples need --labeled-data DIR.")
         return None
     from runtime.labeled import load_labeled_set
 

@@ -214,7 +214,7 @@ def check_overlap(calib: CalibrationSet, verify_files: Iterable[Path], verify_so
             f"{len(clashes)} calibration image(s) in '{calib.path}' are identical to verification images of "
             f"{verify_source} ({shown}{', ...' if len(clashes) > 3 else ''}): INT8 accuracy must be judged on "
             "images the calibration has not seen.",
-            hint="Remove them from one of the two folders, or pass different --calib-data / --verify-data.")
+            hint="Remove them from one of the two folders, or pass different --calib-data / --golden-data.")
 
 
 class CalibrationReader:

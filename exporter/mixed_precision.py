@@ -6,7 +6,7 @@ After the Q/DQ graph is written (exporter/quantize.py), this stage:
    that layer quantized, compared with FP32 at the logits (exporter/sensitivity.py says why
    this measure and not ONNX Runtime's per-tensor SQNR);
 2. evaluates the full INT8 graph against the budget on held-out data: the golden set
-   (top-1 agreement with PyTorch FP32, in points) or ``--budget-data DIR`` (labeled images:
+   (top-1 agreement with PyTorch FP32, in points) or ``--labeled-data DIR`` (labeled images:
    top-1 accuracy drop against the FP32 ONNX graph, in points). Never the calibration
    images: they are what the ranges were fitted to;
 3. if the budget is missed, takes the most sensitive layers out of INT8 in rank order with
@@ -28,7 +28,7 @@ their inputs, weights and outputs but not FP16 accumulation.
 
 The search selects on the same held-out data it reports. The reported drop is therefore
 optimistic by the usual model-selection bias: for an unbiased number, judge the bundle on
-other labeled images (``edgeport verify BUNDLE --data DIR``).
+other labeled images (``edgeport verify BUNDLE --labeled-data DIR``).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from runtime import console
 from runtime.errors import EXIT_CHECK_FAILED, EdgeportError, UsageError
 
 DEFAULT_FALLBACK = "fp16"
-MAX_BUDGET_SAMPLES = 2000  # --budget-data images kept in memory (spread over the classes)
+MAX_BUDGET_SAMPLES = 2000  # --labeled-data images kept in memory (spread over the classes)
 _EPS = 1e-9
 
 
@@ -164,7 +164,7 @@ def golden_budget_data(inputs: np.ndarray, reference: np.ndarray, source: str) -
 
 
 def labeled_budget_data(folder: Path, pre, class_names, num_classes: int, calib_source: dict | None) -> BudgetData:
-    """``--budget-data DIR``: an ImageFolder tree (DIR/<class>/*.jpg), labels as in ``verify --data``."""
+    """``--labeled-data DIR``: an ImageFolder tree (DIR/<class>/*.jpg), labels as in ``verify --labeled-data``."""
     from runtime.labeled import load_labeled_set
     from runtime.preprocess import load_folder, normalize
 
@@ -174,12 +174,12 @@ def labeled_budget_data(folder: Path, pre, class_names, num_classes: int, calib_
         _check_calibration_overlap(Path(calib_source["path"]), dataset.files)
     loaded = load_folder(dataset.files, pre, root=dataset.root)
     if not len(loaded.names):
-        raise EdgeportError(f"None of the {len(dataset.files)} images in --budget-data '{folder}' could be read.")
+        raise EdgeportError(f"None of the {len(dataset.files)} images in --labeled-data '{folder}' could be read.")
     ok = set(loaded.names)
     labels = np.array([lab for f, lab in zip(dataset.files, dataset.labels)
                        if f.relative_to(dataset.root).as_posix() in ok], dtype=np.int64)
     if loaded.skipped:
-        console.warn(f"--budget-data: skipped {len(loaded.skipped)} unreadable image(s) "
+        console.warn(f"--labeled-data: skipped {len(loaded.skipped)} unreadable image(s) "
                      f"(first: {loaded.skipped[0][0]}: {loaded.skipped[0][1]})")
     return BudgetData(inputs=normalize(loaded.images, pre), mode="labeled", target=labels,
                       description=f"{len(labels)} labeled images from {folder} ({dataset.classes_present} classes, "
@@ -187,7 +187,7 @@ def labeled_budget_data(folder: Path, pre, class_names, num_classes: int, calib_
 
 
 def _check_calibration_overlap(calib_root: Path, files: list[Path]) -> None:
-    """The budget is judged on images the calibration has not seen (same rule as --verify-data)."""
+    """The budget is judged on images the calibration has not seen (same rule as --golden-data)."""
     from runtime.preprocess import list_images
 
     from .calibration import check_overlap
@@ -195,7 +195,7 @@ def _check_calibration_overlap(calib_root: Path, files: list[Path]) -> None:
     if not calib_root.is_dir():
         return
     names = [f.relative_to(calib_root).as_posix() for f in list_images(calib_root)]
-    check_overlap(types.SimpleNamespace(source="folder", path=calib_root, names=names), files, "--budget-data")
+    check_overlap(types.SimpleNamespace(source="folder", path=calib_root, names=names), files, "--labeled-data")
 
 
 def budget_drop(outputs: np.ndarray, data: BudgetData, fp32_accuracy: float | None) -> float:
@@ -452,7 +452,7 @@ def _budget_summary(result, graph, kept, kept_rows, cap, budget, data, fallback,
 def check_config(config) -> None:
     """Option combinations, checked before the minutes-long part of the export."""
     if config.max_drop is None:
-        extra = [flag for flag, value in (("--budget-data", config.budget_data),
+        extra = [flag for flag, value in (("--labeled-data", config.budget_data),
                                           ("--fallback-precision", config.fallback_precision),
                                           ("--max-float-layers", config.max_float_layers)) if value is not None]
         if extra:
@@ -464,13 +464,13 @@ def check_config(config) -> None:
     if not (math.isfinite(config.max_drop) and 0 <= config.max_drop <= 100):
         raise UsageError(f"--max-drop is in percentage points, 0..100; got {config.max_drop:g}.")
     if config.budget_data is not None and not Path(config.budget_data).is_dir():
-        raise UsageError(f"--budget-data '{config.budget_data}' is not a folder.",
+        raise UsageError(f"--labeled-data '{config.budget_data}' is not a folder.",
                          hint="Pass an ImageFolder tree: DIR/<class>/<image>.jpg, with class names or indexes "
                               "as folder names.")
 
 
 def budget_data_for(config, manifest, pre, inputs: np.ndarray, reference: np.ndarray, source: str) -> BudgetData:
-    """``--budget-data`` when given (labeled), else the golden set the bundle is verified on."""
+    """``--labeled-data`` when given (labeled), else the golden set the bundle is verified on."""
     if config.budget_data is None:
         return golden_budget_data(inputs, reference, source)
     source = manifest.int8.calibration_source if manifest.int8 else None

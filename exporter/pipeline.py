@@ -42,7 +42,7 @@ class ExportConfig:
     class_names: tuple[str, ...] | None = None  # --class-names FILE; overrides the weights' categories
     engine: str = "auto"  # auto|yes|no: TensorRT engines right after the export (same default as the CLI)
     # --max-drop: INT8 accuracy budget in points; the most sensitive layers leave INT8 until it holds
-    # (exporter/mixed_precision.py). --budget-data: labeled held-out images to judge it on.
+    # (exporter/mixed_precision.py). --labeled-data: labeled held-out images to judge it on.
     max_drop: float | None = None
     budget_data: Path | None = None
     fallback_precision: str | None = None  # fp16 (default) | fp32: precision of the layers kept out of INT8

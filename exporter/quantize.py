@@ -444,7 +444,7 @@ def _verify_files(config):
     if config.verify_data:
         if Path(config.verify_data).is_file():  # preprocessed arrays: no image files to compare
             return [], f"--golden-data {config.verify_data}"
-        return list_images(config.verify_data)[: config.verify_samples], f"--verify-data {config.verify_data}"
+        return list_images(config.verify_data)[: config.verify_samples], f"--golden-data {config.verify_data}"
     return list_images(BUILTIN_DIR), f"the built-in golden photos ({BUILTIN_DIR})"
 
 

@@ -121,7 +121,7 @@ def load_labeled_set(data: str | Path, labels_file: str | Path | None, *, class_
     """Find the images and their class indexes (no pixels are decoded here)."""
     root = Path(data)
     if not root.is_dir():
-        raise UsageError(f"--data '{root}' is not a folder.",
+        raise UsageError(f"--labeled-data '{root}' is not a folder.",
                          hint="Pass an ImageFolder tree (one sub-folder per class) or a flat folder with --labels FILE.")
     if labels_file is not None:
         files, raw = _read_labels_file(root, Path(labels_file))
@@ -137,10 +137,10 @@ def load_labeled_set(data: str | Path, labels_file: str | Path | None, *, class_
         if not files:
             loose = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
             if loose:
-                raise UsageError(f"--data '{root}' holds {len(loose)} images but no class sub-folders.",
+                raise UsageError(f"--labeled-data '{root}' holds {len(loose)} images but no class sub-folders.",
                                  hint="Add --labels FILE with `file,label` lines, or sort the images into one "
                                       "sub-folder per class.")
-            raise EdgeportError(f"--data '{root}' contains no images in class sub-folders.",
+            raise EdgeportError(f"--labeled-data '{root}' contains no images in class sub-folders.",
                                 hint="Expected DIR/<class>/<image>.jpg.")
         layout = "imagefolder"
         what = "class folders"

@@ -491,7 +491,7 @@ def test_export_refuses_calib_and_verify_overlap(trained_model, tmp_path):
     result = invoke("export", *tm.export_args(), "--int8", "--calib-data", calib, "--engine", "no",
                     "--output", tmp_path / "out")
     assert result.exit_code == 2, result.output
-    assert "leaked.png" in result.output and "--verify-data" in result.output
+    assert "leaked.png" in result.output and "--golden-data" in result.output
 
 
 # -- calibration cache ---------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def test_data_option_errors(color_bundle, copy_bundle, tmp_path, case):
     labels = tmp_path / "labels.txt"
     if case == "labels-without-data":
         labels.write_text("red_000.png red\n")
-        result, code, text = invoke("verify", bundle, "--labels", labels), 2, "need --data"
+        result, code, text = invoke("verify", bundle, "--labels", labels), 2, "need --labeled-data"
     elif case == "flat-without-labels":
         result, code, text = invoke("verify", bundle, "--data", flat), 2, "no class sub-folders"
     elif case == "missing-file":

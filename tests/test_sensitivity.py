@@ -99,7 +99,7 @@ def test_budget_options_are_checked_before_the_export():
     result = invoke("export", "--model", "resnet18", "--weights", "none", "--max-drop", "0.5")
     assert result.exit_code == 2 and "add --int8" in result.output
     result = invoke("export", "--model", "resnet18", "--weights", "none", "--int8", "--budget-data", "x")
-    assert result.exit_code == 2 and "--budget-data" in result.output and "--max-drop" in result.output
+    assert result.exit_code == 2 and "--labeled-data" in result.output and "--max-drop" in result.output
     result = invoke("export", "--model", "resnet18", "--weights", "none", "--int8", "--max-drop", "-1")
     assert result.exit_code == 2 and "0..100" in result.output
 
