@@ -133,3 +133,54 @@ def test_model_table_seed_rows_recounted_independently():
             model(torch.zeros(1, 3, size, size))
         assert table[name]["params_m"] == pytest.approx(sum(p.numel() for p in model.parameters()) / 1e6, rel=1e-12)
         assert table[name]["gmacs"] == pytest.approx(sum(macs) / 1e9, rel=1e-12)
+
+
+# -- one grammar: a closed stdout, full stops, interrupted progress ------------------------------------
+def test_a_closed_stdout_ends_quietly_with_the_status_of_the_work():
+    """`edgeport models | head -1`: the reader goes away after one line; edgeport must not report a
+    BrokenPipeError (or exit 3) for work it did."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is already gone: the very first line hits a closed pipe
+    try:
+        proc = subprocess.run([sys.executable, "-m", "edgeport.cli", "models"], stdout=write_end,
+                              stderr=subprocess.PIPE, env=env, timeout=60)
+    finally:
+        os.close(write_end)
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert "BrokenPipe" not in err and "bug in edgeport" not in err and "Exception ignored" not in err
+
+
+def test_messages_built_from_exceptions_end_their_sentence_before_the_hint():
+    from runtime.errors import EdgeportError
+
+    exc = EdgeportError("The factory 'net.py:build' raised TypeError: missing argument 'width'",
+                        hint="Fix the factory.")
+    assert exc.render() == ("The factory 'net.py:build' raised TypeError: missing argument 'width'. "
+                            "Fix the factory.")
+    assert EdgeportError("Done.", hint="Next.").render() == "Done. Next."
+
+
+def test_interrupted_progress_does_not_claim_it_is_done():
+    """Ctrl-C during calibration used to log "28/80 done in 18.4 s"."""
+    import logging
+
+    from runtime import console
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda r: records.append(r.getMessage())
+    console.LOGGER.addHandler(handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with console.Progress(80, "calibration") as progress:
+                progress.update(28)
+                raise KeyboardInterrupt
+        with console.Progress(3, "finished") as progress:
+            progress.update(3)
+    finally:
+        console.LOGGER.removeHandler(handler)
+    assert any(m.startswith("calibration: interrupted after 28/80") for m in records), records
+    assert not any(m.startswith("calibration: 28/80 done") for m in records)
+    assert any(m.startswith("finished: 3/3 done") for m in records)

@@ -14,8 +14,9 @@ from .options import AliasOption, common_options, json_option, out, out_json, ta
 @click.option("--html", "--output", "-o", "output", cls=AliasOption, aliases=("--output", "-o"),
               type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the HTML page to this file instead of BUNDLE/report.html (report.md is then left alone).")
+@json_option
 @common_options
-def report(bundle, output):
+def report(bundle, output, as_json):
     """Regenerate report.html and report.md of BUNDLE from its report.json.
 
     The page is self-contained (inline SVG plots and thumbnails, no scripts, no network):
@@ -33,7 +34,11 @@ def report(bundle, output):
         atomic_write_text(b.report_path("md"), render_markdown(data))
         console.log(f"wrote {b.report_path('md')}")
     target = write_html(b, data, output)
-    out(f"report: {target}")
+    if as_json:
+        out_json({"html": target, "markdown": None if output is not None else b.report_path("md"),
+                  "passed": data.get("passed")})
+    else:
+        out(f"report: {target}")
 
 
 @click.command()
