@@ -18,7 +18,6 @@ from runtime.errors import UsageError
 from runtime.runners import Target
 
 Progress = Callable[[str], None] | None
-BundleLike = "str | Path | Bundle"
 
 
 def _bundle(bundle) -> Bundle:

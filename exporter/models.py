@@ -23,7 +23,6 @@ TORCHVISION_MODELS = (
     "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2",
     "densenet121", "densenet161", "densenet169", "densenet201",
 )
-SEED_MODELS = ("seed_resnet", "seed_densenet")
 
 
 @dataclasses.dataclass(frozen=True)

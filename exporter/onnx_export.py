@@ -51,11 +51,6 @@ def export_onnx(module, input_chw, opset: int = DEFAULT_OPSET, output_names: lis
     return model
 
 
-def ort_outputs(model_or_path, inputs: np.ndarray, batch: int = 8) -> np.ndarray:
-    """Run an ONNX model (proto or path) on ONNX Runtime CPU, in batches: its first output."""
-    return ort_all_outputs(model_or_path, inputs, batch)[0]
-
-
 def ort_all_outputs(model_or_path, inputs: np.ndarray, batch: int = 8) -> list[np.ndarray]:
     """Every output of an ONNX model (proto or path) on ONNX Runtime CPU, in batches, in graph order."""
     from runtime.runners.onnxruntime import create_session

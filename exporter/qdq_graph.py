@@ -26,7 +26,6 @@ from runtime.onnx_graph import KEEP_FLOAT_KEY, KEEP_FLOAT_PRECISION_KEY, QDQ_OPS
 FALLBACKS = ("fp16", "fp32")
 WEIGHTED = ("Conv", "Gemm", "MatMul")
 POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool")
-UNIT_OPS = WEIGHTED + ("Add", "Concat") + POOLS
 FP16_MAX = 65504.0
 FP16_SAFE = FP16_MAX / 4  # margin: calibration ranges underestimate the tails
 

@@ -33,8 +33,6 @@ from .runners import Target, open_runner, select_precisions
 DEFAULT_WARMUP = 10
 DEFAULT_DURATION_S = 3.0  # when neither --iterations nor --duration is given
 MIN_ITERATIONS = 10  # a --duration run still times at least this many calls
-RESULT_FIELDS = ("backend", "provider", "precision", "artifact", "batch", "threads", "p50_ms", "p90_ms",
-                 "p99_ms", "mean_ms", "throughput_ips", "iterations")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,6 @@ from __future__ import annotations
 from .errors import UsageError
 
 CPU_INT8 = "int8-cpu"
-PRECISION_CHOICES = ("fp32", "fp16", "int8", CPU_INT8, "all")
 
 
 def on_cpu_provider(backend: str, provider: str) -> bool:

@@ -12,12 +12,6 @@ from .svg_plots import fmt_number as _fmt
 from .compare import Comparison
 
 REPORT_VERSION = 1
-# Per-sample lists are kept in report.json (for plots) but not in the Markdown table.
-SUMMARY_FIELDS = (
-    "backend", "provider", "precision", "samples", "max_abs_diff", "mean_abs_diff",
-    "max_rel_diff", "cosine_min", "cosine_mean", "top1_agreement", "top5_overlap",
-    "nonfinite", "passed", "failures", "tolerance",
-)
 
 
 def load_report(bundle: Bundle, *, required: bool = False) -> dict:

@@ -32,7 +32,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 STRONGLY_TYPED = "strongly-typed"  # precision from the ONNX graph's tensor types
 FLAGS = "flags"  # weakly typed network + BuilderFlag.FP16 / INT8 (TensorRT < 11)
 DLA_IMPLICIT = "dla-implicit"  # FP32 graph + INT8/FP16 flags + calibration cache, on DLA (TensorRT < 11)
-BUILD_PATHS = (STRONGLY_TYPED, FLAGS, DLA_IMPLICIT)
 HARDWARE_COMPAT = ("none", "ampere+")
 
 # Compute capabilities of NVIDIA's integrated (Tegra) GPUs: Nano 5.3, TX2 6.2, Xavier 7.2,

@@ -52,15 +52,6 @@ def import_tensorrt_rtx(purpose: str = "Building TensorRT-RTX engines", rerun: s
                           f"({'; '.join(errors)}).", hint=hint)
 
 
-def tensorrt_rtx_available() -> tuple[bool, str]:
-    """(True, version) when TensorRT-RTX imports here, else (False, why)."""
-    try:
-        trt = import_tensorrt_rtx()
-    except DependencyError as exc:
-        return False, str(exc)
-    return True, str(trt.__version__)
-
-
 # -- the library's own check, before an engine is deserialized ----------------------------------------
 def diagnostic_names(trt, bits: int) -> list[str]:
     """EngineInvalidityDiagnostics members set in ``bits`` (a bit mask)."""
