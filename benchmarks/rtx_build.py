@@ -43,7 +43,7 @@ def edgeport(*args: str, env: dict | None = None) -> tuple[float, subprocess.Com
     full["PYTHONPATH"] = str(REPO) + os.pathsep + full.get("PYTHONPATH", "")
     full.update(env or {})
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "exporter.cli", *args], cwd=REPO, env=full, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "edgeport.cli", *args], cwd=REPO, env=full, capture_output=True,
                           text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:

@@ -49,7 +49,7 @@ def golden_inputs(bundle: Path) -> np.ndarray:
 
 
 def write_repository(args, repo: Path) -> dict:
-    cmd = [args.edgeport_python, "-m", "exporter.cli", "triton", str(args.bundle), "--repository", str(repo),
+    cmd = [args.edgeport_python, "-m", "edgeport.cli", "triton", str(args.bundle), "--repository", str(repo),
            "--backend", "python", "--precision", args.precision, "--name", "bench",
            "--max-queue-delay-us", str(args.max_queue_delay_us), "--instances", str(args.instances), "-q"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
