@@ -185,25 +185,6 @@ class Bundle:
         return int(self.manifest.input.min_batch)
 
     @property
-    def input_shape(self) -> list:
-        """The input's shape as exported; the first axis is the dynamic batch (a name, e.g. "batch")."""
-        return list(self.manifest.input.shape)
-
-    @property
-    def output_shape(self) -> list:
-        """The output's shape as exported; the first axis is the dynamic batch."""
-        return list(self.manifest.output.shape)
-
-    @property
-    def input_dtype(self) -> str:
-        """numpy name of the input's element type (every artifact takes FP32 in and gives FP32 out)."""
-        return str(self.manifest.input.dtype)
-
-    @property
-    def output_dtype(self) -> str:
-        return str(self.manifest.output.dtype)
-
-    @property
     def max_batch(self) -> int:
         return int(self.manifest.input.max_batch)
 
@@ -227,21 +208,6 @@ class Bundle:
     def artifact_files(self) -> dict[str, str]:
         """{precision: file name} of every artifact the manifest lists (not checked: see artifact_path)."""
         return {p: entry.file for p, entry in self.manifest.artifacts.items()}
-
-    @property
-    def opset(self) -> int | None:
-        """The ONNX opset of the exported graphs."""
-        return self.manifest.opset
-
-    @property
-    def batch_range(self) -> tuple[int, int]:
-        """(smallest, largest) batch of the dynamic-batch graphs."""
-        return self.min_batch, self.max_batch
-
-    @property
-    def export_versions(self) -> dict[str, str]:
-        """Library versions at export time (python, torch, onnx, onnxruntime, ...)."""
-        return {str(k): str(v) for k, v in (self.manifest.versions or {}).items()}
 
     def calibration(self, precision: str = "int8") -> CalibrationInfo | None:
         """How the ``int8`` (TensorRT Q/DQ) or ``int8-cpu`` artifact was calibrated; None without it."""

@@ -85,12 +85,14 @@ class PageFacts:
     @classmethod
     def of(cls, bundle) -> "PageFacts":
         calibration = {p: bundle.calibration(p) for p in ("int8", "int8-cpu")}
-        return cls(folder=bundle.root.name, opset=bundle.opset, batch_range=bundle.batch_range,
+        m = bundle.manifest
+        return cls(folder=bundle.root.name, opset=m.opset, batch_range=(bundle.min_batch, bundle.max_batch),
                    input_name=bundle.input_name,
                    output_name=", ".join([f"{bundle.output_name} (classifier)"] + [o.name for o in bundle.outputs[1:]])
                    if len(bundle.outputs) > 1 else bundle.output_name,
                    preprocessing=bundle.preprocessing.to_dict(), artifacts=bundle.artifact_files,
-                   versions=bundle.export_versions, calibration={k: v for k, v in calibration.items() if v})
+                   versions={str(k): str(v) for k, v in (m.versions or {}).items()},
+                   calibration={k: v for k, v in calibration.items() if v})
 
 
 # -- latency ---------------------------------------------------------------------------------------

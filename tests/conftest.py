@@ -114,6 +114,23 @@ def trained_model(tmp_path_factory):
     return build_trained_model(tmp_path_factory.mktemp("trained_model"))
 
 
+@pytest.fixture(scope="session")
+def poor_calib(trained_model, tmp_path_factory) -> Path:
+    """The trained model's own calibration crops, preprocessed and clipped to [-1, 1]: ranges far
+    too small (a calibration that makes INT8 lose accuracy), as a .npy for --calib-data."""
+    import numpy as np
+
+    from exporter.calibration import load_calibration
+    from runtime.preprocess import Preprocessing
+
+    tm = trained_model
+    pre = Preprocessing(resize=round(tm.input_size / 0.875), crop=tm.input_size)
+    x = load_calibration(tm.calib, pre, (3, tm.input_size, tm.input_size)).inputs()
+    path = tmp_path_factory.mktemp("poor_calib") / "clipped.npy"
+    np.save(path, np.clip(x, -1.0, 1.0).astype(np.float32))
+    return path
+
+
 @pytest.fixture
 def copy_bundle(tmp_path):
     def copy(bundle: Path) -> Path:

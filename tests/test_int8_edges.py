@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from conftest import invoke
 
-from runtime.preprocess import Preprocessing
 
 TOLS = ("--tol", "int8.cosine_min=0.9", "--tol", "int8-cpu.cosine_min=0.9")
 
@@ -28,18 +27,6 @@ def _bundle(out: Path) -> Path:
 
 def _json(path: Path) -> dict:
     return json.loads(path.read_text())
-
-
-@pytest.fixture(scope="module")
-def clipped(trained_model, tmp_path_factory) -> Path:
-    from exporter.calibration import load_calibration
-
-    tm = trained_model
-    pre = Preprocessing(resize=round(tm.input_size / 0.875), crop=tm.input_size)
-    x = load_calibration(tm.calib, pre, (3, tm.input_size, tm.input_size)).inputs()
-    path = tmp_path_factory.mktemp("clipped") / "clipped.npy"
-    np.save(path, np.clip(x, -1.0, 1.0).astype(np.float32))
-    return path
 
 
 # -- options ---------------------------------------------------------------------------------------
@@ -132,14 +119,14 @@ def _count_calibrations(monkeypatch) -> list:
     return calls
 
 
-def test_cpu_int8_shares_the_calibration_and_the_budget(trained_model, clipped, tmp_path, monkeypatch):
+def test_cpu_int8_shares_the_calibration_and_the_budget(trained_model, poor_calib, tmp_path, monkeypatch):
     import onnx
     from onnx import numpy_helper
 
     monkeypatch.setenv("EDGEPORT_CACHE", str(tmp_path / "cache"))  # cold: this export calibrates
     calls = _count_calibrations(monkeypatch)
     out = tmp_path / "out"
-    result = invoke("export", *trained_model.export_args(), "--int8", "--calib-data", clipped, "--max-drop", "3",
+    result = invoke("export", *trained_model.export_args(), "--int8", "--calib-data", poor_calib, "--max-drop", "3",
                     *TOLS, "--engine", "no", "--output", out)
     assert result.exit_code == 0, result.output
     assert len(calls) == 1, calls  # one calibration pass for both INT8 artifacts
@@ -180,8 +167,8 @@ def test_cpu_int8_shares_the_calibration_and_the_budget(trained_model, clipped, 
         assert rows[precision]["passed"] and 100 * (1 - rows[precision]["top1_agreement"]) <= 3, rows[precision]
 
 
-def test_cpu_int8_that_misses_the_budget_stops_the_export_unless_skipped(trained_model, clipped, tmp_path):
-    args = (*trained_model.export_args(), "--int8", "--calib-data", clipped, "--max-drop", "3",
+def test_cpu_int8_that_misses_the_budget_stops_the_export_unless_skipped(trained_model, poor_calib, tmp_path):
+    args = (*trained_model.export_args(), "--int8", "--calib-data", poor_calib, "--max-drop", "3",
             "--max-float-layers", "2", "--tol", "int8.cosine_min=0.9", "--tol", "int8-cpu.cosine_min=0.9999",
             "--engine", "no")
     result = invoke("export", *args, "--output", tmp_path / "a")

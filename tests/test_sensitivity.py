@@ -25,7 +25,6 @@ import pytest
 from conftest import invoke
 
 from exporter.mixed_precision import search
-from runtime.preprocess import Preprocessing
 
 BUDGET = 0.5
 TOLS = ("--tol", "int8.cosine_min=0.95", "--tol", "int8-cpu.cosine_min=none")
@@ -39,19 +38,6 @@ def _bundle(out: Path) -> Path:
 
 def _json(path: Path) -> dict:
     return json.loads(path.read_text())
-
-
-@pytest.fixture(scope="module")
-def poor_calib(trained_model, tmp_path_factory) -> Path:
-    """The model's own calibration crops, preprocessed, clipped to [-1, 1]: tiny ranges."""
-    from exporter.calibration import load_calibration
-
-    tm = trained_model
-    pre = Preprocessing(resize=round(tm.input_size / 0.875), crop=tm.input_size)
-    x = load_calibration(tm.calib, pre, (3, tm.input_size, tm.input_size)).inputs()
-    path = tmp_path_factory.mktemp("poor_calib") / "clipped.npy"
-    np.save(path, np.clip(x, -1.0, 1.0).astype(np.float32))
-    return path
 
 
 def _export(tm, out: Path, *extra):

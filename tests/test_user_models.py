@@ -515,7 +515,7 @@ def test_python_api_takes_factory_args_and_non_square_grayscale(nets, tmp_path):
     result = edgeport.export(f"{nets}:needs_width", factory_args={"width": 3}, input_size=(20, 12), output=tmp_path,
                              engine="no", verify=False)
     b = result.open()
-    assert b.manifest.model.factory_args == {"width": 3} and b.input_shape == ["batch", 3, 20, 12]
+    assert b.manifest.model.factory_args == {"width": 3} and b.input.shape == ["batch", 3, 20, 12]
     gray = edgeport.export(_module(nets, "gray"), input_size="16x24", mean=0.5, std=0.5, output=tmp_path / "g",
                            engine="no")
     assert gray.passed and gray.open().preprocessing.chw == (1, 16, 24)

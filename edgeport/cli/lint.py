@@ -28,22 +28,11 @@ _NOT_FOR_TENSORRT = {
 
 
 def _bundle_int8(folder: Path) -> Path:
-    """The TensorRT INT8 artifact of the bundle in ``folder`` (BundleError when there is none)."""
-    from runtime.bundle import MANIFEST, Bundle
-    from runtime.errors import BundleError
+    """The TensorRT INT8 artifact of the bundle in ``folder``, checked (Bundle.open names the
+    bundles inside a parent folder; a bundle without int8 says what it has)."""
+    from runtime.bundle import Bundle
 
-    if not (folder / MANIFEST).is_file():
-        inside = sorted(str(d) for d in folder.iterdir() if (d / MANIFEST).is_file()) if folder.is_dir() else []
-        raise BundleError(f"'{folder}' is a folder but not a bundle (it has no {MANIFEST}), so there is no "
-                          "INT8 artifact to lint in it.",
-                          hint=(f"Pass one of the bundles inside it: {', '.join(inside[:5])}." if inside else
-                                "Pass an .onnx file, or a bundle folder written by `edgeport export --int8`."))
-    b = Bundle.open(folder)
-    if "int8" not in b.precisions:
-        raise BundleError(f"Bundle '{folder}' has no INT8 Q/DQ artifact (model.int8.onnx) to lint; it has: "
-                          f"{', '.join(b.precisions) or 'none'}.",
-                          hint="Export with --int8 to add one, or pass the path of an .onnx file.")
-    return b.artifact_path("int8")
+    return Bundle.open(folder).artifact_path("int8")
 
 
 def _artifact_role(path: Path) -> str | None:

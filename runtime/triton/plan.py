@@ -210,8 +210,9 @@ def plan_entry(bundle: Bundle, options: TritonOptions, *, env=None, warn=None) -
     if len(bundle.outputs) > 1:
         notes.append(f"the bundle has {len(bundle.outputs)} outputs; this model serves the classifier output "
                      f"'{bundle.output_name}' only")
-    in_dims = _dims(bundle.input_shape, "an input", bundle)
-    out_dims = _dims(bundle.output_shape, "an output", bundle)
+    classifier = bundle.manifest.output
+    in_dims = _dims(bundle.input.shape, "an input", bundle)
+    out_dims = _dims(classifier.shape, "an output", bundle)
     classes = bundle.class_names
     if classes is not None and len(classes) != out_dims[-1]:
         raise BundleError(f"Bundle '{bundle.root}' names {len(classes)} classes for an output of {out_dims[-1]}.",
@@ -224,8 +225,8 @@ def plan_entry(bundle: Bundle, options: TritonOptions, *, env=None, warn=None) -
             str(options.threads)
     spec = ModelSpec(
         name=name, backend=options.backend, max_batch_size=max_batch,
-        input=Tensor(bundle.input_name, bundle.input_dtype, in_dims),
-        output=Tensor(bundle.output_name, bundle.output_dtype, out_dims, LABELS_FILE if classes else None),
+        input=Tensor(bundle.input_name, str(bundle.input.dtype), in_dims),
+        output=Tensor(classifier.name, str(classifier.dtype), out_dims, LABELS_FILE if classes else None),
         kind=options.resolved_kind, instances=options.instances,
         preferred_batch=tuple(sorted(set(options.preferred_batch))), max_queue_delay_us=options.max_queue_delay_us,
         parameters=parameters, warmup_file=WARMUP_FILE if options.warmup else None,
