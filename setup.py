@@ -3,7 +3,7 @@
 Their one source in the repository is the top-level calib_data/ folder (with make_sets.py, the
 recipe that made them, and README.md, their licenses). Package data must live inside a package,
 so build_py copies the images and README.md into the built package as exporter/assets/calib/,
-where exporter/calibration.py looks first. Nothing is copied in the source tree, so the two
+where exporter/int8/calibration.py looks first. Nothing is copied in the source tree, so the two
 can never drift apart in git. Editable installs and checkouts read calib_data/ directly.
 Everything else is configured in pyproject.toml.
 """

@@ -1,9 +1,9 @@
 """What the INT8 engine is made of: the table of docs/int8.md ("Engine composition"), per bundle.
 
 For every bundle given and each of its ONNX artifacts (fp16, int8; fp32 with --fp32), this
-lints the Q/DQ graph (runtime/qdq_lint.py), parses and builds it with NVIDIA's TensorRT-RTX
+lints the Q/DQ graph (runtime/graph/qdq_lint.py), parses and builds it with NVIDIA's TensorRT-RTX
 (strongly typed, CPU-only ahead-of-time, batch profile 1/8/32 as in issue 11), reads the
-builder's layer information (runtime/trt/layers.py) and prints one row: layers, tensors
+builder's layer information (runtime/engines/layers.py) and prints one row: layers, tensors
 Float / Half / Int8 (every input, constant and output the layer information lists), compute
 layers reading INT8 / FP16 / FP32, weights and activation memory (MB = 1e6 bytes), build
 seconds, and the centered cosine min against PyTorch that ``edgeport verify`` wrote in the
@@ -111,8 +111,8 @@ def measure(trt, bundle: Path, precision: str, path: Path | None = None, label: 
     """One artifact: lint, NVIDIA's parse + build, the layer information, the recorded accuracy."""
     from qdq_cases import aot_probe
 
-    from runtime.qdq_lint import lint_model
-    from runtime.trt.layers import summarize_build_log
+    from runtime.graph.qdq_lint import lint_model
+    from runtime.engines.layers import summarize_build_log
 
     path = path or bundle / FILES[precision]
     row = {"bundle": bundle.name, "precision": precision, "file": label or path.name}

@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from runtime.machine import describe_machine, load_average
-    from runtime.trt.rtx import import_tensorrt_rtx
+    from runtime.engines.rtx import import_tensorrt_rtx
 
     rtx = import_tensorrt_rtx("benchmarks/rtx_build.py")
     machine = describe_machine()

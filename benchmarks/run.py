@@ -85,7 +85,7 @@ def export_bundles(workdir: Path, models, reuse: bool) -> dict[str, Path]:
 def torch_model(model: str, threads: int):
     import torch
 
-    from exporter.models import ModelRequest, build_model
+    from exporter.models.registry import ModelRequest, build_model
 
     torch.set_num_threads(threads)
     built = build_model(ModelRequest(model=model, weights="none"))

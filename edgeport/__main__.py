@@ -1,5 +1,5 @@
 """``python -m edgeport ARGS`` is ``edgeport ARGS``."""
 
-from .cli import main
+from edgeport.cli import main
 
 main()

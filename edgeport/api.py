@@ -64,7 +64,7 @@ def export(model, *, output: str | Path = "exports", name: str | None = None, we
     are here), ``yes`` or ``no``. ``int8_cpu=False`` (with ``int8``): no model.int8-cpu.onnx.
     ``force``: replace ``output/<name>`` even when it holds another model (docs/api.md, re-exporting).
     """
-    from exporter.models import ModelRequest
+    from exporter.models.registry import ModelRequest
     from exporter.pipeline import ExportConfig, run_export
     from runtime.compare import parse_tolerances
 
@@ -135,7 +135,7 @@ def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provide
         accuracy = None
         if dataset is not None:
             from runtime.labeled import AccuracyConfig, evaluate_accuracy, merge_accuracy
-            from runtime.report import load_report
+            from runtime.report.summary import load_report
 
             accuracy = evaluate_accuracy(b, dataset, AccuracyConfig(precisions=config.precisions, target=target,
                                                                     batch=batch), log=console.log)
@@ -143,7 +143,7 @@ def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provide
                 sections["accuracy"] = merge_accuracy(load_report(b).get("accuracy"), accuracy)
         reports = []
         if write_report:
-            from runtime.report import write_reports
+            from runtime.report.summary import write_reports
 
             write_reports(b, comparisons, sections=sections)
             reports = [b.report_path(s) for s in ("json", "md", "html")]
@@ -252,10 +252,10 @@ def predict(bundle, images: Sequence[str | Path], precision: str = "fp32", *, ba
 def build(bundle, precisions=("all",), *, progress: Progress = None, **options) -> list:
     """Build TensorRT engines for ``bundle`` on this machine, or TensorRT-RTX engines on any
     x86_64 machine (``runtime="tensorrt-rtx"``, ``compute_capabilities=("8.6",)``); returns
-    runtime.trt.build.BuiltEngine per engine. ``options`` are runtime.trt.build.BuildOptions
+    runtime.engines.build.BuiltEngine per engine. ``options`` are runtime.engines.build.BuildOptions
     fields (``max_batch``, ``workspace_mib``, ``dla_core``, ``hardware_compat``, ``runtime``, ...)."""
     from runtime import console
-    from runtime.trt.build import BuildOptions, build_engines
+    from runtime.engines.build import BuildOptions, build_engines
 
     known = {f.name for f in dataclasses.fields(BuildOptions)} - {"precisions"}
     unknown = sorted(set(options) - known)

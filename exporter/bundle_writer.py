@@ -131,7 +131,7 @@ class StagedBundle:
 def prepare_output(out_dir: Path) -> None:
     """Create the output folder and check it is writable and not itself a bundle (called early,
     before slow work)."""
-    from .reexport import check_not_a_bundle
+    from exporter.reexport import check_not_a_bundle
 
     out_dir = Path(out_dir)
     check_not_a_bundle(out_dir)

@@ -71,7 +71,7 @@ def folder_images(folder: str | Path, pre: Preprocessing, limit: int) -> GoldenI
 
 def array_inputs(path: Path, pre: Preprocessing, limit: int) -> GoldenImages:
     """Preprocessed tensors (N x C x H x W float, normalized) as the golden inputs."""
-    from .calibration import load_array
+    from exporter.int8.calibration import load_array
 
     arr = load_array(path, pre.chw, limit, "input", option="--golden-data")
     names = [f"{path.name}[{i}]" for i in range(len(arr))]
@@ -81,10 +81,10 @@ def array_inputs(path: Path, pre: Preprocessing, limit: int) -> GoldenImages:
 def reference_outputs(module, inputs: np.ndarray, what: str, input_name: str,
                       batch: int = 8) -> list[tuple[str, np.ndarray]]:
     """PyTorch FP32 outputs for normalized NCHW inputs: (name, array) of every output, in the
-    model's order (exporter/outputs.py names and checks them)."""
+    model's order (exporter/models/outputs.py names and checks them)."""
     import torch
 
-    from .outputs import check_output_values, flatten
+    from exporter.models.outputs import check_output_values, flatten
 
     parts: dict[str, list] = {}
     names: list[str] | None = None

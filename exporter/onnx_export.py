@@ -19,7 +19,7 @@ def export_onnx(module, input_chw, opset: int = DEFAULT_OPSET, output_names: lis
     """Trace ``module`` to an ONNX ModelProto with a symbolic batch dimension.
 
     ``input_chw``: (channels, height, width) of one input (an int N means 3 x N x N).
-    ``output_names``: one name per output the module returns, in its order (exporter/outputs.py);
+    ``output_names``: one name per output the module returns, in its order (exporter/models/outputs.py);
     every output gets the dynamic batch axis."""
     import torch
 

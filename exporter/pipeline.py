@@ -19,7 +19,7 @@ from runtime.bundle import GOLDEN, Bundle
 from runtime.errors import UsageError
 from runtime.manifest import Fp16Range, GoldenInfo, InputSpec, Manifest, ModelInfo, OutputSpec, WeightsInfo
 
-from .models import ModelRequest
+from exporter.models.registry import ModelRequest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +42,7 @@ class ExportConfig:
     class_names: tuple[str, ...] | None = None  # --class-names FILE; overrides the weights' categories
     engine: str = "auto"  # auto|yes|no: TensorRT engines right after the export (same default as the CLI)
     # --max-drop: INT8 accuracy budget in points; the most sensitive layers leave INT8 until it holds
-    # (exporter/mixed_precision.py). --labeled-data: labeled held-out images to judge it on.
+    # (exporter/int8/mixed_precision.py). --labeled-data: labeled held-out images to judge it on.
     max_drop: float | None = None
     budget_data: Path | None = None
     fallback_precision: str | None = None  # fp16 (default) | fp32: precision of the layers kept out of INT8
@@ -59,7 +59,7 @@ class ExportResult:
     bundle: Path
     comparisons: list  # runtime.compare.Comparison per artifact (empty with verify=False)
     timings: dict  # seconds per stage
-    engines: list = dataclasses.field(default_factory=list)  # runtime.trt.build.BuiltEngine
+    engines: list = dataclasses.field(default_factory=list)  # runtime.engines.build.BuiltEngine
     engine_hint: str | None = None  # why no engines were built, and the command to run on the target
 
     @property
@@ -109,19 +109,19 @@ def _check_config(config: ExportConfig) -> None:
                          "(TensorRT 8.6 parses up to 17; static INT8 quantization needs < 21).")
     if config.engine not in ("auto", "yes", "no"):
         raise UsageError(f"engine must be auto, yes or no, got {config.engine!r}.")
-    from .int8_options import check_options
+    from exporter.int8.options import check_options
 
     check_options(config)
     if config.max_drop is not None or config.budget_data is not None or config.fallback_precision is not None \
             or config.max_float_layers is not None:
-        from .mixed_precision import check_config
+        from exporter.int8.mixed_precision import check_config
 
         check_config(config)
 
 
 def _opset(config: ExportConfig, built) -> int:
     """--opset for a PyTorch model (default 17); a given ONNX graph keeps its own."""
-    from .onnx_export import DEFAULT_OPSET
+    from exporter.onnx_export import DEFAULT_OPSET
 
     if built.onnx_model is None:
         return config.opset or DEFAULT_OPSET
@@ -159,9 +159,9 @@ def _base_manifest(config: ExportConfig, built, name: str, ref, params: int | No
 
 def _onnx_graph(config: ExportConfig, built, ref, timings: dict):
     """The FP32 graph: torch.onnx.export of a PyTorch model (outputs named, the classifier moved
-    first), or the given ONNX graph as prepared by exporter/onnx_model.py."""
-    from .onnx_export import export_onnx
-    from .outputs import reorder_graph_outputs
+    first), or the given ONNX graph as prepared by exporter/models/onnx_file.py."""
+    from exporter.onnx_export import export_onnx
+    from exporter.models.outputs import reorder_graph_outputs
 
     if built.onnx_model is not None:
         return built.onnx_model
@@ -174,8 +174,8 @@ def _onnx_graph(config: ExportConfig, built, ref, timings: dict):
 
 def _add_graphs(staged, config: ExportConfig, built, ref, timings: dict):
     """model.onnx (simplified) and model.fp16.onnx; returns (onnx model, simplify stats, fp16 range)."""
-    from .bundle_writer import guard_disk
-    from .onnx_export import fp16_range_check, save, simplify, to_fp16
+    from exporter.bundle_writer import guard_disk
+    from exporter.onnx_export import fp16_range_check, save, simplify, to_fp16
 
     model = _onnx_graph(config, built, ref, timings)
     simplify_stats = None
@@ -202,8 +202,8 @@ def _add_graphs(staged, config: ExportConfig, built, ref, timings: dict):
 def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, ref,
               timings: dict) -> dict:
     """The INT8 artifacts (TensorRT Q/DQ, budget, CPU U8S8) into ``manifest``; returns report sections."""
-    from .int8_options import warn_few_samples
-    from .quantize import add_int8
+    from exporter.int8.options import warn_few_samples
+    from exporter.int8.quantize import add_int8
 
     with _Stage(timings, "int8", "calibrating and quantizing to INT8 (Q/DQ)"):
         manifest.artifacts["int8"], manifest.int8 = add_int8(staged, manifest, model, built, config)
@@ -211,7 +211,7 @@ def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, re
     sections: dict = {}
     budget = None
     if config.max_drop is not None:
-        from .mixed_precision import apply_budget, budget_data_for
+        from exporter.int8.mixed_precision import apply_budget, budget_data_for
 
         with _Stage(timings, "int8_budget", f"fitting INT8 to the accuracy budget (--max-drop {config.max_drop:g})"):
             data = budget_data_for(config, manifest, built.preprocessing, ref.inputs, ref.outputs, ref.gold.source)
@@ -222,7 +222,7 @@ def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, re
                     "than FP32 there)")
         return sections
 
-    from .cpu_int8 import add_int8_cpu  # model.int8-cpu.onnx: the INT8 graph ORT CPU runs fast
+    from exporter.int8.cpu_int8 import add_int8_cpu  # model.int8-cpu.onnx: the INT8 graph ORT CPU runs fast
 
     with _Stage(timings, "int8_cpu", "quantizing for ONNX Runtime CPU (U8S8 Q/DQ, model.int8-cpu.onnx)"):
         manifest.artifacts["int8-cpu"], manifest.int8_cpu = add_int8_cpu(staged, manifest, model, built, config,
@@ -232,10 +232,10 @@ def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, re
 
 def _verify_staged(staged, config: ExportConfig, sections: dict, timings: dict, reference: str) -> list:
     """Verify the staged bundle on ONNX Runtime CPU and write its reports; returns the comparisons."""
-    from runtime.report import write_reports
+    from runtime.report.summary import write_reports
     from runtime.verify import VerifyConfig, verify_bundle
 
-    from .bundle_writer import guard_disk
+    from exporter.bundle_writer import guard_disk
 
     with _Stage(timings, "verify", f"verifying every artifact against {reference} on ONNX Runtime CPU"):
         b = Bundle.open(staged.staging)
@@ -250,15 +250,15 @@ def run_export(config: ExportConfig) -> ExportResult:
     """Export ``config.request`` to a verified bundle under ``config.output`` (see the module docstring)."""
     from runtime.errors import require
 
-    from .bundle_writer import prepare_output
-    from .models import build_model, check_request, is_onnx_model
+    from exporter.bundle_writer import prepare_output
+    from exporter.models.registry import build_model, check_request, is_onnx_model
 
     _check_config(config)
     check_request(config.request)  # a typo is a usage error, before seconds of importing torch
     if not is_onnx_model(config.request.model):  # an ONNX model is exported without torch
         require("torch", purpose="edgeport export", install="pip install 'edgeport[export]'")
     if config.engine == "yes":
-        from runtime.trt.build import require_engine_support
+        from runtime.engines.build import require_engine_support
 
         require_engine_support()  # fail before a minutes-long export, not after it
     prepare_output(config.output)  # fail fast, before loading the model
@@ -275,8 +275,8 @@ def run_export(config: ExportConfig) -> ExportResult:
 
 def _precheck_replace(config: ExportConfig) -> None:
     """A re-export's refusals that need no loaded model (exporter/reexport.py), before loading it."""
-    from .models import REGISTRY
-    from .reexport import Identity, precheck
+    from exporter.models.registry import REGISTRY
+    from exporter.reexport import Identity, precheck
 
     entry = REGISTRY.get(config.request.model) if isinstance(config.request.model, str) else None
     identity = Identity(entry.family, entry.name, None) if entry else None
@@ -287,11 +287,11 @@ def _export_built(config: ExportConfig, built, timings: dict) -> ExportResult:
     """Everything after the model is loaded: reference outputs, the staged bundle, verification."""
     from runtime.preprocess import format_hw
 
-    from .bundle_writer import StagedBundle, guard_disk
-    from .models import count_macs
-    from .onnx_export import INPUT_NAME
-    from .reference import compute_reference
-    from .reexport import Identity, carry_over, check_replace
+    from exporter.bundle_writer import StagedBundle, guard_disk
+    from exporter.models.registry import count_macs
+    from exporter.onnx_export import INPUT_NAME
+    from exporter.reference import compute_reference
+    from exporter.reexport import Identity, carry_over, check_replace
 
     pre = built.preprocessing
     name = config.name or built.name
@@ -355,6 +355,6 @@ def _engines_after_export(final: Path, config: ExportConfig, comparisons: list) 
         return [], None
     if not all(c.passed for c in comparisons):
         return [], "TensorRT engines were not built because the verification failed."
-    from runtime.trt.build import export_engines
+    from runtime.engines.build import export_engines
 
     return export_engines(final, config.engine, log=console.log, warn=console.warn)

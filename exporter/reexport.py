@@ -36,7 +36,7 @@ from pathlib import Path
 from runtime import console
 from runtime.bundle import GOLDEN, MANIFEST, Bundle
 from runtime.errors import BundleError, EdgeportError, UsageError
-from runtime.trt.sidecar import read_sidecar
+from runtime.engines.sidecar import read_sidecar
 
 EXPORT_FILES = (MANIFEST, GOLDEN, "calibration.json", "calib.cache", "report.json", "report.md", "report.html")
 ENGINE_SUFFIX = ".engine"

@@ -1,6 +1,6 @@
 """The reference outputs of the golden set: PyTorch FP32 for a PyTorch model, ONNX Runtime FP32
 (CPU) for a given ONNX graph. This forward pass also proves that the model takes the input
-layout (channels, height x width) and tells which outputs it returns (exporter/outputs.py).
+layout (channels, height x width) and tells which outputs it returns (exporter/models/outputs.py).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Reference:
 
 
 def golden_set(config, pre):
-    from . import golden as G
+    from exporter import golden as G
 
     if config.verify_data:
         return G.folder_images(config.verify_data, pre, config.verify_samples)
@@ -43,9 +43,9 @@ def golden_set(config, pre):
 
 
 def _run_torch(config, built, inputs) -> tuple[list, list]:
-    from . import golden as G
-    from .onnx_export import INPUT_NAME
-    from .outputs import classifier_first, classifier_position
+    from exporter import golden as G
+    from exporter.onnx_export import INPUT_NAME
+    from exporter.models.outputs import classifier_first, classifier_position
 
     pre = built.preprocessing
     try:
@@ -65,7 +65,7 @@ def _run_torch(config, built, inputs) -> tuple[list, list]:
 
 
 def _run_onnx(config, built, inputs) -> tuple[list, list]:
-    from .onnx_model import check_batch_independent, reference_outputs
+    from exporter.models.onnx_file import check_batch_independent, reference_outputs
 
     batch = min(8, config.max_batch)
     pairs = reference_outputs(built.onnx_model, inputs, batch=batch, batch_fixed=built.batch_fixed)
@@ -77,7 +77,7 @@ def _run_onnx(config, built, inputs) -> tuple[list, list]:
 
 def compute_reference(config, built) -> Reference:
     """Reference outputs of every model output on the golden set, checked against the options."""
-    from .outputs import check_classifier
+    from exporter.models.outputs import check_classifier
 
     pre = built.preprocessing
     gold = golden_set(config, pre)

@@ -26,9 +26,9 @@ from typing import Callable
 
 import numpy as np
 
-from .bundle import Bundle
-from .errors import UsageError
-from .runners import Target, open_runner, select_precisions
+from runtime.bundle import Bundle
+from runtime.errors import UsageError
+from runtime.runners import Target, open_runner, select_precisions
 
 DEFAULT_WARMUP = 10
 DEFAULT_DURATION_S = 3.0  # when neither --iterations nor --duration is given
@@ -131,7 +131,7 @@ def _gpu_description(backend: str, provider: str) -> str | None:
     if backend == "onnxruntime" and provider == "cpu":
         return None
     try:
-        from .trt.device import probe_gpu
+        from runtime.engines.device import probe_gpu
 
         gpu = probe_gpu()[0]
     except Exception:  # noqa: BLE001 - a description must never fail a benchmark
@@ -142,8 +142,8 @@ def _gpu_description(backend: str, provider: str) -> str | None:
 def run_benchmarks(bundle: Bundle, config: BenchConfig, log: Callable[[str], None] = lambda s: None,
                    warn: Callable[[str], None] | None = None) -> dict:
     """Time every selected artifact at every batch size; returns {"machine": ..., "results": [...]}."""
-    from .machine import describe_machine, load_average
-    from .precision import int8_cpu_warning
+    from runtime.machine import describe_machine, load_average
+    from runtime.precision import int8_cpu_warning
 
     config.validate()
     target = config.target
@@ -190,7 +190,7 @@ def _result_key(r: dict) -> tuple:
 def merge_benchmarks(old: dict | list | None, new: dict, log: Callable[[str], None] = lambda s: None) -> dict:
     """The report's ``benchmarks`` section after ``new``: same-key results replaced, other
     machines' results dropped (not comparable), the machine of the newest run kept."""
-    from .machine import machine_fingerprint
+    from runtime.machine import machine_fingerprint
 
     old_results: list = []
     old_machine = None
@@ -210,7 +210,7 @@ def merge_benchmarks(old: dict | list | None, new: dict, log: Callable[[str], No
 
 def write_benchmarks(bundle: Bundle, run: dict, log: Callable[[str], None] = lambda s: None) -> dict:
     """Merge ``run`` into report.json and redraw report.md/.html; returns the merged section."""
-    from .report import REPORT_VERSION, load_report, save_report
+    from runtime.report.summary import REPORT_VERSION, load_report, save_report
 
     report = load_report(bundle)
     report.setdefault("report_version", REPORT_VERSION)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BundleError
-from .fsutil import sha256_file
-from .manifest import MANIFEST, SCHEMA_VERSION, FileEntry, InputSpec, Manifest, OutputSpec, check_class_names
-from .preprocess import Preprocessing
+from runtime.errors import BundleError
+from runtime.fsutil import sha256_file
+from runtime.manifest import MANIFEST, SCHEMA_VERSION, FileEntry, InputSpec, Manifest, OutputSpec, check_class_names
+from runtime.preprocess import Preprocessing
 
 __all__ = ["Bundle", "Golden", "MANIFEST", "GOLDEN", "SCHEMA_VERSION", "golden_key", "sha256_file"]
 
@@ -51,7 +51,7 @@ class Golden:
     def inputs(self, pre: Preprocessing) -> np.ndarray:
         if self.arrays is not None:
             return np.ascontiguousarray(self.arrays, dtype=np.float32)
-        from .preprocess import normalize
+        from runtime.preprocess import normalize
 
         return normalize(self.images, pre)
 
@@ -286,7 +286,7 @@ class Bundle:
         ``precision``: fp32, fp16, int8 (the INT8 graph that suits the target: model.int8-cpu.onnx
         on ONNX Runtime CPU unless ``qdq``), int8-cpu. ``backend``: onnxruntime or tensorrt.
         """
-        from .runners import Target, open_runner
+        from runtime.runners import Target, open_runner
 
         return open_runner(self, precision, Target(backend=backend, provider=provider, threads=threads, qdq=qdq))
 

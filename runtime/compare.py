@@ -18,7 +18,7 @@ import dataclasses
 
 import numpy as np
 
-from .errors import UsageError
+from runtime.errors import UsageError
 
 
 @dataclasses.dataclass(frozen=True)

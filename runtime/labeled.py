@@ -26,10 +26,10 @@ from typing import Callable
 
 import numpy as np
 
-from .bundle import Bundle
-from .errors import EdgeportError, UsageError
-from .preprocess import IMAGE_EXTENSIONS, list_images, load_folder, normalize
-from .runners import Target, open_runner, resolve, select_precisions
+from runtime.bundle import Bundle
+from runtime.errors import EdgeportError, UsageError
+from runtime.preprocess import IMAGE_EXTENSIONS, list_images, load_folder, normalize
+from runtime.runners import Target, open_runner, resolve, select_precisions
 
 REFERENCE_BACKEND = ("onnxruntime", "cpu")
 CHUNK = 64  # images decoded at a time (memory bound: CHUNK x channels x height x width floats)
@@ -223,7 +223,7 @@ def evaluate_accuracy(bundle: Bundle, dataset: LabeledSet, config: AccuracyConfi
                       log: Callable[[str], None] = lambda s: None) -> dict:
     """Top-1/top-5 of the reference (FP32 ONNX on ONNX Runtime CPU) and of every selected
     artifact on ``config.backend``/``provider``; returns report.json's ``accuracy`` section."""
-    from .verify import default_batch
+    from runtime.verify import default_batch
 
     target = config.target
     precisions = select_precisions(bundle, config.precisions, target)
@@ -298,8 +298,8 @@ def _open_runners(bundle: Bundle, precisions: list[str], target: Target, ref_key
 
 def _tally(bundle: Bundle, dataset: LabeledSet, runners: dict, ref_key: tuple, batch: int) -> tuple[dict, list]:
     """Stream the images in chunks through every runner; returns ({key: _Tally}, skipped files)."""
-    from . import console
-    from .verify import run_batched
+    from runtime import console
+    from runtime.verify import run_batched
 
     pre = bundle.preprocessing
     tallies = {k: _Tally() for k in runners}

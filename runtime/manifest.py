@@ -25,7 +25,7 @@ import types
 import typing
 from typing import Any
 
-from .errors import BundleError
+from runtime.errors import BundleError
 
 SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"

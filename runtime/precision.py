@@ -20,7 +20,7 @@ Rules (verify, bench and predict share them):
 
 from __future__ import annotations
 
-from .errors import UsageError
+from runtime.errors import UsageError
 
 CPU_INT8 = "int8-cpu"
 
@@ -83,7 +83,7 @@ def int8_cpu_warning(manifest, flags: set[str] | None = None) -> str | None:
     Such a graph was quantized on a VNNI machine (no reduce_range); on CPUs without an int8
     dot product ONNX Runtime's u8s8 kernels can saturate and lose accuracy.
     """
-    from .machine import has_vnni
+    from runtime.machine import has_vnni
 
     info = manifest.int8_cpu
     if info is not None and info.reduce_range is False and not has_vnni(flags):

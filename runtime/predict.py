@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import Bundle
-from .errors import EdgeportError, UsageError
-from .preprocess import load_image, normalize, resize_crop
-from .runners import Target, open_runner, select_precisions
+from runtime.bundle import Bundle
+from runtime.errors import EdgeportError, UsageError
+from runtime.preprocess import load_image, normalize, resize_crop
+from runtime.runners import Target, open_runner, select_precisions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +64,7 @@ def load_inputs(bundle: Bundle, images: list[str | Path]) -> np.ndarray:
 
 def predict(bundle: Bundle, images: list[str | Path], config: PredictConfig) -> list[dict]:
     """Top-k classes with softmax probabilities for each image, in the order given."""
-    from .verify import default_batch, run_batched
+    from runtime.verify import default_batch, run_batched
 
     if not images:
         raise UsageError("Pass at least one image.")

@@ -13,11 +13,11 @@ from typing import Callable
 
 import numpy as np
 
-from .bundle import Bundle
-from .compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare
-from .console import Progress
-from .errors import BundleError, UsageError
-from .runners import Target, open_runner, select_precisions
+from runtime.bundle import Bundle
+from runtime.compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare
+from runtime.console import Progress
+from runtime.errors import BundleError, UsageError
+from runtime.runners import Target, open_runner, select_precisions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,8 +135,8 @@ class VerifyResults(list):
 
 def _lint_into(results: VerifyResults, precision: str, path, log) -> None:
     """Lint a Q/DQ artifact; a violation fails its comparison (onnx missing: skipped, warned)."""
-    from .console import warn
-    from .qdq_lint import lint_artifact
+    from runtime.console import warn
+    from runtime.graph.qdq_lint import lint_artifact
 
     lint = lint_artifact(path, warn=warn)
     if lint is None:

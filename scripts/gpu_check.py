@@ -50,7 +50,7 @@ def run(args: list[str], log: Path, timeout: int = 3600) -> dict:
 def device_info() -> dict:
     """Versions and GPU, through the same probes edgeport uses."""
     sys.path.insert(0, str(REPO))
-    from runtime.trt import device
+    from runtime.engines import device
 
     info = {"host": platform.node(), "machine": platform.machine(), "python": platform.python_version()}
     ok, detail = device.tensorrt_available()

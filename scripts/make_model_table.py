@@ -1,7 +1,7 @@
-"""Regenerate exporter/model_table.py (what `edgeport models` prints) with torch and torchvision.
+"""Regenerate exporter/models/table.py (what `edgeport models` prints) with torch and torchvision.
 
-Run after changing the registry in exporter/models.py or upgrading torchvision:
-``.venv/bin/python scripts/make_model_table.py``. tests/test_cli_messages.py fails when the
+Run after changing the registry in exporter/models/registry.py or upgrading torchvision:
+``.venv/bin/python scripts/make_model_table.py``. tests/edgeport/test_cli_messages.py fails when the
 checked-in table is stale.
 """
 
@@ -28,7 +28,7 @@ def render(rows: list[dict]) -> str:
 
 def main() -> None:
     sys.path.insert(0, str(REPO))
-    from exporter.models import compute_model_rows
+    from exporter.models.registry import compute_model_rows
 
     TABLE.write_text(render(compute_model_rows()))
     print(f"wrote {TABLE}")

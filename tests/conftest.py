@@ -32,7 +32,7 @@ def offline_env(tmp_path_factory):
     os.environ["TORCH_HOME"] = str(home)
     for k in ("https_proxy", "http_proxy", "HTTPS_PROXY", "HTTP_PROXY"):
         os.environ[k] = "http://127.0.0.1:9"
-    # INT8 calibration ranges are cached between exports (exporter/quantize.py): never in ~/.cache.
+    # INT8 calibration ranges are cached between exports (exporter/int8/quantize.py): never in ~/.cache.
     saved["EDGEPORT_CACHE"] = os.environ.get("EDGEPORT_CACHE")
     os.environ["EDGEPORT_CACHE"] = str(tmp_path_factory.mktemp("edgeport_cache"))
     yield home
@@ -67,7 +67,7 @@ def invoke(*args: str):
 def edit_manifest(root, change) -> None:
     """Apply ``change(dict)`` to ROOT/manifest.json and re-seal its digest, as a new export would
     (tests that simulate a re-export or an older bundle; a hand edit without re-sealing is
-    refused by Bundle.open, which tests/test_manifest.py checks)."""
+    refused by Bundle.open, which tests/runtime/test_manifest.py checks)."""
     import json
 
     from runtime.manifest import Manifest
@@ -120,7 +120,7 @@ def poor_calib(trained_model, tmp_path_factory) -> Path:
     too small (a calibration that makes INT8 lose accuracy), as a .npy for --calib-data."""
     import numpy as np
 
-    from exporter.calibration import load_calibration
+    from exporter.int8.calibration import load_calibration
     from runtime.preprocess import Preprocessing
 
     tm = trained_model
@@ -232,7 +232,7 @@ def color_bundle(tmp_path_factory, exported):
     import numpy as np
     import torch
 
-    from exporter.models import load_user_factory
+    from exporter.models.registry import load_user_factory
     from runtime.preprocess import Preprocessing, normalize, resize_crop
 
     work = tmp_path_factory.mktemp("color_model")
@@ -308,7 +308,7 @@ def _rtx_missing_reason() -> str | None:
     import platform
 
     try:
-        from runtime.trt.rtx import import_tensorrt_rtx
+        from runtime.engines.rtx import import_tensorrt_rtx
 
         import_tensorrt_rtx()
     except Exception as exc:  # noqa: BLE001 - DependencyError, or a broken native install

@@ -1,4 +1,4 @@
-"""Small hand-made Q/DQ graphs for tests/test_lint_vs_parser.py: good ones and bad ones.
+"""Small hand-made Q/DQ graphs for tests/runtime/test_lint_vs_parser.py: good ones and bad ones.
 
 Each builder returns an ONNX ModelProto of a few nodes (input N x C x 8 x 8, dynamic batch),
 written with onnx.helper so that every quantization parameter is exactly what the case says.
@@ -296,7 +296,7 @@ def opset10_per_tensor():
 def import_rtx():
     """NVIDIA's TensorRT-RTX module, or (None, why) where it does not import (aarch64, no wheel)."""
     from runtime.errors import DependencyError
-    from runtime.trt.rtx import import_tensorrt_rtx
+    from runtime.engines.rtx import import_tensorrt_rtx
 
     try:
         return import_tensorrt_rtx("The lint-vs-parser checks"), ""
@@ -305,7 +305,7 @@ def import_rtx():
 
 
 def aot_probe(trt, path, batches=(1, 2, 4)):
-    """Parse and build ``path`` through edgeport's own builder (runtime/trt/builder.py, the code
+    """Parse and build ``path`` through edgeport's own builder (runtime/engines/builder.py, the code
     `edgeport build --runtime tensorrt-rtx` runs): strongly typed, CPU-only AOT, VERBOSE log and
     DETAILED profiling verbosity, a batch profile over the first input's dynamic dimension.
 
@@ -315,8 +315,8 @@ def aot_probe(trt, path, batches=(1, 2, 4)):
     import onnx
 
     from runtime.errors import EdgeportError
-    from runtime.trt.builder import build_serialized
-    from runtime.trt.policy import TrtVersion, default_workspace_mib, plan_rtx_build
+    from runtime.engines.builder import build_serialized
+    from runtime.engines.policy import TrtVersion, default_workspace_mib, plan_rtx_build
 
     graph_input = onnx.load(str(path), load_external_data=False).graph.input[0]
     dims = [d.dim_value if d.HasField("dim_value") else -1 for d in graph_input.type.tensor_type.shape.dim]

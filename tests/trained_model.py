@@ -30,7 +30,7 @@ TRAIN_PER_CLASS, HELDOUT_PER_CLASS, CALIB_PER_CLASS = 100, 10, 8
 SEEDS = {"train": 1, "heldout": 2, "calib": 3}
 
 MODEL_SOURCE = '''"""Test model: SeedResNet (seed article BasicBlock), width 16, one block per stage."""
-from exporter.seed_models import SeedResNet
+from exporter.models.seed import SeedResNet
 
 
 def build(num_classes=7):
@@ -113,7 +113,7 @@ def build_trained_model(folder: Path, epochs: int = 6) -> TrainedModel:
     x = torch.from_numpy(tensors([im for _, im in sets["train"]]))
     y = torch.tensor([c for c, _ in sets["train"]])
     (folder / "model.py").write_text(MODEL_SOURCE)
-    from exporter.seed_models import SeedResNet
+    from exporter.models.seed import SeedResNet
 
     torch.manual_seed(0)
     model = SeedResNet(num_blocks=(1, 1, 1, 1), num_classes=len(classes), width=16)

@@ -7,7 +7,7 @@ the real enums with the real values; its classes have a member exactly when the 
 of that release has it (others raise AttributeError, as do unknown attribute names set on
 config objects, which have no ``__dict__`` in the real bindings); methods take the real
 parameter names; hooks a Python subclass must implement (calibrators) are the real pure
-virtual ones. tests/test_trt_fake_api.py checks all of that against the JSON.
+virtual ones. tests/runtime/engines/test_trt_fake_api.py checks all of that against the JSON.
 
 Behaviour is the fake's own: every call is recorded in ``trt.calls``; the "engine" computes
 ``logits = 2 * x.reshape(n, -1)[:, :classes]`` (see fake_logits), reading its input from and
@@ -470,7 +470,7 @@ class ICudaEngine(_Object):
 
     def create_runtime_config(self) -> "IRuntimeConfig":
         # Real on 10.x/11.x (and TensorRT-RTX); edgeport calls it only for TensorRT-RTX's runtime
-        # cache (runtime/trt/rtx.py), which no fake-based test reaches.
+        # cache (runtime/engines/rtx.py), which no fake-based test reaches.
         raise NotImplementedError("the fake tensorrt has no IRuntimeConfig")
 
 

@@ -43,7 +43,7 @@ class EdgeportGroup(click.Group):
             click.echo("edgeport: interrupted; nothing half-written was left behind.", err=True)
             ctx.exit(130)
         except BrokenPipeError:
-            from .options import drop_stdout
+            from edgeport.cli.options import drop_stdout
 
             drop_stdout()  # stdout closed early (`| head`): the work is done, end quietly
             ctx.exit(0)
@@ -85,14 +85,14 @@ def cli(debug: bool, quiet: bool):
 
 def _register() -> None:
     """The command table: every command, in the order --help lists them."""
-    from .bench import bench
-    from .build import build
-    from .export import export, models
-    from .lint import lint
-    from .report import predict, report
-    from .sensitivity import sensitivity
-    from .triton import triton
-    from .verify import verify
+    from edgeport.cli.bench import bench
+    from edgeport.cli.build import build
+    from edgeport.cli.export import export, models
+    from edgeport.cli.lint import lint
+    from edgeport.cli.report import predict, report
+    from edgeport.cli.sensitivity import sensitivity
+    from edgeport.cli.triton import triton
+    from edgeport.cli.verify import verify
 
     for command in (export, models, verify, build, bench, predict, report, triton, lint, sensitivity):
         cli.add_command(command)

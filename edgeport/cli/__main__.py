@@ -1,5 +1,5 @@
 """``python -m edgeport.cli ARGS`` is ``edgeport ARGS``."""
 
-from . import main
+from edgeport.cli import main
 
 main()

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import batch_option, common_options, json_option, out, out_json, precision_option, target_kwargs, \
-    target_options
+from edgeport.cli.options import (batch_option, common_options, json_option, out, out_json, precision_option, target_kwargs, target_options)
 
 
 @click.command()
@@ -38,9 +37,9 @@ def bench(bundle, precisions, backend, provider, threads, qdq, batches, warmup, 
     from runtime.machine import describe_machine_line
     from runtime.bundle import Bundle
     from runtime.errors import UsageError
-    from runtime.report import render_table
+    from runtime.report.summary import render_table
 
-    from ..api import benchmark
+    from edgeport.api import benchmark
 
     if iterations is not None and duration is not None:
         raise UsageError("Pass --iterations N or --duration SECONDS, not both.")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .options import common_options, json_option, out, out_json, precision_option
+from edgeport.cli.options import common_options, json_option, out, out_json, precision_option
 
 # int8-cpu (ONNX Runtime's U8S8 Q/DQ graph) is never built by TensorRT.
 BUILD_PRECISIONS = ("fp32", "fp16", "int8", "all")
@@ -67,9 +67,9 @@ def build(bundle, runtime, compute_capabilities, runtime_cache, no_runtime_cache
     """
     from runtime.bundle import Bundle
     from runtime.errors import UsageError
-    from runtime.report import render_table
+    from runtime.report.summary import render_table
 
-    from ..api import build as run_build
+    from edgeport.api import build as run_build
 
     if timing_cache is not None and no_timing_cache:
         raise UsageError("--timing-cache and --no-timing-cache contradict each other; pass one.")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import AliasOption, common_options, comparisons_table, json_option, out, out_json
+from edgeport.cli.options import AliasOption, common_options, comparisons_table, json_option, out, out_json
 
 
 def _per_channel(ctx, param, value):
@@ -129,9 +129,9 @@ def export(model, factory_args, weights, trust_checkpoint, num_classes, input_si
     from runtime.errors import EXIT_CHECK_FAILED
     from runtime.labeled import read_class_names
 
-    from exporter.factories import parse_factory_args
+    from exporter.models.factories import parse_factory_args
 
-    from ..api import export as run_export
+    from edgeport.api import export as run_export
 
     class_names = read_class_names(class_names_file) if class_names_file else None
     result = run_export(
@@ -170,7 +170,7 @@ def export(model, factory_args, weights, trust_checkpoint, num_classes, input_si
 @common_options
 def models(as_json):
     """List the built-in models: parameters, GMACs, input size and weights."""
-    from exporter.models import list_models  # a precomputed table: no torch import
+    from exporter.models.registry import list_models  # a precomputed table: no torch import
 
     rows = list_models()
     if as_json:

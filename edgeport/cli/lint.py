@@ -1,4 +1,4 @@
-"""`edgeport lint PATH`: check a Q/DQ graph against TensorRT's INT8 rules (runtime/qdq_lint.py).
+"""`edgeport lint PATH`: check a Q/DQ graph against TensorRT's INT8 rules (runtime/graph/qdq_lint.py).
 
 PATH is an ONNX file or a bundle folder (then its TensorRT INT8 artifact, model.int8.onnx, is
 linted). A bundle artifact that TensorRT never builds with these rules (model.int8-cpu.onnx,
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from .options import common_options, json_option, out, out_json
+from edgeport.cli.options import common_options, json_option, out, out_json
 
 # Bundle artifacts TensorRT does not build under the Q/DQ rules, and why.
 _NOT_FOR_TENSORRT = {
@@ -68,7 +68,7 @@ def lint(path, as_json, max_nodes, strict):
     """
     from runtime import console
     from runtime.errors import EXIT_CHECK_FAILED
-    from runtime.qdq_lint import lint_model
+    from runtime.graph.qdq_lint import lint_model
 
     target = Path(path)
     if target.is_dir():
@@ -90,7 +90,7 @@ def lint(path, as_json, max_nodes, strict):
 
 
 def _print_report(report, target: Path, note: str | None, max_nodes: int) -> None:
-    from runtime.qdq_lint import ERROR, RULES, SEVERITY
+    from runtime.graph.qdq_lint import ERROR, RULES, SEVERITY
 
     if note:
         out(f"note: {note}")

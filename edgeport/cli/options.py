@@ -165,8 +165,8 @@ def drop_stdout() -> None:
 
 def comparisons_table(comparisons) -> str:
     """The summary table (the classifier output), then the further outputs of a multi-output model."""
-    from runtime.html_sections import OUTPUTS_HEADER, output_rows
-    from runtime.report import SUMMARY_HEADER, render_table, summary_rows
+    from runtime.report.html_sections import OUTPUTS_HEADER, output_rows
+    from runtime.report.summary import SUMMARY_HEADER, render_table, summary_rows
 
     results = [c.to_dict() for c in comparisons]
     text = render_table(SUMMARY_HEADER, summary_rows(results))

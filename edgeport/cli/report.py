@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import AliasOption, common_options, json_option, out, out_json, target_kwargs, target_options
+from edgeport.cli.options import (AliasOption, common_options, json_option, out, out_json, target_kwargs, target_options)
 
 
 @click.command()
@@ -25,8 +25,8 @@ def report(bundle, output, as_json):
     from runtime import console
     from runtime.bundle import Bundle
     from runtime.fsutil import atomic_write_text
-    from runtime.html_report import write_html
-    from runtime.report import load_report, render_markdown
+    from runtime.report.html import write_html
+    from runtime.report.summary import load_report, render_markdown
 
     b = Bundle.open(bundle)
     data = load_report(b, required=True)
@@ -63,7 +63,7 @@ def predict(bundle, images, precision, backend, provider, threads, qdq, topk, as
     from runtime.bundle import Bundle
     from runtime.predict import format_predictions
 
-    from ..api import predict as run_predict
+    from edgeport.api import predict as run_predict
 
     b = Bundle.open(bundle)
     if b.random_init:

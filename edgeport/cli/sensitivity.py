@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import AliasOption, common_options, json_option, out, out_json
+from edgeport.cli.options import AliasOption, common_options, json_option, out, out_json
 
 
 @click.command()
@@ -29,8 +29,8 @@ def sensitivity(bundle, samples, threads, top, as_json, no_report):
     """
     from runtime import console
     from runtime.bundle import Bundle
-    from runtime.report import load_report, render_table, save_report
-    from exporter.sensitivity import bundle_sensitivity
+    from runtime.report.summary import load_report, render_table, save_report
+    from exporter.int8.sensitivity import bundle_sensitivity
 
     b = Bundle.open(bundle)
     result = bundle_sensitivity(b, samples=samples, threads=threads, log=console.log)

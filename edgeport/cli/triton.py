@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .options import common_options, json_option, list_callback, out, out_json
+from edgeport.cli.options import common_options, json_option, list_callback, out, out_json
 
 
 @click.command()

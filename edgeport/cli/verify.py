@@ -6,8 +6,7 @@ import sys
 
 import click
 
-from .options import (AliasOption, batch_option, common_options, comparisons_table, json_option, out, out_json,
-                      precision_option, target_kwargs, target_options)
+from edgeport.cli.options import (AliasOption, batch_option, common_options, comparisons_table, json_option, out, out_json, precision_option, target_kwargs, target_options)
 
 
 @click.command()
@@ -40,7 +39,7 @@ def verify(bundle, precisions, backend, provider, threads, qdq, batches, tols, d
     """
     from runtime.errors import EXIT_CHECK_FAILED, UsageError
 
-    from ..api import verify as run_verify
+    from edgeport.api import verify as run_verify
 
     if len(batches) > 1:
         raise UsageError(f"verify runs one batch size; got {', '.join(map(str, batches))}.",
@@ -56,7 +55,7 @@ def verify(bundle, precisions, backend, provider, threads, qdq, batches, tols, d
         out(comparisons_table(result.comparisons))
         if result.accuracy is not None:
             from runtime.labeled import ACCURACY_HEADER, accuracy_rows
-            from runtime.report import render_table
+            from runtime.report.summary import render_table
 
             acc = result.accuracy
             out(f"\nlabeled accuracy on {acc['samples']} images ({acc['skipped']} unreadable skipped):")

@@ -1,8 +1,8 @@
 """Runners: one small interface (base.Runner), one implementation per backend, and one
 loader (loader.open_runner) that picks the artifact for a precision and a target."""
 
-from .base import Runner
-from .loader import BACKEND_CHOICES, PROVIDER_CHOICES, Resolved, Target, open_runner, resolve, select_precisions
+from runtime.runners.base import Runner
+from runtime.runners.loader import (BACKEND_CHOICES, PROVIDER_CHOICES, Resolved, Target, open_runner, resolve, select_precisions)
 
 __all__ = ["Runner", "Target", "Resolved", "open_runner", "resolve", "select_precisions", "BACKEND_CHOICES",
            "PROVIDER_CHOICES"]

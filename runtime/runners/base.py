@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from ..errors import EdgeportError, UsageError
+from runtime.errors import EdgeportError, UsageError
 
 
 @dataclasses.dataclass(frozen=True)

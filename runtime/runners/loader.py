@@ -9,9 +9,9 @@ Rules kept here:
 
 - ONNX Runtime runs the bundle's ONNX artifacts (which INT8 graph ``int8`` means on which
   provider: runtime/precision.py); its TensorRT provider gets an engine cache inside the
-  bundle (runtime/trt/ort_ep.py).
+  bundle (runtime/engines/ort_ep.py).
 - TensorRT runs the engine built on this machine for the precision, after its sidecar
-  check (runtime/trt/sidecar.py); ``all`` on TensorRT means the precisions that have
+  check (runtime/engines/sidecar.py); ``all`` on TensorRT means the precisions that have
   engines. TensorRT-RTX the same with its own engines (``edgeport build --runtime
   tensorrt-rtx``), which also pass the library's own validity check before loading.
 """
@@ -22,8 +22,8 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UsageError
-from .base import Runner
+from runtime.errors import UsageError
+from runtime.runners.base import Runner
 
 BACKEND_CHOICES = ("onnxruntime", "tensorrt", "tensorrt-rtx")
 PROVIDER_CHOICES = ("cpu", "cuda", "tensorrt")
@@ -65,7 +65,7 @@ class _Backend:
     name = "?"
 
     def precisions(self, bundle, requested, target: Target) -> list[str]:
-        from ..precision import select_precisions
+        from runtime.precision import select_precisions
 
         return select_precisions(bundle.precisions, requested, backend=target.backend, provider=target.provider,
                                  qdq=target.qdq, where=f"Bundle '{bundle.root}'")
@@ -83,13 +83,13 @@ class _OnnxRuntime(_Backend):
     def resolve(self, bundle, precision, target, warn):
         options = {}
         if target.provider == "tensorrt":
-            from ..trt.ort_ep import tensorrt_ep_options
+            from runtime.engines.ort_ep import tensorrt_ep_options
 
             options["provider_options"] = tensorrt_ep_options(bundle, precision, warn=warn)
         return Resolved(precision, bundle.artifact_path(precision), target.provider, options)
 
     def open(self, bundle, resolved, target):
-        from .onnxruntime import OnnxRuntimeRunner
+        from runtime.runners.onnxruntime import OnnxRuntimeRunner
 
         runner = OnnxRuntimeRunner(resolved.path, provider=target.provider, threads=target.threads,
                                    **resolved.options)
@@ -102,13 +102,13 @@ class _TensorRT(_Backend):
 
     def precisions(self, bundle, requested, target):
         if not requested or "all" in requested:
-            from ..trt.sidecar import engine_precisions
+            from runtime.engines.sidecar import engine_precisions
 
             return engine_precisions(bundle, self.name)  # "all" = the precisions that have engines
         return super().precisions(bundle, requested, target)
 
     def resolve(self, bundle, precision, target, warn):
-        from ..trt.sidecar import resolve_engine
+        from runtime.engines.sidecar import resolve_engine
 
         record = resolve_engine(bundle, precision, runtime=self.name, warn=warn)
         return Resolved(precision, record.engine_path, record.target_label, {"sidecar": record.sidecar})
@@ -120,7 +120,7 @@ class _TensorRT(_Backend):
         return self._runner(resolved)
 
     def _runner(self, resolved) -> Runner:
-        from .tensorrt import TensorRTRunner
+        from runtime.runners.tensorrt import TensorRTRunner
 
         return TensorRTRunner(resolved.path, sidecar=resolved.options.get("sidecar"))
 
@@ -129,7 +129,7 @@ class _TensorRTRX(_TensorRT):
     name = "tensorrt-rtx"
 
     def _runner(self, resolved) -> Runner:
-        from .tensorrt_rtx import TensorRTRXRunner
+        from runtime.runners.tensorrt_rtx import TensorRTRXRunner
 
         return TensorRTRXRunner(resolved.path, sidecar=resolved.options.get("sidecar"))
 
@@ -154,7 +154,7 @@ def resolve(bundle, precision: str, target: Target | None = None,
     target = target or Target()
     key = precision
     if not artifact:
-        from ..precision import resolve_precision
+        from runtime.precision import resolve_precision
 
         key = resolve_precision(bundle.precisions, precision, backend=target.backend, provider=target.provider,
                                 qdq=target.qdq)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DependencyError, EdgeportError, UsageError
-from .base import Runner, TensorSpec
+from runtime.errors import DependencyError, EdgeportError, UsageError
+from runtime.runners.base import Runner, TensorSpec
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -89,7 +89,7 @@ def create_session(model, *, provider: str = "cpu", threads: int | None = None, 
         opts.optimized_model_filepath = str(optimized_model_path)
     providers: list = [full] if full == "CPUExecutionProvider" else [full, "CPUExecutionProvider"]
     if provider_options:
-        # e.g. the TensorRT EP's engine cache inside the bundle (runtime/trt/ort_ep.py)
+        # e.g. the TensorRT EP's engine cache inside the bundle (runtime/engines/ort_ep.py)
         providers[0] = (full, dict(provider_options))
     if hasattr(model, "SerializeToString"):
         source, label = model.SerializeToString(), what or "an in-memory ONNX graph"

@@ -3,13 +3,13 @@
 num_io_tensors / get_tensor_name / get_tensor_mode enumerate the I/O; per call the runner
 sets input shapes (set_input_shape), binds device addresses (set_tensor_address) and runs
 execute_async_v3 on its stream. Device memory comes from cuda-python or PyTorch
-(runtime/trt/cuda_mem.py).
+(runtime/engines/cuda_mem.py).
 
 Batches outside the engine's profile are handled here, so callers can feed any batch:
 larger ones are split into chunks of at most the profile's max, smaller ones are padded up
 to its min (DLA engines have one static batch) and the padding is dropped from the outputs.
 
-Load engines through ``runtime.trt.sidecar.resolve_engine``, which refuses engines built
+Load engines through ``runtime.engines.sidecar.resolve_engine``, which refuses engines built
 for another TensorRT or GPU before they reach ``deserialize_cuda_engine``.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EdgeportError
-from .base import Runner, TensorSpec
+from runtime.errors import EdgeportError
+from runtime.runners.base import Runner, TensorSpec
 
 
 def plan_chunks(n: int, min_batch: int, max_batch: int) -> list[tuple[int, int, int]]:
@@ -59,8 +59,8 @@ class TensorRTRunner(Runner):
         the engine is version-compatible and which DLA core it targets (batches are split/padded
         to the engine's own profile); ``memory`` and ``trt`` let tests inject fakes."""
         super().__init__()
-        from ..trt.builder import make_logger
-        from ..trt.sidecar import EngineSidecar
+        from runtime.engines.builder import make_logger
+        from runtime.engines.sidecar import EngineSidecar
 
         self.trt = trt if trt is not None else self._import_library()
         self.path = Path(path)
@@ -77,7 +77,7 @@ class TensorRTRunner(Runner):
         self.runtime = self.trt.Runtime(self._logger)
         self._check_plan(data)  # before anything touches the GPU
         if memory is None:
-            from ..trt.cuda_mem import default_memory
+            from runtime.engines.cuda_mem import default_memory
 
             memory = default_memory()
         self.memory = memory
@@ -104,7 +104,7 @@ class TensorRTRunner(Runner):
 
     # Hooks for the TensorRT-RTX runner (runtime/runners/tensorrt_rtx.py).
     def _import_library(self):
-        from ..trt.device import import_tensorrt
+        from runtime.engines.device import import_tensorrt
 
         return import_tensorrt("Running TensorRT engines")
 

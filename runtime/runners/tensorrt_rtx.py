@@ -10,7 +10,7 @@ API, execute_async_v3), so only three things differ:
   cache, loaded from disk, so kernels compiled on an earlier run are reused;
 - closing the runner saves the cache (atomically, under a lock).
 
-Load engines through ``runtime.trt.sidecar.resolve_engine(..., runtime="tensorrt-rtx")``.
+Load engines through ``runtime.engines.sidecar.resolve_engine(..., runtime="tensorrt-rtx")``.
 Nothing here has run on a GPU yet (docs/tensorrt.md); the refusals are tested on CPU.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .tensorrt import TensorRTRunner
+from runtime.runners.tensorrt import TensorRTRunner
 
 
 class TensorRTRXRunner(TensorRTRunner):
@@ -37,18 +37,18 @@ class TensorRTRXRunner(TensorRTRunner):
         super().__init__(path, sidecar=sidecar, memory=memory, trt=trt)
 
     def _import_library(self):
-        from ..trt.rtx import import_tensorrt_rtx
+        from runtime.engines.rtx import import_tensorrt_rtx
 
         return import_tensorrt_rtx("Running TensorRT-RTX engines")
 
     def _check_plan(self, data: bytes) -> None:
-        from ..trt.rtx import require_valid_engine
+        from runtime.engines.rtx import require_valid_engine
 
         require_valid_engine(self.trt, self.runtime, data, self.path.name, self._messages, warn=self._warn)
 
     def _cache_path(self) -> Path | None:
-        from ..trt.device import probe_gpu
-        from ..trt.rtx import runtime_cache_path
+        from runtime.engines.device import probe_gpu
+        from runtime.engines.rtx import runtime_cache_path
 
         arg = self._runtime_cache_arg
         if arg is False or arg is None:
@@ -58,7 +58,7 @@ class TensorRTRXRunner(TensorRTRunner):
         return runtime_cache_path(self.sidecar.runtime_cache, str(self.trt.__version__), probe_gpu()[0])
 
     def _create_context(self):
-        from ..trt.rtx import load_runtime_cache, runtime_config_with_cache
+        from runtime.engines.rtx import load_runtime_cache, runtime_config_with_cache
 
         self.runtime_cache_path = self._cache_path()
         if self.runtime_cache_path is None:
@@ -70,7 +70,7 @@ class TensorRTRXRunner(TensorRTRunner):
 
     def save_runtime_cache(self) -> None:
         """Write the kernels compiled so far to the runtime cache file."""
-        from ..trt.rtx import save_runtime_cache
+        from runtime.engines.rtx import save_runtime_cache
 
         if self._cache is not None and self.runtime_cache_path is not None:
             save_runtime_cache(self.runtime_cache_path, bytes(memoryview(self._cache.serialize())))

@@ -10,7 +10,7 @@
 Imports only numpy and runtime at top level; tritonclient is imported when checking.
 """
 
-from .plan import BACKENDS, PRECISIONS, TritonOptions
-from .repository import TritonModel, write_repository
+from runtime.triton.plan import BACKENDS, PRECISIONS, TritonOptions
+from runtime.triton.repository import TritonModel, write_repository
 
 __all__ = ["BACKENDS", "PRECISIONS", "TritonModel", "TritonOptions", "write_repository"]

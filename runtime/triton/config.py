@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from ..errors import DependencyError, EdgeportError
+from runtime.errors import DependencyError, EdgeportError
 
 # numpy element type names (bundle manifests) -> Triton data types.
 TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ..bundle import Bundle, sha256_file
-from ..errors import BundleError, UsageError
-from .config import KINDS, ModelSpec, Tensor, valid_model_name
+from runtime.bundle import Bundle, sha256_file
+from runtime.errors import BundleError, UsageError
+from runtime.triton.config import KINDS, ModelSpec, Tensor, valid_model_name
 
 BACKENDS = ("python", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
@@ -117,11 +117,11 @@ def _provider(options: TritonOptions) -> tuple[str, str]:
 
 
 def _artifact_key(bundle: Bundle, options: TritonOptions) -> str:
-    from ..precision import select_precisions
+    from runtime.precision import select_precisions
 
     backend, provider = _provider(options)
     if backend == "tensorrt":
-        from ..precision import resolve_precision
+        from runtime.precision import resolve_precision
 
         return resolve_precision(bundle.precisions, options.precision, backend=backend, provider=provider)
     (key,) = select_precisions(bundle.precisions, [options.precision], backend=backend, provider=provider,
@@ -139,7 +139,7 @@ def _dims(shape: list, what: str, bundle: Bundle) -> tuple[int, ...]:
 
 def _engine_source(bundle: Bundle, key: str, env, warn) -> tuple[Path, dict, int, list[str]]:
     """The engine for ``key`` (refused with the rebuild command when none fits this machine)."""
-    from ..trt.sidecar import build_command, resolve_engine
+    from runtime.engines.sidecar import build_command, resolve_engine
 
     record = resolve_engine(bundle, key, env=env, warn=warn)
     sc = record.sidecar
@@ -182,7 +182,7 @@ def _accelerator(options: TritonOptions, key: str) -> dict | None:
 def plan_entry(bundle: Bundle, options: TritonOptions, *, env=None, warn=None) -> EntryPlan:
     """Check ``options`` against ``bundle`` and decide what the repository entry holds.
 
-    ``env`` (a runtime.trt.device.TargetEnv) is passed to resolve_engine for the tensorrt
+    ``env`` (a runtime.engines.device.TargetEnv) is passed to resolve_engine for the tensorrt
     backend; by default this machine is probed (which imports tensorrt).
     """
     options.validate()

@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import Bundle, sha256_file
-from ..errors import EdgeportError, UsageError
-from .config import WARMUP_DIR, build_config, check_schema, render_pbtxt
-from .plan import LABELS_FILE, EntryPlan, TritonOptions, plan_entry
+from runtime.bundle import Bundle, sha256_file
+from runtime.errors import EdgeportError, UsageError
+from runtime.triton.config import WARMUP_DIR, build_config, check_schema, render_pbtxt
+from runtime.triton.plan import LABELS_FILE, EntryPlan, TritonOptions, plan_entry
 
 PROVENANCE = "edgeport.json"
 CONFIG = "config.pbtxt"
@@ -233,7 +233,7 @@ def _stage(staging: Path, bundle: Bundle, plan: EntryPlan, text: str, options: T
 
 
 def _provenance(bundle: Bundle, plan: EntryPlan, options: TritonOptions) -> dict:
-    from .. import __version__
+    from runtime import __version__
 
     data = {
         "edgeport": __version__,

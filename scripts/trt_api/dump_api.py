@@ -1,7 +1,7 @@
 """Dump the part of NVIDIA's real TensorRT Python API that edgeport uses into tests/data/trt_api.json.
 
 tests/trt_fake.py builds its fake ``tensorrt`` module from that file and
-tests/test_trt_fake_api.py checks the fake (and edgeport's own calls) against it, so the
+tests/runtime/engines/test_trt_fake_api.py checks the fake (and edgeport's own calls) against it, so the
 fake cannot drift from the real bindings. The tests never run this script: they read the
 checked-in JSON only.
 

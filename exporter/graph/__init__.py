@@ -1,0 +1,1 @@
+"""Graph rewrites on Q/DQ graphs: layers back to float, FP16 regions."""

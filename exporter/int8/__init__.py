@@ -1,0 +1,1 @@
+"""INT8: calibration data, Q/DQ quantization, the CPU INT8 graph, accuracy budgets and sensitivity."""

@@ -1,0 +1,1 @@
+"""Models: the registry, the seed architectures, user factories, ONNX files, weights and outputs."""

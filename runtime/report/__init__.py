@@ -1,0 +1,1 @@
+"""Reports: report.json/.md, report.html and its sections and plots."""
