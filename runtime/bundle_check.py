@@ -149,8 +149,8 @@ def _check_classes(m: Manifest) -> None:
         return
     if len(names) != classes:
         raise BundleError(
-            f"manifest.json lists {len(names)} class names (model.class_names), but the classifier output "
-            f"'{m.output.name}' has {classes} classes.",
+            f"manifest.json lists {len(names)} class names, but the classifier output '{m.output.name}' has "
+            f"{classes} classes (model.class_names, outputs[0].shape).",
             hint=f"Re-export with --class-names FILE of exactly {classes} lines (one name per class, in index order).")
     for i, name in enumerate(names):
         check_text(name, f"model.class_names[{i}]")

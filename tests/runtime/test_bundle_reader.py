@@ -141,7 +141,8 @@ MANIFEST_CASES = {
     "interpolation unknown": (setter("preprocessing.interpolation", "lanczos"), "preprocessing is inconsistent"),
     "crop beyond resize": (setter("preprocessing.crop", 48), "preprocessing is inconsistent"),
     # classes and the model
-    "class names too few": (setter("model.class_names", ["a"] * 9), "9 class names (model.class_names)"),
+    "class names too few": (setter("model.class_names", ["a"] * 9),
+                            "9 class names, but the classifier output 'logits' has 10 classes (model.class_names"),
     "class names a string": (setter("model.class_names", "cat,dog"), "model.class_names must be a list"),
     "class name a number": (setter("model.class_names", [1] * 10), "model.class_names[0] must be a string"),
     "class name empty": (setter("model.class_names", [""] * 10), "model.class_names[0]"),
