@@ -316,7 +316,8 @@ def aot_probe(trt, path, batches=(1, 2, 4)):
 
     from runtime.errors import EdgeportError
     from runtime.engines.builder import build_serialized
-    from runtime.engines.policy import TrtVersion, default_workspace_mib, plan_rtx_build
+    from runtime.engines.policy import TrtVersion, default_workspace_mib
+    from runtime.engines.tensorrt_rtx import plan_build as plan_rtx_build
 
     graph_input = onnx.load(str(path), load_external_data=False).graph.input[0]
     dims = [d.dim_value if d.HasField("dim_value") else -1 for d in graph_input.type.tensor_type.shape.dim]

@@ -394,7 +394,8 @@ def test_runtime_cache_default_path_and_options(exported, tmp_path, rtx, monkeyp
 # -- edgeport's builder code against the real library ---------------------------------------------------
 def test_builder_timing_cache_level_and_log_hook_on_the_real_library(tmp_path, rtx):
     from runtime.engines.builder import build_serialized
-    from runtime.engines.policy import TrtVersion, plan_rtx_build
+    from runtime.engines.policy import TrtVersion
+    from runtime.engines.tensorrt_rtx import plan_build as plan_rtx_build
 
     onnx_path = tmp_path / "qdq.onnx"
     qdq_graph(onnx_path, "x", "y", 16, 4)
