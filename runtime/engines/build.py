@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Callable
 
 from runtime.errors import DependencyError, EdgeportError, UsageError
-from runtime.engines import policy
-from runtime.engines.policy import BuildPlan, Profile, TrtVersion
+from runtime.engines.policy import BuildPlan
 from runtime.engines.registry import DEFAULT_RUNTIME, engine_runtime
+from runtime.engines.target import BuildTarget
 from runtime.engines.sidecar import EngineSidecar
 
 
@@ -59,39 +59,6 @@ class BuiltEngine:
     log: list[str] = dataclasses.field(default_factory=list)  # the library's messages (BuildOptions.log_severity)
 
 
-@dataclasses.dataclass
-class BuildTarget:
-    """What every engine of one ``edgeport build`` shares: the library, the machine, the profile."""
-
-    trt: object  # the tensorrt / TensorRT-RTX module
-    runtime: str
-    version: TrtVersion
-    plans: list[BuildPlan]
-    profile: Profile
-    shapes: tuple
-    workspace_mib: int
-    env: object | None = None  # device.TargetEnv (None for TensorRT-RTX AOT builds: no GPU involved)
-    gpu: object | None = None  # device.GpuInfo of the build GPU (TensorRT)
-    timing_cache: Path | None = None
-    calibration: tuple = (None, "IInt8EntropyCalibrator2", None)  # (bytes, calibrator class, path)
-    runtime_cache: dict | None = None  # TensorRT-RTX: {"enabled", "path"}
-
-
-def select_precisions(requested: tuple[str, ...], available: list[str], dla: bool,
-                      log: Callable[[str], None] = lambda s: None) -> list[str]:
-    """Expand ``all`` into the bundle's precisions (without fp32 on DLA, which has no FP32)."""
-    if not requested or "all" in requested:
-        chosen = [p for p in policy.PRECISIONS if p in available]
-        if dla and "fp32" in chosen:
-            chosen.remove("fp32")
-            log("skipping fp32 for --dla-core: DLA runs FP16 and INT8 only")
-        if not chosen:
-            raise UsageError("Nothing to build: the bundle has no artifact this target can run "
-                             f"(it has {', '.join(available) or 'none'}).")
-        return chosen
-    return list(dict.fromkeys(requested))
-
-
 def build_engines(bundle, options: BuildOptions, *, trt=None, env=None,
                   log: Callable[[str], None] = lambda s: None,
                   warn: Callable[[str], None] = lambda s: None) -> list[BuiltEngine]:
@@ -102,7 +69,7 @@ def build_engines(bundle, options: BuildOptions, *, trt=None, env=None,
     checked before the first (minutes-long) build, so a bad option fails fast.
     """
     rt = engine_runtime(options.runtime)
-    target = rt.prepare(bundle, options, trt=trt, env=env, log=log)
+    target = rt.prepare(bundle, options, trt=trt, env=env, log=log, rerun=command_line(bundle, options))
     if rt.records_layers and options.log_severity is None and options.profiling_verbosity is None:
         # This runtime logs its engines' layer information (TensorRT-RTX: also in a CPU-only build): record it.
         options = dataclasses.replace(options, log_severity="VERBOSE", profiling_verbosity="DETAILED")
@@ -123,29 +90,6 @@ def _record_composition(bundle, built: list[BuiltEngine], log) -> None:
         log(f"engine composition of {len(entries)} engine(s) recorded in {bundle.report_path('json').name}")
 
 
-def batch_profile(bundle, options: BuildOptions, dla: bool) -> tuple[Profile, tuple]:
-    """The engine's batch profile and its (min, opt, max) input shapes."""
-    profile = policy.compute_profile(bundle.min_batch, bundle.max_batch, min_batch=options.min_batch,
-                                     opt_batch=options.opt_batch, max_batch=options.max_batch, dla=dla)
-    return profile, profile.shapes(bundle.input.shape)
-
-
-def calibration_for(bundle, plans: list[BuildPlan], version: TrtVersion, log) -> tuple:
-    """(cache bytes, calibrator class, path) when a plan replays the bundle's calibration cache."""
-    from runtime.engines import calibration
-
-    if not any(p.calibration_cache for p in plans):
-        return None, "IInt8EntropyCalibrator2", None
-    cal_path = calibration.find_calibration_cache(bundle)
-    cal_bytes = cal_path.read_bytes()
-    header = calibration.parse_header(cal_bytes)
-    cal_bytes, changed = calibration.retarget(cal_bytes, version)
-    if changed:
-        log(f"{cal_path.name}: header TRT-{header.trt_code} replayed as TensorRT {version} "
-            f"(TRT-{calibration.version_code(version)}); the scales are unchanged")
-    return cal_bytes, header.calibrator, cal_path
-
-
 def _build_one(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPlan, log, warn) -> BuiltEngine:
     """Build, then write the engine and its sidecar (nothing is written when the build fails)."""
     from runtime.engines import timing_cache as tc
@@ -164,6 +108,7 @@ def _build_one(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPl
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
     out = build_serialized(target.trt, plan, onnx_path, bundle.input_name, target.shapes,
+                           engine_runtime=engine_runtime(plan.runtime),
                            workspace_mib=target.workspace_mib, builder_level=options.builder_level,
                            timing_cache=cache_bytes, calibration_cache=cal_bytes if plan.calibration_cache else None,
                            calibrator_class=cal_class, log_severity=options.log_severity,

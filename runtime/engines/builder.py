@@ -16,7 +16,6 @@ from pathlib import Path
 
 from runtime.errors import EdgeportError
 from runtime.engines.policy import MIB, BuildPlan, cc_tag
-from runtime.engines.registry import engine_runtime, product_name
 
 # TensorRT warnings that mean "the timing cache bytes were not used" (no failure is returned).
 TIMING_CACHE_REJECTED = ("Failed to deserialize timing cache", "timing cache will not be used")
@@ -136,10 +135,12 @@ def build_serialized(
     echo=None,
     log_severity: str | None = None,
     profiling_verbosity: str | None = None,
+    engine_runtime,
 ) -> BuildOutput:
     """Parse ``onnx_path`` and build a serialized engine as ``plan`` says.
 
-    ``timing_cache`` is the previous cache's bytes (b"" to start one, None to disable).
+    ``engine_runtime`` is the plan's engine runtime (registry.engine_runtime(plan.runtime): its product
+    name, its noise and parser hint for messages). ``timing_cache`` is the previous cache's bytes (b"" to start one, None to disable).
     ``log_severity`` (e.g. "VERBOSE") keeps every message down to that level in
     ``BuildOutput.log``; ``profiling_verbosity`` (a ProfilingVerbosity member name, e.g.
     "DETAILED") is set on the builder config, so a verbose build logs the engine's layers.
@@ -147,11 +148,11 @@ def build_serialized(
     messages: list[str] = []
     log: list[str] | None = [] if log_severity else None
     logger = make_logger(trt, messages, echo, log=log, log_severity=log_severity or "WARNING",
-                         drop=engine_runtime(plan.runtime).builder_noise)
+                         drop=engine_runtime.builder_noise)
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(trt, plan))
     parser = trt.OnnxParser(network, logger)
-    _parse(trt, plan, parser, onnx_path)
+    _parse(trt, engine_runtime, parser, onnx_path)
 
     config = builder.create_builder_config()
     _configure(trt, plan, builder, config, workspace_mib, builder_level, profiling_verbosity)
@@ -165,8 +166,8 @@ def build_serialized(
     if serialized is None:
         errors = [m for m in messages if not m.startswith("WARNING")] or messages
         raise EdgeportError(
-            f"{product_name(plan.runtime)} {trt.__version__} failed to build the {plan.precision} engine ({plan.path}): "
-            f"{'; '.join(_without_noise(e, engine_runtime(plan.runtime).builder_noise) for e in errors[-5:]) or 'no message'}.",
+            f"{engine_runtime.product} {trt.__version__} failed to build the {plan.precision} engine ({plan.path}): "
+            f"{'; '.join(_without_noise(e, engine_runtime.builder_noise) for e in errors[-5:]) or 'no message'}.",
             hint="On a Jetson, out-of-memory builds end like this: lower --workspace or --max-batch, close other "
             "GPU programs, or add swap.")
     new_cache = None
@@ -188,11 +189,10 @@ def _network_flags(trt, plan: BuildPlan) -> int:
     return flags
 
 
-def _parse(trt, plan: BuildPlan, parser, onnx_path: Path) -> None:
+def _parse(trt, rt, parser, onnx_path: Path) -> None:
     """Parse the graph, or raise NVIDIA's parser errors as one paragraph."""
     if parser.parse_from_file(str(onnx_path)):
         return
-    rt = engine_runtime(plan.runtime)
     errors = [_without_noise(parser.get_error(i), rt.builder_noise) for i in range(parser.num_errors)]
     product = rt.product
     hint = (f"`edgeport lint {onnx_path}` checks a Q/DQ graph against the rules NVIDIA's parser enforces "

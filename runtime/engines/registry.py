@@ -42,8 +42,9 @@ class EngineRuntime(Protocol):
     def probe_env(self, *, dla: bool = False):
         """This machine as an engine's sidecar is compared with (a device.TargetEnv)."""
 
-    def prepare(self, bundle, options, *, trt=None, env=None, log: Callable[[str], None] = ...):
-        """Every plan of one ``edgeport build`` (a build.BuildTarget), checked before any build."""
+    def prepare(self, bundle, options, *, trt=None, env=None, log: Callable[[str], None] = ..., rerun: str | None = None):
+        """Every plan of one ``edgeport build`` (a target.BuildTarget), checked before any build;
+        ``rerun`` is the command to repeat once the library is installed."""
 
     def engine_filename(self, plan: BuildPlan, target) -> str:
         """The engine's file name in the bundle (never the same as another runtime's)."""

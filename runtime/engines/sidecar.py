@@ -39,99 +39,10 @@ from pathlib import Path
 from runtime.errors import BundleError, EdgeportError
 from runtime.fsutil import atomic_write_bytes, sha256_file
 from runtime.engines.registry import DEFAULT_RUNTIME, engine_runtime, product_name
+from runtime.engines.sidecar_schema import (  # noqa: F401 - the sidecar's types, public here
+    SIDECAR_VERSION, BuildGpu, EngineFile, EngineSidecar, SourceArtifact)
 
-SIDECAR_VERSION = 2
 SIDECAR_GLOB = "*.engine.json"
-
-
-# -- the sidecar ------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class SourceArtifact:
-    """The bundle artifact an engine was built from."""
-
-    artifact: str | None = None
-    file: str | None = None
-    sha256: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class EngineFile:
-    file: str
-    sha256: str | None = None
-    bytes: int | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class BuildGpu:
-    """The GPU the engine was built on (TensorRT); TensorRT-RTX AOT builds may have none."""
-
-    name: str | None = None
-    compute_capability: str | None = None
-    total_memory: int | None = None
-    jetson: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class EngineSidecar:
-    """Everything recorded about one engine (schema ``SIDECAR_VERSION``)."""
-
-    precision: str = "?"
-    build_path: str = ""
-    runtime: str = DEFAULT_RUNTIME  # a key of runtime.engines.registry.ENGINE_RUNTIMES
-    version: str | None = None  # the TensorRT / TensorRT-RTX release that built it
-    source: SourceArtifact = SourceArtifact()
-    gpu: BuildGpu | None = None
-    cuda: dict = dataclasses.field(default_factory=dict)  # {"runtime", "driver"} of the build machine
-    compute_capabilities: tuple[str, ...] = ()  # TensorRT-RTX targets; () = the library's default
-    default_compute_capabilities: tuple[str, ...] = ()  # what that default was (TensorRT-RTX)
-    input: dict = dataclasses.field(default_factory=dict)  # {"name", "min", "opt", "max"} shapes
-    profile: dict = dataclasses.field(default_factory=dict)  # {"min", "opt", "max"} batch
-    dla_core: int | None = None
-    gpu_fallback: bool = False
-    hardware_compat: str = "none"
-    version_compatible: bool = False
-    builder_flags: tuple[str, ...] = ()
-    builder_optimization_level: int | None = None
-    workspace_mib: int | None = None
-    timing_cache: dict = dataclasses.field(default_factory=dict)  # {"path", "reused"}
-    runtime_cache: dict | None = None  # TensorRT-RTX: {"enabled", "path"} (path None: the default on the target)
-    calibration_cache: str | None = None
-    built_at: str | None = None
-    build_seconds: float | None = None
-    edgeport: str | None = None
-    build_options: dict = dataclasses.field(default_factory=dict)
-    rebuild: str | None = None
-    messages: tuple[str, ...] = ()  # the library's warnings and errors during the build
-    # What the engine is made of, read from the builder's layer information (runtime/engines/layers.py:
-    # LayerSummary.to_dict()); None when the build did not log it (TensorRT builds today).
-    layers: dict | None = None
-    engine: EngineFile | None = None
-    sidecar_version: int = SIDECAR_VERSION
-
-    @property
-    def product(self) -> str:
-        return product_name(self.runtime)
-
-    def to_dict(self) -> dict:
-        """The JSON layout of schema version ``SIDECAR_VERSION``."""
-        data = dataclasses.asdict(self)
-        for key in ("compute_capabilities", "default_compute_capabilities", "builder_flags", "messages"):
-            data[key] = list(data[key])
-        data["sidecar_version"] = SIDECAR_VERSION
-        return data
-
-    @classmethod
-    def from_dict(cls, data, name: str = "engine.json") -> "EngineSidecar":
-        """The sidecar in ``data`` (parsed JSON), every field checked; BundleError naming the
-        field (and the sidecar file ``name``) for anything malformed."""
-        from runtime.engines.sidecar_schema import read_fields
-
-        return cls(**read_fields(data, name))
-
-    @property
-    def target_label(self) -> str:
-        """The 'provider' column of verify's table: gpu, or dla<N>."""
-        return "gpu" if self.dla_core is None else f"dla{self.dla_core}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""The one strict reader of engine sidecars: every field's type and range, or a BundleError naming it.
+"""The engine sidecar's types, and its one strict reader: every field's type and range, or a BundleError naming it.
 
-``EngineSidecar.from_dict`` calls ``read_fields``; nothing else reads a sidecar's JSON. A
+``EngineSidecar.from_dict`` calls ``read_fields``; nothing else reads a sidecar's JSON
+(runtime/engines/sidecar.py writes and lists sidecars and checks them against this machine). A
 bundle may come from elsewhere, so a malformed value (a negative batch, a runtime edgeport
 does not know, a command-line option that is not a number) is refused with the sidecar's file
 name and the field ("engine sidecar model.int8....engine.json: profile.max must be a
@@ -10,9 +11,13 @@ fields and schema versions other than this edgeport's are refused too.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
+from runtime.engines.registry import DEFAULT_RUNTIME, product_name
 from runtime.errors import BundleError
+
+SIDECAR_VERSION = 2
 
 # The largest batch `edgeport export --max-batch` accepts, so no engine profile can exceed it.
 MAX_BATCH = 4096
@@ -24,6 +29,96 @@ CC_WANT = "a compute capability such as 8.6"
 HINT = "Rebuild the engine with `edgeport build`, or delete the engine and its sidecar."
 
 
+# -- the sidecar ------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class SourceArtifact:
+    """The bundle artifact an engine was built from."""
+
+    artifact: str | None = None
+    file: str | None = None
+    sha256: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineFile:
+    file: str
+    sha256: str | None = None
+    bytes: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildGpu:
+    """The GPU the engine was built on (TensorRT); TensorRT-RTX AOT builds may have none."""
+
+    name: str | None = None
+    compute_capability: str | None = None
+    total_memory: int | None = None
+    jetson: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineSidecar:
+    """Everything recorded about one engine (schema ``SIDECAR_VERSION``)."""
+
+    precision: str = "?"
+    build_path: str = ""
+    runtime: str = DEFAULT_RUNTIME  # a key of runtime.engines.registry.ENGINE_RUNTIMES
+    version: str | None = None  # the TensorRT / TensorRT-RTX release that built it
+    source: SourceArtifact = SourceArtifact()
+    gpu: BuildGpu | None = None
+    cuda: dict = dataclasses.field(default_factory=dict)  # {"runtime", "driver"} of the build machine
+    compute_capabilities: tuple[str, ...] = ()  # TensorRT-RTX targets; () = the library's default
+    default_compute_capabilities: tuple[str, ...] = ()  # what that default was (TensorRT-RTX)
+    input: dict = dataclasses.field(default_factory=dict)  # {"name", "min", "opt", "max"} shapes
+    profile: dict = dataclasses.field(default_factory=dict)  # {"min", "opt", "max"} batch
+    dla_core: int | None = None
+    gpu_fallback: bool = False
+    hardware_compat: str = "none"
+    version_compatible: bool = False
+    builder_flags: tuple[str, ...] = ()
+    builder_optimization_level: int | None = None
+    workspace_mib: int | None = None
+    timing_cache: dict = dataclasses.field(default_factory=dict)  # {"path", "reused"}
+    runtime_cache: dict | None = None  # TensorRT-RTX: {"enabled", "path"} (path None: the default on the target)
+    calibration_cache: str | None = None
+    built_at: str | None = None
+    build_seconds: float | None = None
+    edgeport: str | None = None
+    build_options: dict = dataclasses.field(default_factory=dict)
+    rebuild: str | None = None
+    messages: tuple[str, ...] = ()  # the library's warnings and errors during the build
+    # What the engine is made of, read from the builder's layer information (runtime/engines/layers.py:
+    # LayerSummary.to_dict()); None when the build did not log it (TensorRT builds today).
+    layers: dict | None = None
+    engine: EngineFile | None = None
+    sidecar_version: int = SIDECAR_VERSION
+
+    @property
+    def product(self) -> str:
+        return product_name(self.runtime)
+
+    def to_dict(self) -> dict:
+        """The JSON layout of schema version ``SIDECAR_VERSION``."""
+        data = dataclasses.asdict(self)
+        for key in ("compute_capabilities", "default_compute_capabilities", "builder_flags", "messages"):
+            data[key] = list(data[key])
+        data["sidecar_version"] = SIDECAR_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data, name: str = "engine.json") -> "EngineSidecar":
+        """The sidecar in ``data`` (parsed JSON), every field checked; BundleError naming the
+        field (and the sidecar file ``name``) for anything malformed."""
+        return cls(**read_fields(data, name))
+
+    @property
+    def target_label(self) -> str:
+        """The 'provider' column of verify's table: gpu, or dla<N>."""
+        return "gpu" if self.dla_core is None else f"dla{self.dla_core}"
+
+
+
+# -- the reader --------------------------------------------------------------------------------------
 class _Fields:
     """Typed look-ups into one JSON object of a sidecar (``path`` prefixes the field names)."""
 
@@ -98,8 +193,6 @@ class _Fields:
 
 def read_fields(data, name: str) -> dict:
     """EngineSidecar's constructor arguments from the parsed JSON of sidecar ``name``."""
-    from runtime.engines.sidecar import SIDECAR_VERSION, EngineSidecar
-
     known = tuple(f for f in EngineSidecar.__dataclass_fields__)
     f = _Fields(name, data, known=known)
     f.integer("sidecar_version", SIDECAR_VERSION, SIDECAR_VERSION,
@@ -131,8 +224,6 @@ def _build(f: _Fields) -> dict:
 
 def _origin(f: _Fields) -> dict:
     """Where it came from: the source artifact, the engine file, the build machine and time."""
-    from runtime.engines.sidecar import BuildGpu, EngineFile, SourceArtifact
-
     src = f.section("source", ("artifact", "file", "sha256"))
     eng = f.section("engine", ("file", "sha256", "bytes"))
     gpu = f.section("gpu", ("name", "compute_capability", "total_memory", "jetson"), optional=True)

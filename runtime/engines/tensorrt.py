@@ -294,11 +294,11 @@ def _notes(sidecar, env) -> list[str]:
     return notes
 
 
-def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None):
+def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=None):
     """The GPU here is the target: plans per version, profile, workspace, caches (a build.BuildTarget)."""
     from runtime.engines import device, policy
     from runtime.engines import timing_cache as tc
-    from runtime.engines.build import BuildTarget, batch_profile, calibration_for, command_line, select_precisions
+    from runtime.engines.target import BuildTarget, batch_profile, calibration_for, select_precisions
 
     if options.compute_capabilities or options.runtime_cache or options.no_runtime_cache:
         raise UsageError("--compute-capability and --runtime-cache are TensorRT-RTX options; TensorRT builds for the "
@@ -308,7 +308,7 @@ def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None):
     # here, not a command suggested after "TensorRT is missing" that the device would refuse.
     profile, shapes = batch_profile(bundle, options, dla)
     if trt is None:
-        trt = device.import_tensorrt("edgeport build", rerun=command_line(bundle, options))
+        trt = device.import_tensorrt("edgeport build", rerun=rerun)
     version = TrtVersion.parse(trt.__version__)
     caps = require_supported(version)
     if dla and caps.dla == "none":
@@ -367,8 +367,8 @@ class TensorRT:
 
         return probe_env(self.import_library("Running TensorRT engines"), dla=dla)
 
-    def prepare(self, bundle, options, *, trt=None, env=None, log=lambda s: None):
-        return _prepare(bundle, options, trt=trt, env=env, log=log)
+    def prepare(self, bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=None):
+        return _prepare(bundle, options, trt=trt, env=env, log=log, rerun=rerun)
 
     def engine_filename(self, plan: BuildPlan, target) -> str:
         return engine_filename(plan.precision, target.gpu.compute_capability, target.version, dla_core=plan.dla_core,

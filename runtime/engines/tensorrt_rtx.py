@@ -121,10 +121,10 @@ def engine_filename(precision: str, version: TrtVersion | str, compute_capabilit
 
 
 # -- the engine runtime ----------------------------------------------------------------------------
-def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None):
+def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=None):
     """An ahead-of-time build on this machine's CPU, for target compute capabilities (a build.BuildTarget)."""
     from runtime.engines import policy
-    from runtime.engines.build import BuildTarget, batch_profile, command_line, select_precisions
+    from runtime.engines.target import BuildTarget, batch_profile, select_precisions
     from runtime.engines.rtx import import_tensorrt_rtx
 
     if options.timing_cache is not None:
@@ -135,7 +135,7 @@ def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None):
         raise UsageError("--runtime-cache and --no-runtime-cache contradict each other; pass one.")
     targets = parse_compute_capabilities(options.compute_capabilities)
     if trt is None:
-        trt = import_tensorrt_rtx(f"edgeport build --runtime {NAME}", rerun=command_line(bundle, options))
+        trt = import_tensorrt_rtx(f"edgeport build --runtime {NAME}", rerun=rerun)
     version = TrtVersion.parse(trt.__version__)
     plans = [plan_build(
         version, p, bundle.precisions, compute_capabilities=targets, requested_path=options.build_path,
@@ -204,8 +204,8 @@ class TensorRTRX:
 
         return probe_env(self.import_library("Running TensorRT-RTX engines"))
 
-    def prepare(self, bundle, options, *, trt=None, env=None, log=lambda s: None):
-        return _prepare(bundle, options, trt=trt, env=env, log=log)
+    def prepare(self, bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=None):
+        return _prepare(bundle, options, trt=trt, env=env, log=log, rerun=rerun)
 
     def engine_filename(self, plan: BuildPlan, target) -> str:
         return engine_filename(plan.precision, target.version, plan.compute_capabilities)
