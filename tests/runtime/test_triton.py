@@ -333,14 +333,18 @@ def _fake_engine(bundle: Path, *, profile=(1, 4, 4), cc="8.7"):
     """An engine file + sidecar as `edgeport build` writes them (fabricated: no TensorRT here)."""
     from runtime.engines.sidecar import EngineSidecar, write_engine
 
-    art = manifest(bundle)["artifacts"]["fp32"]
-    sidecar = {"precision": "fp32", "tensorrt": "10.3.0.30", "gpu": {"name": "Orin", "compute_capability": cc},
-               "cuda": {"runtime": "12.6"}, "dla_core": None, "hardware_compat": "none", "version_compatible": False,
-               "source": {"artifact": "fp32", "file": art["file"], "sha256": art["sha256"]},
-               "profile": dict(zip(("min", "opt", "max"), profile)),
-               "build_options": {"precision": "fp32", "min_batch": profile[0], "max_batch": profile[2]}}
+    from trt_fake import sidecar_dict
+
+    m = manifest(bundle)
+    art, chw = m["artifacts"]["fp32"], m["input"]["shape"][1:]
+    sidecar = sidecar_dict(
+        precision="fp32", version="10.3.0.30", gpu={"name": "Orin", "compute_capability": cc}, cuda={"runtime": "12.6"},
+        source={"artifact": "fp32", "file": art["file"], "sha256": art["sha256"]},
+        profile=dict(zip(("min", "opt", "max"), profile)),
+        input={"name": m["input"]["name"], **{k: [b, *chw] for k, b in zip(("min", "opt", "max"), profile)}},
+        build_options={"precision": "fp32", "min_batch": profile[0], "max_batch": profile[2]})
     return write_engine(bundle, "model.fp32.b4.sm87.trt10.3.0.30.engine", b"not a real plan " * 64,
-                        EngineSidecar.from_dict(sidecar))  # the layout of the first release (schema 1)
+                        EngineSidecar.from_dict(sidecar))
 
 
 def _orin_env(cc="8.7", name="Orin"):
