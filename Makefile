@@ -24,7 +24,7 @@ TRITON_VENV := .venv-triton
 TRITON_STAMP := $(TRITON_VENV)/.edgeport-installed
 WHEELHOUSE := .wheelhouse-py310
 
-.PHONY: setup browser demo test test-fast clean gpu-check bench triton-bench
+.PHONY: setup browser demo test test-fast clean gpu-check bench triton-bench conformance
 
 setup: $(STAMP) $(TRITON_STAMP) $(WHEELHOUSE)/.done browser
 
@@ -61,6 +61,12 @@ test: setup
 # exports, the wheel builds). CI runs the whole suite (make test).
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+# Every torchvision classifier through export, verify and TensorRT-RTX builds for 7.5/8.6/12.0
+# (not part of `make test`; hours on 2 cores): docs/conformance.md and .json. Results are kept per
+# model in conformance-results/, so a rerun resumes where the last one stopped.
+conformance: setup
+	nice -n 10 $(PY) scripts/conformance.py
 
 # Speed on this machine (not part of `make test`): PyTorch eager vs edgeport's FP32/FP16/INT8/INT8-CPU
 # for resnet18/resnet50/densenet121, the export's wall time and peak RSS per stage, and the
