@@ -12,10 +12,10 @@ ARCH := $(shell uname -m)
 # wheels only; on aarch64 its tests skip with that reason.
 ifeq ($(ARCH),aarch64)
 TORCH_PIN := torch==2.9.1 torchvision==0.24.1
-EXTRAS := cpu,export,test,triton
+EXTRAS := cpu,export,test,triton,sign
 else
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
-EXTRAS := cpu,export,test,triton,rtx
+EXTRAS := cpu,export,test,triton,rtx,sign
 endif
 
 # A second environment for a real Triton server in the tests (tests/triton_server.py): pytriton's
