@@ -91,21 +91,26 @@ def signature_text(factory: Callable, spec: str) -> str:
 @contextlib.contextmanager
 def _stdout_to_stderr():
     """Python's and the C library's stdout (file descriptor 1) go to stderr meanwhile."""
-    with contextlib.ExitStack() as stack:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            sys.stdout.flush()
-            saved = os.dup(1)
-            os.dup2(2, 1)
+    saved = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # no descriptor 1 (embedded): Python's only
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None:
+            _flush_c_stdio()  # what C code printed but did not flush belongs to stderr too
+            os.dup2(saved, 1)
+            os.close(saved)
 
-            def restore():
-                with contextlib.suppress(OSError, ValueError):
-                    sys.stdout.flush()
-                os.dup2(saved, 1)
-                os.close(saved)
 
-            stack.callback(restore)
-        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
-        yield
+def _flush_c_stdio() -> None:
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
 
 
 @contextlib.contextmanager
