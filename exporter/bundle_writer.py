@@ -53,6 +53,9 @@ class StagedBundle:
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "StagedBundle":
+        from runtime import interrupts
+
+        interrupts.forget_completed()  # an earlier export in this process says nothing about this one
         prepare_output(self.out_dir)
         self._lock()
         self._recover()

@@ -41,6 +41,11 @@ def completed(what: str) -> None:
     _completed.append(what)
 
 
+def forget_completed() -> None:
+    """A new piece of work starts: what an earlier one completed no longer describes it."""
+    _completed.clear()
+
+
 def exit_code() -> int:
     """128 + the first signal received (130 for SIGINT, 143 for SIGTERM), as a shell reports it."""
     return 128 + _received[0] if _received else 130
