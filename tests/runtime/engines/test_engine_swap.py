@@ -11,19 +11,15 @@ import pytest
 from runtime.bundle import Bundle
 from runtime.engines.sidecar import EngineSidecar, list_engines, write_engine
 from runtime.errors import EdgeportError
-from trt_fake import make_bundle
+from trt_fake import make_bundle, sidecar_dict
 
 NAME = "model.fp16.sm87.trt10.3.0.engine"
 
 
 def _sidecar(bundle) -> EngineSidecar:
     art = bundle.manifest.artifacts["fp16"]
-    return EngineSidecar.from_dict({
-        "precision": "fp16", "tensorrt": "10.3.0.30", "gpu": {"name": "Orin", "compute_capability": "8.7"},
-        "cuda": {"runtime": "12.6"}, "dla_core": None, "hardware_compat": "none", "version_compatible": False,
-        "build_options": {"precision": "fp16", "min_batch": 1, "opt_batch": 8, "max_batch": 32},
-        "source": {"artifact": "fp16", "file": art.file, "sha256": art.sha256},
-        "built_at": "2026-01-01T00:00:00+00:00"})
+    return EngineSidecar.from_dict(sidecar_dict(source={"artifact": "fp16", "file": art.file, "sha256": art.sha256}),
+                                   "test.engine.json")
 
 
 @pytest.mark.parametrize("fail_at", [1, 2])  # the engine's temp file, the sidecar's
