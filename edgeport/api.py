@@ -182,7 +182,7 @@ def benchmark(bundle, precisions=("all",), *, batches: Iterable[int] = (1,), bac
     same runners verify uses; merged into report.json unless ``write_report`` is False."""
     from runtime import console
     from runtime.benchmark import BenchConfig, run_benchmarks
-    from runtime.report.summary import write_benchmarks
+    from runtime.report.summary import load_report, write_benchmarks
 
     b = _bundle(bundle)
     if isinstance(batches, int):
@@ -191,6 +191,8 @@ def benchmark(bundle, precisions=("all",), *, batches: Iterable[int] = (1,), bac
                          target=Target(backend=backend, provider=provider, threads=threads, qdq=qdq),
                          warmup=warmup, iterations=iterations, duration=duration)
     with progress_to(progress):
+        if write_report:
+            load_report(b)  # a report.json edgeport cannot read is refused before the long part
         run = run_benchmarks(b, config, log=console.log, warn=console.warn)
         if write_report:
             write_benchmarks(b, run, log=console.log)
