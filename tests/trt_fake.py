@@ -560,12 +560,13 @@ def make_bundle(root: Path, *, precisions=("fp32", "fp16", "int8"), max_batch: i
     np.savez_compressed(root / "golden.npz", images=images, outputs=outputs,
                         names=np.array([f"img{i}" for i in range(samples)]))
     manifest = {
-        "schema_version": 1,
+        "schema_version": 2,
         "model": {"name": root.name, "num_classes": CLASSES, "class_names": None},
         "weights": {"spec": "none", "random_init": True},
         "input": {"name": "input", "shape": ["batch", 3, size, size], "dtype": "float32", "min_batch": 1,
                   "max_batch": max_batch},
-        "output": {"name": "logits", "shape": ["batch", CLASSES], "dtype": "float32"},
+        "outputs": [{"name": "logits", "shape": ["batch", CLASSES], "dtype": "float32"}],
+        "reference": "pytorch",
         "preprocessing": pre.to_dict(),
         "artifacts": arts,
         "golden": {"file": "golden.npz", "sha256": _sha((root / "golden.npz").read_bytes()), "samples": samples,

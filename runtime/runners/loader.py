@@ -94,6 +94,9 @@ class _OnnxRuntime(_Backend):
         runner = OnnxRuntimeRunner(resolved.path, provider=target.provider, threads=target.threads,
                                    **resolved.options)
         runner.max_batch = bundle.max_batch  # the graphs were exported for batches up to this
+        from runtime.bundle_check import check_graph_io
+
+        check_graph_io(bundle.manifest, runner.inputs, runner.outputs, resolved.path.name)
         return runner
 
 
