@@ -13,7 +13,7 @@ from runtime.report.sections import (EnginesSection, LintSection, MixedPrecision
 
 REPORT_VERSION = 1
 
-# report.json key -> the Report attribute holding it and the section type (``from_dict``).
+# report.json key (also the Report attribute that holds it) -> the section's type (``from_dict``).
 # These are what a re-export can carry over; the header (model, weights, golden, reference,
 # calibration) is written anew from the bundle by every verification.
 SECTIONS = {
@@ -73,7 +73,8 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Report":
-        """The typed report; a section of the wrong shape raises TypeError/ValueError/KeyError/AttributeError."""
+        """The typed report; a section of the wrong shape raises TypeError, ValueError, KeyError or
+        AttributeError (summary.read_report turns them into a BundleError)."""
         report = cls(**{k: data[k] for k in _HEADER if data.get(k) is not None})
         report.verification = VerificationSection(
             results=[Comparison.from_dict(r) for r in data["results"]], golden_names=data.get("golden_names"))
