@@ -244,10 +244,10 @@ def _verify_staged(staged, config: ExportConfig, sections: dict, timings: dict, 
     with _Stage(timings, "verify", f"verifying every artifact against {reference} on ONNX Runtime CPU"):
         b = Bundle.open(staged.staging)
         vconf = VerifyConfig(tolerances=config.tolerances) if config.tolerances else VerifyConfig()
-        comparisons = verify_bundle(b, vconf, log=console.log)
+        verification = verify_bundle(b, vconf, log=console.log)
         with guard_disk(staged.staging):
-            write_reports(b, comparisons, sections=sections or None)
-    return comparisons
+            write_reports(b, verification, sections=sections or None)
+    return verification.comparisons
 
 
 def run_export(config: ExportConfig) -> ExportResult:
