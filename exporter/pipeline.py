@@ -68,8 +68,8 @@ class ExportResult:
         return all(c.passed for c in self.comparisons)
 
     def open(self):
-        """The written bundle (runtime.bundle.Bundle)."""
-        return Bundle.open(self.bundle)
+        """The written bundle (runtime.bundle.Bundle); this process wrote it, so no signature is checked."""
+        return Bundle.open(self.bundle, trusted_keys=())
 
 
 def library_versions() -> dict:
@@ -238,7 +238,7 @@ def _verify_staged(staged, config: ExportConfig, sections: dict, timings: dict, 
     from exporter.bundle_writer import guard_disk
 
     with _Stage(timings, "verify", f"verifying every artifact against {reference} on ONNX Runtime CPU"):
-        b = Bundle.open(staged.staging)
+        b = Bundle.open(staged.staging, trusted_keys=())  # written just now: nobody signed it yet
         vconf = VerifyConfig(tolerances=config.tolerances) if config.tolerances else VerifyConfig()
         comparisons = verify_bundle(b, vconf, log=console.log)
         with guard_disk(staged.staging):
@@ -356,5 +356,7 @@ def _engines_after_export(final: Path, config: ExportConfig, comparisons: list) 
     if not all(c.passed for c in comparisons):
         return [], "TensorRT engines were not built because the verification failed."
     from runtime.engines.build import export_engines
+    from runtime.signing import own_bundle
 
-    return export_engines(final, config.engine, log=console.log, warn=console.warn)
+    with own_bundle():  # the bundle this export has just committed: nobody signed it yet
+        return export_engines(final, config.engine, log=console.log, warn=console.warn)

@@ -550,7 +550,8 @@ def make_bundle(root: Path, *, precisions=("fp32", "fp16", "int8"), max_batch: i
     arts = {}
     for p in precisions:
         name = "model.onnx" if p == "fp32" else f"model.{p}.onnx"
-        data = f"fake onnx {p}".encode()
+        text = f"fake onnx {p}".encode()
+        data = b"\x12" + bytes([len(text)]) + text  # a ModelProto holding only producer_name: no graph to run
         (root / name).write_bytes(data)
         arts[p] = {"file": name, "sha256": _sha(data), "bytes": len(data)}
     pre = Preprocessing(resize=size, crop=size)
@@ -576,5 +577,8 @@ def make_bundle(root: Path, *, precisions=("fp32", "fp16", "int8"), max_batch: i
         (root / "calib.cache").write_bytes(calib_cache)
         manifest["int8"] = {"method": "minmax", "samples": 1,
                             "trt_calibration_cache": {"file": "calib.cache", "sha256": _sha(calib_cache)}}
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    from runtime.manifest import Manifest
+
+    sealed = Manifest.parse(manifest).sealed().to_dict()  # as export writes it: Bundle.open refuses no digest
+    (root / "manifest.json").write_text(json.dumps(sealed, indent=2))
     return root

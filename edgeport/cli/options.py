@@ -174,3 +174,25 @@ def comparisons_table(comparisons) -> str:
     if further:
         text += "\n\nfurther outputs:\n" + render_table(OUTPUTS_HEADER, further)
     return text
+
+
+# -- signed bundles ----------------------------------------------------------------------------------
+def trusted_key_option(fn):
+    """--trusted-key PUBLIC.pem (repeatable) on every command that reads a bundle.
+
+    The command runs inside ``runtime.signing.trusting(keys)``, so every ``Bundle.open`` under it
+    checks the bundle's signature before reading anything else, without a parameter threaded
+    through the API; without the option, ``$EDGEPORT_TRUSTED_KEYS`` applies (docs/security.md)."""
+
+    @click.option("--trusted-key", "trusted_keys_", multiple=True, metavar="PUBLIC.pem",
+                  type=click.Path(path_type=str),
+                  help="Refuse the bundle unless its bundle.sig verifies with this public key (repeatable: any "
+                       "of them; default: $EDGEPORT_TRUSTED_KEYS, paths separated by ':'). See docs/security.md.")
+    @functools.wraps(fn)
+    def wrapper(*args, trusted_keys_=(), **kwargs):
+        from runtime.signing import trusting
+
+        with trusting(trusted_keys_):
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -283,7 +283,6 @@ def test_calibration_header_is_retargeted_to_the_running_tensorrt():
 
 def test_calibration_cache_found_where_the_int8_export_records_it(tmp_path):
     import hashlib
-    import json
 
     from runtime.bundle import Bundle
     from trt_fake import make_bundle
@@ -291,10 +290,12 @@ def test_calibration_cache_found_where_the_int8_export_records_it(tmp_path):
     root = make_bundle(tmp_path / "b", calib_cache=None)
     data = b"TRT-100300-EntropyCalibration2\ninput: 3c010a14\n"
     (root / "calib.cache").write_bytes(data)
-    manifest = json.loads((root / "manifest.json").read_text())
-    manifest["int8"] = {"method": "minmax", "samples": 1, "trt_calibration_cache": {"file": "calib.cache", "sha256": hashlib.sha256(data).hexdigest(),
-                                                  "header": "TRT-100300-EntropyCalibration2"}}
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    from conftest import edit_manifest
+
+    edit_manifest(root, lambda m: m.update(int8={
+        "method": "minmax", "samples": 1, "trt_calibration_cache": {
+            "file": "calib.cache", "sha256": hashlib.sha256(data).hexdigest(),
+            "header": "TRT-100300-EntropyCalibration2"}}))
     assert calibration.find_calibration_cache(Bundle.open(root)) == root / "calib.cache"
     (root / "calib.cache").write_bytes(data + b"tampered: 00000000\n")
     with pytest.raises(BundleError, match="does not match the sha256"):
