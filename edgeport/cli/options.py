@@ -129,8 +129,10 @@ def target_kwargs(backend, provider, threads, qdq) -> dict:
 def out(text: str = "") -> None:
     """Print a result line on stdout. A closed stdout (``edgeport models | head -1``) is not an
     error: the rest of the output is dropped and the command ends with the status of its work."""
+    from runtime.console import printable
+
     try:
-        click.echo(text)
+        click.echo(printable(text))  # results quote bundle text (class and model names): no terminal escapes
     except BrokenPipeError:
         drop_stdout()
 
