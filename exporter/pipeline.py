@@ -175,9 +175,10 @@ def _onnx_graph(config: ExportConfig, built, ref, timings: dict):
 def _add_graphs(staged, config: ExportConfig, built, ref, timings: dict):
     """model.onnx (simplified) and model.fp16.onnx; returns (onnx model, simplify stats, fp16 range)."""
     from exporter.bundle_writer import guard_disk
-    from exporter.onnx_export import fp16_range_check, save, simplify, to_fp16
+    from exporter.onnx_export import check_finite, fp16_range_check, save, simplify, to_fp16
 
     model = _onnx_graph(config, built, ref, timings)
+    check_finite(model, ref.all_outputs)  # NaN weights: named here, not blamed on onnxsim's check below
     simplify_stats = None
     if config.simplify:
         with _Stage(timings, "simplify", "simplifying with onnxsim (checked against the unsimplified graph)"):
