@@ -22,10 +22,17 @@ endif
 # tritonserver runs python-backend models with the first python on PATH, which needs numpy < 2.
 TRITON_VENV := .venv-triton
 TRITON_STAMP := $(TRITON_VENV)/.edgeport-installed
+WHEELHOUSE := .wheelhouse-py310
 
 .PHONY: setup browser demo test test-fast clean gpu-check bench triton-bench
 
-setup: $(STAMP) $(TRITON_STAMP) browser
+setup: $(STAMP) $(TRITON_STAMP) $(WHEELHOUSE)/.done browser
+
+# The runtime side's dependencies as Python 3.10 wheels (JetPack 6's Python), so the wheel test
+# installs edgeport[cpu] on Python 3.10 without reaching the network from inside a test.
+$(WHEELHOUSE)/.done: pyproject.toml
+	$(PIP) download -q --only-binary=:all: --python-version 3.10 -d $(WHEELHOUSE) onnxruntime numpy click pillow
+	touch $@
 
 # Headless Chromium for the report.html screenshot tests: apt-get where this runs as root, else
 # the tests skip with the reason (never installed from inside a test).
@@ -73,4 +80,4 @@ gpu-check: setup
 	$(PY) scripts/gpu_check.py --out gpu-check
 
 clean:
-	rm -rf exports .pytest_cache
+	rm -rf exports .pytest_cache $(WHEELHOUSE)
