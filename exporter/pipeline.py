@@ -68,8 +68,8 @@ class ExportResult:
         return all(c.passed for c in self.comparisons)
 
     def open(self):
-        """The written bundle (runtime.bundle.Bundle)."""
-        return Bundle.open(self.bundle)
+        """The written bundle (runtime.bundle.Bundle); this process wrote it, so no signature is checked."""
+        return Bundle.open(self.bundle, trusted_keys=())
 
 
 def library_versions() -> dict:
@@ -179,9 +179,10 @@ def _onnx_graph(config: ExportConfig, built, ref, timings: dict):
 def _add_graphs(staged, config: ExportConfig, built, ref, timings: dict):
     """model.onnx (simplified) and model.fp16.onnx; returns (onnx model, simplify stats, fp16 range)."""
     from exporter.bundle_writer import guard_disk
-    from exporter.onnx_export import fp16_range_check, save, simplify, to_fp16
+    from exporter.onnx_export import check_finite, fp16_range_check, save, simplify, to_fp16
 
     model = _onnx_graph(config, built, ref, timings)
+    check_finite(model, ref.all_outputs)  # NaN weights: named here, not blamed on onnxsim's check below
     simplify_stats = None
     if config.simplify:
         with _Stage(timings, "simplify", "simplifying with onnxsim (checked against the unsimplified graph)"):
@@ -242,7 +243,7 @@ def _verify_staged(staged, config: ExportConfig, sections: dict, timings: dict, 
     from exporter.bundle_writer import guard_disk
 
     with _Stage(timings, "verify", f"verifying every artifact against {reference} on ONNX Runtime CPU"):
-        b = Bundle.open(staged.staging)
+        b = Bundle.open(staged.staging, trusted_keys=())  # written just now: nobody signed it yet
         vconf = VerifyConfig(tolerances=config.tolerances) if config.tolerances else VerifyConfig()
         verification = verify_bundle(b, vconf, log=console.log)
         with guard_disk(staged.staging):
@@ -386,5 +387,7 @@ def _engines_after_export(final: Path, config: ExportConfig, comparisons: list) 
     if not all(c.passed for c in comparisons):
         return [], "TensorRT engines were not built because the verification failed."
     from runtime.engines.build import export_engines
+    from runtime.signing import own_bundle
 
-    return export_engines(final, config.engine, log=console.log, warn=console.warn)
+    with own_bundle():  # the bundle this export has just committed: nobody signed it yet
+        return export_engines(final, config.engine, log=console.log, warn=console.warn)

@@ -36,6 +36,7 @@ from pathlib import Path
 from runtime import console
 from runtime.bundle import GOLDEN, MANIFEST, Bundle
 from runtime.errors import BundleError, EdgeportError, UsageError
+from runtime.signing import SignatureError
 from runtime.engines.sidecar import read_sidecar
 
 EXPORT_FILES = (MANIFEST, GOLDEN, "calibration.json", "calib.cache", "report.json", "report.md", "report.html")
@@ -92,7 +93,7 @@ class Previous:
     problem: str | None = None
 
 
-def _existing(final: Path) -> Previous | None:
+def _existing(final: Path, force: bool) -> Previous | None:
     if not final.exists() and not final.is_symlink():
         return None
     if not final.is_dir():
@@ -103,7 +104,11 @@ def _existing(final: Path) -> Previous | None:
     if not (final / MANIFEST).is_file():
         return Previous(final, None, f"it has no {MANIFEST}")
     try:
-        return Previous(final, Bundle.open(final))
+        return Previous(final, Bundle.open(final))  # with trusted keys: signature first (runtime/signing.py)
+    except SignatureError:
+        if not force:
+            raise  # nothing of an untrusted bundle is read or carried over; --force replaces it unread
+        return Previous(final, None, "its signature does not verify with the trusted keys")
     except BundleError as exc:
         return Previous(final, None, str(exc))
 
@@ -113,7 +118,7 @@ def precheck(out_dir: Path, name: str | None, identity: Identity | None, force: 
     models, the architecture), so a refusal comes before seconds of importing torch."""
     if name is None:
         return
-    previous = _existing(Path(out_dir) / name)
+    previous = _existing(Path(out_dir) / name, force)
     if previous is not None:
         _refuse_unless_forced(previous, identity, force)
 
@@ -121,7 +126,7 @@ def precheck(out_dir: Path, name: str | None, identity: Identity | None, force: 
 def check_replace(final: Path, identity: Identity, force: bool) -> Previous | None:
     """With the bundle's lock held and the model loaded: refuse (exit 2), or say what is
     replaced. Returns the previous folder (for ``carry_over``), or None."""
-    previous = _existing(final)
+    previous = _existing(final, force)
     if previous is None:
         return None
     _refuse_unless_forced(previous, identity, force)

@@ -61,8 +61,11 @@ class EdgeportGroup(click.Group):
 
 
 def _paragraph(text: str) -> str:
-    """One paragraph: line breaks inside the message (from exceptions) become spaces."""
-    return " ".join(str(text).split())
+    """One paragraph: line breaks inside the message (from exceptions) become spaces, and the
+    terminal controls a bundle's text may carry are dropped (runtime.console.printable)."""
+    from runtime.console import printable
+
+    return " ".join(printable(text).split())
 
 
 def _debug_requested() -> bool:

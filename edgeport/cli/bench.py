@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edgeport.cli.options import (batch_option, common_options, json_option, out, out_json, precision_option, target_kwargs, target_options)
+from edgeport.cli.options import trusted_key_option
 
 
 @click.command()
@@ -22,6 +23,7 @@ from edgeport.cli.options import (batch_option, common_options, json_option, out
 @click.option("--save-json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write this run (machine + results) to a JSON file.")
 @json_option
+@trusted_key_option
 @common_options
 def bench(bundle, precisions, backend, provider, threads, qdq, batches, warmup, iterations, duration, json_path,
           as_json):

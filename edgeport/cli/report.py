@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgeport.cli.options import (AliasOption, common_options, json_option, out, out_json, target_kwargs, target_options)
+from edgeport.cli.options import trusted_key_option
 
 
 @click.command()
@@ -15,6 +16,7 @@ from edgeport.cli.options import (AliasOption, common_options, json_option, out,
               type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the HTML page to this file instead of BUNDLE/report.html (report.md is then left alone).")
 @json_option
+@trusted_key_option
 @common_options
 def report(bundle, output, as_json):
     """Regenerate report.html and report.md of BUNDLE from its report.json.
@@ -50,6 +52,7 @@ def report(bundle, output, as_json):
 @target_options
 @click.option("--topk", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
 @json_option
+@trusted_key_option
 @common_options
 def predict(bundle, images, precision, backend, provider, threads, qdq, topk, as_json):
     """Classify IMAGES with BUNDLE: top-k class names and softmax probabilities.

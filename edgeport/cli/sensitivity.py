@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from edgeport.cli.options import AliasOption, common_options, json_option, out, out_json
+from edgeport.cli.options import trusted_key_option
 
 
 @click.command()
@@ -16,6 +17,7 @@ from edgeport.cli.options import AliasOption, common_options, json_option, out, 
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Layers printed.")
 @json_option
 @click.option("--no-report", is_flag=True, help="Do not write the result into report.json/.md/.html.")
+@trusted_key_option
 @common_options
 def sensitivity(bundle, samples, threads, top, as_json, no_report):
     """Rank the INT8 layers of BUNDLE's model.int8.onnx by the error each adds alone.

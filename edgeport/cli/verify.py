@@ -7,6 +7,7 @@ import sys
 import click
 
 from edgeport.cli.options import (AliasOption, batch_option, common_options, comparisons_table, json_option, out, out_json, precision_option, target_kwargs, target_options)
+from edgeport.cli.options import trusted_key_option
 
 
 @click.command()
@@ -27,6 +28,7 @@ from edgeport.cli.options import (AliasOption, batch_option, common_options, com
               type=click.IntRange(min=1), default=None,
               help="Use at most this many --labeled-data images (spread evenly over the classes).")
 @json_option
+@trusted_key_option
 @common_options
 def verify(bundle, precisions, backend, provider, threads, qdq, batches, tols, data, labels_file, data_samples,
            as_json):

@@ -138,13 +138,14 @@ def engine_precisions(bundle, runtime: str = DEFAULT_RUNTIME) -> list[str]:
 
 # -- commands ---------------------------------------------------------------------------------
 def build_command(bundle_root, precision: str = "all", options: dict | None = None) -> str:
-    """The exact ``edgeport build`` command for a bundle and a sidecar's recorded options."""
+    """The exact ``edgeport build`` command for a bundle and a sidecar's recorded options; every
+    value is shell-quoted, since a sidecar's values come from whoever wrote the bundle."""
     o = options or {}
-    parts = ["edgeport", "build", shlex.quote(str(bundle_root)), "--precision", precision]
+    parts = ["edgeport", "build", str(bundle_root), "--precision", str(precision)]
     if o.get("runtime") not in (None, DEFAULT_RUNTIME):
         parts += ["--runtime", str(o["runtime"])]
     if o.get("compute_capabilities"):
-        parts += ["--compute-capability", ",".join(o["compute_capabilities"])]
+        parts += ["--compute-capability", ",".join(map(str, o["compute_capabilities"]))]
     for key, flag in (("min_batch", "--min-batch"), ("opt_batch", "--opt-batch"), ("max_batch", "--max-batch"),
                       ("dla_core", "--dla-core"), ("builder_level", "--builder-level")):
         if o.get(key) is not None:
@@ -158,10 +159,10 @@ def build_command(bundle_root, precision: str = "all", options: dict | None = No
     if o.get("build_path") not in (None, "auto"):
         parts += ["--build-path", str(o["build_path"])]
     if o.get("runtime_cache"):
-        parts += ["--runtime-cache", shlex.quote(str(o["runtime_cache"]))]
+        parts += ["--runtime-cache", str(o["runtime_cache"])]
     if o.get("no_runtime_cache"):
         parts.append("--no-runtime-cache")
-    return " ".join(parts)
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def rebuild_command(bundle_root, sidecar: EngineSidecar) -> str:
