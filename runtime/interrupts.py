@@ -29,10 +29,6 @@ def check() -> None:
         raise KeyboardInterrupt(f"interrupted by signal {signal.Signals(_received[0]).name}")
 
 
-def reset() -> None:
-    _received.clear()
-
-
 def install() -> None:
     """SIGINT and SIGTERM record themselves, then raise KeyboardInterrupt (main thread only)."""
 

@@ -47,6 +47,13 @@ class BuildOptions:
     log_severity: str | None = None  # keep messages down to this severity in BuiltEngine.log ("VERBOSE")
     profiling_verbosity: str | None = None  # ProfilingVerbosity member name, e.g. "DETAILED"
 
+    def __post_init__(self):
+        # Checked here once, for the CLI and the API alike: a cache path with its own "off" switch.
+        for cache in ("timing_cache", "runtime_cache"):
+            if getattr(self, cache) is not None and getattr(self, f"no_{cache}"):
+                flag = cache.replace("_", "-")
+                raise UsageError(f"--{flag} and --no-{flag} contradict each other; pass one.")
+
 
 @dataclasses.dataclass
 class BuiltEngine:
@@ -76,7 +83,7 @@ class BuildTarget:
     runtime_cache: dict | None = None  # TensorRT-RTX: {"enabled", "path"}
 
 
-def select_precisions(requested: tuple[str, ...], available: list[str], dla: bool,
+def build_precisions(requested: tuple[str, ...], available: list[str], dla: bool,
                       log: Callable[[str], None] = lambda s: None) -> list[str]:
     """Expand ``all`` into the bundle's precisions (without fp32 on DLA, which has no FP32)."""
     if not requested or "all" in requested:
@@ -152,7 +159,7 @@ def prepare_tensorrt(bundle, options: BuildOptions, *, trt=None, env=None, log=l
         version, p, bundle.precisions, requested_path=options.build_path, dla_core=options.dla_core,
         gpu_fallback=options.gpu_fallback, hardware_compat=options.hardware_compat,
         version_compatible=options.version_compatible, compute_capability=gpu.compute_capability)
-        for p in select_precisions(options.precisions, bundle.precisions, dla, log)]
+        for p in build_precisions(options.precisions, bundle.precisions, dla, log)]
     if options.workspace_mib is not None:
         policy.validate_workspace(options.workspace_mib, gpu.total_memory)
         workspace = options.workspace_mib
@@ -178,8 +185,6 @@ def prepare_rtx(bundle, options: BuildOptions, *, trt=None, log=lambda s: None) 
         raise UsageError("--timing-cache does not apply to TensorRT-RTX: its ahead-of-time build times no kernels "
                          "(they are chosen on the user's GPU, and kept in the runtime cache).",
                          hint="Drop --timing-cache; use --runtime-cache PATH for the JIT cache.")
-    if options.runtime_cache is not None and options.no_runtime_cache:
-        raise UsageError("--runtime-cache and --no-runtime-cache contradict each other; pass one.")
     targets = policy.parse_compute_capabilities(options.compute_capabilities)
     if trt is None:
         trt = import_tensorrt_rtx("edgeport build --runtime tensorrt-rtx", rerun=_command_line(bundle, options))
@@ -188,7 +193,7 @@ def prepare_rtx(bundle, options: BuildOptions, *, trt=None, log=lambda s: None) 
         version, p, bundle.precisions, compute_capabilities=targets, requested_path=options.build_path,
         dla_core=options.dla_core, gpu_fallback=options.gpu_fallback, hardware_compat=options.hardware_compat,
         version_compatible=options.version_compatible)
-        for p in select_precisions(options.precisions, bundle.precisions, False, log)]
+        for p in build_precisions(options.precisions, bundle.precisions, False, log)]
     profile, shapes = _profile(bundle, options, False)
     if options.workspace_mib is not None:
         policy.validate_workspace(options.workspace_mib, None)

@@ -26,8 +26,10 @@ import dataclasses
 import re
 
 from runtime.errors import BundleError, DependencyError, EdgeportError, UsageError
+from runtime.precision import PRECISIONS as _REGISTRY
+from runtime.precision import engine_keys
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = engine_keys()  # the precisions engines are built for (the registry's)
 # Build paths recorded in sidecars.
 STRONGLY_TYPED = "strongly-typed"  # precision from the ONNX graph's tensor types
 FLAGS = "flags"  # weakly typed network + BuilderFlag.FP16 / INT8 (TensorRT < 11)
@@ -297,8 +299,8 @@ def _plan_dla(version, caps, precision, available, requested_path, common, extra
 
 
 def _missing_artifact(precision: str, version: TrtVersion, product: str = "TensorRT") -> BundleError:
-    option = {"fp16": "--fp16", "int8": "--int8"}.get(precision)
-    graph = "model.onnx" if precision == "fp32" else f"model.{precision}.onnx"
+    option = _REGISTRY[precision].export_flag
+    graph = _REGISTRY[precision].artifact
     what = f"Re-export it with `edgeport export ... {option}`." if option else "Re-export the bundle."
     if precision == "fp16" and product == "TensorRT" and capabilities(version).precision_flags:
         what += f" (On TensorRT {version}, --build-path flags builds FP16 from the FP32 graph instead.)"
