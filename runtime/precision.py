@@ -68,7 +68,7 @@ PRECISIONS: Mapping[str, Precision] = MappingProxyType({p.key: p for p in (
          export_flag="--int8", tolerance={"cosine_min": 0.99}, color="#55A868", role="for TensorRT",
          quantized=True, section="int8"),
     _row(key="int8-cpu", artifact="model.int8-cpu.onnx", label="INT8",
-         summary="ONNX Runtime CPU's U8S8 Q/DQ graph (int8 on the CPU provider)", export_flag="--int8",
+         summary="U8S8 Q/DQ: asymmetric uint8 activations, made for ONNX Runtime's CPU kernels", export_flag="--int8",
          opt_out="--no-int8-cpu", tolerance={"cosine_min": 0.99}, color="#8172B3", engines=(),
          role="for ONNX Runtime CPU", cpu_only=True, cpu_variant_of="int8", quantized=True,
          section="int8_cpu"),
@@ -133,8 +133,8 @@ def resolve_precision(available: list[str], precision: str, *, backend: str = "o
         if not cpu:
             other = PRECISIONS[row.cpu_variant_of or "fp32"]
             raise UsageError(
-                f"--precision {row.key} is {row.artifact}, {row.summary.split(' (')[0]}, which {backend}/{provider} "
-                "does not run.", hint=f"Use --precision {other.key} there ({other.artifact}, {other.role or 'any backend'}).")
+                f"--precision {row.key} is {row.artifact} ({row.summary}), which {backend}/{provider} does "
+                "not run.", hint=f"Use --precision {other.key} there ({other.artifact}, {other.role}).")
         return row.key
     variant = cpu_variant(precision)
     if variant is not None and cpu and not qdq and variant in available:
