@@ -26,7 +26,7 @@ class OptionSpec:
 
     help: str
     flags: tuple[str, ...] = ()  # e.g. ("--output", "-o"); the first one names the option in messages
-    kind: type = str  # str, int, float, bool or Path: the value's type
+    kind: type = str  # str, int, float, bool or Path: the type of the value on the command line
     low: float | None = None  # inclusive range of an int
     high: float | None = None
     choices: tuple[str, ...] | None = None

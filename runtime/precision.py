@@ -133,8 +133,9 @@ def resolve_precision(available: list[str], precision: str, *, backend: str = "o
         if not cpu:
             other = PRECISIONS[row.cpu_variant_of or "fp32"]
             raise UsageError(
-                f"--precision {row.key} is {row.artifact} ({row.summary}), which {backend}/{provider} does "
-                "not run.", hint=f"Use --precision {other.key} there ({other.artifact}, {other.role}).")
+                f"--precision {row.key} is ONNX Runtime's CPU graph, {row.artifact} ({row.summary}), which "
+                f"{backend}/{provider} does not run.",
+                hint=f"Use --precision {other.key} there ({other.artifact}, built {other.role}).")
         return row.key
     variant = cpu_variant(precision)
     if variant is not None and cpu and not qdq and variant in available:
