@@ -29,7 +29,8 @@ from typing import Mapping
 from runtime.errors import UsageError
 
 ALL = "all"  # the request for every suitable artifact
-ENGINE_RUNTIMES = ("tensorrt", "tensorrt-rtx")  # the engine runtimes `edgeport build` knows
+# Engine runtimes by registry key (runtime/engines/registry.py; named, not imported: it imports this).
+EVERY_ENGINE = ("tensorrt", "tensorrt-rtx")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Precision:
     export_flag: str | None  # the `edgeport export` flag that writes it (None: always written)
     tolerance: Mapping[str, float]  # default pass criteria (runtime.compare.Tolerance fields)
     color: str  # its colour in the report's plots
-    engines: tuple[str, ...] = ENGINE_RUNTIMES  # engine runtimes that build an engine from it
+    engines: tuple[str, ...] = EVERY_ENGINE  # engine runtimes that build an engine from it
     opt_out: str | None = None  # the export flag that skips it although export_flag is given
     role: str = ""  # what the artifact is for, in the report's artifact table
     cpu_only: bool = False  # runs on ONNX Runtime's CPU provider only
@@ -86,7 +87,7 @@ def precision(key: str) -> Precision:
 
 
 def artifact_keys() -> tuple[str, ...]:
-    """Every precision a bundle can carry, in the registry's order."""
+    """Every precision a bundle can carry, in the registry's order (the bundle reader refuses any other key)."""
     return tuple(PRECISIONS)
 
 
