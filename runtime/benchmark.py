@@ -126,7 +126,8 @@ def run_benchmarks(bundle: Bundle, config: BenchConfig, log: Callable[[str], Non
                    warn: Callable[[str], None] | None = None) -> dict:
     """Time every selected artifact at every batch size; returns {"machine": ..., "results": [...]}."""
     from runtime.machine import describe_machine, load_average
-    from runtime.precision import CPU_INT8, int8_cpu_warning
+    from runtime.machine import int8_cpu_warning
+    from runtime.precision import CPU_INT8
 
     config.validate()
     target = config.target

@@ -184,20 +184,3 @@ def reexport_hint(missing: list[str], available: list[str] = ()) -> str:
            for option, rows in export_options(missing).items()]
     return (f"Re-export with the same options {' and '.join(how) or 'that wrote it'}: the artifacts that do not "
             "change come out byte-identical and keep their engines and benchmark results.")
-
-
-def int8_cpu_warning(manifest, flags: set[str] | None = None) -> str | None:
-    """A warning when an int8-cpu graph with 8-bit weights runs on a CPU without VNNI/AMX.
-
-    Such a graph was quantized on a VNNI machine (no reduce_range); on CPUs without an int8
-    dot product ONNX Runtime's u8s8 kernels can saturate and lose accuracy.
-    """
-    from runtime.machine import has_vnni
-
-    info = manifest.int8_cpu
-    if info is not None and info.reduce_range is False and not has_vnni(flags):
-        where = info.quantized_on.get("cpu", "a CPU with VNNI")
-        return (f"model.int8-cpu.onnx was quantized on {where} with 8-bit weights (no reduce_range), but this CPU has "
-                "no VNNI/AMX: its u8s8 kernels can saturate. Re-export on this machine (edgeport export --int8) "
-                "to get 7-bit weights, and check the accuracy with `edgeport verify`.")
-    return None

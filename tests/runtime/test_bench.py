@@ -257,7 +257,7 @@ def test_int8_cpu_warning_without_vnni():
     from types import SimpleNamespace
 
     from runtime.manifest import Int8CpuInfo
-    from runtime.precision import int8_cpu_warning
+    from runtime.machine import int8_cpu_warning
 
     manifest = SimpleNamespace(int8_cpu=Int8CpuInfo(reduce_range=False, quantized_on={"cpu": "AMD EPYC", "vnni": True}))
     message = int8_cpu_warning(manifest, flags={"avx2"})
