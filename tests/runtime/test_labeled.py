@@ -110,7 +110,7 @@ def test_unreadable_images_are_skipped_and_counted(color_bundle, copy_bundle, tm
     assert "red/broken.jpg" in acc["skipped_examples"][0]
 
 
-def test_data_samples_spreads_over_classes(tmp_path):
+def test_labeled_samples_spread_over_classes(tmp_path):
     from runtime.labeled import load_labeled_set
 
     write_color_images(tmp_path, per_class=5, seed=14)
