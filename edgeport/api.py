@@ -38,65 +38,28 @@ def _precisions(precisions) -> tuple[str, ...]:
 
 
 # -- export ------------------------------------------------------------------------------------------
-def export(model, *, output: str | Path = "exports", name: str | None = None, weights: str | None = None,
-           num_classes: int | None = None, input_size: int | tuple[int, int] | str | None = None,
-           channels: int | None = None, mean: Sequence[float] | float | None = None,
-           std: Sequence[float] | float | None = None, preprocessing=None, class_names: Sequence[str] | None = None,
-           factory_args: dict | None = None, output_name: str | None = None, output_index: int | None = None,
-           max_batch: int = 32, opset: int | None = None, simplify: bool = True, fp16: bool = False,
-           int8: bool = False,
-           calib_data: str | Path | None = None, calib_samples: int | None = None, calib_method: str | None = None,
-           max_drop: float | None = None, budget_data: str | Path | None = None,
-           fallback_precision: str | None = None, max_float_layers: int | None = None,
-           sensitivity_samples: int = 32, verify: bool = True, verify_data: str | Path | None = None,
-           verify_samples: int = 64, tolerances=None, engine: str = "auto", trust_checkpoint: bool = False,
-           int8_cpu: bool = True, force: bool = False, progress: Progress = None):
+def export(model, *, progress: Progress = None, **options):
     """Export ``model`` to a verified bundle in ``output/<name>``; returns an ``ExportResult``.
 
     ``model`` is an ``nn.Module`` instance (exported with its own weights), a registry name
     (``edgeport models``), ``path/to/file.py:factory`` / ``package.module:factory`` (called
     with ``factory_args``), or a path to an ``.onnx`` file (exported without torch; the
     reference is ONNX Runtime FP32 of that graph).
-    ``weights`` (names and checkpoints; not for instances or ONNX files): None = the model's default.
-    ``input_size``: N, (height, width) or "HxW". ``channels``: the input's channel count when the
-    model's first convolution does not tell it. ``mean``/``std``: one value per channel, or one
-    value for all channels. ``preprocessing`` (``edgeport.Preprocessing``) replaces
-    ``input_size``/``mean``/``std``. ``output_name`` / ``output_index``: the classifier output
-    of a model with several outputs (default: the first). ``opset``: default 17 (a given ONNX
-    graph keeps its own).
-    ``tolerances``: ``{"fp16": {"cosine_min": 0.995}}`` or ``["fp16.cosine_min=0.995"]``.
-    ``engine``: build TensorRT engines after the export: ``auto`` (when TensorRT and a GPU
-    are here), ``yes`` or ``no``. ``int8_cpu=False`` (with ``int8``): no model.int8-cpu.onnx.
-    ``force``: replace ``output/<name>`` even when it holds another model (docs/api.md, re-exporting).
+    ``options`` are the options of ``edgeport export`` under their field names, declared once in
+    exporter/options.py (``ExportConfig``) and exporter/models/registry.py (``ModelRequest``):
+    e.g. ``output``, ``name``, ``weights``, ``input_size`` (N, (height, width) or "HxW"),
+    ``mean``/``std`` (one value per channel, or one for all), ``preprocessing``
+    (``edgeport.Preprocessing``, replaces input_size/mean/std), ``fp16``, ``int8``,
+    ``int8_cpu=False`` (no model.int8-cpu.onnx), ``max_drop``, ``labeled_data``, ``golden_data``,
+    ``tolerances`` (``{"fp16": {"cosine_min": 0.995}}`` or ``["fp16.cosine_min=0.995"]``),
+    ``engine`` (``auto``, ``yes`` or ``no``), ``force`` (docs/api.md, re-exporting). An unknown
+    name is a UsageError that lists the known ones.
     """
-    from exporter.models.registry import ModelRequest
-    from exporter.pipeline import ExportConfig, run_export
-    from runtime.compare import parse_tolerances
+    from exporter.pipeline import make_config, run_export
 
-    request = ModelRequest(model=str(model) if isinstance(model, Path) else model, weights=weights,
-                           num_classes=num_classes, input_size=input_size, channels=channels,
-                           mean=_values(mean), std=_values(std), trust_checkpoint=trust_checkpoint,
-                           preprocessing=preprocessing, factory_args=factory_args, output_name=output_name,
-                           output_index=output_index)
-    config = ExportConfig(
-        request=request, output=Path(output), max_batch=max_batch, opset=opset, simplify=simplify, fp16=fp16,
-        int8=int8, calib_data=Path(calib_data) if calib_data else None, calib_samples=calib_samples,
-        calib_method=calib_method, verify=verify, verify_data=Path(verify_data) if verify_data else None,
-        verify_samples=verify_samples, tolerances=parse_tolerances(tolerances or ()), name=name,
-        class_names=tuple(class_names) if class_names is not None else None, engine=engine, max_drop=max_drop,
-        budget_data=Path(budget_data) if budget_data else None, fallback_precision=fallback_precision,
-        max_float_layers=max_float_layers, sensitivity_samples=sensitivity_samples, int8_cpu=int8_cpu, force=force)
+    config = make_config(model, **options)
     with progress_to(progress):
         return run_export(config)
-
-
-def _values(values) -> tuple[float, ...] | None:
-    """mean/std as a tuple (a single number means one value for every channel)."""
-    if values is None:
-        return None
-    if isinstance(values, (int, float)):
-        return (float(values),)
-    return tuple(values)
 
 
 # -- verify ------------------------------------------------------------------------------------------
@@ -123,11 +86,11 @@ class VerifyResult:
 
 def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provider: str = "cpu",
            threads: int | None = None, qdq: bool = False, batch: int | None = None, tolerances=None,
-           data: str | Path | None = None, labels: str | Path | None = None, data_samples: int | None = None,
-           write_report: bool = True, progress: Progress = None) -> VerifyResult:
+           labeled_data: str | Path | None = None, labels: str | Path | None = None,
+           labeled_samples: int | None = None, write_report: bool = True, progress: Progress = None) -> VerifyResult:
     """Check each artifact of ``bundle`` against the reference outputs it carries.
 
-    With ``data`` (an ImageFolder tree, or a flat folder with ``labels``), also measures
+    With ``labeled_data`` (an ImageFolder tree, or a flat folder with ``labels``), also measures
     top-1/top-5 of every artifact. Writes report.json/.md/.html unless ``write_report`` is False.
     """
     from runtime import console
@@ -139,7 +102,7 @@ def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provide
     config = VerifyConfig(precisions=_precisions(precisions), target=target, batch=batch,
                           tolerances=parse_tolerances(tolerances or ()))
     with progress_to(progress):
-        dataset = _labeled_set(b, data, labels, data_samples)  # before the long part: fail early
+        dataset = _labeled_set(b, labeled_data, labels, labeled_samples)  # before the long part: fail early
         if write_report:
             from runtime.report.summary import load_report
 
@@ -162,7 +125,7 @@ def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provide
 
 
 def _labeled_set(bundle: Bundle, data, labels, limit):
-    """The labeled image set of ``verify(data=...)``, or None; option errors surface first."""
+    """The labeled image set of ``verify(labeled_data=...)``, or None; option errors surface first."""
     if data is None:
         if labels is not None or limit is not None:
             raise UsageError("--labels and --labeled-samples need --labeled-data DIR.")

@@ -17,39 +17,12 @@ import numpy as np
 from runtime import console
 from runtime.bundle import GOLDEN, Bundle
 from runtime.errors import UsageError
+from runtime.precision import CPU_INT8, PRECISIONS
 from runtime.manifest import Fp16Range, GoldenInfo, InputSpec, Manifest, ModelInfo, OutputSpec, WeightsInfo
 
 from exporter.models.registry import ModelRequest
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportConfig:
-    request: ModelRequest
-    output: Path = Path("exports")
-    max_batch: int = 32
-    opset: int | None = None  # None: 17 for a PyTorch model, the graph's own for an ONNX model
-    simplify: bool = True
-    fp16: bool = False
-    int8: bool = False
-    calib_data: Path | None = None
-    calib_samples: int | None = None
-    calib_method: str | None = None
-    verify: bool = True
-    verify_data: Path | None = None
-    verify_samples: int = 64
-    tolerances: dict | None = None
-    name: str | None = None  # bundle folder name (default: the model's name)
-    class_names: tuple[str, ...] | None = None  # --class-names FILE; overrides the weights' categories
-    engine: str = "auto"  # auto|yes|no: TensorRT engines right after the export (same default as the CLI)
-    # --max-drop: INT8 accuracy budget in points; the most sensitive layers leave INT8 until it holds
-    # (exporter/int8/mixed_precision.py). --labeled-data: labeled held-out images to judge it on.
-    max_drop: float | None = None
-    budget_data: Path | None = None
-    fallback_precision: str | None = None  # fp16 (default) | fp32: precision of the layers kept out of INT8
-    max_float_layers: int | None = None  # default: half the quantized layers
-    sensitivity_samples: int = 32  # held-out images per per-layer sensitivity run
-    int8_cpu: bool = True  # with int8: also model.int8-cpu.onnx (--no-int8-cpu: TensorRT-only users skip it)
-    force: bool = False  # replace OUTPUT/<name> even when it holds another model or is not a bundle
+from exporter.options import ExportConfig, OptionSpec, check_choices
+from exporter.options import specs as option_specs
 
 
 @dataclasses.dataclass
@@ -70,6 +43,44 @@ class ExportResult:
     def open(self):
         """The written bundle (runtime.bundle.Bundle); this process wrote it, so no signature is checked."""
         return Bundle.open(self.bundle, trusted_keys=())
+
+
+def make_config(model, **options) -> ExportConfig:
+    """``ExportConfig`` from ``edgeport.export``'s keyword arguments: the ModelRequest fields go to
+    the request, the rest to the config; an unknown name is a UsageError naming it (the values
+    are checked once, by ``_check_config``)."""
+    request_names = {f.name for f in dataclasses.fields(ModelRequest)} - {"model"}
+    config_names = {f.name for f in dataclasses.fields(ExportConfig)} - {"request"}
+    unknown = sorted(set(options) - request_names - config_names)
+    if unknown:
+        raise UsageError(f"export() got unknown option(s) {', '.join(unknown)}; it takes "
+                         f"{', '.join(sorted(request_names | config_names))}.")
+    for cls in (ModelRequest, ExportConfig):
+        for field, spec in option_specs(cls):
+            if field.name in options:
+                options[field.name] = _value(field.name, options[field.name], spec)
+    request = ModelRequest(model=str(model) if isinstance(model, Path) else model,
+                           **{k: v for k, v in options.items() if k in request_names})
+    return ExportConfig(request=request, **{k: v for k, v in options.items() if k in config_names})
+
+
+def _value(name: str, value, spec: OptionSpec):
+    """One API value in the config's type (paths as Path, sequences as tuples)."""
+    if value is None:
+        return None
+    if name == "tolerances":
+        from runtime.compare import parse_tolerances
+
+        return parse_tolerances(value)
+    if name in ("mean", "std"):
+        return (float(value),) if isinstance(value, (int, float)) else tuple(value)
+    if name == "factory_args":
+        from exporter.models.factories import parse_factory_args
+
+        return parse_factory_args(value) or None
+    if name == "class_names":
+        return tuple(value)
+    return Path(value) if spec.kind is Path else value
 
 
 def library_versions() -> dict:
@@ -107,8 +118,7 @@ def _check_config(config: ExportConfig) -> None:
     if config.opset is not None and not 7 <= config.opset <= 20:
         raise UsageError(f"--opset {config.opset} is outside the supported range 7..20 "
                          "(TensorRT 8.6 parses up to 17; static INT8 quantization needs < 21).")
-    if config.engine not in ("auto", "yes", "no"):
-        raise UsageError(f"engine must be auto, yes or no, got {config.engine!r}.")
+    check_choices(config)
     if config.name is not None:
         from exporter.bundle_writer import check_name
 
@@ -116,7 +126,7 @@ def _check_config(config: ExportConfig) -> None:
     from exporter.int8.options import check_options
 
     check_options(config)
-    if config.max_drop is not None or config.budget_data is not None or config.fallback_precision is not None \
+    if config.max_drop is not None or config.labeled_data is not None or config.fallback_precision is not None \
             or config.max_float_layers is not None:
         from exporter.int8.mixed_precision import check_config
 
@@ -190,12 +200,12 @@ def _add_graphs(staged, config: ExportConfig, built, ref, timings: dict):
         console.log(f"onnxsim: {simplify_stats['nodes_before']} -> {simplify_stats['nodes_after']} nodes, "
                     f"max rel diff {simplify_stats['max_rel_diff']:.2e}")
     with guard_disk(staged.staging):
-        save(model, staged.path("model.onnx"))
+        save(model, staged.path(PRECISIONS["fp32"].artifact))
     fp16_range = None
     if config.fp16:
         with _Stage(timings, "fp16", "converting to FP16 (FP32 inputs and outputs)"):
             with guard_disk(staged.staging):
-                save(to_fp16(model), staged.path("model.fp16.onnx"))
+                save(to_fp16(model), staged.path(PRECISIONS["fp16"].artifact))
             fp16_range = Fp16Range.from_dict(fp16_range_check(model, ref.inputs))
         if fp16_range.overflows:
             console.warn(f"{fp16_range.overflowing_count} tensors exceed the FP16 range (max |x| = "
@@ -230,7 +240,7 @@ def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, re
     from exporter.int8.cpu_int8 import add_int8_cpu  # model.int8-cpu.onnx: the INT8 graph ORT CPU runs fast
 
     with _Stage(timings, "int8_cpu", "quantizing for ONNX Runtime CPU (U8S8 Q/DQ, model.int8-cpu.onnx)"):
-        manifest.artifacts["int8-cpu"], manifest.int8_cpu = add_int8_cpu(staged, manifest, model, built, config,
+        manifest.artifacts[CPU_INT8], manifest.int8_cpu = add_int8_cpu(staged, manifest, model, built, config,
                                                                          budget)
     return sections
 
@@ -353,9 +363,9 @@ def _export_built(config: ExportConfig, built, staged, timings: dict) -> list:
     previous = check_replace(staged.final, Identity(built.source, built.name, ref.num_classes), config.force)
     model, simplify_stats, fp16_range = _add_graphs(staged, config, built, ref, timings)
     manifest = _base_manifest(config, built, name, ref, params, macs, simplify_stats, input_name)
-    manifest.artifacts["fp32"] = staged.entry("model.onnx")
+    manifest.artifacts["fp32"] = staged.entry(PRECISIONS["fp32"].artifact)
     if config.fp16:
-        manifest.artifacts["fp16"] = staged.entry("model.fp16.onnx")
+        manifest.artifacts["fp16"] = staged.entry(PRECISIONS["fp16"].artifact)
         manifest.fp16_range = fp16_range
     sections = _add_int8(staged, manifest, model, built, config, ref, timings) if config.int8 else {}
     with guard_disk(staged.staging):

@@ -38,12 +38,11 @@ from runtime.bundle import GOLDEN, MANIFEST, Bundle
 from runtime.errors import BundleError, EdgeportError, UsageError
 from runtime.signing import SignatureError
 from runtime.engines.sidecar import read_sidecar
+from runtime.precision import export_options
 
 EXPORT_FILES = (MANIFEST, GOLDEN, "calibration.json", "calib.cache", "report.json", "report.md", "report.html")
 ENGINE_SUFFIX = ".engine"
 SIDECAR_SUFFIX = ".engine.json"
-# Options that bring back an artifact the new export did not write.
-_KEEP_WITH = {"fp16": "--fp16", "int8": "--int8", "int8-cpu": "--int8 without --no-int8-cpu"}
 
 
 def looks_like_bundle(folder: Path) -> bool:
@@ -256,9 +255,7 @@ def _dropped_artifacts(cmp: _Compare) -> list[str]:
         files = [cmp.old.artifacts[p].file for p in gone]
         if "int8" in gone:
             files += ["calibration.json", "calib.cache"]
-        options = list(dict.fromkeys(_KEEP_WITH.get(p, f"--{p}") for p in gone))
-        if "--int8" in options:  # --int8 brings both INT8 graphs back
-            options = [o for o in options if o != _KEEP_WITH["int8-cpu"]]
+        options = list(export_options(gone)) or ["the options that wrote them"]
         out.append(f"the {', '.join(gone)} artifact{'s' if len(gone) > 1 else ''} ({', '.join(files)}): "
                    f"re-export with {' and '.join(options)} to keep {'them' if len(gone) > 1 else 'it'}")
     return out

@@ -45,7 +45,7 @@ class BenchConfig:
     duration: float | None = None  # ... or time calls for this many seconds (at least MIN_ITERATIONS)
 
     def validate(self) -> None:
-        """Refuse option values no run could honour (the CLI checks them too)."""
+        """Refuse option values no run could honour (the one place they are checked)."""
         if not self.batches:
             raise UsageError("Give at least one batch size (--batch 1,8).")
         bad = [b for b in self.batches if not isinstance(b, int) or isinstance(b, bool) or b < 1]
@@ -131,23 +131,6 @@ class BenchmarkResult:
         return BenchmarkResult(machine=self.machine, results=rows) if rows else None
 
 
-def parse_batches(text: str) -> tuple[int, ...]:
-    """'1,8' -> (1, 8); raises ValueError with a readable reason."""
-    parts = [p.strip() for p in str(text).replace(" ", ",").split(",") if p.strip()]
-    if not parts:
-        raise ValueError("expected batch sizes like 1 or 1,8")
-    out = []
-    for p in parts:
-        try:
-            value = int(p)
-        except ValueError:
-            raise ValueError(f"'{p}' is not a whole number (expected batch sizes like 1,8)") from None
-        if value < 1:
-            raise ValueError(f"batch sizes must be at least 1, got {value}")
-        out.append(value)
-    return tuple(dict.fromkeys(out))
-
-
 # -- timing -------------------------------------------------------------------------------------
 def time_calls(fn: Callable[[], object], *, warmup: int, iterations: int | None, duration: float | None,
                clock: Callable[[], float] = time.perf_counter) -> list[float]:
@@ -213,7 +196,8 @@ def run_benchmarks(bundle: Bundle, config: BenchConfig, log: Callable[[str], Non
                    warn: Callable[[str], None] | None = None) -> BenchmarkResult:
     """Time every selected artifact at every batch size."""
     from runtime.machine import describe_machine, load_average
-    from runtime.precision import int8_cpu_warning
+    from runtime.machine import int8_cpu_warning
+    from runtime.precision import CPU_INT8
 
     config.validate()
     target = config.target
@@ -228,7 +212,7 @@ def run_benchmarks(bundle: Bundle, config: BenchConfig, log: Callable[[str], Non
     gpu = _gpu_description(target.backend, target.provider)
     if gpu:
         machine["gpu"] = gpu
-    if "int8-cpu" in precisions and warn is not None:
+    if CPU_INT8 in precisions and warn is not None:
         message = int8_cpu_warning(bundle.manifest)
         if message:
             warn(message)

@@ -248,7 +248,10 @@ class Bundle:
 
     def calibration(self, precision: str = "int8") -> CalibrationInfo | None:
         """How the ``int8`` (TensorRT Q/DQ) or ``int8-cpu`` artifact was calibrated; None without it."""
-        section = {"int8": self.manifest.int8, "int8-cpu": self.manifest.int8_cpu}.get(precision)
+        from runtime.precision import PRECISIONS
+
+        row = PRECISIONS.get(precision)
+        section = getattr(self.manifest, row.section) if row is not None and row.section else None
         if precision not in self.precisions or section is None:
             return None
         source = section.calibration_source
@@ -257,7 +260,7 @@ class Bundle:
                                source=source.path if source else None, kind=source.kind if source else None,
                                skipped=int(source.skipped or 0) if source else 0, calibrated=extra.get("calibrated"),
                                seconds=extra.get("calibration_seconds", extra.get("calibrate_quantize_seconds")),
-                               shared_with="int8" if precision == "int8-cpu" and "ranges" in extra else None)
+                               shared_with=row.cpu_variant_of if "ranges" in extra else None)
 
     # -- files -----------------------------------------------------------------------
     def checked_file(self, entry: FileEntry, what: str) -> Path:

@@ -19,6 +19,7 @@ import dataclasses
 import numpy as np
 
 from runtime.errors import UsageError
+from runtime.precision import PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,14 +34,8 @@ class Tolerance:
         return dataclasses.asdict(self)
 
 
-# Defaults per precision. FP32 must reproduce PyTorch to 1e-4 of the logit range; FP16 and
-# INT8 are judged on the shape of the logit vector (centered cosine), their natural error.
-DEFAULT_TOLERANCES = {
-    "fp32": Tolerance(max_rel_diff=1e-4, cosine_min=0.99999),
-    "fp16": Tolerance(max_rel_diff=2e-2, cosine_min=0.999),
-    "int8": Tolerance(cosine_min=0.99),
-    "int8-cpu": Tolerance(cosine_min=0.99),
-}
+# Defaults per precision: the registry's (runtime/precision.py says why they are what they are).
+DEFAULT_TOLERANCES = {p.key: Tolerance(**p.tolerance) for p in PRECISIONS.values()}
 
 TOLERANCE_KEYS = tuple(f.name for f in dataclasses.fields(Tolerance))
 

@@ -31,11 +31,6 @@ def check() -> None:
         raise KeyboardInterrupt(f"interrupted by signal {signal.Signals(_received[0]).name}")
 
 
-def reset() -> None:
-    _received.clear()
-    _completed.clear()
-
-
 def completed(what: str) -> None:
     """Record that work was made permanent (a committed bundle): an interrupt after it says so."""
     _completed.append(what)

@@ -186,7 +186,7 @@ def _read_labels_file(root: Path, path: Path) -> tuple[list[Path], list[str]]:
     if missing:
         raise EdgeportError(f"{len(missing)} image(s) named in {path} are not in '{root}': "
                             f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}.",
-                            hint="File names in the labels file are relative to the --data folder.")
+                            hint="File names in the labels file are relative to the --labeled-data folder.")
     if not files:
         raise EdgeportError(f"The labels file '{path}' lists no images.", hint="Write `file,label` lines.")
     return files, raw

@@ -144,3 +144,18 @@ def describe_machine_line(machine: dict) -> str:
     if all(load):
         parts.append(f"load avg {load[0][0]} -> {load[1][0]}")
     return "; ".join(parts)
+
+
+def int8_cpu_warning(manifest, flags: set[str] | None = None) -> str | None:
+    """A warning when an int8-cpu graph with 8-bit weights runs on a CPU without VNNI/AMX.
+
+    Such a graph was quantized on a VNNI machine (no reduce_range); on CPUs without an int8
+    dot product ONNX Runtime's u8s8 kernels can saturate and lose accuracy.
+    """
+    info = manifest.int8_cpu
+    if info is not None and info.reduce_range is False and not has_vnni(flags):
+        where = info.quantized_on.get("cpu", "a CPU with VNNI")
+        return (f"model.int8-cpu.onnx was quantized on {where} with 8-bit weights (no reduce_range), but this CPU has "
+                "no VNNI/AMX: its u8s8 kernels can saturate. Re-export on this machine (edgeport export --int8) "
+                "to get 7-bit weights, and check the accuracy with `edgeport verify`.")
+    return None

@@ -36,13 +36,10 @@ def bench(bundle, precisions, backend, provider, threads, qdq, batches, warmup, 
     from runtime.benchmark import BENCH_HEADER, bench_rows
     from runtime.machine import describe_machine_line
     from runtime.bundle import Bundle
-    from runtime.errors import UsageError
     from runtime.report.summary import render_table
 
     from edgeport.api import benchmark
 
-    if iterations is not None and duration is not None:
-        raise UsageError("Pass --iterations N or --duration SECONDS, not both.")
     b = Bundle.open(bundle)
     result = benchmark(b, precisions, batches=batches, **target_kwargs(backend, provider, threads, qdq),
                        warmup=warmup, iterations=iterations, duration=duration)

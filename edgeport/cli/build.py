@@ -9,13 +9,15 @@ from pathlib import Path
 
 import click
 
-from edgeport.cli.options import common_options, json_option, out, out_json, precision_option
 from edgeport.cli.options import trusted_key_option
 from runtime.engines.registry import DEFAULT_RUNTIME, ENGINE_RUNTIMES
 from runtime.engines.tensorrt_rtx import COMPUTE_CAPABILITIES, DEFAULT_TARGETS
+from runtime.precision import choices, engine_keys
 
-# int8-cpu (ONNX Runtime's U8S8 Q/DQ graph) is never built by TensorRT.
-BUILD_PRECISIONS = ("fp32", "fp16", "int8", "all")
+from edgeport.cli.options import common_options, json_option, out, out_json, precision_option
+
+# The precisions an engine runtime builds (the registry's; int8-cpu is ONNX Runtime's only).
+BUILD_PRECISIONS = choices(engine_keys())
 
 
 @click.command()
@@ -69,15 +71,10 @@ def build(bundle, runtime, compute_capabilities, runtime_cache, no_runtime_cache
     another version or GPU.
     """
     from runtime.bundle import Bundle
-    from runtime.errors import UsageError
     from runtime.report.summary import render_table
 
     from edgeport.api import build as run_build
 
-    if timing_cache is not None and no_timing_cache:
-        raise UsageError("--timing-cache and --no-timing-cache contradict each other; pass one.")
-    if runtime_cache is not None and no_runtime_cache:
-        raise UsageError("--runtime-cache and --no-runtime-cache contradict each other; pass one.")
     b = Bundle.open(bundle)
     built = run_build(b, precisions, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                       workspace_mib=workspace_mib, dla_core=dla_core, gpu_fallback=gpu_fallback,

@@ -4,7 +4,8 @@
   ``1 8`` (quoted) or the option repeated; values are de-duplicated in order.
 - ``--json`` always means: print the machine-readable result on stdout (logs stay on stderr).
 - ``--backend/--provider/--threads/--qdq`` say where artifacts run (runtime.runners.Target).
-- Renamed options keep their old spelling as a hidden alias (``AliasOption``).
+- Precision choices come from the registry (runtime/precision.py); renamed options keep no
+  old spelling (edgeport is unreleased: one name per option).
 """
 
 from __future__ import annotations
@@ -16,24 +17,9 @@ import sys
 
 import click
 
-PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu", "all")  # rules: runtime/precision.py
+from runtime.precision import CPU_INT8, PRECISIONS as _REGISTRY, choices as precision_choices
 
-
-class AliasOption(click.Option):
-    """An option with old spellings that still work but are not shown in --help
-    (``aliases=("--verify-data",)``)."""
-
-    def __init__(self, *args, aliases: tuple[str, ...] = (), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.aliases = tuple(aliases)
-
-    def get_help_record(self, ctx):
-        saved = self.opts
-        self.opts = [o for o in saved if o not in self.aliases]
-        try:
-            return super().get_help_record(ctx)
-        finally:
-            self.opts = saved
+PRECISIONS = precision_choices()  # every artifact and "all" (rules: runtime/precision.py)
 
 
 def _split(values) -> list[str]:
@@ -71,12 +57,17 @@ def list_callback(choices: tuple[str, ...] | None = None, kind=str):
     return callback
 
 
+def precision_help(choices=PRECISIONS) -> str:
+    """The --precision help of verify and bench, from the registry."""
+    cpu = _REGISTRY[CPU_INT8]
+    return (f"Artifacts (repeat or comma-separate; choices: {', '.join(choices)}). On the CPU provider "
+            f"{cpu.cpu_variant_of} means {cpu.artifact} when the bundle has it; all = every artifact there (both INT8 graphs).")
+
+
 def precision_option(default=("all",), choices=PRECISIONS, help_text=None):
     return click.option(
         "--precision", "precisions", multiple=True, default=default, callback=list_callback(choices),
-        metavar="P[,P...]", show_default=True,
-        help=help_text or ("Artifacts (repeat or comma-separate; choices: " + ", ".join(choices) + "). On the CPU "
-                           "provider int8 means model.int8-cpu.onnx when the bundle has it; all = both INT8 graphs."))
+        metavar="P[,P...]", show_default=True, help=help_text or precision_help(choices))
 
 
 def batch_option(default=None, help_text="Batch size."):

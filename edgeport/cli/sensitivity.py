@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import click
 
-from edgeport.cli.options import AliasOption, common_options, json_option, out, out_json
+from edgeport.cli.options import common_options, json_option, out, out_json
 from edgeport.cli.options import trusted_key_option
 
 
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=str))
-@click.option("--sensitivity-samples", "--samples", "samples", cls=AliasOption, aliases=("--samples",),
-              type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--sensitivity-samples", type=click.IntRange(min=1), default=32, show_default=True,
               help="Golden images per layer (one ONNX Runtime session per quantized layer).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads.")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Layers printed.")
@@ -19,7 +18,7 @@ from edgeport.cli.options import trusted_key_option
 @click.option("--no-report", is_flag=True, help="Do not write the result into report.json/.md/.html.")
 @trusted_key_option
 @common_options
-def sensitivity(bundle, samples, threads, top, as_json, no_report):
+def sensitivity(bundle, sensitivity_samples, threads, top, as_json, no_report):
     """Rank the INT8 layers of BUNDLE's model.int8.onnx by the error each adds alone.
 
     Each quantized layer (Conv/Gemm, residual Add, Concat) is quantized alone, every other
@@ -37,7 +36,7 @@ def sensitivity(bundle, samples, threads, top, as_json, no_report):
 
     b = Bundle.open(bundle)
     report = None if no_report else load_report(b)  # a malformed report.json is refused before the long part
-    result = bundle_sensitivity(b, samples=samples, threads=threads, log=console.log)
+    result = bundle_sensitivity(b, samples=sensitivity_samples, threads=threads, log=console.log)
     if report is not None:
         report.sensitivity = result
         save_report(b, report)

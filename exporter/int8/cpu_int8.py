@@ -51,10 +51,11 @@ import numpy as np
 from runtime import console
 from runtime.errors import EdgeportError, require
 from runtime.manifest import Int8CpuInfo
+from runtime.precision import CPU_INT8, precision
 
 from exporter.int8.quantize import quiet_ort
 
-INT8_CPU_FILE = "model.int8-cpu.onnx"
+INT8_CPU_FILE = precision(CPU_INT8).artifact
 # Float ops that, left in the graph ONNX Runtime runs, mean a layer did not become int8.
 FLOAT_COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "FusedConv", "NchwcConv",
                      "FusedGemm")
@@ -365,7 +366,7 @@ def fit_budget(budget, build) -> tuple:
 
     def evaluate(extra: list[str]) -> tuple[float, list[str]]:
         built[len(extra)] = build(base + extra)
-        return budget.evaluate(built[len(extra)][0], "int8-cpu")
+        return budget.evaluate(built[len(extra)][0], CPU_INT8)
 
     result = search(rest, evaluate, budget.points, max(0, budget.cap - budget.prefix),
                     log=lambda m: console.log("int8-cpu " + m), already=len(base))

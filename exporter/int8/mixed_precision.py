@@ -452,7 +452,7 @@ def _budget_summary(result, graph, kept, kept_rows, cap, budget, data, fallback,
 def check_config(config) -> None:
     """Option combinations, checked before the minutes-long part of the export."""
     if config.max_drop is None:
-        extra = [flag for flag, value in (("--labeled-data", config.budget_data),
+        extra = [flag for flag, value in (("--labeled-data", config.labeled_data),
                                           ("--fallback-precision", config.fallback_precision),
                                           ("--max-float-layers", config.max_float_layers)) if value is not None]
         if extra:
@@ -463,16 +463,16 @@ def check_config(config) -> None:
         raise UsageError("--max-drop is a budget for the INT8 artifact; add --int8.")
     if not (math.isfinite(config.max_drop) and 0 <= config.max_drop <= 100):
         raise UsageError(f"--max-drop is in percentage points, 0..100; got {config.max_drop:g}.")
-    if config.budget_data is not None and not Path(config.budget_data).is_dir():
-        raise UsageError(f"--labeled-data '{config.budget_data}' is not a folder.",
+    if config.labeled_data is not None and not Path(config.labeled_data).is_dir():
+        raise UsageError(f"--labeled-data '{config.labeled_data}' is not a folder.",
                          hint="Pass an ImageFolder tree: DIR/<class>/<image>.jpg, with class names or indexes "
                               "as folder names.")
 
 
 def budget_data_for(config, manifest, pre, inputs: np.ndarray, reference: np.ndarray, source: str) -> BudgetData:
     """``--labeled-data`` when given (labeled), else the golden set the bundle is verified on."""
-    if config.budget_data is None:
+    if config.labeled_data is None:
         return golden_budget_data(inputs, reference, source)
     source = manifest.int8.calibration_source if manifest.int8 else None
-    return labeled_budget_data(Path(config.budget_data), pre, manifest.model.class_names, manifest.num_classes,
+    return labeled_budget_data(Path(config.labeled_data), pre, manifest.model.class_names, manifest.num_classes,
                                source.to_dict() if source else None)

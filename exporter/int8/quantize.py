@@ -46,6 +46,7 @@ from runtime.errors import DependencyError, EdgeportError, UsageError, require
 from runtime.fsutil import atomic_write_text
 from runtime.manifest import CalibrationSource, Int8Info, TrtCalibrationCache
 from runtime.graph.index import GraphIndex
+from runtime.precision import precision
 from runtime.engines.calibration import TABLE_VERSION, write_table
 
 from exporter.graph.qdq_graph import prune_dead_qdq
@@ -57,7 +58,7 @@ METHODS = ("minmax", "entropy", "percentile")
 # Chosen by measurement (docs/int8.md): agreement and centered cosine vs PyTorch.
 DEFAULT_METHOD = "minmax"
 PERCENTILE = 99.999
-INT8_FILE = "model.int8.onnx"
+INT8_FILE = precision("int8").artifact
 CALIBRATION_FILE = "calibration.json"
 TRT_CACHE_FILE = "calib.cache"
 # NV_TENSORRT_VERSION of the TensorRT that reads calib.cache by default: 10.3.0 (JetPack 6,
@@ -441,10 +442,10 @@ def _verify_files(config):
 
     from exporter.golden import BUILTIN_DIR
 
-    if config.verify_data:
-        if Path(config.verify_data).is_file():  # preprocessed arrays: no image files to compare
-            return [], f"--golden-data {config.verify_data}"
-        return list_images(config.verify_data)[: config.verify_samples], f"--golden-data {config.verify_data}"
+    if config.golden_data:
+        if Path(config.golden_data).is_file():  # preprocessed arrays: no image files to compare
+            return [], f"--golden-data {config.golden_data}"
+        return list_images(config.golden_data)[: config.golden_samples], f"--golden-data {config.golden_data}"
     return list_images(BUILTIN_DIR), f"the built-in golden photos ({BUILTIN_DIR})"
 
 

@@ -16,6 +16,7 @@ from typing import Callable
 from runtime.errors import UsageError
 from runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, format_hw, input_hw
 
+from exporter.options import option
 from exporter.models.factories import load_user_factory  # noqa: F401  (re-exported: tests and older callers import it here)
 
 TORCHVISION_MODELS = (
@@ -59,17 +60,36 @@ class ModelRequest:
     """
 
     model: object
-    weights: str | None = None
-    num_classes: int | None = None
-    input_size: object = None  # int | (h, w) | "HxW"
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    trust_checkpoint: bool = False
-    preprocessing: Preprocessing | None = None
-    channels: int | None = None
-    factory_args: dict | None = None
-    output_name: str | None = None
-    output_index: int | None = None
+    # Export options (exporter/options.py generates `edgeport export`'s flags from these specs).
+    weights: str | None = option(
+        None, "DEFAULT, a torchvision weights name (IMAGENET1K_V2), none (random init), a checkpoint PATH, or auto "
+              "(DEFAULT if already cached in TORCH_HOME, else random init; never downloads). Default: DEFAULT for "
+              "torchvision models, none for seed and user models.", "--weights", "-w")
+    trust_checkpoint: bool = option(False, "UNSAFE: allow checkpoints that need full unpickling (can execute code). "
+                                           "Only for files you trust.", "--trust-checkpoint", kind=bool)
+    factory_args: dict | None = option(
+        None, "Keyword argument for a FILE.py:FACTORY (repeatable); VALUE is a Python literal (64, 0.5, True, "
+              "[1, 2]) or else a string. Recorded in the manifest.", "--factory-arg", multiple=True,
+        metavar="KEY=VALUE")
+    num_classes: int | None = option(None, "Classes of the model's head.", "--num-classes", kind=int, low=1)
+    input_size: object = option(None, "Input size: N (square) or HxW, height x width, e.g. 224x160 (default: the "
+                                      "model's own, e.g. 224).", "--input-size", metavar="N|HxW",
+                                cli_value="input_size")  # int | (h, w) | "HxW"
+    channels: int | None = option(None, "Input channels, when the model's first nn.Conv2d does not tell them "
+                                        "(default: read from it; 1 = grayscale images, 3 = RGB).", "--channels",
+                                  kind=int, low=1)
+    mean: tuple[float, ...] | None = option(None, "Normalization mean: one value per channel, or one for all "
+                                                  "(default: ImageNet's for 3 channels).", "--mean",
+                                            cli_value="per_channel")
+    std: tuple[float, ...] | None = option(None, "Normalization std: one value per channel, or one for all "
+                                                 "(default: ImageNet's for 3 channels).", "--std",
+                                           cli_value="per_channel")
+    output_name: str | None = option(None, "A model with several outputs: the classifier output, by name "
+                                           "(default: the first output).", "--output-name", metavar="NAME")
+    output_index: int | None = option(None, "A model with several outputs: the classifier output, by position "
+                                            "(0 = first).", "--output-index", kind=int, low=0, metavar="I")
+    preprocessing: Preprocessing | None = option(None, "A runtime.preprocess.Preprocessing replacing input_size, "
+                                                       "mean and std (Python API only).")
 
     @property
     def label(self) -> str:

@@ -124,10 +124,12 @@ def list_engines(bundle, runtime: str | None = None) -> list[EngineRecord]:
 
 
 def engine_precisions(bundle, runtime: str = DEFAULT_RUNTIME) -> list[str]:
-    """Precisions that have at least one ``runtime`` engine (in fp32, fp16, int8 order)."""
+    """Precisions that have at least one ``runtime`` engine (in the precision registry's order)."""
     records = list_engines(bundle)
     have = {r.precision for r in records if r.runtime == runtime}
-    found = [p for p in ("fp32", "fp16", "int8") if p in have]
+    from runtime.precision import engine_keys
+
+    found = [p for p in engine_keys(runtime) if p in have]
     if not found:
         others = sorted({r.runtime for r in records} - {runtime})
         also = f" (it has {', '.join(product_name(o) for o in others)} engines: --backend {others[0]})" if others else ""

@@ -14,6 +14,7 @@ import math
 from typing import TYPE_CHECKING
 
 from runtime.bundle import FEW_CALIBRATION_SAMPLES
+from runtime.precision import PRECISIONS, quantized_keys
 from runtime.report.svg_plots import bar_chart, fmt_number
 
 if TYPE_CHECKING:
@@ -22,8 +23,8 @@ if TYPE_CHECKING:
     from runtime.report.sections import Sensitivity, SensitivityRow
 
 _esc = html.escape
-# Per-precision colours (colour-blind-safe palette); anything else gets grey.
-PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#DD8452", "int8": "#55A868", "int8-cpu": "#8172B3"}
+# Per-precision colours (the registry's colour-blind-safe palette); anything else gets grey.
+PRECISION_COLORS = {p.key: p.color for p in PRECISIONS.values()}
 SENSITIVITY_SHOWN = 20  # rows and bars before the rest of the sensitivity ranking is folded
 # The one quantity the sensitivity chart plots and its table column shows, under one name.
 SENSITIVITY_METRIC = "1 \u2212 cosine"
@@ -72,11 +73,11 @@ class PageFacts:
     preprocessing: dict
     artifacts: dict  # precision -> file name
     versions: dict
-    calibration: dict  # "int8" / "int8-cpu" -> runtime.bundle.CalibrationInfo
+    calibration: dict  # quantized precision -> runtime.bundle.CalibrationInfo
 
     @classmethod
     def of(cls, bundle) -> "PageFacts":
-        calibration = {p: bundle.calibration(p) for p in ("int8", "int8-cpu")}
+        calibration = {p: bundle.calibration(p) for p in quantized_keys()}
         m = bundle.manifest
         return cls(folder=bundle.root.name, opset=m.opset, batch_range=(bundle.min_batch, bundle.max_batch),
                    input_name=bundle.input_name,
@@ -184,7 +185,7 @@ def latency_section(bench: BenchmarkResult | None) -> str:
 
 
 # -- calibration and deployment ------------------------------------------------------------------
-_ARTIFACT_ROLE = {"int8": "for TensorRT", "int8-cpu": "for ONNX Runtime CPU"}
+_ARTIFACT_ROLE = {p.key: p.role for p in PRECISIONS.values() if p.role}
 
 
 def calibration_section(facts: PageFacts | None) -> str:

@@ -88,7 +88,9 @@ def calibration_section(bundle: Bundle) -> dict:
     """report.json's ``calibration``: per INT8 artifact, the method, sample count and source
     (from the manifest), and whether the count is below the recommended minimum."""
     out = {}
-    for precision in ("int8", "int8-cpu"):
+    from runtime.precision import quantized_keys
+
+    for precision in quantized_keys():
         info = bundle.calibration(precision)
         if info is not None:
             out[precision] = info.to_dict()

@@ -64,9 +64,9 @@ class _Backend:
     name = "?"
 
     def precisions(self, bundle, requested, target: Target) -> list[str]:
-        from runtime.precision import select_precisions
+        from runtime.precision import select_artifacts
 
-        return select_precisions(bundle.precisions, requested, backend=target.backend, provider=target.provider,
+        return select_artifacts(bundle.precisions, requested, backend=target.backend, provider=target.provider,
                                  qdq=target.qdq, where=f"Bundle '{bundle.root}'")
 
     def resolve(self, bundle, precision: str, target: Target, warn) -> Resolved:

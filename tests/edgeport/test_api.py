@@ -40,13 +40,29 @@ def test_runner_infer_takes_a_bare_array_or_a_dict(seed_bundle):
 
 
 def test_export_defaults_match_the_cli():
-    from exporter.pipeline import ExportConfig
+    """The options are declared once (exporter/options.py): every option of `edgeport export` is a
+    field of ExportConfig or ModelRequest, with that field's default."""
+    import dataclasses
 
-    api = inspect.signature(edgeport.export).parameters
-    cli = {p.name: p.default for p in __import__("edgeport.cli.export", fromlist=["export"]).export.params}
-    assert api["engine"].default == cli["engine"] == ExportConfig.__dataclass_fields__["engine"].default == "auto"
-    assert api["max_batch"].default == cli["max_batch"] == 32
-    assert api["weights"].default is None and cli["weights"] is None  # the model's own default, decided once
+    from edgeport.cli.export import export
+    from exporter.models.registry import ModelRequest
+    from exporter.options import ExportConfig
+
+    cli = {p.name: p.default for p in export.params}
+    fields = {f.name: f for cls in (ModelRequest, ExportConfig) for f in dataclasses.fields(cls)}
+    assert cli["engine"] == fields["engine"].default == "auto"
+    assert cli["max_batch"] == fields["max_batch"].default == 32
+    assert cli["weights"] is None and fields["weights"].default is None  # the model's own default, decided once
+    assert cli["verify"] is True and cli["int8_cpu"] is True  # --no-verify / --no-int8-cpu turn them off
+    assert set(cli) - {"model", "as_json", "debug_", "quiet", "trusted_keys_"} <= set(fields)  # CLI-only wrappers
+
+
+def test_export_refuses_unknown_options_by_name(tmp_path):
+    # The old names of the renamed options are unknown now, and say so before any work.
+    for old in ("verify_data", "budget_data", "verify_samples"):
+        with pytest.raises(UsageError, match=f"unknown option\\(s\\) {old}; it takes .*golden_data"):
+            edgeport.export("seed_resnet", output=tmp_path, **{old: 1})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_weights_default_on_a_seed_model_is_refused_not_random(tmp_path):

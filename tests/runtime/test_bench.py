@@ -190,28 +190,28 @@ ALL4 = ["fp32", "fp16", "int8", "int8-cpu"]
     (("all",), {"provider": "cuda"}, ["fp32", "fp16", "int8"]),
     ((), {}, ALL4),
 ])
-def test_precision_selection(requested, kwargs, expected):
-    from runtime.precision import select_precisions
+def test_artifact_selection(requested, kwargs, expected):
+    from runtime.precision import select_artifacts
 
-    assert select_precisions(ALL4, requested, **kwargs) == expected
+    assert select_artifacts(ALL4, requested, **kwargs) == expected
 
 
-def test_precision_selection_refusals():
+def test_artifact_selection_refusals():
     from runtime.errors import UsageError
-    from runtime.precision import select_precisions
+    from runtime.precision import select_artifacts
 
     # A bundle exported before int8-cpu existed: int8 stays the Q/DQ graph.
-    assert select_precisions(["fp32", "int8"], ("int8",)) == ["int8"]
+    assert select_artifacts(["fp32", "int8"], ("int8",)) == ["int8"]
     with pytest.raises(UsageError, match="no int8-cpu artifact"):
-        select_precisions(["fp32", "int8"], ("int8-cpu",))
+        select_artifacts(["fp32", "int8"], ("int8-cpu",))
     with pytest.raises(UsageError, match="does not run"):
-        select_precisions(ALL4, ("int8-cpu",), backend="tensorrt")
+        select_artifacts(ALL4, ("int8-cpu",), backend="tensorrt")
     with pytest.raises(UsageError, match="does not run"):
-        select_precisions(ALL4, ("int8-cpu",), provider="cuda")
+        select_artifacts(ALL4, ("int8-cpu",), provider="cuda")
     with pytest.raises(UsageError, match="--qdq"):
-        select_precisions(ALL4, ("int8-cpu",), qdq=True)
+        select_artifacts(ALL4, ("int8-cpu",), qdq=True)
     with pytest.raises(UsageError, match="no int8 artifact"):
-        select_precisions(["fp32"], ("int8",))
+        select_artifacts(["fp32"], ("int8",))
 
 
 def test_verify_and_predict_pick_the_cpu_graph_for_int8(int8_bundle, copy_bundle):
@@ -258,7 +258,7 @@ def test_int8_cpu_warning_without_vnni():
     from types import SimpleNamespace
 
     from runtime.manifest import Int8CpuInfo
-    from runtime.precision import int8_cpu_warning
+    from runtime.machine import int8_cpu_warning
 
     manifest = SimpleNamespace(int8_cpu=Int8CpuInfo(reduce_range=False, quantized_on={"cpu": "AMD EPYC", "vnni": True}))
     message = int8_cpu_warning(manifest, flags={"avx2"})
@@ -301,16 +301,6 @@ def test_latency_stats():
     assert stats["p90_ms"] == pytest.approx(3.7) and stats["p99_ms"] == pytest.approx(3.97)
     assert stats["throughput_ips"] == pytest.approx(8 * 4 / 0.010)
     assert stats["iterations"] == 4 and stats["min_ms"] == 1.0 and stats["max_ms"] == 4.0
-
-
-def test_parse_batches():
-    from runtime.benchmark import parse_batches
-
-    assert parse_batches("1,8") == (1, 8)
-    assert parse_batches(" 4 , 1,4") == (4, 1)
-    for bad in ("0", "abc", "", "1,-2", "2.5"):
-        with pytest.raises(ValueError):
-            parse_batches(bad)
 
 
 def _check_result(r, batch):
