@@ -1,5 +1,6 @@
 """File helpers shared by bundles, reports, calibration files, sidecars and timing caches:
-atomic writes and sha256."""
+atomic writes, sha256, the one advisory file lock (``lock_file``) and the one cache folder
+(``cache_root``)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,42 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def cache_root(environ=None) -> Path:
+    """edgeport's cache folder (calibration ranges, timing caches, runtime caches):
+    $EDGEPORT_CACHE, else $XDG_CACHE_HOME/edgeport, else ~/.cache/edgeport."""
+    env = os.environ if environ is None else environ
+    if env.get("EDGEPORT_CACHE"):
+        return Path(env["EDGEPORT_CACHE"]).expanduser()
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]).expanduser() / "edgeport"
+    return Path.home() / ".cache" / "edgeport"
+
+
+class LockHeld(OSError):
+    """``lock_file(..., wait=False)``: another process holds the lock."""
+
+
+@contextlib.contextmanager
+def lock_file(path: str | Path, *, wait: bool = True):
+    """An exclusive advisory lock (flock) on ``path``, held for the ``with`` block.
+
+    The file is created when missing. O_NOFOLLOW: a symlink planted at ``path`` (a shared
+    cache or output folder) is refused instead of followed, so the lock never creates or
+    truncates a file elsewhere. ``path`` may also be an existing folder (the Triton model
+    repository locks itself). ``wait=False`` raises ``LockHeld`` at once when the lock is taken.
+    """
+    import fcntl
+
+    path = Path(path)
+    flags = os.O_RDONLY if path.is_dir() else os.O_RDWR | os.O_CREAT
+    fd = os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise LockHeld(f"{path} is locked by another process") from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock

@@ -76,7 +76,7 @@ class BuildTarget:
     runtime_cache: dict | None = None  # TensorRT-RTX: {"enabled", "path"}
 
 
-def select_precisions(requested: tuple[str, ...], available: list[str], dla: bool,
+def precisions_to_build(requested: tuple[str, ...], available: list[str], dla: bool,
                       log: Callable[[str], None] = lambda s: None) -> list[str]:
     """Expand ``all`` into the bundle's precisions (without fp32 on DLA, which has no FP32)."""
     if not requested or "all" in requested:
@@ -152,7 +152,7 @@ def prepare_tensorrt(bundle, options: BuildOptions, *, trt=None, env=None, log=l
         version, p, bundle.precisions, requested_path=options.build_path, dla_core=options.dla_core,
         gpu_fallback=options.gpu_fallback, hardware_compat=options.hardware_compat,
         version_compatible=options.version_compatible, compute_capability=gpu.compute_capability)
-        for p in select_precisions(options.precisions, bundle.precisions, dla, log)]
+        for p in precisions_to_build(options.precisions, bundle.precisions, dla, log)]
     if options.workspace_mib is not None:
         policy.validate_workspace(options.workspace_mib, gpu.total_memory)
         workspace = options.workspace_mib
@@ -188,7 +188,7 @@ def prepare_rtx(bundle, options: BuildOptions, *, trt=None, log=lambda s: None) 
         version, p, bundle.precisions, compute_capabilities=targets, requested_path=options.build_path,
         dla_core=options.dla_core, gpu_fallback=options.gpu_fallback, hardware_compat=options.hardware_compat,
         version_compatible=options.version_compatible)
-        for p in select_precisions(options.precisions, bundle.precisions, False, log)]
+        for p in precisions_to_build(options.precisions, bundle.precisions, False, log)]
     profile, shapes = _profile(bundle, options, False)
     if options.workspace_mib is not None:
         policy.validate_workspace(options.workspace_mib, None)
