@@ -21,7 +21,7 @@ import json
 import numpy as np
 
 from runtime.errors import DependencyError, EdgeportError
-from runtime.graph.index import KEEP_FLOAT_KEY, KEEP_FLOAT_PRECISION_KEY, QDQ_OPS, GraphIndex, kept_float_names
+from runtime.graph.index import KEEP_FLOAT_KEY, KEEP_FLOAT_PRECISION_KEY, GraphIndex, kept_float_names
 
 from exporter.graph.rewrites import POOL_OPS, prune_dead_qdq, prune_unused_initializers, release_orphan_qdq
 
@@ -69,12 +69,10 @@ class MixedGraph:
         self.qmodel = qmodel
         self.fp32 = fp32model
         self.fp32_inits = {i.name: i for i in fp32model.graph.initializer}
-        self.fp32_by_output = {n.output[0]: n for n in fp32model.graph.node if n.output}
-        self.fp32_by_name = {n.name: n for n in fp32model.graph.node if n.name}
-        index = GraphIndex(qmodel)
+        self.fp32_index = GraphIndex(fp32model)
+        self.index = index = GraphIndex(qmodel)
         nodes = index.nodes
         self.producer = index.producer
-        self.q_consts = index.constants
         self.already_float = kept_float_names(qmodel)
         shapes = _output_shapes(onnx, fp32model)
         self.total_macs = 0
@@ -98,15 +96,8 @@ class MixedGraph:
 
     # -- graph facts ---------------------------------------------------------------------
     def _is_const(self, name: str) -> bool:
-        seen = 0
-        while name and seen < 4:
-            if name in self.q_consts:
-                return True
-            p = self.producer.get(name)
-            if p is None or p.op_type not in QDQ_OPS:
-                return False
-            name, seen = p.input[0], seen + 1
-        return False
+        """A constant, or a constant behind Q/DQ (a quantized weight)."""
+        return self.index.is_weight(name)
 
     def _dq_inputs(self, node) -> list[int]:
         return [i for i, t in enumerate(node.input)
@@ -122,9 +113,12 @@ class MixedGraph:
     def fp32_node(self, node):
         """The FP32 graph's node for a Q/DQ graph node: same output tensor (or, for a layer already
         behind FP16 Casts, same name)."""
-        ref = self.fp32_by_output.get(node.output[0]) if node.output else None
-        if ref is None or ref.op_type != node.op_type:
-            ref = self.fp32_by_name.get(node.name)
+        ref = self.fp32_index.producer.get(node.output[0]) if node.output else None
+        if (ref is None or ref.op_type != node.op_type) and node.name:
+            try:
+                ref = self.fp32_index.node_named(node.name)
+            except KeyError:
+                ref = None
         return ref if ref is not None and ref.op_type == node.op_type else None
 
     def _weight_dims(self, node) -> tuple | None:
@@ -164,9 +158,7 @@ class MixedGraph:
 
     def node_named(self, name: str):
         """The Q/DQ graph's node called ``name``."""
-        if not hasattr(self, "_by_name"):
-            self._by_name = {n.name: n for n in self.qmodel.graph.node if n.name}
-        return self._by_name[name]
+        return self.index.node_named(name)
 
     # -- variants --------------------------------------------------------------------------
     def variant(self, float_units, fallback: str = "fp32", fp16_unsafe=frozenset()):

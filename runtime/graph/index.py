@@ -1,7 +1,8 @@
 """One index of an ONNX graph, for everything that reads Q/DQ graphs.
 
-The lint (runtime/graph/qdq_lint.py), the quantizer (exporter/int8/quantize.py), the mixed-precision
-rewriter (exporter/graph/qdq_graph.py) and sensitivity all ask the same questions of a graph:
+The lint (runtime/graph/qdq_lint.py), the quantizer (exporter/int8/quantize.py), the exporter's
+graph rewrites (exporter/graph/: rewrites.py, float_regions.py, qdq_graph.py) and sensitivity
+all ask the same questions of a graph:
 who produces a tensor, who reads it, is it a constant, what does a Q/DQ pair quantize,
 which Concats share a scale. They ask them here. This module only reads graphs; rewriting
 them is the exporter's job.
