@@ -60,6 +60,11 @@ class StagedBundle:
             raise EdgeportError(
                 f"Another edgeport export is writing '{self.final}' right now (lock {path} is held).",
                 hint="Wait for it to finish, or export into another --output folder.") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # lock_file does not follow a symlink planted at the lock's path
+                raise EdgeportError(f"The lock file '{path}' is a symbolic link; edgeport does not follow it.",
+                                    hint="Delete it (nothing else uses it), then export again.") from None
+            raise _os_error(exc, path) from exc
         self._lock_cm = stack
 
     def _unlock(self) -> None:

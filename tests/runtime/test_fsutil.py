@@ -58,3 +58,18 @@ def test_lock_refuses_a_planted_symlink(tmp_path):
         with lock_file(link):
             pass
     assert not target.exists()
+
+
+def test_export_lock_refuses_a_planted_symlink(tmp_path):
+    """The bundle writer's lock goes through lock_file: a symlink at OUT/.<name>.lock is an error, not followed."""
+    from exporter.bundle_writer import StagedBundle
+    from runtime.errors import EdgeportError
+
+    victim = tmp_path / "victim"
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(victim, out / ".m.lock")
+    with pytest.raises(EdgeportError, match="symbolic link"):
+        with StagedBundle(out, "m"):
+            pass
+    assert not victim.exists() and not any(p.name.startswith(".m.tmp") for p in out.iterdir())
