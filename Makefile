@@ -12,20 +12,32 @@ ARCH := $(shell uname -m)
 # wheels only; on aarch64 its tests skip with that reason.
 ifeq ($(ARCH),aarch64)
 TORCH_PIN := torch==2.9.1 torchvision==0.24.1
-EXTRAS := cpu,export,test,triton
+EXTRAS := cpu,export,test,triton,sign
 else
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
-EXTRAS := cpu,export,test,triton,rtx
+EXTRAS := cpu,export,test,triton,rtx,sign
 endif
 
 # A second environment for a real Triton server in the tests (tests/triton_server.py): pytriton's
 # tritonserver runs python-backend models with the first python on PATH, which needs numpy < 2.
 TRITON_VENV := .venv-triton
 TRITON_STAMP := $(TRITON_VENV)/.edgeport-installed
+WHEELHOUSE := .wheelhouse-py310
 
-.PHONY: setup demo test clean gpu-check bench triton-bench
+.PHONY: setup browser demo test test-fast clean gpu-check bench triton-bench
 
-setup: $(STAMP) $(TRITON_STAMP)
+setup: $(STAMP) $(TRITON_STAMP) $(WHEELHOUSE)/.done browser
+
+# The runtime side's dependencies as Python 3.10 wheels (JetPack 6's Python), so the wheel test
+# installs edgeport[cpu] on Python 3.10 without reaching the network from inside a test.
+$(WHEELHOUSE)/.done: pyproject.toml
+	$(PIP) download -q --only-binary=:all: --python-version 3.10 -d $(WHEELHOUSE) onnxruntime numpy click pillow
+	touch $@
+
+# Headless Chromium for the report.html screenshot tests: apt-get where this runs as root, else
+# the tests skip with the reason (never installed from inside a test).
+browser:
+	@bash scripts/install_browser.sh
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +57,11 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+# The fast subset while developing: everything but the tests marked slow (full-size torchvision
+# exports, the wheel builds). CI runs the whole suite (make test).
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
 # Speed on this machine (not part of `make test`): PyTorch eager vs edgeport's FP32/FP16/INT8/INT8-CPU
 # for resnet18/resnet50/densenet121, the export's wall time and peak RSS per stage, and the
 # issue's targets (met / NOT met). Several minutes on 2 cores; results in benchmarks/results/.
@@ -63,4 +80,4 @@ gpu-check: setup
 	$(PY) scripts/gpu_check.py --out gpu-check
 
 clean:
-	rm -rf exports .pytest_cache
+	rm -rf exports .pytest_cache $(WHEELHOUSE)

@@ -25,6 +25,11 @@ from runtime.errors import UsageError
 CPU_INT8 = "int8-cpu"
 
 
+def artifact_keys() -> tuple[str, ...]:
+    """Every artifact key a manifest may list (the bundle reader refuses any other)."""
+    return ("fp32", "fp16", "int8", CPU_INT8)
+
+
 def on_cpu_provider(backend: str, provider: str) -> bool:
     """True when artifacts run on ONNX Runtime's CPU execution provider."""
     return backend == "onnxruntime" and provider == "cpu"
