@@ -31,8 +31,6 @@ def bench(bundle, precisions, backend, provider, threads, qdq, batches, warmup, 
     into the bundle's report.json ("benchmarks") and report.md/.html, with the machine
     described (CPU, cores, threads, load average, library versions).
     """
-    import dataclasses
-
     from runtime.benchmark import BENCH_HEADER, bench_rows
     from runtime.machine import describe_machine_line
     from runtime.bundle import Bundle
@@ -46,8 +44,7 @@ def bench(bundle, precisions, backend, provider, threads, qdq, batches, warmup, 
     b = Bundle.open(bundle)
     result = benchmark(b, precisions, batches=batches, **target_kwargs(backend, provider, threads, qdq),
                        warmup=warmup, iterations=iterations, duration=duration)
-    rows = [dataclasses.asdict(r) for r in result.results]
-    doc = {"bundle": str(b.root), "model": b.name, "machine": result.machine, "results": rows}
+    doc = {"bundle": str(b.root), "model": b.name, **result.to_dict()}
     if json_path is not None:
         from runtime.fsutil import atomic_write_text
 
@@ -56,7 +53,7 @@ def bench(bundle, precisions, backend, provider, threads, qdq, batches, warmup, 
     if as_json:
         out_json(doc)
         return
-    out(render_table(BENCH_HEADER, bench_rows(rows)))
+    out(render_table(BENCH_HEADER, bench_rows(result.results)))
     out(f"\nmachine: {describe_machine_line(result.machine)}")
     out(f"report: {b.report_path('md')}")
     out(f"report: {b.report_path('html')}")

@@ -143,12 +143,12 @@ def _json_default(value):
     import dataclasses
     from pathlib import Path
 
+    if hasattr(value, "to_dict"):  # the typed results: their own report.json shape
+        return value.to_dict()
     if dataclasses.is_dataclass(value):
         return dataclasses.asdict(value)
     if isinstance(value, Path):
         return str(value)
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     raise TypeError(f"cannot serialize {type(value).__name__}")
@@ -168,9 +168,8 @@ def comparisons_table(comparisons) -> str:
     from runtime.report.html_sections import OUTPUTS_HEADER, output_rows
     from runtime.report.summary import SUMMARY_HEADER, render_table, summary_rows
 
-    results = [c.to_dict() for c in comparisons]
-    text = render_table(SUMMARY_HEADER, summary_rows(results))
-    further = output_rows(results)
+    text = render_table(SUMMARY_HEADER, summary_rows(comparisons))
+    further = output_rows(comparisons)
     if further:
         text += "\n\nfurther outputs:\n" + render_table(OUTPUTS_HEADER, further)
     return text

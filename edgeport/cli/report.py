@@ -36,7 +36,7 @@ def report(bundle, output, as_json):
     target = write_html(b, data, output)
     if as_json:
         out_json({"html": target, "markdown": None if output is not None else b.report_path("md"),
-                  "passed": data.get("passed")})
+                  "passed": data.passed if data.results else None})
     else:
         out(f"report: {target}")
 
@@ -57,8 +57,6 @@ def predict(bundle, images, precision, backend, provider, threads, qdq, topk, as
     Class names come from the manifest (export --class-names FILE, or named torchvision
     weights); without them classes print as "class N".
     """
-    import dataclasses
-
     from runtime import console
     from runtime.bundle import Bundle
     from runtime.predict import format_predictions
@@ -68,9 +66,8 @@ def predict(bundle, images, precision, backend, provider, threads, qdq, topk, as
     b = Bundle.open(bundle)
     if b.random_init:
         console.warn("this bundle has random-init weights: its predictions are meaningless")
-    predictions = [dataclasses.asdict(p) for p in run_predict(b, list(images), precision, topk=topk,
-                                                              **target_kwargs(backend, provider, threads, qdq))]
+    predictions = run_predict(b, list(images), precision, topk=topk, **target_kwargs(backend, provider, threads, qdq))
     if as_json:
-        out_json(predictions)
+        out_json([p.to_dict() for p in predictions])
     else:
         out(format_predictions(predictions))

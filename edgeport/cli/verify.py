@@ -48,9 +48,7 @@ def verify(bundle, precisions, backend, provider, threads, qdq, batches, tols, d
                         batch=batches[0] if batches else None, tolerances=tols, data=data, labels=labels_file,
                         data_samples=data_samples)
     if as_json:
-        out_json({"bundle": result.bundle, "passed": result.passed,
-                  "results": [c.to_dict() for c in result.comparisons], "lint": result.lint,
-                  "accuracy": result.accuracy, "reports": result.reports})
+        out_json(result.to_dict())
     else:
         out(comparisons_table(result.comparisons))
         if result.accuracy is not None:
@@ -58,7 +56,7 @@ def verify(bundle, precisions, backend, provider, threads, qdq, batches, tols, d
             from runtime.report.summary import render_table
 
             acc = result.accuracy
-            out(f"\nlabeled accuracy on {acc['samples']} images ({acc['skipped']} unreadable skipped):")
+            out(f"\nlabeled accuracy on {acc.samples} images ({acc.skipped} unreadable skipped):")
             out(render_table(ACCURACY_HEADER, accuracy_rows(acc)))
         for path in result.reports[1:]:
             out(f"report: {path}")

@@ -30,14 +30,13 @@ runner (runtime/runners/tensorrt_rtx.py), still before deserializing.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import shlex
 from pathlib import Path
 
 from runtime.errors import BundleError, EdgeportError
-from runtime.fsutil import atomic_write_bytes, sha256_file
+from runtime.fsutil import sha256_file
 from runtime.engines.registry import DEFAULT_RUNTIME, engine_runtime, product_name
 from runtime.engines.sidecar_schema import (  # noqa: F401 - the sidecar's types, public here
     SIDECAR_VERSION, BuildGpu, EngineFile, EngineSidecar, SourceArtifact)
@@ -71,16 +70,18 @@ class EngineRecord:
 
 
 # -- writing ---------------------------------------------------------------------------------
-_atomic_write = atomic_write_bytes
-
-
 def write_engine(bundle_root: Path, engine_name: str, plan: bytes, sidecar: EngineSidecar) -> EngineRecord:
-    """Write the engine, then its sidecar (with the engine's sha256), both atomically.
+    """Write the engine and its sidecar (with the engine's sha256) under temporary names, then
+    swap them in (runtime/atomic.py).
 
-    The sidecar goes last: an interrupted write leaves at most an engine without a sidecar,
-    which is never listed or loaded.
+    Both are complete on disk before anything old is touched, so a full disk or an error
+    leaves the old pair working. The swap drops the old sidecar first and puts the new one in
+    last: a kill between the renames leaves at most an engine without a sidecar, which is
+    never listed or loaded, never an old sidecar paired with a new engine.
     """
     import hashlib
+
+    from runtime import atomic
 
     root = Path(bundle_root)
     engine_path = root / engine_name
@@ -88,12 +89,8 @@ def write_engine(bundle_root: Path, engine_name: str, plan: bytes, sidecar: Engi
     sidecar = dataclasses.replace(sidecar, sidecar_version=SIDECAR_VERSION, engine=EngineFile(
         engine_name, hashlib.sha256(plan).hexdigest(), len(plan)))
     try:
-        # Remove a stale sidecar first, so a crash between the two writes cannot pair the
-        # old sidecar with the new engine.
-        with contextlib.suppress(FileNotFoundError):
-            sidecar_path.unlink()
-        _atomic_write(engine_path, bytes(plan))
-        _atomic_write(sidecar_path, (json.dumps(sidecar.to_dict(), indent=2) + "\n").encode())
+        atomic.replace_pair(engine_path, bytes(plan), sidecar_path,
+                            (json.dumps(sidecar.to_dict(), indent=2) + "\n").encode())
     except OSError as exc:
         raise EdgeportError(f"Cannot write the engine {engine_path}: {exc}.",
                             hint="Check free space and permissions of the bundle folder.") from exc
