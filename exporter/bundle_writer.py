@@ -25,6 +25,7 @@ from runtime import atomic
 from runtime.bundle import MANIFEST, sha256_file
 from runtime.manifest import FileEntry, Manifest
 from runtime.errors import EdgeportError, UsageError
+from runtime.fsutil import LockHeld, lock_file
 
 
 # One path component, printable: no separator, no control character (a trailing newline
@@ -49,7 +50,7 @@ class StagedBundle:
         self.name = name
         self.final = self.out_dir / name
         self.staging = self.out_dir / f".{name}.tmp-{os.getpid()}"
-        self._lock_fd = None
+        self._lock_cm = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "StagedBundle":
@@ -75,23 +76,25 @@ class StagedBundle:
         return False
 
     def _lock(self) -> None:
-        import fcntl
-
         path = self.out_dir / f".{self.name}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        stack = contextlib.ExitStack()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+            stack.enter_context(lock_file(path, wait=False))
+        except LockHeld:
             raise EdgeportError(
                 f"Another edgeport export is writing '{self.final}' right now (lock {path} is held).",
                 hint="Wait for it to finish, or export into another --output folder.") from None
-        self._lock_fd = fd
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # lock_file does not follow a symlink planted at the lock's path
+                raise EdgeportError(f"The lock file '{path}' is a symbolic link; edgeport does not follow it.",
+                                    hint="Delete it (nothing else uses it), then export again.") from None
+            raise _os_error(exc, path) from exc
+        self._lock_cm = stack
 
     def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing releases the flock
-            self._lock_fd = None
+        if self._lock_cm is not None:
+            self._lock_cm.close()  # closing the file releases the flock
+            self._lock_cm = None
 
     def _recover(self) -> None:
         """With the lock held: staging folders of dead exports are removed; an old bundle set aside

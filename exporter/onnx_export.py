@@ -53,12 +53,10 @@ def export_onnx(module, input_chw, opset: int = DEFAULT_OPSET, output_names: lis
 
 def ort_all_outputs(model_or_path, inputs: np.ndarray, batch: int = 8) -> list[np.ndarray]:
     """Every output of an ONNX model (proto or path) on ONNX Runtime CPU, in batches, in graph order."""
-    from runtime.runners.onnxruntime import create_session
+    from runtime.runners.onnxruntime import OnnxRuntimeRunner
 
-    sess = create_session(model_or_path)
-    name = sess.get_inputs()[0].name
-    chunks = [sess.run(None, {name: inputs[i:i + batch]}) for i in range(0, len(inputs), batch)]
-    return [np.concatenate([c[k] for c in chunks]).astype(np.float32) for k in range(len(chunks[0]))]
+    outputs = OnnxRuntimeRunner(model_or_path).infer_batched(inputs, batch)
+    return [v.astype(np.float32) for v in outputs.values()]
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:

@@ -221,7 +221,8 @@ def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, re
     from exporter.int8.quantize import add_int8
 
     with _Stage(timings, "int8", "calibrating and quantizing to INT8 (Q/DQ)"):
-        manifest.artifacts["int8"], manifest.int8 = add_int8(staged, manifest, model, built, config)
+        int8 = add_int8(staged, manifest, model, built, config)
+    manifest.artifacts["int8"], manifest.int8 = int8.entry, int8.info
     warn_few_samples(manifest.int8, default_set=config.calib_data is None)
     sections: dict = {}
     budget = None
@@ -230,8 +231,9 @@ def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, re
 
         with _Stage(timings, "int8_budget", f"fitting INT8 to the accuracy budget (--max-drop {config.max_drop:g})"):
             data = budget_data_for(config, manifest, built.preprocessing, ref.inputs, ref.outputs, ref.gold.source)
-            manifest.artifacts["int8"], manifest.int8, sections, budget = apply_budget(
-                staged, manifest, config, built.preprocessing, data, ref.inputs, ref.outputs)
+            outcome = apply_budget(staged, manifest, config, model, int8, data, ref.inputs, ref.outputs)
+        manifest.artifacts["int8"], manifest.int8 = outcome.entry, outcome.info
+        sections, budget = outcome.sections, outcome.budget
     if not config.int8_cpu:
         console.log("--no-int8-cpu: no model.int8-cpu.onnx (ONNX Runtime CPU then runs model.int8.onnx, slower "
                     "than FP32 there)")
@@ -240,8 +242,8 @@ def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, re
     from exporter.int8.cpu_int8 import add_int8_cpu  # model.int8-cpu.onnx: the INT8 graph ORT CPU runs fast
 
     with _Stage(timings, "int8_cpu", "quantizing for ONNX Runtime CPU (U8S8 Q/DQ, model.int8-cpu.onnx)"):
-        manifest.artifacts[CPU_INT8], manifest.int8_cpu = add_int8_cpu(staged, manifest, model, built, config,
-                                                                         budget)
+        manifest.artifacts[CPU_INT8], manifest.int8_cpu = add_int8_cpu(
+            staged, manifest, model, built, config, int8.calibration.observed, budget)
     return sections
 
 

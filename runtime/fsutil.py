@@ -1,5 +1,6 @@
 """File helpers shared by bundles, reports, calibration files, sidecars and timing caches:
-atomic writes, sha256, and opening a bundle's file as what it claims to be."""
+atomic writes, sha256, opening a bundle's file as what it claims to be, the one advisory file
+lock (``lock_file``) and the one cache folder (``cache_root``)."""
 
 from __future__ import annotations
 
@@ -81,3 +82,42 @@ def open_regular(path: str | Path) -> BinaryIO:
     f = os.fdopen(fd, "rb")
     f.raw.name = str(path)  # named by its path, as open() names it (fdopen names it by the descriptor)
     return f
+
+
+def cache_root(environ=None) -> Path:
+    """edgeport's cache folder (calibration ranges, timing caches, runtime caches):
+    $EDGEPORT_CACHE, else $XDG_CACHE_HOME/edgeport, else ~/.cache/edgeport."""
+    env = os.environ if environ is None else environ
+    if env.get("EDGEPORT_CACHE"):
+        return Path(env["EDGEPORT_CACHE"]).expanduser()
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]).expanduser() / "edgeport"
+    return Path.home() / ".cache" / "edgeport"
+
+
+class LockHeld(OSError):
+    """``lock_file(..., wait=False)``: another process holds the lock."""
+
+
+@contextlib.contextmanager
+def lock_file(path: str | Path, *, wait: bool = True):
+    """An exclusive advisory lock (flock) on ``path``, held for the ``with`` block.
+
+    The file is created when missing. O_NOFOLLOW: a symlink planted at ``path`` (a shared
+    cache or output folder) is refused instead of followed, so the lock never creates or
+    truncates a file elsewhere. ``path`` may also be an existing folder (the Triton model
+    repository locks itself). ``wait=False`` raises ``LockHeld`` at once when the lock is taken.
+    """
+    import fcntl
+
+    path = Path(path)
+    flags = os.O_RDONLY if path.is_dir() else os.O_RDWR | os.O_CREAT
+    fd = os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise LockHeld(f"{path} is locked by another process") from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock

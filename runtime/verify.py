@@ -18,6 +18,7 @@ from runtime.compare import DEFAULT_TOLERANCES, Comparison, OutputComparison, To
 from runtime.console import Progress
 from runtime.errors import BundleError, UsageError
 from runtime.runners import Target, open_runner, select_precisions
+from runtime.runners.base import MissingOutputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,33 +44,19 @@ def default_batch(bundle: Bundle, batch: int | None) -> int:
 def run_batched_all(runner, bundle: Bundle, inputs: np.ndarray, batch: int, progress=None) -> dict[str, np.ndarray]:
     """Every output of the bundle for ``inputs``, in batches: {output name: array}."""
     names = [o.name for o in bundle.outputs]
-    parts: dict[str, list] = {n: [] for n in names}
-    for start in range(0, len(inputs), batch):
-        chunk = np.ascontiguousarray(inputs[start : start + batch])
-        result = runner.infer({bundle.input_name: chunk})
-        missing = [n for n in names if n not in result]
-        if missing:
-            raise BundleError(f"The artifact gives no output {', '.join(map(repr, missing))}, which the manifest "
-                              f"lists (it gives {', '.join(map(repr, result))}).",
-                              hint="The artifact and manifest.json do not belong together: re-export the bundle.")
-        for n in names:
-            parts[n].append(np.asarray(result[n], dtype=np.float32))
-        if progress is not None:
-            progress.update(len(chunk))
-    return {n: np.concatenate(v, axis=0) for n, v in parts.items()}
+    try:
+        outputs = runner.infer_batched(inputs, batch, outputs=names, progress=progress)
+    except MissingOutputError as exc:
+        raise BundleError(f"{exc} The manifest lists {', '.join(map(repr, names))}.",
+                          hint="The artifact and manifest.json do not belong together: re-export the bundle.") from None
+    return {n: np.asarray(v, dtype=np.float32) for n, v in outputs.items()}
 
 
 def run_batched(runner, bundle: Bundle, inputs: np.ndarray, batch: int, progress=None) -> np.ndarray:
     """The classifier output for ``inputs`` in batches of ``batch``; ``progress`` (a console.Progress)
     counts samples."""
-    outs = []
-    for start in range(0, len(inputs), batch):
-        chunk = np.ascontiguousarray(inputs[start : start + batch])
-        result = runner.infer({bundle.input_name: chunk})
-        outs.append(np.asarray(result[bundle.output_name], dtype=np.float32))
-        if progress is not None:
-            progress.update(len(chunk))
-    return np.concatenate(outs, axis=0)
+    out = runner.infer_batched(inputs, batch, outputs=[bundle.output_name], progress=progress)
+    return np.asarray(out[bundle.output_name], dtype=np.float32)
 
 
 def compare_output(name: str, shape: list, outputs: np.ndarray, reference: np.ndarray,

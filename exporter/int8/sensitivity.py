@@ -36,6 +36,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from runtime.errors import EdgeportError
+
 from exporter.graph.qdq_graph import MixedGraph, load_onnx
 
 DEFAULT_SAMPLES = 32  # images per sensitivity run: one ORT session per layer, so it is bounded
@@ -44,15 +46,14 @@ DEFAULT_SAMPLES = 32  # images per sensitivity run: one ORT session per layer, s
 # -- running variants ----------------------------------------------------------------------------
 def run_model(model, inputs: np.ndarray, *, input_name: str, batch: int = 32, threads: int | None = None) -> np.ndarray:
     """First output of ``model`` (a ModelProto) on ``inputs``, with ONNX Runtime's CPU provider."""
-    from runtime.runners.onnxruntime import create_session
+    from runtime.runners.onnxruntime import OnnxRuntimeRunner
 
-    session = create_session(model, threads=threads, what="a mixed-precision variant")
-    output = session.get_outputs()[0].name
-    outs = []
-    for start in range(0, len(inputs), batch):
-        chunk = np.ascontiguousarray(inputs[start:start + batch], dtype=np.float32)
-        outs.append(np.asarray(session.run([output], {input_name: chunk})[0], dtype=np.float32))
-    return np.concatenate(outs, axis=0)
+    runner = OnnxRuntimeRunner(model, threads=threads, what="a mixed-precision variant")
+    if runner.inputs[0].name != input_name:
+        raise EdgeportError(f"The mixed-precision variant takes input '{runner.inputs[0].name}', not '{input_name}'.")
+    first = runner.outputs[0].name
+    out = runner.infer_batched(np.asarray(inputs, dtype=np.float32), batch, outputs=[first])[first]
+    return np.asarray(out, dtype=np.float32)
 
 
 def output_metrics(out: np.ndarray, ref: np.ndarray) -> dict:

@@ -110,7 +110,8 @@ def _sentence(text: str) -> str:
 # -- the runtime (JIT) cache ----------------------------------------------------------------------------
 def default_runtime_cache_path(version: str, gpu_name: str, compute_capability: str, root: Path | None = None) -> Path:
     """Where the runtime cache for this TensorRT-RTX version and GPU lives by default."""
-    from runtime.engines.timing_cache import cache_root, gpu_slug
+    from runtime.engines.timing_cache import gpu_slug
+    from runtime.fsutil import cache_root
 
     v = TrtVersion.parse(version)
     root = cache_root() if root is None else Path(root)

@@ -35,8 +35,8 @@ class BuildTarget:
     runtime_cache: dict | None = None  # TensorRT-RTX: {"enabled", "path"}
 
 
-def build_precisions(requested: tuple[str, ...], available: list[str], dla: bool,
-                     log: Callable[[str], None] = lambda s: None) -> list[str]:
+def precisions_to_build(requested: tuple[str, ...], available: list[str], dla: bool,
+                      log: Callable[[str], None] = lambda s: None) -> list[str]:
     """Expand ``all`` into the bundle's precisions (without fp32 on DLA, which has no FP32)."""
     if not requested or "all" in requested:
         chosen = [p for p in policy.PRECISIONS if p in available]

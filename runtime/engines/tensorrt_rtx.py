@@ -124,7 +124,7 @@ def engine_filename(precision: str, version: TrtVersion | str, compute_capabilit
 def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=None):
     """An ahead-of-time build on this machine's CPU, for target compute capabilities (a build.BuildTarget)."""
     from runtime.engines import policy
-    from runtime.engines.target import BuildTarget, batch_profile, build_precisions
+    from runtime.engines.target import BuildTarget, batch_profile, precisions_to_build
     from runtime.engines.rtx import import_tensorrt_rtx
 
     if options.timing_cache is not None:
@@ -139,7 +139,7 @@ def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=N
         version, p, bundle.precisions, compute_capabilities=targets, requested_path=options.build_path,
         dla_core=options.dla_core, gpu_fallback=options.gpu_fallback, hardware_compat=options.hardware_compat,
         version_compatible=options.version_compatible)
-        for p in build_precisions(options.precisions, bundle.precisions, False, log)]
+        for p in precisions_to_build(options.precisions, bundle.precisions, False, log)]
     profile, shapes = batch_profile(bundle, options, False)
     if options.workspace_mib is not None:
         policy.validate_workspace(options.workspace_mib, None)

@@ -42,6 +42,7 @@ import numpy as np
 from runtime import atomic
 from runtime.bundle import Bundle, sha256_file
 from runtime.errors import EdgeportError, UsageError
+from runtime.fsutil import LockHeld, lock_file
 from runtime.triton.config import WARMUP_DIR, build_config, check_schema, render_pbtxt
 from runtime.triton.plan import LABELS_FILE, EntryPlan, TritonOptions, plan_entry
 
@@ -132,18 +133,12 @@ def _prepare(repo: Path) -> Path:
 @contextlib.contextmanager
 def _locked(repo: Path):
     """An exclusive lock on the repository folder for the duration of one write."""
-    import fcntl
-
-    fd = os.open(repo, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise EdgeportError(f"Another edgeport triton command is writing into '{repo}' right now.",
-                                hint="Wait for it to finish, then run this one again.") from None
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+        with lock_file(repo, wait=False):
+            yield
+    except LockHeld:
+        raise EdgeportError(f"Another edgeport triton command is writing into '{repo}' right now.",
+                            hint="Wait for it to finish, then run this one again.") from None
 
 
 def _staging_place(repo: Path, name: str, warn) -> tuple[Path, str]:

@@ -63,13 +63,13 @@ def test_quantize_cpu_reduce_range_uses_7_bit_weights(int8_bundle, tmp_path, red
     import onnxruntime as ort
     from onnx import numpy_helper
 
+    from exporter.int8.calibration_file import CalibrationRanges
     from exporter.int8.cpu_int8 import quantize_cpu
-    from exporter.int8.quantize import observed_ranges
     from runtime.bundle import Bundle
 
     b = Bundle.open(int8_bundle)
     pre = b.preprocessing
-    ranges = observed_ranges(json.loads((int8_bundle / "calibration.json").read_text()))
+    ranges = CalibrationRanges.read(int8_bundle / "calibration.json").observed
     qmodel, stats = quantize_cpu(onnx.load(str(b.artifact_path("fp32"))), ranges, b.input_name,
                                  reduce_range=reduce_range, tmp=tmp_path)
     assert stats["ort_cpu_ops"]["QLinearConv"] == 20
@@ -118,7 +118,7 @@ def _bn_graph(rng):
 def test_preactivation_bn_becomes_an_exact_depthwise_conv():
     import onnxruntime as ort
 
-    from exporter.int8.cpu_int8 import fold_preactivation_bn
+    from exporter.graph.rewrites import fold_preactivation_bn
 
     rng = np.random.default_rng(0)
     model = _bn_graph(rng)
