@@ -15,7 +15,7 @@ TORCH_PIN := torch==2.9.1 torchvision==0.24.1
 EXTRAS := cpu,export,test,triton
 else
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
-EXTRAS := cpu,export,test,triton,rtx
+EXTRAS := cpu,export,test,triton,rtx,openvino
 endif
 
 # A second environment for a real Triton server in the tests (tests/triton_server.py): pytriton's

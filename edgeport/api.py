@@ -45,7 +45,7 @@ def export(model, *, output: str | Path = "exports", name: str | None = None, we
            fallback_precision: str | None = None, max_float_layers: int | None = None,
            sensitivity_samples: int = 32, verify: bool = True, verify_data: str | Path | None = None,
            verify_samples: int = 64, tolerances=None, engine: str = "auto", trust_checkpoint: bool = False,
-           int8_cpu: bool = True, force: bool = False, progress: Progress = None):
+           int8_cpu: bool = True, int8_openvino: bool = False, force: bool = False, progress: Progress = None):
     """Export ``model`` to a verified bundle in ``output/<name>``; returns an ``ExportResult``.
 
     ``model`` is an ``nn.Module`` instance (exported with its own weights), a registry name
@@ -61,7 +61,8 @@ def export(model, *, output: str | Path = "exports", name: str | None = None, we
     graph keeps its own).
     ``tolerances``: ``{"fp16": {"cosine_min": 0.995}}`` or ``["fp16.cosine_min=0.995"]``.
     ``engine``: build TensorRT engines after the export: ``auto`` (when TensorRT and a GPU
-    are here), ``yes`` or ``no``. ``int8_cpu=False`` (with ``int8``): no model.int8-cpu.onnx.
+    are here), ``yes`` or ``no``. ``int8_cpu=False`` (with ``int8``): no model.int8-cpu.onnx;
+    ``int8_openvino=True`` (with ``int8``): also model.int8-ov.onnx (NNCF, for OpenVINO).
     ``force``: replace ``output/<name>`` even when it holds another model (docs/api.md, re-exporting).
     """
     from exporter.models.registry import ModelRequest
@@ -80,7 +81,8 @@ def export(model, *, output: str | Path = "exports", name: str | None = None, we
         verify_samples=verify_samples, tolerances=parse_tolerances(tolerances or ()), name=name,
         class_names=tuple(class_names) if class_names is not None else None, engine=engine, max_drop=max_drop,
         budget_data=Path(budget_data) if budget_data else None, fallback_precision=fallback_precision,
-        max_float_layers=max_float_layers, sensitivity_samples=sensitivity_samples, int8_cpu=int8_cpu, force=force)
+        max_float_layers=max_float_layers, sensitivity_samples=sensitivity_samples, int8_cpu=int8_cpu,
+        int8_openvino=int8_openvino, force=force)
     with progress_to(progress):
         return run_export(config)
 

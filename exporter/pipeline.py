@@ -49,6 +49,7 @@ class ExportConfig:
     max_float_layers: int | None = None  # default: half the quantized layers
     sensitivity_samples: int = 32  # held-out images per per-layer sensitivity run
     int8_cpu: bool = True  # with int8: also model.int8-cpu.onnx (--no-int8-cpu: TensorRT-only users skip it)
+    int8_openvino: bool = False  # with int8: also model.int8-ov.onnx, NNCF's graph for OpenVINO (edgeport[openvino])
     force: bool = False  # replace OUTPUT/<name> even when it holds another model or is not a bundle
 
 
@@ -217,6 +218,11 @@ def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, re
             data = budget_data_for(config, manifest, built.preprocessing, ref.inputs, ref.outputs, ref.gold.source)
             manifest.artifacts["int8"], manifest.int8, sections, budget = apply_budget(
                 staged, manifest, config, built.preprocessing, data, ref.inputs, ref.outputs)
+    if config.int8_openvino:
+        from exporter.int8.openvino_int8 import add_int8_openvino
+
+        with _Stage(timings, "int8_ov", "quantizing for OpenVINO (NNCF, model.int8-ov.onnx)"):
+            manifest.artifacts["int8-ov"] = add_int8_openvino(staged, manifest, model, built, config)
     if not config.int8_cpu:
         console.log("--no-int8-cpu: no model.int8-cpu.onnx (ONNX Runtime CPU then runs model.int8.onnx, slower "
                     "than FP32 there)")

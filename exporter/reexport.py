@@ -42,7 +42,8 @@ EXPORT_FILES = (MANIFEST, GOLDEN, "calibration.json", "calib.cache", "report.jso
 ENGINE_SUFFIX = ".engine"
 SIDECAR_SUFFIX = ".engine.json"
 # Options that bring back an artifact the new export did not write.
-_KEEP_WITH = {"fp16": "--fp16", "int8": "--int8", "int8-cpu": "--int8 without --no-int8-cpu"}
+_KEEP_WITH = {"fp16": "--fp16", "int8": "--int8", "int8-cpu": "--int8 without --no-int8-cpu",
+              "int8-ov": "--int8 --int8-openvino"}
 
 
 def looks_like_bundle(folder: Path) -> bool:

@@ -40,6 +40,7 @@ DEFAULT_TOLERANCES = {
     "fp16": Tolerance(max_rel_diff=2e-2, cosine_min=0.999),
     "int8": Tolerance(cosine_min=0.99),
     "int8-cpu": Tolerance(cosine_min=0.99),
+    "int8-ov": Tolerance(cosine_min=0.99),
 }
 
 TOLERANCE_KEYS = tuple(f.name for f in dataclasses.fields(Tolerance))

@@ -86,7 +86,7 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict:
 
     out = {"python": platform.python_version()}
     for dist in ("edgeport", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "tensorrt-rtx-cu12-bindings",
-                 *extra):
+                 "openvino", *extra):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:

@@ -23,6 +23,9 @@ from __future__ import annotations
 from runtime.errors import UsageError
 
 CPU_INT8 = "int8-cpu"
+# OpenVINO's INT8 graph (NNCF, exporter/int8/openvino_int8.py): CPU runtimes only, like int8-cpu.
+# Merge note: one row of the precision registry (issue 17).
+OV_INT8 = "int8-ov"
 
 
 def on_cpu_provider(backend: str, provider: str) -> bool:
@@ -55,7 +58,7 @@ def select_precisions(available: list[str], requested, *, backend: str = "onnxru
     if not requested or "all" in requested:
         if on_cpu_provider(backend, provider):
             return list(available)
-        return [p for p in available if p != CPU_INT8]
+        return [p for p in available if p not in (CPU_INT8, OV_INT8)]
     chosen = [resolve_precision(available, p, backend=backend, provider=provider, qdq=qdq) for p in requested]
     missing = [p for p in dict.fromkeys(chosen) if p not in available]
     if missing:

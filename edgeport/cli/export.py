@@ -90,6 +90,9 @@ def _input_size(ctx, param, value):
 @click.option("--no-int8-cpu", is_flag=True,
               help="With --int8: skip model.int8-cpu.onnx, ONNX Runtime CPU's U8S8 graph (for TensorRT-only "
                    "deployments; ONNX Runtime CPU then runs model.int8.onnx, slower than FP32 there).")
+@click.option("--int8-openvino", is_flag=True,
+              help="With --int8: also write model.int8-ov.onnx, NNCF's INT8 graph for --backend openvino "
+                   "(needs edgeport[openvino]).")
 @click.option("--max-drop", type=float, default=None, metavar="POINTS",
               help="With --int8: accuracy budget in percentage points (top-1 agreement loss vs PyTorch FP32 on the "
                    "held-out golden set, or top-1 drop on --labeled-data). The most sensitive layers leave INT8 "
@@ -124,7 +127,7 @@ def _input_size(ctx, param, value):
 def export(model, factory_args, weights, trust_checkpoint, num_classes, input_size, channels, mean, std, output_name,
            output_index, output, name, max_batch, opset, no_simplify, fp16, int8, calib_data, calib_samples,
            calib_method, verify_data, verify_samples, no_verify, tols, class_names_file, engine, max_drop, budget_data,
-           fallback_precision, max_float_layers, sensitivity_samples, no_int8_cpu, force, as_json):
+           fallback_precision, max_float_layers, sensitivity_samples, no_int8_cpu, int8_openvino, force, as_json):
     """Export a model to a verified bundle: ONNX (+FP16, +INT8) and its reference outputs."""
     from runtime.errors import EXIT_CHECK_FAILED
     from runtime.labeled import read_class_names
@@ -142,7 +145,7 @@ def export(model, factory_args, weights, trust_checkpoint, num_classes, input_si
         budget_data=budget_data, fallback_precision=fallback_precision, max_float_layers=max_float_layers,
         sensitivity_samples=sensitivity_samples, verify=not no_verify, verify_data=verify_data,
         verify_samples=verify_samples, tolerances=tols, engine=engine, trust_checkpoint=trust_checkpoint,
-        int8_cpu=not no_int8_cpu, force=force)
+        int8_cpu=not no_int8_cpu, int8_openvino=int8_openvino, force=force)
     if as_json:
         out_json({"bundle": result.bundle, "passed": result.passed,
                   "results": [c.to_dict() for c in result.comparisons], "timings_s": result.timings,

@@ -17,7 +17,8 @@ from runtime.report.svg_plots import bar_chart, fmt_number
 
 _esc = html.escape
 # Per-precision colours (colour-blind-safe palette); anything else gets grey.
-PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#DD8452", "int8": "#55A868", "int8-cpu": "#8172B3"}
+PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#DD8452", "int8": "#55A868", "int8-cpu": "#8172B3",
+                    "int8-ov": "#C44E52"}
 SENSITIVITY_SHOWN = 20  # rows and bars before the rest of the sensitivity ranking is folded
 # The one quantity the sensitivity chart plots and its table column shows, under one name.
 SENSITIVITY_METRIC = "1 \u2212 cosine"
@@ -194,7 +195,7 @@ def latency_section(benches: list[dict], machine: dict | None) -> str:
 
 
 # -- calibration and deployment ------------------------------------------------------------------
-_ARTIFACT_ROLE = {"int8": "for TensorRT", "int8-cpu": "for ONNX Runtime CPU"}
+_ARTIFACT_ROLE = {"int8": "for TensorRT", "int8-cpu": "for ONNX Runtime CPU", "int8-ov": "for OpenVINO"}
 
 
 def calibration_section(facts: PageFacts | None) -> str:
