@@ -13,9 +13,11 @@ is used. Which artifact runs (``artifact_key``):
   (measured: densenet121, centered cosine 0.964 against their 0.9997), so its results would
   say nothing about the artifact (tests/runtime/runners/test_openvino.py keeps this true).
 
-The CPU plugin's hint follows the batch: ``LATENCY`` for batch 1 (one stream, every thread on
-the one request), ``THROUGHPUT`` above; each hint is compiled once, on first use. ``threads``
-sets ``INFERENCE_NUM_THREADS``. ``fp32`` runs with ``INFERENCE_PRECISION_HINT f32``: on CPUs
+The CPU plugin's hint follows the batch: ``LATENCY`` for batch 1, ``THROUGHPUT`` above; each
+hint is compiled once, on first use. Both with ``NUM_STREAMS`` 1: the runner makes one
+synchronous call at a time, and THROUGHPUT's default streams would split the threads between
+streams that one request cannot use together (2 threads, 2 streams: the call runs on one).
+``threads`` sets ``INFERENCE_NUM_THREADS``. ``fp32`` runs with ``INFERENCE_PRECISION_HINT f32``: on CPUs
 with native bfloat16 (AVX512_BF16, AMX) OpenVINO's default is bf16 arithmetic, which is not
 what an FP32 artifact promises (it fails fp32's tolerance); the other artifacts keep the
 plugin's default (bf16 there, f32 elsewhere), within their tolerances.
@@ -95,7 +97,7 @@ class OpenVINORunner(Runner):
 
     def _request(self, hint: str):
         if hint not in self._requests:
-            config = {"PERFORMANCE_HINT": hint}
+            config = {"PERFORMANCE_HINT": hint, "NUM_STREAMS": 1}
             if self.threads is not None:
                 config["INFERENCE_NUM_THREADS"] = self.threads
             if self.precision_hint is not None:
