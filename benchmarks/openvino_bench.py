@@ -67,7 +67,7 @@ class _Plain:
 
     def precision(self) -> str:
         c = self.core.compile_model(self.model, "CPU", {"INFERENCE_NUM_THREADS": self.threads})
-        return str(c.get_property("INFERENCE_PRECISION_HINT"))
+        return c.get_property("INFERENCE_PRECISION_HINT").to_string()
 
 
 def open_variants(bundle, threads: int, calib, log) -> tuple[dict, dict]:

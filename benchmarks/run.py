@@ -230,7 +230,7 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=1)
@@ -253,12 +253,18 @@ def main(argv=None) -> int:
     args.ov_batches = [int(b) for b in args.ov_batches.split(",") if b]
     if args.openvino and not openvino_available():
         ap.error("--openvino needs openvino and nncf: pip install 'edgeport[openvino]'")
-    use_ov = not args.no_openvino and openvino_available()
+    args.use_ov = not args.no_openvino and openvino_available()
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    use_ov = args.use_ov
 
     from runtime.machine import describe_machine_line
     from runtime.machine import describe_machine, load_average
 
-    machine = describe_machine(args.threads, extra_versions=("torch", "torchvision", "onnx", "onnxsim"))
+    machine = describe_machine(args.threads, extra_versions=("torch", "torchvision", "onnx", "onnxsim", "nncf"))
     machine["load_avg_before"] = load_average()
     log(f"machine: {describe_machine_line(machine)}")
     tmp = None
@@ -311,14 +317,9 @@ def run_openvino(bundle_dir: Path, args) -> dict:
                           block=args.block, gap_s=args.gap, log=log)
 
 
-def render(results: dict) -> str:
-    """Markdown: per-model medians, ratios, export stages, targets."""
-    from runtime.machine import describe_machine_line
-
-    lines = [f"Machine: {describe_machine_line(results['machine'])}.",
-             f"Batch {results['batch']}, {results['threads']} threads, median of "
-             f"{next(iter(results['models'].values()))['calls'] if results['models'] else 0} calls per variant, "
-             "variants interleaved in blocks (random weights).", ""]
+def _models_table(results: dict) -> list[str]:
+    """PyTorch and edgeport's variants, interleaved at one batch: medians and ratios."""
+    lines = []
     header = ["model"] + [LABELS[v] for v in VARIANTS] + ["ORT FP32 vs PyTorch", "INT8-CPU vs ORT FP32",
                                                           "INT8 (Q/DQ) vs ORT FP32", "runner vs bare session.run"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -332,6 +333,21 @@ def render(results: dict) -> str:
     lines += ["", "Fidelity vs PyTorch (golden set, centered cosine min): " + "; ".join(
         f"{m}: " + ", ".join(f"{p} {f['cosine_min']:.4f}" for p, f in r["fidelity"].items() if p.startswith("int8"))
         for m, r in results["models"].items())]
+    return lines
+
+
+def render(results: dict) -> str:
+    """Markdown: per-model medians, ratios, export stages, targets."""
+    from runtime.machine import describe_machine_line
+
+    lines = [f"Machine: {describe_machine_line(results['machine'])}.",
+             f"Batch {results['batch']}, {results['threads']} threads, median of "
+             f"{next(iter(results['models'].values()))['calls'] if results['models'] else 0} calls per variant, "
+             "variants interleaved in blocks (random weights).", ""]
+    if not results["models"]:  # --openvino: only the OpenVINO comparison ran
+        lines = lines[:1]
+    if results["models"]:
+        lines += _models_table(results)
     if results.get("openvino"):
         from openvino_bench import render as render_openvino
 

@@ -16,7 +16,7 @@ import sys
 
 import click
 
-PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu", "all")  # rules: runtime/precision.py
+PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu", "int8-ov", "all")  # rules: runtime/precision.py
 
 
 class AliasOption(click.Option):
@@ -76,7 +76,8 @@ def precision_option(default=("all",), choices=PRECISIONS, help_text=None):
         "--precision", "precisions", multiple=True, default=default, callback=list_callback(choices),
         metavar="P[,P...]", show_default=True,
         help=help_text or ("Artifacts (repeat or comma-separate; choices: " + ", ".join(choices) + "). On the CPU "
-                           "provider int8 means model.int8-cpu.onnx when the bundle has it; all = both INT8 graphs."))
+                           "provider int8 means model.int8-cpu.onnx when the bundle has it; all = both INT8 graphs; on "
+                           "openvino int8 means model.int8-ov.onnx, else model.int8-cpu.onnx."))
 
 
 def batch_option(default=None, help_text="Batch size."):
