@@ -314,7 +314,7 @@ def add_int8_cpu(staged, manifest, model, built, config, budget=None) -> tuple:
         tmp = Path(tmpdir)
         try:
             pre, stats = prepare_cpu(model, tmp)
-            ranges = complete_ranges(pre, ranges, _calibration_loader(built, manifest, config),
+            ranges = complete_ranges(pre, ranges, calibration_loader(built, manifest, config),
                                      manifest.input.name, tmp)
 
             def build(keep_float):
@@ -338,7 +338,7 @@ def add_int8_cpu(staged, manifest, model, built, config, budget=None) -> tuple:
     return staged.entry(INT8_CPU_FILE), info
 
 
-def _calibration_loader(built, manifest, config):
+def calibration_loader(built, manifest, config):
     """The calibration set, loaded only if some tensor of the CPU graph needs measuring."""
     def load():
         from exporter.int8.calibration import default_calib_dir, load_calibration

@@ -47,10 +47,10 @@ def quantize_openvino(model, calib, input_name: str):
 def add_int8_openvino(staged, manifest, model, built, config):
     """Write model.int8-ov.onnx; returns its FileEntry."""
     from exporter.bundle_writer import guard_disk
-    from exporter.int8.cpu_int8 import _calibration_loader
+    from exporter.int8.cpu_int8 import calibration_loader
     from exporter.onnx_export import save
 
-    calib = _calibration_loader(built, manifest, config)()
+    calib = calibration_loader(built, manifest, config)()
     console.log(f"int8-ov: NNCF post-training quantization for OpenVINO on the calibration set ({len(calib)} samples)")
     t0 = time.perf_counter()
     qmodel = quantize_openvino(model, calib, manifest.input.name)
