@@ -14,20 +14,27 @@ ARCH := $(shell uname -m)
 # of make bench) is installed on x86_64 only, where it was checked (a clean 10 s install).
 ifeq ($(ARCH),aarch64)
 TORCH_PIN := torch==2.9.1 torchvision==0.24.1
-EXTRAS := cpu,export,test,triton
+EXTRAS := cpu,export,test,triton,sign
 else
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
-EXTRAS := cpu,export,test,triton,rtx,openvino
+EXTRAS := cpu,export,test,triton,rtx,sign,openvino
 endif
 
 # A second environment for a real Triton server in the tests (tests/triton_server.py): pytriton's
 # tritonserver runs python-backend models with the first python on PATH, which needs numpy < 2.
 TRITON_VENV := .venv-triton
 TRITON_STAMP := $(TRITON_VENV)/.edgeport-installed
+WHEELHOUSE := .wheelhouse-py310
 
 .PHONY: setup browser demo test test-fast clean gpu-check bench triton-bench
 
-setup: $(STAMP) $(TRITON_STAMP) browser
+setup: $(STAMP) $(TRITON_STAMP) $(WHEELHOUSE)/.done browser
+
+# The runtime side's dependencies as Python 3.10 wheels (JetPack 6's Python), so the wheel test
+# installs edgeport[cpu] on Python 3.10 without reaching the network from inside a test.
+$(WHEELHOUSE)/.done: pyproject.toml
+	$(PIP) download -q --only-binary=:all: --python-version 3.10 -d $(WHEELHOUSE) onnxruntime numpy click pillow
+	touch $@
 
 # Headless Chromium for the report.html screenshot tests: apt-get where this runs as root, else
 # the tests skip with the reason (never installed from inside a test).
@@ -77,4 +84,4 @@ gpu-check: setup
 	$(PY) scripts/gpu_check.py --out gpu-check
 
 clean:
-	rm -rf exports .pytest_cache
+	rm -rf exports .pytest_cache $(WHEELHOUSE)

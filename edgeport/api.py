@@ -267,3 +267,13 @@ def build(bundle, precisions=("all",), *, progress: Progress = None, **options) 
     with progress_to(progress):
         return build_engines(b, BuildOptions(precisions=_precisions(precisions), **options), log=console.log,
                              warn=console.warn)
+
+
+# -- sign --------------------------------------------------------------------------------------------
+def sign(bundle, private_key) -> Path:
+    """Write ``bundle.sig`` (OpenSSF model-signing, elliptic-curve key) covering every file of
+    the bundle except what the device writes later; returns the signature's path. Devices read
+    signed bundles with ``Bundle.open(path, trusted_keys=[public_pem])`` or ``--trusted-key``."""
+    from runtime.signing import sign_bundle
+
+    return sign_bundle(bundle.root if isinstance(bundle, Bundle) else bundle, private_key)

@@ -289,9 +289,10 @@ def _carry_engines(old_root: Path, staged, cmp: _Compare, kept: list, dropped: l
 
 
 def _engine_stale(sidecar_path: Path, engine: Path, cmp: _Compare) -> str | None:
-    sidecar = read_sidecar(sidecar_path)
-    if sidecar is None:
-        return "unreadable sidecar"
+    try:
+        sidecar = read_sidecar(sidecar_path)
+    except BundleError as exc:  # malformed: the engine is dropped, the reason kept
+        return f"unreadable sidecar: {exc}"
     if not engine.is_file():
         return "incomplete"
     new = cmp.new.artifacts.get(sidecar.source.artifact)

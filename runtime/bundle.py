@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from runtime.bundle_check import check_golden, check_golden_values, check_manifest, golden_key
 from runtime.errors import BundleError
 from runtime.fsutil import sha256_file
-from runtime.manifest import MANIFEST, SCHEMA_VERSION, FileEntry, InputSpec, Manifest, OutputSpec, check_class_names
+from runtime.manifest import MANIFEST, SCHEMA_VERSION, FileEntry, InputSpec, Manifest, OutputSpec
 from runtime.preprocess import Preprocessing
 
 __all__ = ["Bundle", "Golden", "MANIFEST", "GOLDEN", "SCHEMA_VERSION", "golden_key", "sha256_file"]
@@ -65,11 +67,6 @@ class Golden:
 def reference_label(reference: str | None) -> str:
     """How reports name the reference outputs of golden.npz."""
     return "ONNX Runtime FP32 of the given model" if reference == "onnx" else "PyTorch FP32"
-
-
-def golden_key(position: int) -> str:
-    """golden.npz's key for the reference of the manifest's output at ``position``."""
-    return "outputs" if position == 0 else f"outputs_{position}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,8 +126,6 @@ class Bundle:
             manifest = Manifest.parse(data)
         except BundleError as exc:
             raise BundleError(f"Bundle '{root}': {exc}", hint=exc.hint or rebuild) from exc
-        except (TypeError, ValueError) as exc:
-            raise BundleError(f"Bundle '{root}': manifest.json is malformed ({exc}).", hint=rebuild) from exc
         if manifest.digest is not None and manifest.digest != manifest.content_digest():
             raise BundleError(
                 f"Bundle '{root}': manifest.json was edited after export (its content no longer matches the "
@@ -139,7 +134,7 @@ class Bundle:
                 hint="Restore the original manifest.json or re-export the bundle; to change class names, "
                      "re-export with --class-names FILE.")
         try:
-            check_class_names(manifest)
+            check_manifest(manifest)
         except BundleError as exc:
             raise BundleError(f"Bundle '{root}': {exc}", hint=exc.hint) from exc
         return cls(root, manifest)
@@ -164,11 +159,6 @@ class Bundle:
     @property
     def outputs(self) -> list[OutputSpec]:
         return self.manifest.outputs
-
-    @property
-    def reference(self) -> str:
-        """What produced golden.npz's outputs: ``pytorch`` or ``onnx`` (a given ONNX model)."""
-        return self.manifest.reference
 
     @property
     def reference_label(self) -> str:
@@ -266,17 +256,16 @@ class Bundle:
         if entry is None:
             raise BundleError(f"Bundle '{self.root}' has no golden set.", hint="Re-export it with `edgeport export`.")
         path = self.checked_file(entry, "the golden set")
+        keys = check_golden(self.manifest, path)  # the array headers, before anything is decompressed
         try:
             with np.load(path, allow_pickle=False) as z:
-                images = z["images"] if "images" in z.files else None
-                arrays = z["inputs"] if "inputs" in z.files else None
-                if images is None and arrays is None:
-                    raise KeyError("images")
-                outputs = [z[golden_key(i)].astype(np.float32) for i in range(len(self.outputs))]
-                names = [str(n) for n in z["names"]]
-        except (OSError, KeyError, ValueError) as exc:
+                arrays = {k: z[k] for k in keys}
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise BundleError(f"{path} is not a readable golden set ({exc}).", hint="Re-export the bundle.") from exc
-        return Golden(images=images, outputs=outputs[0], names=names, arrays=arrays,
+        check_golden_values(arrays, path)
+        outputs = [arrays[golden_key(i)] for i in range(len(self.outputs))]
+        return Golden(images=arrays.get("images"), outputs=outputs[0], names=[str(n) for n in arrays["names"]],
+                      arrays=arrays.get("inputs"),
                       other_outputs={o.name: v for o, v in zip(self.outputs[1:], outputs[1:])})
 
     def runner(self, precision: str = "fp32", *, backend: str = "onnxruntime", provider: str = "cpu",

@@ -84,9 +84,12 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict:
     """Versions of the runtime libraries (only those installed)."""
     import importlib.metadata as md
 
+    from runtime.engines.registry import ENGINE_RUNTIMES
+
     out = {"python": platform.python_version()}
-    for dist in ("edgeport", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "tensorrt-rtx-cu12-bindings",
-                 "openvino", *extra):
+    engines = tuple(d for rt in ENGINE_RUNTIMES.values() for d in rt.distributions)
+    for dist in ("edgeport", "numpy", "onnxruntime", "onnxruntime-gpu", *engines, "openvino",
+                 *extra):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -133,8 +136,11 @@ def describe_machine_line(machine: dict) -> str:
         parts.append(f"GPU {machine['gpu']}")
     if ort:
         parts.append(f"onnxruntime {ort}")
-    if versions.get("tensorrt"):
-        parts.append(f"tensorrt {versions['tensorrt']}")
+    from runtime.engines.registry import ENGINE_RUNTIMES
+
+    for dist in (d for rt in ENGINE_RUNTIMES.values() for d in rt.distributions):
+        if versions.get(dist):
+            parts.append(f"{dist} {versions[dist]}")
     load = machine.get("load_avg_before"), machine.get("load_avg_after")
     if all(load):
         parts.append(f"load avg {load[0][0]} -> {load[1][0]}")

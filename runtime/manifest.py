@@ -6,14 +6,15 @@ Each section keeps the keys its readers use as typed fields; descriptive details
 only reports show (timings, quantizer statistics) travel in ``extra`` and are written
 back flat, so the JSON stays readable.
 
-Schema history (``SCHEMA_VERSION``):
+Schema history (``SCHEMA_VERSION``): version 2 is the only one read. It lists ``outputs``
+(the classifier first: every output of a multi-output model, in the exported graph's order),
+``reference`` (what produced golden.npz: ``pytorch`` or ``onnx``) and ``digest``, the sha256
+of the manifest's own content, so a hand edit is told apart from a corrupt artifact. Version 1
+manifests came from development builds before 0.1.0 and are refused with "re-export".
 
-1. the first release: one ``output`` object; the input shape ``["batch", 3, S, S]``.
-2. ``outputs`` (a list, the classifier first: every output of a multi-output model, in
-   the exported graph's order), ``reference`` (what produced golden.npz:
-   ``pytorch`` or ``onnx``), and ``digest``: the sha256 of the manifest's own content, so
-   a hand edit is told apart from a corrupt artifact. Version 1 manifests are migrated on
-   read (no digest to check).
+Reading is strict: ``_load`` checks every typed field's JSON type (naming the field), and
+runtime/bundle_check.py checks ranges, shapes and file names, so a malformed value ends in a
+``BundleError`` naming the field instead of a KeyError or TypeError later on.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import numbers
 import types
 import typing
 from typing import Any
@@ -90,24 +93,57 @@ def _dump(value):
     return value
 
 
+# JSON types of the typed fields, as messages name them.
+_JSON_TYPES = {str: "a string", bool: "true or false", int: "an integer", float: "a number", list: "a list",
+               dict: "an object"}
+
+
+def show(value) -> str:
+    """A JSON value as a message quotes it (short: bundle text can be long)."""
+    try:
+        text = json.dumps(value, ensure_ascii=True, allow_nan=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_type(kind: type, value, where: str):
+    """``value`` if it is JSON of ``kind`` (bool is no integer; a number is finite)."""
+    # numbers.*: the exporter builds sections from numpy scalars too; JSON never has them.
+    if kind is float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    elif kind is int:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        finite = " (finite)" if kind is float else ""
+        raise BundleError(f"manifest.json: {where} must be {_JSON_TYPES[kind]}{finite}, got {show(value)}.")
+    return value
+
+
+def _is_section(hint) -> bool:
+    return isinstance(hint, type) and issubclass(hint, Section)
+
+
 def _load(hint, value, where: str):
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if value is None:
+        if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
         return _load(inner[0], value, where) if len(inner) == 1 else value
-    if isinstance(hint, type) and issubclass(hint, Section):
+    if _is_section(hint):
         return hint.from_dict(value, where)
-    if origin in (list, tuple) and args and isinstance(args[0], type) and issubclass(args[0], Section):
-        if not isinstance(value, list):
-            raise BundleError(f"manifest.json: {where} must be a list.")
-        return [args[0].from_dict(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict and len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], Section):
-        if not isinstance(value, dict):
-            raise BundleError(f"manifest.json: {where} must be an object.")
-        return {k: args[1].from_dict(v, f"{where}.{k}") for k, v in value.items()}
+    if hint in _JSON_TYPES:
+        return _check_type(hint, value, where)
+    if origin is list:
+        _check_type(list, value, where)
+        return [_load(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)] if args else value
+    if origin is dict:
+        _check_type(dict, value, where)
+        return {k: _load(args[1], v, f"{where}.{k}") for k, v in value.items()} if args else value
     return value
 
 
@@ -288,58 +324,24 @@ class Manifest(Section):
 
     @classmethod
     def parse(cls, data: Any) -> "Manifest":
-        """A manifest from the parsed JSON, migrating older schema versions."""
+        """A manifest from the parsed JSON, every typed field's JSON type checked (the ranges and
+        shapes: runtime/bundle_check.py)."""
         if not isinstance(data, dict):
             raise BundleError("manifest.json does not hold a JSON object.")
         version = data.get("schema_version")
         if not isinstance(version, int) or isinstance(version, bool):
-            raise BundleError("manifest.json has no integer schema_version.")
+            raise BundleError(f"manifest.json has no integer schema_version (got {show(version)}).")
         if version > SCHEMA_VERSION:
             raise BundleError(
                 f"manifest.json uses schema version {version}, but this edgeport reads versions up to "
                 f"{SCHEMA_VERSION}.",
                 hint="Upgrade edgeport on this machine (pip install -U edgeport), or export with the same version.")
-        if version < 1:
-            raise BundleError(f"manifest.json has an invalid schema_version {version}.")
-        for key in ("model", "input", "preprocessing", "artifacts"):
+        if version < SCHEMA_VERSION:
+            raise BundleError(
+                f"manifest.json uses schema version {version}, which development builds before edgeport 0.1.0 "
+                f"wrote; this edgeport reads version {SCHEMA_VERSION} only.",
+                hint="Re-export the model with `edgeport export` (the same options) to get a current bundle.")
+        for key in ("model", "input", "outputs", "preprocessing", "artifacts"):
             if key not in data:
                 raise BundleError(f"manifest.json lacks the '{key}' section.")
-        if version == 1:
-            data = migrate_v1(data)
-        elif "outputs" not in data:
-            raise BundleError("manifest.json lacks the 'outputs' section.")
-        manifest = cls.from_dict(data)
-        if manifest.reference not in REFERENCES:
-            raise BundleError(f"manifest.json: reference '{manifest.reference}' is not one of {', '.join(REFERENCES)}.")
-        if not manifest.outputs:
-            raise BundleError("manifest.json lists no outputs.")
-        return manifest
-
-
-def check_class_names(manifest: Manifest) -> None:
-    """Class names must name exactly the classifier output's classes (predict and labeled
-    accuracy index them by the output's positions)."""
-    names = manifest.model.class_names
-    shape = manifest.output.shape
-    classes = shape[-1] if isinstance(shape, list) and shape else None
-    if names is None or not isinstance(classes, int):
-        return
-    if not isinstance(names, list) or len(names) != classes:
-        count = len(names) if isinstance(names, list) else type(names).__name__
-        raise BundleError(
-            f"manifest.json lists {count} class names, but the classifier output '{manifest.output.name}' has "
-            f"{classes} classes.",
-            hint=f"Re-export with --class-names FILE of exactly {classes} lines (one name per class, in index order).")
-
-
-def migrate_v1(data: dict) -> dict:
-    """Schema 1 -> 2: ``output`` becomes ``outputs``; the reference was always PyTorch; no digest."""
-    out = {k: v for k, v in data.items() if k != "output"}
-    output = data.get("output")
-    if not isinstance(output, dict):
-        raise BundleError("manifest.json (schema 1) lacks the 'output' section.")
-    out["outputs"] = [output]
-    out["reference"] = "pytorch"
-    out["schema_version"] = SCHEMA_VERSION
-    out.pop("digest", None)
-    return out
+        return cls.from_dict(data)

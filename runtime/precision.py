@@ -28,6 +28,11 @@ CPU_INT8 = "int8-cpu"
 OV_INT8 = "int8-ov"
 
 
+def artifact_keys() -> tuple[str, ...]:
+    """Every artifact key a manifest may list (the bundle reader refuses any other)."""
+    return ("fp32", "fp16", "int8", CPU_INT8, OV_INT8)
+
+
 def on_cpu_provider(backend: str, provider: str) -> bool:
     """True when artifacts run on ONNX Runtime's CPU execution provider."""
     return backend == "onnxruntime" and provider == "cpu"

@@ -316,15 +316,17 @@ def aot_probe(trt, path, batches=(1, 2, 4)):
 
     from runtime.errors import EdgeportError
     from runtime.engines.builder import build_serialized
-    from runtime.engines.policy import TrtVersion, default_workspace_mib, plan_rtx_build
+    from runtime.engines.policy import TrtVersion, default_workspace_mib
+    from runtime.engines.registry import ENGINE_RUNTIMES
+    from runtime.engines.tensorrt_rtx import plan_build as plan_rtx_build
 
     graph_input = onnx.load(str(path), load_external_data=False).graph.input[0]
     dims = [d.dim_value if d.HasField("dim_value") else -1 for d in graph_input.type.tensor_type.shape.dim]
     shapes = tuple(tuple(b if d == -1 else d for d in dims) for b in batches)
     plan = plan_rtx_build(TrtVersion.parse(trt.__version__), "int8", {"int8"})
     try:
-        out = build_serialized(trt, plan, path, graph_input.name, shapes, workspace_mib=default_workspace_mib(None, False),
-                               timing_cache=None, log_severity="VERBOSE", profiling_verbosity="DETAILED")
+        out = build_serialized(trt, plan, path, graph_input.name, shapes, engine_runtime=ENGINE_RUNTIMES[plan.runtime],
+                               workspace_mib=default_workspace_mib(None, False), timing_cache=None, log_severity="VERBOSE", profiling_verbosity="DETAILED")
     except EdgeportError as exc:
         return ("parse-error" if "could not parse" in str(exc) else "build-error"), [str(exc)], []
     return "builds", [], out.log

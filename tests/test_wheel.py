@@ -10,8 +10,8 @@ onnxruntime through a .pth file holding the path of this environment's site-pack
 line in a .pth only appends that folder to sys.path: the .pth files inside it are not
 processed, so the shared environment's editable edgeport (a .pth-installed import hook) stays
 invisible, and `import exporter` can only find the installed wheel. The runtime-only check on
-Python 3.10 installs numpy/onnxruntime/click/pillow from the package index (marked slow,
-skipped when python3.10 or the index is not reachable).
+Python 3.10 installs numpy/onnxruntime/click/pillow from the wheelhouse `make setup` downloads
+(no network inside a test; marked slow, skipped when python3.10 or the wheelhouse is missing).
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import _SAVED_ENV, REPO
+from conftest import REPO
+
+WHEELHOUSE = REPO / ".wheelhouse-py310"  # `make setup`: edgeport's runtime dependencies for Python 3.10
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 TINY_MODEL = """
@@ -60,7 +62,7 @@ def _copy_source(dst: Path) -> None:
                 shutil.copy2(src, dst / rel)
         return
     shutil.copytree(REPO, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "exports"))
+        ".git", ".venv*", ".wheelhouse*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "exports"))
 
 
 def _clean_env(**extra) -> dict:
@@ -183,14 +185,13 @@ def test_runtime_only_wheel_on_python310(wheel, exported, tmp_path):
                              "--int8"), bundle)
     venv = tmp_path / "venv310"
     subprocess.run([python310, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
-    # The package index needs the real network settings (the test session closes the proxies).
-    net = {k: v for k, v in os.environ.items() if k not in _SAVED_ENV and k != "PYTHONPATH"}
-    net.update({k: v for k, v in _SAVED_ENV.items() if v is not None and k not in ("TORCH_HOME", "EDGEPORT_CACHE")})
+    # No network inside a test: the runtime dependencies come from the wheelhouse `make setup` downloads.
+    if not any(WHEELHOUSE.glob("onnxruntime-*.whl")):
+        pytest.skip(f"no Python 3.10 wheelhouse at {WHEELHOUSE} (`make setup` downloads it)")
     install = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
-                              str(wheel[0]), "onnxruntime", "numpy", "click", "pillow"], capture_output=True,
-                             text=True, env=net, timeout=900)
-    if install.returncode != 0:
-        pytest.skip(f"cannot install the runtime dependencies for Python 3.10: {install.stderr.strip()[-300:]}")
+                              "--no-index", "--find-links", str(WHEELHOUSE), str(wheel[0]), "onnxruntime", "numpy",
+                              "click", "pillow"], capture_output=True, text=True, env=_clean_env(), timeout=900)
+    assert install.returncode == 0, install.stderr.strip()[-1000:]
     env = _clean_env()
     no_torch = subprocess.run([str(venv / "bin" / "python"), "-c", "import torch"], capture_output=True, env=env)
     assert no_torch.returncode != 0  # a runtime-only install

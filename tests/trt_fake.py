@@ -12,7 +12,8 @@ virtual ones. tests/runtime/engines/test_trt_fake_api.py checks all of that agai
 Behaviour is the fake's own: every call is recorded in ``trt.calls``; the "engine" computes
 ``logits = 2 * x.reshape(n, -1)[:, :classes]`` (see fake_logits), reading its input from and
 writing its output to FakeMemory by address, the way a real engine uses the addresses given
-to set_tensor_address.
+to set_tensor_address. Tests compare what it returns with an independent reference: ONNX
+Runtime running the bundle's ONNX graph (fake_graph, onnx_logits), or the bundle's goldens.
 """
 
 from __future__ import annotations
@@ -541,39 +542,110 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def fake_graph(size: int, precision: str = "fp32"):
+    """The ONNX graph of the fake engine's function: logits = 2 * flatten(x)[:, :CLASSES].
+
+    The fp16 graph computes in FP16 between casts, the int8 one through a Q/DQ pair (scale
+    1/32), as edgeport's exports do; golden outputs come from ONNX Runtime running the FP32
+    graph (make_bundle), not from fake_logits, so the fake engine is checked against it.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+             helper.make_node("Slice", ["flat", "starts", "ends", "axes"], ["head"])]
+    inits = [helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
+             helper.make_tensor("ends", TensorProto.INT64, [1], [CLASSES]),
+             helper.make_tensor("axes", TensorProto.INT64, [1], [1])]
+    last = "head"
+    if precision == "fp16":
+        nodes += [helper.make_node("Cast", ["head"], ["head16"], to=TensorProto.FLOAT16),
+                  helper.make_node("Mul", ["head16", "two16"], ["out16"]),
+                  helper.make_node("Cast", ["out16"], ["logits"], to=TensorProto.FLOAT)]
+        inits.append(helper.make_tensor("two16", TensorProto.FLOAT16, [], [2.0]))
+    else:
+        if precision == "int8":
+            nodes += [helper.make_node("QuantizeLinear", ["head", "scale", "zero"], ["q"]),
+                      helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["dq"])]
+            inits += [helper.make_tensor("scale", TensorProto.FLOAT, [], [1 / 32]),
+                      helper.make_tensor("zero", TensorProto.INT8, [], [0])]
+            last = "dq"
+        nodes.append(helper.make_node("Mul", [last, "two"], ["logits"]))
+        inits.append(helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]))
+    graph = helper.make_graph(
+        nodes, f"fake-{precision}", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def onnx_logits(path: Path, x: np.ndarray) -> np.ndarray:
+    """ONNX Runtime running the graph at ``path``: the independent reference for fake engines."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": np.ascontiguousarray(x, np.float32)})[0]
+
+
 def make_bundle(root: Path, *, precisions=("fp32", "fp16", "int8"), max_batch: int = 4, size: int = 4,
                 calib_cache: bytes | None = b"TRT-8601-EntropyCalibration2\ninput: 3c010a14\n", samples: int = 5) -> Path:
-    """A minimal bundle folder (fake ONNX bytes; real manifest, golden set and sha256s)."""
+    """A bundle as `edgeport export` writes it (schema-2 manifest built with runtime.manifest's
+    types and sealed, real ONNX graphs of fake_graph, golden outputs from ONNX Runtime)."""
+    import onnx
+
+    from runtime.manifest import (FileEntry, GoldenInfo, InputSpec, Int8Info, Manifest, ModelInfo, OutputSpec,
+                                  TrtCalibrationCache, WeightsInfo)
     from runtime.preprocess import Preprocessing, normalize
 
     root.mkdir(parents=True)
     arts = {}
     for p in precisions:
         name = "model.onnx" if p == "fp32" else f"model.{p}.onnx"
-        data = f"fake onnx {p}".encode()
-        (root / name).write_bytes(data)
-        arts[p] = {"file": name, "sha256": _sha(data), "bytes": len(data)}
+        onnx.save(fake_graph(size, p), str(root / name))
+        data = (root / name).read_bytes()
+        arts[p] = FileEntry(file=name, sha256=_sha(data), bytes=len(data))
     pre = Preprocessing(resize=size, crop=size)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 255, (samples, size, size, 3), dtype=np.uint8)
-    outputs = fake_logits(normalize(images, pre))
+    images = np.random.default_rng(0).integers(0, 255, (samples, size, size, 3), dtype=np.uint8)
+    if "fp32" not in precisions:  # the reference graph still computes the goldens
+        onnx.save(fake_graph(size), str(root.parent / f"{root.name}.reference.onnx"))
+    reference = root / "model.onnx" if "fp32" in precisions else root.parent / f"{root.name}.reference.onnx"
+    outputs = onnx_logits(reference, normalize(images, pre))
     np.savez_compressed(root / "golden.npz", images=images, outputs=outputs,
                         names=np.array([f"img{i}" for i in range(samples)]))
-    manifest = {
-        "schema_version": 1,
-        "model": {"name": root.name, "num_classes": CLASSES, "class_names": None},
-        "weights": {"spec": "none", "random_init": True},
-        "input": {"name": "input", "shape": ["batch", 3, size, size], "dtype": "float32", "min_batch": 1,
-                  "max_batch": max_batch},
-        "output": {"name": "logits", "shape": ["batch", CLASSES], "dtype": "float32"},
-        "preprocessing": pre.to_dict(),
-        "artifacts": arts,
-        "golden": {"file": "golden.npz", "sha256": _sha((root / "golden.npz").read_bytes()), "samples": samples,
-                   "source": "fake"},
-    }
+    int8 = None
     if calib_cache is not None:
         (root / "calib.cache").write_bytes(calib_cache)
-        manifest["int8"] = {"method": "minmax", "samples": 1,
-                            "trt_calibration_cache": {"file": "calib.cache", "sha256": _sha(calib_cache)}}
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        int8 = Int8Info(method="minmax", samples=1, trt_calibration_cache=TrtCalibrationCache(
+            file="calib.cache", sha256=_sha(calib_cache), header=calib_cache.split(b"\n")[0].decode()))
+    manifest = Manifest(
+        model=ModelInfo(name=root.name, architecture="fake", source="onnx", num_classes=CLASSES),
+        weights=WeightsInfo(spec="none", random_init=True),
+        input=InputSpec(name="input", shape=["batch", 3, size, size], min_batch=1, max_batch=max_batch),
+        outputs=[OutputSpec(name="logits", shape=["batch", CLASSES])], reference="onnx", opset=17,
+        preprocessing=pre.to_dict(), artifacts=arts, int8=int8,
+        golden=GoldenInfo(file="golden.npz", sha256=_sha((root / "golden.npz").read_bytes()), samples=samples,
+                          source="random images"))
+    (root / "manifest.json").write_text(manifest.sealed().to_json())
     return root
+
+
+def sidecar_dict(**over) -> dict:
+    """A TensorRT sidecar's JSON as `edgeport build` writes it (runtime/engines/build.py: _sidecar)."""
+    sc = {"precision": "fp16", "build_path": "strongly-typed", "runtime": "tensorrt", "version": "10.3.0.30",
+          "gpu": {"name": "Orin", "compute_capability": "8.7", "total_memory": 8 << 30, "jetson": True},
+          "cuda": {"runtime": "12.6", "driver": "12.6"}, "compute_capabilities": [], "default_compute_capabilities": [],
+          "source": {"artifact": "fp16", "file": "model.fp16.onnx", "sha256": "0" * 64},
+          "input": {"name": "input", "min": [1, 3, 4, 4], "opt": [2, 3, 4, 4], "max": [4, 3, 4, 4]},
+          "profile": {"min": 1, "opt": 2, "max": 4}, "dla_core": None, "gpu_fallback": False,
+          "hardware_compat": "none", "version_compatible": False, "builder_flags": [],
+          "builder_optimization_level": None, "workspace_mib": 2048,
+          "timing_cache": {"path": "/c/trt10.3.0.30-sm87-orin.cache", "reused": True}, "runtime_cache": None,
+          "calibration_cache": None, "built_at": "2026-01-01T00:00:00+00:00", "build_seconds": 12.5,
+          "edgeport": "0.1.0", "build_options": {"precision": "fp16", "min_batch": 1, "opt_batch": 2, "max_batch": 4},
+          "rebuild": "edgeport build x --precision fp16", "messages": ["WARNING: x"], "layers": None,
+          "engine": {"file": "model.fp16.sm87.trt10.3.0.engine", "sha256": "ab" * 32, "bytes": 10},
+          "sidecar_version": 2}
+    sc.update(over)
+    return sc

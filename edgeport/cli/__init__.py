@@ -91,10 +91,11 @@ def _register() -> None:
     from edgeport.cli.lint import lint
     from edgeport.cli.report import predict, report
     from edgeport.cli.sensitivity import sensitivity
+    from edgeport.cli.sign import sign
     from edgeport.cli.triton import triton
     from edgeport.cli.verify import verify
 
-    for command in (export, models, verify, build, bench, predict, report, triton, lint, sensitivity):
+    for command in (export, models, verify, build, bench, predict, report, triton, sign, lint, sensitivity):
         cli.add_command(command)
 
 

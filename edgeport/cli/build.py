@@ -10,6 +10,8 @@ from pathlib import Path
 import click
 
 from edgeport.cli.options import common_options, json_option, out, out_json, precision_option
+from runtime.engines.registry import DEFAULT_RUNTIME, ENGINE_RUNTIMES
+from runtime.engines.tensorrt_rtx import COMPUTE_CAPABILITIES, DEFAULT_TARGETS
 
 # int8-cpu (ONNX Runtime's U8S8 Q/DQ graph) is never built by TensorRT.
 BUILD_PRECISIONS = ("fp32", "fp16", "int8", "all")
@@ -17,12 +19,11 @@ BUILD_PRECISIONS = ("fp32", "fp16", "int8", "all")
 
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=str))
-@click.option("--runtime", type=click.Choice(["tensorrt", "tensorrt-rtx"]), default="tensorrt", show_default=True,
-              help="tensorrt: for the GPU of this machine (Jetson, server). tensorrt-rtx: TensorRT for RTX GPUs, "
-                   "built ahead of time on any x86_64 machine, no GPU needed (pip install 'edgeport[rtx]').")
+@click.option("--runtime", type=click.Choice(list(ENGINE_RUNTIMES)), default=DEFAULT_RUNTIME, show_default=True,
+              help=" ".join(f"{name}: {rt.help}." for name, rt in ENGINE_RUNTIMES.items()))
 @click.option("--compute-capability", "compute_capabilities", multiple=True, metavar="CC[,CC...]",
-              help="tensorrt-rtx: target GPUs, from 7.5, 8.0, 8.6, 8.9, 12.0, 12.1 (e.g. 8.6,8.9 or sm86; "
-                   "repeatable). Default: the library's default targets (8.0, 8.6, 8.9, 12.0).")
+              help=f"tensorrt-rtx: target GPUs, from {', '.join(COMPUTE_CAPABILITIES)} (e.g. 8.6,8.9 or sm86; "
+                   f"repeatable). Default: the library's default targets ({', '.join(DEFAULT_TARGETS)}).")
 @click.option("--runtime-cache", type=click.Path(path_type=Path), default=None,
               help="tensorrt-rtx: JIT cache file on the target (default: per TensorRT-RTX version and GPU under "
                    "$EDGEPORT_CACHE/rtx-runtime or ~/.cache/edgeport/rtx-runtime).")
@@ -89,5 +90,4 @@ def build(bundle, runtime, compute_capabilities, runtime_cache, no_runtime_cache
     rows = [[e.precision, e.sidecar.build_path, e.path.name, f"{e.path.stat().st_size / 2**20:.1f} MiB",
              f"{e.seconds:.1f} s"] for e in built]
     out(render_table(["precision", "build path", "engine", "size", "build time"], rows))
-    where = " (on a machine with an RTX-class GPU)" if runtime == "tensorrt-rtx" else ""
-    out(f"next: edgeport verify {b.root} --backend {runtime}{where}")
+    out(f"next: edgeport verify {b.root} --backend {runtime}{ENGINE_RUNTIMES[runtime].run_where}")

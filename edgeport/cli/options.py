@@ -108,7 +108,7 @@ def common_options(fn):
 
 def target_options(fn):
     """--backend, --provider, --threads and --qdq (verify, bench, predict): a runners.Target."""
-    from runtime.runners import BACKEND_CHOICES, PROVIDER_CHOICES
+    from runtime.runners import BACKEND_CHOICES, PROVIDER_CHOICES, backend_help
 
     fn = click.option("--qdq", is_flag=True,
                       help="With --precision int8 on the CPU provider: run the TensorRT-style Q/DQ graph "
@@ -118,8 +118,7 @@ def target_options(fn):
     fn = click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="cpu", show_default=True,
                       help="ONNX Runtime execution provider.")(fn)
     fn = click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="onnxruntime", show_default=True,
-                      help="onnxruntime runs the ONNX artifacts; tensorrt the engines `edgeport build` made here; "
-                           "openvino the ONNX artifacts on the CPU (edgeport[openvino]).")(fn)
+                      help="Where artifacts run: " + backend_help())(fn)
     return fn
 
 

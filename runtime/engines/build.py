@@ -2,10 +2,10 @@
 
 TensorRT engines are built on the machine that will run them; TensorRT-RTX engines on any
 x86_64 machine, GPU or not (ahead of time, for target compute capabilities). For each
-requested precision: choose the build (policy.plan_build / plan_rtx_build), compute the batch
-profile and workspace, reuse the timing cache (TensorRT), build (builder.build_serialized,
-the same code for both), then write the engine and its sidecar into the bundle
-(sidecar.write_engine). Also the ``--engine`` step of ``edgeport export``.
+requested precision: the engine runtime (runtime/engines/registry.py) plans the build and
+computes the batch profile and workspace, with its timing cache (TensorRT); then the same
+code for every runtime builds (builder.build_serialized) and writes the engine and its
+sidecar into the bundle (sidecar.write_engine). Also the ``--engine`` step of ``edgeport export``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Callable
 
 from runtime.errors import DependencyError, EdgeportError, UsageError
-from runtime.engines import policy
-from runtime.engines.policy import TENSORRT, TENSORRT_RTX, BuildPlan, Profile, TrtVersion
+from runtime.engines.policy import BuildPlan
+from runtime.engines.registry import DEFAULT_RUNTIME, engine_runtime
+from runtime.engines.target import BuildTarget
 from runtime.engines.sidecar import EngineSidecar
 
 
@@ -39,7 +40,7 @@ class BuildOptions:
     hardware_compat: str = "none"
     version_compatible: bool = False
     build_path: str = "auto"
-    runtime: str = TENSORRT  # or tensorrt-rtx
+    runtime: str = DEFAULT_RUNTIME  # a key of runtime.engines.registry.ENGINE_RUNTIMES
     compute_capabilities: tuple[str, ...] = ()  # TensorRT-RTX targets (raw --compute-capability values)
     runtime_cache: Path | None = None  # TensorRT-RTX: the JIT cache file the engine uses on the target
     no_runtime_cache: bool = False
@@ -58,39 +59,6 @@ class BuiltEngine:
     log: list[str] = dataclasses.field(default_factory=list)  # the library's messages (BuildOptions.log_severity)
 
 
-@dataclasses.dataclass
-class BuildTarget:
-    """What every engine of one ``edgeport build`` shares: the library, the machine, the profile."""
-
-    trt: object  # the tensorrt / TensorRT-RTX module
-    runtime: str
-    version: TrtVersion
-    plans: list[BuildPlan]
-    profile: Profile
-    shapes: tuple
-    workspace_mib: int
-    env: object | None = None  # device.TargetEnv (None for TensorRT-RTX AOT builds: no GPU involved)
-    gpu: object | None = None  # device.GpuInfo of the build GPU (TensorRT)
-    timing_cache: Path | None = None
-    calibration: tuple = (None, "IInt8EntropyCalibrator2", None)  # (bytes, calibrator class, path)
-    runtime_cache: dict | None = None  # TensorRT-RTX: {"enabled", "path"}
-
-
-def select_precisions(requested: tuple[str, ...], available: list[str], dla: bool,
-                      log: Callable[[str], None] = lambda s: None) -> list[str]:
-    """Expand ``all`` into the bundle's precisions (without fp32 on DLA, which has no FP32)."""
-    if not requested or "all" in requested:
-        chosen = [p for p in policy.PRECISIONS if p in available]
-        if dla and "fp32" in chosen:
-            chosen.remove("fp32")
-            log("skipping fp32 for --dla-core: DLA runs FP16 and INT8 only")
-        if not chosen:
-            raise UsageError("Nothing to build: the bundle has no artifact this target can run "
-                             f"(it has {', '.join(available) or 'none'}).")
-        return chosen
-    return list(dict.fromkeys(requested))
-
-
 def build_engines(bundle, options: BuildOptions, *, trt=None, env=None,
                   log: Callable[[str], None] = lambda s: None,
                   warn: Callable[[str], None] = lambda s: None) -> list[BuiltEngine]:
@@ -100,15 +68,11 @@ def build_engines(bundle, options: BuildOptions, *, trt=None, env=None,
     when None; tests pass fakes (or NVIDIA's real TensorRT-RTX). Every option and plan is
     checked before the first (minutes-long) build, so a bad option fails fast.
     """
-    if options.runtime == TENSORRT_RTX:
-        target = prepare_rtx(bundle, options, trt=trt, log=log)
-        if options.log_severity is None and options.profiling_verbosity is None:
-            # TensorRT-RTX logs its engines' layer information (also in a CPU-only build): record it.
-            options = dataclasses.replace(options, log_severity="VERBOSE", profiling_verbosity="DETAILED")
-    elif options.runtime == TENSORRT:
-        target = prepare_tensorrt(bundle, options, trt=trt, env=env, log=log)
-    else:
-        raise UsageError(f"Unknown runtime '{options.runtime}'; choose {' or '.join(policy.RUNTIMES)}.")
+    rt = engine_runtime(options.runtime)
+    target = rt.prepare(bundle, options, trt=trt, env=env, log=log, rerun=command_line(bundle, options))
+    if rt.records_layers and options.log_severity is None and options.profiling_verbosity is None:
+        # This runtime logs its engines' layer information (TensorRT-RTX: also in a CPU-only build): record it.
+        options = dataclasses.replace(options, log_severity="VERBOSE", profiling_verbosity="DETAILED")
     built = [_build_one(bundle, options, target, plan, log, warn) for plan in target.plans]
     _record_composition(bundle, built, log)
     return built
@@ -126,114 +90,6 @@ def _record_composition(bundle, built: list[BuiltEngine], log) -> None:
         log(f"engine composition of {len(entries)} engine(s) recorded in {bundle.report_path('json').name}")
 
 
-def prepare_tensorrt(bundle, options: BuildOptions, *, trt=None, env=None, log=lambda s: None) -> BuildTarget:
-    """TensorRT: the GPU here is the target; plans per version, profile, workspace, caches."""
-    from runtime.engines import device
-    from runtime.engines import timing_cache as tc
-
-    if options.compute_capabilities or options.runtime_cache or options.no_runtime_cache:
-        raise UsageError("--compute-capability and --runtime-cache are TensorRT-RTX options; TensorRT builds for the "
-                         "GPU it runs on.", hint="Add --runtime tensorrt-rtx, or drop them.")
-    dla = options.dla_core is not None
-    # The batch options are checked against the bundle first: a bad --max-batch is a usage error
-    # here, not a command suggested after "TensorRT is missing" that the device would refuse.
-    profile, shapes = _profile(bundle, options, dla)
-    if trt is None:
-        trt = device.import_tensorrt("edgeport build", rerun=_command_line(bundle, options))
-    version = TrtVersion.parse(trt.__version__)
-    caps = policy.require_supported(version)
-    if options.dla_core is not None and caps.dla == "none":
-        # Say so before probing anything: TensorRT 11.0-11.4.0 has no DLA at all.
-        policy.plan_build(version, "fp16", {"fp32", "fp16"}, dla_core=options.dla_core)
-    if env is None:
-        env = device.probe_env(trt, dla=options.dla_core is not None)
-    gpu = device.require_gpu(env, "edgeport build")
-    plans = [policy.plan_build(
-        version, p, bundle.precisions, requested_path=options.build_path, dla_core=options.dla_core,
-        gpu_fallback=options.gpu_fallback, hardware_compat=options.hardware_compat,
-        version_compatible=options.version_compatible, compute_capability=gpu.compute_capability)
-        for p in select_precisions(options.precisions, bundle.precisions, dla, log)]
-    if options.workspace_mib is not None:
-        policy.validate_workspace(options.workspace_mib, gpu.total_memory)
-        workspace = options.workspace_mib
-    else:
-        workspace = policy.default_workspace_mib(gpu.total_memory, env.jetson)
-    cache_path = None
-    if not options.no_timing_cache:
-        cache_path = Path(options.timing_cache) if options.timing_cache else tc.default_path(
-            str(version), gpu.name, gpu.compute_capability)
-    log(f"TensorRT {version} on {gpu.name} (compute capability {gpu.compute_capability}"
-        f"{', Jetson' if env.jetson else ''}); batch profile {profile.min}/{profile.opt}/{profile.max}, "
-        f"workspace {workspace} MiB, timing cache {cache_path or 'off'}")
-    return BuildTarget(trt=trt, runtime=TENSORRT, version=version, plans=plans, profile=profile, shapes=shapes,
-                       workspace_mib=workspace, env=env, gpu=gpu, timing_cache=cache_path,
-                       calibration=_calibration(bundle, plans, version, log))
-
-
-def prepare_rtx(bundle, options: BuildOptions, *, trt=None, log=lambda s: None) -> BuildTarget:
-    """TensorRT-RTX: an ahead-of-time build on this machine's CPU, for target compute capabilities."""
-    from runtime.engines.rtx import import_tensorrt_rtx
-
-    if options.timing_cache is not None:
-        raise UsageError("--timing-cache does not apply to TensorRT-RTX: its ahead-of-time build times no kernels "
-                         "(they are chosen on the user's GPU, and kept in the runtime cache).",
-                         hint="Drop --timing-cache; use --runtime-cache PATH for the JIT cache.")
-    if options.runtime_cache is not None and options.no_runtime_cache:
-        raise UsageError("--runtime-cache and --no-runtime-cache contradict each other; pass one.")
-    targets = policy.parse_compute_capabilities(options.compute_capabilities)
-    if trt is None:
-        trt = import_tensorrt_rtx("edgeport build --runtime tensorrt-rtx", rerun=_command_line(bundle, options))
-    version = TrtVersion.parse(trt.__version__)
-    plans = [policy.plan_rtx_build(
-        version, p, bundle.precisions, compute_capabilities=targets, requested_path=options.build_path,
-        dla_core=options.dla_core, gpu_fallback=options.gpu_fallback, hardware_compat=options.hardware_compat,
-        version_compatible=options.version_compatible)
-        for p in select_precisions(options.precisions, bundle.precisions, False, log)]
-    profile, shapes = _profile(bundle, options, False)
-    if options.workspace_mib is not None:
-        policy.validate_workspace(options.workspace_mib, None)
-    workspace = options.workspace_mib or policy.default_workspace_mib(None, False)
-    runtime_cache = {"enabled": not options.no_runtime_cache,
-                     "path": str(options.runtime_cache) if options.runtime_cache else None}
-    aim = (f"compute capabilities {', '.join(targets)}" if targets else
-           f"the library's default targets ({', '.join(policy.RTX_DEFAULT_TARGETS)} per NVIDIA)")
-    log(f"TensorRT-RTX {version}, ahead of time (no GPU needed) for {aim}; batch profile "
-        f"{profile.min}/{profile.opt}/{profile.max}, workspace {workspace} MiB, runtime cache "
-        f"{'off' if options.no_runtime_cache else (options.runtime_cache or 'default on the target')}")
-    return BuildTarget(trt=trt, runtime=TENSORRT_RTX, version=version, plans=plans, profile=profile, shapes=shapes,
-                       workspace_mib=workspace, runtime_cache=runtime_cache)
-
-
-def _profile(bundle, options: BuildOptions, dla: bool) -> tuple[Profile, tuple]:
-    profile = policy.compute_profile(bundle.min_batch, bundle.max_batch, min_batch=options.min_batch,
-                                     opt_batch=options.opt_batch, max_batch=options.max_batch, dla=dla)
-    return profile, profile.shapes(bundle.input.shape)
-
-
-def _calibration(bundle, plans: list[BuildPlan], version: TrtVersion, log) -> tuple:
-    """(cache bytes, calibrator class, path) when a plan replays the bundle's calibration cache."""
-    from runtime.engines import calibration
-
-    if not any(p.calibration_cache for p in plans):
-        return None, "IInt8EntropyCalibrator2", None
-    cal_path = calibration.find_calibration_cache(bundle)
-    cal_bytes = cal_path.read_bytes()
-    header = calibration.parse_header(cal_bytes)
-    cal_bytes, changed = calibration.retarget(cal_bytes, version)
-    if changed:
-        log(f"{cal_path.name}: header TRT-{header.trt_code} replayed as TensorRT {version} "
-            f"(TRT-{calibration.version_code(version)}); the scales are unchanged")
-    return cal_bytes, header.calibrator, cal_path
-
-
-def _engine_name(target: BuildTarget, plan: BuildPlan) -> str:
-    if target.runtime == TENSORRT_RTX:
-        return policy.rtx_engine_filename(plan.precision, target.version, plan.compute_capabilities)
-    return policy.engine_filename(plan.precision, target.gpu.compute_capability, target.version,
-                                  dla_core=plan.dla_core, hardware_compat=plan.hardware_compat,
-                                  version_compatible=plan.version_compatible)
-
-
 def _build_one(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPlan, log, warn) -> BuiltEngine:
     """Build, then write the engine and its sidecar (nothing is written when the build fails)."""
     from runtime.engines import timing_cache as tc
@@ -244,7 +100,7 @@ def _build_one(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPl
     for w in plan.warnings:
         warn(w)
     onnx_path = bundle.artifact_path(plan.source)
-    name = _engine_name(target, plan)
+    name = engine_runtime(target.runtime).engine_filename(plan, target)
     log(f"building {plan.precision} ({plan.path}, from {onnx_path.name}"
         f"{f', DLA core {plan.dla_core}' if plan.dla_core is not None else ''}) -> {name}")
     cache_bytes = tc.load(target.timing_cache) if target.timing_cache else None
@@ -252,6 +108,7 @@ def _build_one(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPl
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
     out = build_serialized(target.trt, plan, onnx_path, bundle.input_name, target.shapes,
+                           engine_runtime=engine_runtime(plan.runtime),
                            workspace_mib=target.workspace_mib, builder_level=options.builder_level,
                            timing_cache=cache_bytes, calibration_cache=cal_bytes if plan.calibration_cache else None,
                            calibrator_class=cal_class, log_severity=options.log_severity,
@@ -294,13 +151,13 @@ def _sidecar(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPlan
         "runtime_cache": str(options.runtime_cache) if options.runtime_cache else None,
         "no_runtime_cache": options.no_runtime_cache,
     }
-    env, gpu, rtx = target.env, target.gpu, target.runtime == TENSORRT_RTX
+    env, gpu = target.env, target.gpu
     return EngineSidecar(
         precision=plan.precision, build_path=plan.path, runtime=target.runtime, version=str(target.trt.__version__),
         cuda={"runtime": env.cuda_runtime, "driver": env.cuda_driver} if env else {},
         gpu=BuildGpu(gpu.name, gpu.compute_capability, gpu.total_memory, env.jetson) if gpu else None,
         compute_capabilities=out.compute_capabilities,
-        default_compute_capabilities=policy.RTX_DEFAULT_TARGETS if rtx and not out.compute_capabilities else (),
+        default_compute_capabilities=() if out.compute_capabilities else engine_runtime(target.runtime).default_targets,
         source=SourceArtifact(plan.source, entry.file, entry.sha256),
         input={"name": bundle.input_name, "min": list(target.shapes[0]), "opt": list(target.shapes[1]),
                "max": list(target.shapes[2])},
@@ -317,7 +174,7 @@ def _sidecar(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPlan
         messages=tuple(out.messages[-20:]))
 
 
-def _command_line(bundle, options: BuildOptions) -> str:
+def command_line(bundle, options: BuildOptions) -> str:
     """The build command as the user would retype it on the target (options that travel)."""
     from runtime.engines.sidecar import build_command
 

@@ -15,11 +15,8 @@ import dataclasses
 from pathlib import Path
 
 from runtime.errors import EdgeportError
-from runtime.engines.policy import MIB, RTX_COMPUTE_CAPABILITIES, BuildPlan, product_name
+from runtime.engines.policy import MIB, BuildPlan, cc_tag
 
-# Lines a GPU-less machine adds to TensorRT-RTX's messages (CUDA probes that an AOT build does
-# not need); they would only bury the parser's or builder's real error.
-NO_GPU_NOISE = ("cudaError 35", "Thread context has not been set")
 # TensorRT warnings that mean "the timing cache bytes were not used" (no failure is returned).
 TIMING_CACHE_REJECTED = ("Failed to deserialize timing cache", "timing cache will not be used")
 
@@ -116,10 +113,10 @@ def _flag(enum, name: str, what: str, trt):
     return member
 
 
-def _without_noise(text: str) -> str:
-    """One paragraph: the lines of a TensorRT message joined, minus GPU-less CUDA noise."""
+def _without_noise(text: str, noise: tuple[str, ...]) -> str:
+    """One paragraph: the lines of a library message joined, minus the runtime's noise (GPU-less CUDA probes)."""
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    kept = [line for line in lines if not any(n in line for n in NO_GPU_NOISE)] or lines
+    kept = [line for line in lines if not any(n in line for n in noise)] or lines
     return " ".join(kept).rstrip(".")
 
 
@@ -138,10 +135,12 @@ def build_serialized(
     echo=None,
     log_severity: str | None = None,
     profiling_verbosity: str | None = None,
+    engine_runtime,
 ) -> BuildOutput:
     """Parse ``onnx_path`` and build a serialized engine as ``plan`` says.
 
-    ``timing_cache`` is the previous cache's bytes (b"" to start one, None to disable).
+    ``engine_runtime`` is the plan's engine runtime (registry.engine_runtime(plan.runtime): its product
+    name, its noise and parser hint for messages). ``timing_cache`` is the previous cache's bytes (b"" to start one, None to disable).
     ``log_severity`` (e.g. "VERBOSE") keeps every message down to that level in
     ``BuildOutput.log``; ``profiling_verbosity`` (a ProfilingVerbosity member name, e.g.
     "DETAILED") is set on the builder config, so a verbose build logs the engine's layers.
@@ -149,11 +148,11 @@ def build_serialized(
     messages: list[str] = []
     log: list[str] | None = [] if log_severity else None
     logger = make_logger(trt, messages, echo, log=log, log_severity=log_severity or "WARNING",
-                         drop=NO_GPU_NOISE if plan.runtime == "tensorrt-rtx" else ())
+                         drop=engine_runtime.builder_noise)
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(trt, plan))
     parser = trt.OnnxParser(network, logger)
-    _parse(trt, plan, parser, onnx_path)
+    _parse(trt, engine_runtime, parser, onnx_path)
 
     config = builder.create_builder_config()
     _configure(trt, plan, builder, config, workspace_mib, builder_level, profiling_verbosity)
@@ -167,8 +166,8 @@ def build_serialized(
     if serialized is None:
         errors = [m for m in messages if not m.startswith("WARNING")] or messages
         raise EdgeportError(
-            f"{product_name(plan.runtime)} {trt.__version__} failed to build the {plan.precision} engine ({plan.path}): "
-            f"{'; '.join(_without_noise(e) for e in errors[-5:]) or 'no message'}.",
+            f"{engine_runtime.product} {trt.__version__} failed to build the {plan.precision} engine ({plan.path}): "
+            f"{'; '.join(_without_noise(e, engine_runtime.builder_noise) for e in errors[-5:]) or 'no message'}.",
             hint="On a Jetson, out-of-memory builds end like this: lower --workspace or --max-batch, close other "
             "GPU programs, or add swap.")
     new_cache = None
@@ -190,18 +189,15 @@ def _network_flags(trt, plan: BuildPlan) -> int:
     return flags
 
 
-def _parse(trt, plan: BuildPlan, parser, onnx_path: Path) -> None:
+def _parse(trt, rt, parser, onnx_path: Path) -> None:
     """Parse the graph, or raise NVIDIA's parser errors as one paragraph."""
     if parser.parse_from_file(str(onnx_path)):
         return
-    errors = [_without_noise(parser.get_error(i)) for i in range(parser.num_errors)]
-    product = product_name(plan.runtime)
+    errors = [_without_noise(parser.get_error(i), rt.builder_noise) for i in range(parser.num_errors)]
+    product = rt.product
     hint = (f"`edgeport lint {onnx_path}` checks a Q/DQ graph against the rules NVIDIA's parser enforces "
             "(INT8 zero points 0, float biases); edgeport's own exports follow them, so re-export the bundle if the "
-            "graph came from elsewhere.")
-    if plan.runtime == "tensorrt":
-        hint += (" Also check that the bundle's opset is one this TensorRT parses (8.6 parses up to opset 17; "
-                 "`edgeport export --opset 17`).")
+            "graph came from elsewhere." + (f" {rt.parse_hint}" if rt.parse_hint else ""))
     raise EdgeportError(f"{product} {trt.__version__} could not parse {Path(onnx_path).name}: "
                         f"{'; '.join(errors[:5]) or 'no details'}.", hint=hint)
 
@@ -242,17 +238,17 @@ def _set_compute_capabilities(trt, config, targets: tuple[str, ...]) -> tuple[st
             raise EdgeportError(f"TensorRT {trt.__version__} has no compute-capability targets (TensorRT-RTX has).",
                                 hint="Drop --compute-capability, or build with --runtime tensorrt-rtx.")
         return ()
+    names = {cc_tag(cc).upper(): cc for cc in targets}  # "8.6" is ComputeCapability.SM86
     if targets:
         config.num_compute_capabilities = len(targets)
         for index, cc in enumerate(targets):
-            member = _flag(trt.ComputeCapability, RTX_COMPUTE_CAPABILITIES[cc], "ComputeCapability", trt)
+            member = _flag(trt.ComputeCapability, cc_tag(cc).upper(), "ComputeCapability", trt)
             if not config.set_compute_capability(member, index):
                 raise EdgeportError(f"TensorRT-RTX {trt.__version__} refused the target compute capability {cc}.",
                                     hint="Choose targets from --help of `edgeport build --compute-capability`.")
     # Read back from the library: what the engine is really built for.
     members = [config.get_compute_capability(i) for i in range(int(config.num_compute_capabilities))]
-    reverse = {name: cc for cc, name in RTX_COMPUTE_CAPABILITIES.items()}
-    return tuple(reverse.get(getattr(m, "name", str(m)), str(m)) for m in members)
+    return tuple(names.get(getattr(m, "name", str(m)), str(m)) for m in members)
 
 
 def _add_profile(trt, builder, config, input_name: str, shapes, messages: list[str]):

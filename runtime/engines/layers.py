@@ -2,7 +2,8 @@
 
 With a VERBOSE logger and ``config.profiling_verbosity = ProfilingVerbosity.DETAILED``,
 TensorRT-RTX's builder (also its CPU-only ahead-of-time build) logs the engine's layer
-information after ``Layers:``, one line per kernel:
+information after ``Layers:``, one line per kernel, then the engine's I/O tensors (name, type,
+dimensions and, for inputs, the optimization profile's MinShape/OptShape/MaxShape):
 
     Name: conv_myl0_2, LayerType: correlation, Inputs: [ { Name: t, Dimensions: [-1,4,8,8], ...,
     Datatype: Int8, Format: (NHWC) Channel major format }], Constants: [ ... ], Outputs: [ ... ],
@@ -82,6 +83,23 @@ class EngineLayer:
         return [n for n in self.onnx_layers if not re.search(r"_(Q|DQ|QuantizeLinear|DequantizeLinear)$", n)]
 
 
+@dataclasses.dataclass(frozen=True)
+class IoTensor:
+    """One I/O tensor of the engine as the layer information's ``I/O Tensors:`` block lists it."""
+
+    name: str
+    mode: str  # Input / Output
+    dtype: str  # Float, Half, Int8, ... (the builder's spelling)
+    dimensions: tuple[int, ...]  # -1 for the dynamic batch
+    profile: tuple[tuple[int, ...], ...] = ()  # (min, opt, max) shapes of an input's profile 0
+
+    def to_dict(self) -> dict:
+        data = {"name": self.name, "mode": self.mode, "dtype": self.dtype, "dimensions": list(self.dimensions)}
+        if self.profile:
+            data.update(zip(("min", "opt", "max"), (list(s) for s in self.profile)))
+        return data
+
+
 @dataclasses.dataclass
 class LayerSummary:
     """The engine's layer information, summarized."""
@@ -89,6 +107,7 @@ class LayerSummary:
     layers: list[EngineLayer]
     weights_bytes: int | None
     activation_bytes: int | None
+    io: tuple[IoTensor, ...] = ()  # the engine's inputs and outputs (names, types, shapes, profile)
 
     def tensor_types(self) -> dict[str, int]:
         """Every input, constant and output the layer information lists, by data type."""
@@ -129,6 +148,7 @@ class LayerSummary:
             "other_compute_layers": [entry(la) for la in self.compute_layers() if la.precision != "int8"],
             "weights_bytes": self.weights_bytes,
             "activation_bytes": self.activation_bytes,
+            "io_tensors": [t.to_dict() for t in self.io],
         }
 
 
@@ -178,11 +198,31 @@ def parse_layer_line(line: str) -> EngineLayer | None:
                        _tensors(sections["Outputs"]), onnx_layers)
 
 
+_IO = re.compile(r"^\s*Name: (.*?), IOMode: (\w+), DataType: (\w+), Dimensions: \[([-\d,]*)\]")
+_PROFILE = re.compile(r"MinShape: \[([\d,]*)\], OptShape: \[([\d,]*)\], MaxShape: \[([\d,]*)\]")
+
+
+def _dims(text: str) -> tuple[int, ...]:
+    return tuple(int(d) for d in text.split(",") if d)
+
+
+def parse_io_line(line: str) -> IoTensor | None:
+    """One ``Name: input, IOMode: Input, DataType: Float, Dimensions: [...], ... ProfileInfo: [...]``
+    line of the ``I/O Tensors:`` block, or None when it is not one."""
+    m = _IO.match(line)
+    if not m:
+        return None
+    prof = _PROFILE.search(line)
+    profile = tuple(_dims(prof.group(i)) for i in (1, 2, 3)) if prof else ()
+    return IoTensor(m.group(1), m.group(2), m.group(3), _dims(m.group(4)), profile)
+
+
 def summarize_build_log(messages: Iterable[str]) -> LayerSummary | None:
     """The layer information in a builder's messages (each may span lines, with or without a
     ``VERBOSE:`` / ``[VERBOSE]`` prefix). None when the log holds no ``Layers:`` block
     (a build without VERBOSE logging and DETAILED profiling verbosity)."""
     layers: list[EngineLayer] = []
+    io: list[IoTensor] = []
     totals: dict[str, int] = {}
     in_block = False
     found = False
@@ -191,7 +231,11 @@ def summarize_build_log(messages: Iterable[str]) -> LayerSummary | None:
             line = _strip(raw)
             if line.strip() == "Layers:":
                 in_block, found = True, True
-                layers = []  # a second build in the same log: keep the last
+                layers, io = [], []  # a second build in the same log: keep the last
+                continue
+            tensor = parse_io_line(line) if found else None
+            if tensor is not None:
+                io.append(tensor)
                 continue
             if in_block:
                 layer = parse_layer_line(line)
@@ -205,4 +249,4 @@ def summarize_build_log(messages: Iterable[str]) -> LayerSummary | None:
                 totals[m.group(1)] = int(m.group(2))
     if not found:
         return None
-    return LayerSummary(layers, totals.get("Weights"), totals.get("Activation"))
+    return LayerSummary(layers, totals.get("Weights"), totals.get("Activation"), tuple(io))

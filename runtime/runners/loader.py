@@ -10,12 +10,12 @@ Rules kept here:
 - ONNX Runtime runs the bundle's ONNX artifacts (which INT8 graph ``int8`` means on which
   provider: runtime/precision.py); its TensorRT provider gets an engine cache inside the
   bundle (runtime/engines/ort_ep.py).
-- TensorRT runs the engine built on this machine for the precision, after its sidecar
-  check (runtime/engines/sidecar.py); ``all`` on TensorRT means the precisions that have
-  engines. TensorRT-RTX the same with its own engines (``edgeport build --runtime
-  tensorrt-rtx``), which also pass the library's own validity check before loading.
+- Every engine runtime of runtime/engines/registry.py (TensorRT, TensorRT-RTX) is a backend
+  of the same name: it runs the engine built for the precision, after its sidecar check
+  (runtime/engines/sidecar.py), with the runner class the runtime names; ``all`` there means
+  the precisions that have engines of that runtime.
 - OpenVINO (edgeport[openvino]) runs the ONNX artifacts it reads alike on the CPU;
-  ``int8`` is model.int8-cpu.onnx there, model.int8.onnx is refused with the reason
+  ``int8`` is model.int8-ov.onnx (else model.int8-cpu.onnx) there, model.int8.onnx is refused with the reason
   (runtime/runners/openvino.py).
 """
 
@@ -28,7 +28,6 @@ from typing import Callable
 from runtime.errors import UsageError
 from runtime.runners.base import Runner
 
-BACKEND_CHOICES = ("onnxruntime", "tensorrt", "tensorrt-rtx", "openvino")
 PROVIDER_CHOICES = ("cpu", "cuda", "tensorrt")
 
 
@@ -89,6 +88,7 @@ class _Backend:
 
 class _OnnxRuntime(_Backend):
     name = "onnxruntime"
+    help = "the ONNX artifacts (--provider picks ONNX Runtime's execution provider)"
 
     def resolve(self, bundle, precision, target, warn):
         options = {}
@@ -104,11 +104,19 @@ class _OnnxRuntime(_Backend):
         runner = OnnxRuntimeRunner(resolved.path, provider=target.provider, threads=target.threads,
                                    **resolved.options)
         runner.max_batch = bundle.max_batch  # the graphs were exported for batches up to this
+        from runtime.bundle_check import check_graph_io
+
+        check_graph_io(bundle.manifest, runner.inputs, runner.outputs, resolved.path.name)
         return runner
 
 
-class _TensorRT(_Backend):
-    name = "tensorrt"  # also the runtime recorded in the engines' sidecars
+class _Engines(_Backend):
+    """The engines of one engine runtime (runtime/engines/registry.py): the backend's name is the runtime's."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.name = runtime.name  # also the runtime recorded in the engines' sidecars
+        self.help = runtime.backend_help
 
     def precisions(self, bundle, requested, target):
         if not requested or "all" in requested:
@@ -127,21 +135,7 @@ class _TensorRT(_Backend):
         if target.threads is not None:
             raise UsageError(f"--threads applies to ONNX Runtime; {self.name} engines run on the GPU.",
                              hint=f"Drop --threads with --backend {self.name}.")
-        return self._runner(resolved)
-
-    def _runner(self, resolved) -> Runner:
-        from runtime.runners.tensorrt import TensorRTRunner
-
-        return TensorRTRunner(resolved.path, sidecar=resolved.options.get("sidecar"))
-
-
-class _TensorRTRX(_TensorRT):
-    name = "tensorrt-rtx"
-
-    def _runner(self, resolved) -> Runner:
-        from runtime.runners.tensorrt_rtx import TensorRTRXRunner
-
-        return TensorRTRXRunner(resolved.path, sidecar=resolved.options.get("sidecar"))
+        return self.runtime.runner_class()(resolved.path, sidecar=resolved.options.get("sidecar"))
 
 
 class _OpenVINO(_Backend):
@@ -149,6 +143,8 @@ class _OpenVINO(_Backend):
     (runtime/runners/openvino.py says which, and why not model.int8.onnx)."""
 
     name = "openvino"
+    help = "the ONNX artifacts on the CPU with OpenVINO (edgeport[openvino]; int8 = model.int8-ov.onnx, else " \
+           "model.int8-cpu.onnx)"
 
     def precisions(self, bundle, requested, target):
         from runtime.runners.openvino import runnable
@@ -174,11 +170,27 @@ class _OpenVINO(_Backend):
         if target.provider != "cpu":
             raise UsageError(f"--provider {target.provider} is an ONNX Runtime execution provider; OpenVINO runs "
                              "on the CPU here.", hint="Drop --provider with --backend openvino.")
-        return OpenVINORunner(resolved.path, threads=target.threads, max_batch=bundle.max_batch,
-                              precision_hint="f32" if resolved.precision == "fp32" else None)
+        runner = OpenVINORunner(resolved.path, threads=target.threads, max_batch=bundle.max_batch,
+                                precision_hint="f32" if resolved.precision == "fp32" else None)
+        from runtime.bundle_check import check_graph_io
+
+        check_graph_io(bundle.manifest, runner.inputs, runner.outputs, resolved.path.name)
+        return runner
 
 
-BACKENDS: dict[str, _Backend] = {b.name: b for b in (_OnnxRuntime(), _TensorRT(), _TensorRTRX(), _OpenVINO())}
+def _backends() -> dict[str, _Backend]:
+    from runtime.engines.registry import ENGINE_RUNTIMES
+
+    return {b.name: b for b in (_OnnxRuntime(), *(_Engines(rt) for rt in ENGINE_RUNTIMES.values()), _OpenVINO())}
+
+
+BACKENDS: dict[str, _Backend] = _backends()
+BACKEND_CHOICES = tuple(BACKENDS)
+
+
+def backend_help() -> str:
+    """The --backend help: every backend and what it runs."""
+    return "; ".join(f"{name}: {b.help}" for name, b in BACKENDS.items()) + "."
 
 
 def select_precisions(bundle, requested=("all",), target: Target | None = None) -> list[str]:

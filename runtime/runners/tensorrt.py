@@ -60,11 +60,10 @@ class TensorRTRunner(Runner):
         to the engine's own profile); ``memory`` and ``trt`` let tests inject fakes."""
         super().__init__()
         from runtime.engines.builder import make_logger
-        from runtime.engines.sidecar import EngineSidecar
 
         self.trt = trt if trt is not None else self._import_library()
         self.path = Path(path)
-        self.sidecar = sidecar if sidecar is not None else EngineSidecar()
+        self.sidecar = sidecar  # None: a plain engine file, not version-compatible, on the GPU
         self._messages: list[str] = []
         self._logger = make_logger(self.trt, self._messages)
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (address, capacity in bytes)
@@ -81,11 +80,11 @@ class TensorRTRunner(Runner):
 
             memory = default_memory()
         self.memory = memory
-        if self.sidecar.version_compatible:
+        if getattr(self.sidecar, "version_compatible", False):
             # Version-compatible plans embed TensorRT's lean runtime (host code): allow it,
             # since resolve_engine has matched the plan's sha256 with its sidecar.
             self.runtime.engine_host_code_allowed = True
-        dla = dla_core if dla_core is not None else self.sidecar.dla_core
+        dla = dla_core if dla_core is not None else getattr(self.sidecar, "dla_core", None)
         if dla is not None:
             self.runtime.DLA_core = int(dla)
         self.dla_core = dla

@@ -10,7 +10,8 @@ API, execute_async_v3), so only three things differ:
   cache, loaded from disk, so kernels compiled on an earlier run are reused;
 - closing the runner saves the cache (atomically, under a lock).
 
-Load engines through ``runtime.engines.sidecar.resolve_engine(..., runtime="tensorrt-rtx")``.
+Load engines through ``runtime.engines.sidecar.resolve_engine(..., runtime="tensorrt-rtx")``
+(``--backend tensorrt-rtx``: runtime/engines/tensorrt_rtx.py names this runner).
 Nothing here has run on a GPU yet (docs/tensorrt.md); the refusals are tested on CPU.
 """
 
@@ -55,7 +56,8 @@ class TensorRTRXRunner(TensorRTRunner):
             return None
         if arg is not True:
             return Path(arg)
-        return runtime_cache_path(self.sidecar.runtime_cache, str(self.trt.__version__), probe_gpu()[0])
+        setting = self.sidecar.runtime_cache if self.sidecar is not None else None
+        return runtime_cache_path(setting, str(self.trt.__version__), probe_gpu()[0])
 
     def _create_context(self):
         from runtime.engines.rtx import load_runtime_cache, runtime_config_with_cache

@@ -9,6 +9,7 @@ their sidecars are the real format; the checks that they stay valid are runtime'
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -35,14 +36,16 @@ def _fake_engines(bundle: Path, precisions) -> list[str]:
     """One engine per precision, as `edgeport build` records them (source artifact and its sha256)."""
     from runtime.bundle import Bundle
     from runtime.engines.sidecar import EngineSidecar, SourceArtifact, write_engine
+    from trt_fake import sidecar_dict
 
     b = Bundle.open(bundle)
     names = []
     for p in precisions:
         entry = b.artifact(p)
         name = f"model.{p}.sm89.trt10.3.0.engine"
-        write_engine(bundle, name, f"plan of {p}".encode(), EngineSidecar(
-            precision=p, version="10.3.0", source=SourceArtifact(artifact=p, file=entry.file, sha256=entry.sha256)))
+        sidecar = EngineSidecar.from_dict(sidecar_dict(precision=p, version="10.3.0", build_options={"precision": p}))
+        write_engine(bundle, name, f"plan of {p}".encode(), dataclasses.replace(
+            sidecar, source=SourceArtifact(artifact=p, file=entry.file, sha256=entry.sha256)))
         names.append(name)
     return names
 

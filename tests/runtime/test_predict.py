@@ -116,7 +116,7 @@ def test_predict_backend_tensorrt_runs_the_resolved_engine(tmp_path, monkeypatch
     from runtime.engines import cuda_mem, device
     from runtime.engines.build import BuildOptions, build_engines
     from runtime.engines.device import GpuInfo, TargetEnv
-    from trt_fake import FakeMemory, FakeTRT, fake_logits, make_bundle
+    from trt_fake import FakeMemory, FakeTRT, make_bundle, onnx_logits
 
     monkeypatch.setenv("EDGEPORT_CACHE", str(tmp_path / "cache"))
     bundle = Bundle.open(make_bundle(tmp_path / "net", precisions=("fp32", "fp16")))
@@ -135,7 +135,7 @@ def test_predict_backend_tensorrt_runs_the_resolved_engine(tmp_path, monkeypatch
         images.append(tmp_path / f"img{i}.png")
         Image.fromarray(rng.integers(0, 255, (9, 7, 3), dtype=np.uint8)).save(images[-1])
     preds = predict(bundle, images, PredictConfig(precision="fp16", target=Target(backend="tensorrt"), topk=3))
-    logits = fake_logits(load_inputs(bundle, images)).astype(np.float64)
+    logits = onnx_logits(bundle.root / "model.onnx", load_inputs(bundle, images)).astype(np.float64)
     e = np.exp(logits - logits.max(axis=1, keepdims=True))  # softmax, computed here
     expected = e / e.sum(axis=1, keepdims=True)
     for pred, probs in zip(preds, expected):

@@ -77,9 +77,39 @@ def build(bundle: Path, *extra: str):
     return r
 
 
+ONNX_DTYPES = {1: "Float", 10: "Half"}  # TensorProto.FLOAT / FLOAT16 as the builder spells them
+
+
+def graph_io(path: Path) -> list[dict]:
+    """The I/O an engine of the ONNX graph at ``path`` must have, read from the graph with onnx."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inits = {i.name for i in graph.initializer}
+    io = []
+    for mode, values in (("Input", [v for v in graph.input if v.name not in inits]), ("Output", graph.output)):
+        for v in values:
+            t = v.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+            io.append({"name": v.name, "mode": mode, "dtype": ONNX_DTYPES[t.elem_type], "dimensions": dims})
+    return io
+
+
+def check_built_io(sc: dict, bundle: Path, source_file: str) -> None:
+    """What the engine was built with, as the builder's layer information lists it: the graph's
+    I/O names, types and shapes, and the input's min/opt/max profile from PROFILE (1/2/4)."""
+    expected = graph_io(bundle / source_file)
+    for t in expected:
+        if t["mode"] == "Input":
+            t.update({k: [b, *t["dimensions"][1:]] for k, b in (("min", 1), ("opt", 2), ("max", 4))})
+    assert sc["layers"] is not None, "the build logged no layer information"
+    assert sc["layers"]["io_tensors"] == expected
+
+
 def check_engines(bundle: Path, rtx, precisions, targets: tuple[str, ...] = ()) -> None:
-    """Each precision has an engine that NVIDIA's runtime recognizes as its own, and a sidecar
-    that matches the engine file, the source artifact and the batch profile."""
+    """Each precision has an engine that NVIDIA's runtime recognizes as its own, built with the
+    source graph's I/O and the batch profile asked for, and a sidecar that matches the engine
+    file and the source artifact."""
     manifest = json.loads((bundle / "manifest.json").read_text())
     tag = "." + "_".join("sm" + cc.replace(".", "") for cc in targets) if targets else ""
     for precision in precisions:
@@ -93,6 +123,7 @@ def check_engines(bundle: Path, rtx, precisions, targets: tuple[str, ...] = ()) 
         assert sc["profile"] == {"min": 1, "opt": 2, "max": 4}
         assert [sc["input"][k][0] for k in ("min", "opt", "max")] == [1, 2, 4]
         assert sc["compute_capabilities"] == list(targets)
+        check_built_io(sc, bundle, source["file"])
         # Without a GPU the verdict is INVALID, but never "malformed" or "another release".
         _, diagnostics = library_verdict(rtx, engine.read_bytes())
         assert not {"MALFORMED_ENGINE", "VERSION_MISMATCH"} & set(diagnostics), diagnostics
@@ -394,19 +425,23 @@ def test_runtime_cache_default_path_and_options(exported, tmp_path, rtx, monkeyp
 # -- edgeport's builder code against the real library ---------------------------------------------------
 def test_builder_timing_cache_level_and_log_hook_on_the_real_library(tmp_path, rtx):
     from runtime.engines.builder import build_serialized
-    from runtime.engines.policy import TrtVersion, plan_rtx_build
+    from runtime.engines.policy import TrtVersion
+    from runtime.engines.registry import ENGINE_RUNTIMES
+    from runtime.engines.tensorrt_rtx import plan_build as plan_rtx_build
+
+    rt = ENGINE_RUNTIMES["tensorrt-rtx"]
 
     onnx_path = tmp_path / "qdq.onnx"
     qdq_graph(onnx_path, "x", "y", 16, 4)
     plan = plan_rtx_build(TrtVersion.parse(rtx.__version__), "int8", {"int8"})
     shapes = ((1, 3, 16, 16), (2, 3, 16, 16), (4, 3, 16, 16))
-    first = build_serialized(rtx, plan, onnx_path, "x", shapes, workspace_mib=64, builder_level=0, timing_cache=b"")
+    first = build_serialized(rtx, plan, onnx_path, "x", shapes, engine_runtime=rt, workspace_mib=64, builder_level=0, timing_cache=b"")
     assert first.timing_cache and not first.timing_cache_reused and first.plan
     # Bytes that are no timing cache (or, on a CPU, any cache: reading one needs a GPU) are not "reused".
-    junk = build_serialized(rtx, plan, onnx_path, "x", shapes, workspace_mib=64, timing_cache=b"not a cache")
+    junk = build_serialized(rtx, plan, onnx_path, "x", shapes, engine_runtime=rt, workspace_mib=64, timing_cache=b"not a cache")
     assert not junk.timing_cache_reused and any("timing cache does not match" in m for m in junk.messages)
     # The hook for readers of the layer information: a verbose, DETAILED build logs the engine's layers.
-    detailed = build_serialized(rtx, plan, onnx_path, "x", shapes, workspace_mib=64, timing_cache=None,
+    detailed = build_serialized(rtx, plan, onnx_path, "x", shapes, engine_runtime=rt, workspace_mib=64, timing_cache=None,
                                 log_severity="VERBOSE", profiling_verbosity="DETAILED")
     assert any("LayerType" in line for line in detailed.log) and any("Total Activation Memory" in line
                                                                      for line in detailed.log)

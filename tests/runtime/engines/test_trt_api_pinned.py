@@ -27,7 +27,8 @@ import pytest
 from runtime.errors import EdgeportError, UsageError
 from runtime.engines import calibration
 from runtime.engines.builder import make_cache_calibrator, make_logger
-from runtime.engines.policy import PRECISIONS, TrtVersion, plan_build
+from runtime.engines.policy import PRECISIONS, TrtVersion
+from runtime.engines.tensorrt import plan_build
 from trt_fake import FAKE_CLASSES, HELPERS, FakeTRT, _pure_virtual_error, api_key_for, load_api
 
 REPO = Path(__file__).resolve().parents[3]

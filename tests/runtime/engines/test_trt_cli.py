@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from conftest import REPO, invoke, run_cli
-from trt_fake import make_bundle
+from trt_fake import make_bundle, sidecar_dict
 
 BLOCKER = '''
 import sys
@@ -91,8 +91,7 @@ def test_verify_backend_tensorrt_without_tensorrt_is_clean(tmp_path, bare_env):
     assert "has no TensorRT engines yet" in r.stderr and f"edgeport build {bundle} --precision all" in r.stderr
     # With an engine present, the missing TensorRT is what is reported.
     (bundle / "model.fp16.sm87.trt10.3.0.engine").write_bytes(b"x")
-    (bundle / "model.fp16.sm87.trt10.3.0.engine.json").write_text(json.dumps(
-        {"precision": "fp16", "engine": {"file": "model.fp16.sm87.trt10.3.0.engine"}}))
+    (bundle / "model.fp16.sm87.trt10.3.0.engine.json").write_text(json.dumps(sidecar_dict()))
     r = run_cli("verify", bundle, "--backend", "tensorrt", env=bare_env)
     assert r.returncode == 3 and "Traceback" not in r.stderr
     assert "Running TensorRT engines needs NVIDIA TensorRT's Python package" in r.stderr

@@ -19,10 +19,14 @@ from runtime.bundle import Bundle
 from runtime.errors import BundleError, EdgeportError, UsageError
 from runtime.engines.build import BuildOptions, build_engines
 from runtime.engines.builder import build_serialized
+from runtime.engines.registry import ENGINE_RUNTIMES
 from runtime.engines.device import GpuInfo, TargetEnv
-from runtime.engines.policy import TrtVersion, plan_build
+from runtime.engines.policy import TrtVersion
+from runtime.engines.tensorrt import plan_build
 from runtime.engines.sidecar import list_engines, resolve_engine
-from trt_fake import FakeMemory, FakeTRT, fake_logits, load_api, make_bundle
+from trt_fake import FakeMemory, FakeTRT, load_api, make_bundle, onnx_logits
+
+TENSORRT = ENGINE_RUNTIMES["tensorrt"]
 
 ORIN = GpuInfo("Orin", "8.7", total_memory=8 << 30, integrated=True, source="test")
 A10 = GpuInfo("NVIDIA A10", "8.6", total_memory=24 << 30, integrated=False, source="test")
@@ -41,7 +45,7 @@ def bundle(tmp_path, monkeypatch):
 
 
 def _build(trt, plan, bundle, **kw):
-    return build_serialized(trt, plan, bundle.artifact_path(plan.source), "input", SHAPES, workspace_mib=512, **kw)
+    return build_serialized(trt, plan, bundle.artifact_path(plan.source), "input", SHAPES, engine_runtime=TENSORRT, workspace_mib=512, **kw)
 
 
 def real_flag_bit(release: str, name: str) -> int:
@@ -136,7 +140,7 @@ def test_refused_optimization_profile_is_a_clear_error(bundle):
     plan = plan_build(TrtVersion.parse("10.3.0"), "fp16", bundle.precisions)
     backwards = ((4, 3, 4, 4), (2, 3, 4, 4), (1, 3, 4, 4))  # min > max: TensorRT marks the profile invalid
     with pytest.raises(EdgeportError, match="refused the optimization profile for 'input'.*\\[4, 3, 4, 4\\]"):
-        build_serialized(trt, plan, bundle.artifact_path("fp16"), "input", backwards, workspace_mib=64)
+        build_serialized(trt, plan, bundle.artifact_path("fp16"), "input", backwards, engine_runtime=TENSORRT, workspace_mib=64)
     assert trt.called("config.add_optimization_profile") == [("config.add_optimization_profile", False)]
     assert not trt.called("builder.build_serialized_network")
 
@@ -160,7 +164,7 @@ def test_parse_and_build_failures_are_one_paragraph(bundle):
     trt = FakeTRT("10.3.0")
     plan = plan_build(TrtVersion.parse("10.3.0"), "fp16", bundle.precisions)
     with pytest.raises(EdgeportError, match="could not parse model.fp16.onnx: In node 0"):
-        build_serialized(trt, plan, bundle.root / "model.fp16.onnx", "input", SHAPES, workspace_mib=64)
+        build_serialized(trt, plan, bundle.root / "model.fp16.onnx", "input", SHAPES, engine_runtime=TENSORRT, workspace_mib=64)
     trt = FakeTRT("10.3.0", build_fails=True)
     with pytest.raises(EdgeportError, match="failed to build the fp32 engine.*could not be allocated") as err:
         _build(trt, plan_build(TrtVersion.parse("10.3.0"), "fp32", bundle.precisions), bundle)
@@ -239,7 +243,7 @@ def test_runner_io_tensor_api_and_chunking(bundle):
         assert [(t.name, t.shape) for t in runner.inputs] == [("input", (None, 3, 4, 4))]
         assert runner.batch_range == (1, 4) and runner.description == "tensorrt/gpu"
         out = runner.infer({"input": x})
-    np.testing.assert_array_equal(out["logits"], fake_logits(x))
+    np.testing.assert_array_equal(out["logits"], onnx_logits(bundle.root / "model.onnx", x))
     # 6 samples through a max-batch-4 profile: two launches, shapes set per launch.
     assert [c[2][0] for c in trt.called("context.set_input_shape")] == [4, 2]
     assert len(trt.called("context.execute_async_v3")) == 2
@@ -260,7 +264,7 @@ def test_runner_pads_to_a_static_dla_batch_and_sets_the_core(tmp_path, monkeypat
     with TensorRTRunner(record.engine_path, sidecar=record.sidecar, trt=trt, memory=mem) as runner:
         out = runner.infer({"input": x})
         assert runner.description == "tensorrt/dla1"
-    np.testing.assert_array_equal(out["logits"], fake_logits(x))
+    np.testing.assert_array_equal(out["logits"], onnx_logits(b.root / "model.onnx", x))
     assert [c[2][0] for c in trt.called("context.set_input_shape")] == [2, 2]  # 3 = 2 + (1 padded to 2)
     assert ("runtime.DLA_core", 1) in trt.calls
 
@@ -316,7 +320,7 @@ def test_verify_backend_tensorrt_uses_resolved_engines(bundle, monkeypatch):
 
     mem = FakeMemory()
     trt = FakeTRT("10.3.0.30", memory=mem)
-    # fp32 + fp16 (the int8 artifact here is fake bytes, which verify's Q/DQ lint would reject)
+    # fp32 + fp16 (the fake engine does not round like INT8, so an int8 engine would not match its Q/DQ graph)
     build_engines(bundle, BuildOptions(precisions=("fp32", "fp16"), max_batch=2), trt=trt, env=env_for(trt))
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(device, "probe_env", lambda trt=None, dla=False: env_for(trt))

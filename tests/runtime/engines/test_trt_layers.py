@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from runtime.engines.layers import parse_layer_line, summarize_build_log
+from runtime.engines.layers import parse_io_line, parse_layer_line, summarize_build_log
 
 RECORDED = Path(__file__).resolve().parents[2] / "data" / "rtx_layer_info.log"
 
@@ -49,6 +49,16 @@ def test_recorded_layer_information_in_both_log_forms():
         concat = next(la for la in s.layers if "/features/denseblock1/denselayer2/Concat" in la.onnx_layers)
         assert [t.dtype for t in concat.inputs] == ["Int8", "Float"] and [t.dtype for t in concat.outputs] == ["Int8"] * 2
         assert concat.precision == "int8" and concat.kind == "kgen" and not concat.compute
+
+
+def test_recorded_io_tensors_and_profile():
+    """Lines 23-24 of the recorded log, read by eye: the input with its 1/8/32 profile, the 1000-class output."""
+    s = summarize_build_log(RECORDED.read_text().splitlines())
+    assert s.to_dict()["io_tensors"] == [
+        {"name": "input", "mode": "Input", "dtype": "Float", "dimensions": [-1, 3, 224, 224],
+         "min": [1, 3, 224, 224], "opt": [8, 3, 224, 224], "max": [32, 3, 224, 224]},
+        {"name": "logits", "mode": "Output", "dtype": "Float", "dimensions": [-1, 1000]}]
+    assert parse_io_line("Name: /features/conv0/Conv_myl0_2, LayerType: correlation, Inputs: []") is None
 
 
 def test_no_layer_block_and_a_second_build():

@@ -10,7 +10,10 @@ import pytest
 from runtime.errors import BundleError, DependencyError, EdgeportError, UsageError
 from runtime.engines import calibration, policy
 from runtime.engines import timing_cache as tc
-from runtime.engines.policy import DLA_IMPLICIT, FLAGS, STRONGLY_TYPED, TrtVersion, plan_build
+from runtime.engines import tensorrt, tensorrt_rtx
+from runtime.engines.policy import DLA_IMPLICIT, FLAGS, STRONGLY_TYPED, TrtVersion
+from runtime.engines.registry import ENGINE_RUNTIMES, engine_runtime
+from runtime.engines.tensorrt import plan_build
 
 ALL = {"fp32", "fp16", "int8"}
 V86, V103, V1012, V110, V1141 = (TrtVersion.parse(v) for v in ("8.6.1", "10.3.0.30", "10.12.0", "11.0.0", "11.4.1"))
@@ -30,7 +33,7 @@ def test_version_parsing_and_order():
 
 
 def test_capabilities_per_version():
-    c86, c103, c1012, c110, c1141 = (policy.capabilities(v) for v in (V86, V103, V1012, V110, V1141))
+    c86, c103, c1012, c110, c1141 = (tensorrt.capabilities(v) for v in (V86, V103, V1012, V110, V1141))
     assert (c86.strongly_typed, c86.precision_flags, c86.explicit_batch_flag, c86.dla) == (False, True, True, "flags")
     assert (c103.dla, c1012.dla) == ("flags", "none")  # DLA ended with 10.7 on 10.x
     assert (c103.strongly_typed, c103.explicit_batch_flag, c103.flags_deprecated, c103.implicit_int8_deprecated) == \
@@ -38,7 +41,7 @@ def test_capabilities_per_version():
     assert c1012.flags_deprecated and c1012.precision_flags
     assert (c110.precision_flags, c110.implicit_int8, c110.dla) == (False, False, "none")
     assert c1141.dla == "strongly-typed"
-    assert not policy.capabilities(TrtVersion.parse("8.5.2")).supported
+    assert not tensorrt.capabilities(TrtVersion.parse("8.5.2")).supported
     with pytest.raises(DependencyError, match="older than 8.6"):
         plan_build(TrtVersion.parse("8.5.2"), "fp16", ALL)
 
@@ -136,7 +139,7 @@ DLA_BY_VERSION = [("8.6.1", "flags"), ("10.0.1", "flags"), ("10.3.0.30", "flags"
 @pytest.mark.parametrize("version,dla", DLA_BY_VERSION)
 def test_dla_support_per_version_follows_nvidias_dla_documentation(version, dla):
     v = TrtVersion.parse(version)
-    assert policy.capabilities(v).dla == dla
+    assert tensorrt.capabilities(v).dla == dla
     if dla == "none":
         with pytest.raises(EdgeportError, match=f"TensorRT {re.escape(version)} has no DLA support"):
             plan_build(v, "fp16", ALL, dla_core=0)
@@ -241,12 +244,11 @@ def test_nvidia_smi_parsing():
 
 # -- names and caches ---------------------------------------------------------------------------------
 def test_engine_names():
-    assert policy.engine_filename("fp16", "8.7", "10.3.0.30") == "model.fp16.sm87.trt10.3.0.engine"
-    assert policy.engine_filename("int8", "8.7", V86, dla_core=1) == "model.int8.dla1.sm87.trt8.6.1.engine"
-    assert policy.engine_filename("fp16", "8.6", V103, hardware_compat="ampere+", version_compatible=True) == \
+    assert tensorrt.engine_filename("fp16", "8.7", "10.3.0.30") == "model.fp16.sm87.trt10.3.0.engine"
+    assert tensorrt.engine_filename("int8", "8.7", V86, dla_core=1) == "model.int8.dla1.sm87.trt8.6.1.engine"
+    assert tensorrt.engine_filename("fp16", "8.6", V103, hardware_compat="ampere+", version_compatible=True) == \
         "model.fp16.ampere_plus.vc.sm86.trt10.3.0.engine"
-    assert policy.engine_filename("fp32", "12.0", V110) == "model.fp32.sm120.trt11.0.0.engine"
-    assert policy.sidecar_name("model.fp16.sm87.trt10.3.0.engine") == "model.fp16.sm87.trt10.3.0.engine.json"
+    assert tensorrt.engine_filename("fp32", "12.0", V110) == "model.fp32.sm120.trt11.0.0.engine"
 
 
 def test_timing_cache_location_and_roundtrip(tmp_path):
@@ -283,18 +285,16 @@ def test_calibration_header_is_retargeted_to_the_running_tensorrt():
 
 def test_calibration_cache_found_where_the_int8_export_records_it(tmp_path):
     import hashlib
-    import json
 
+    from conftest import edit_manifest
     from runtime.bundle import Bundle
     from trt_fake import make_bundle
 
     root = make_bundle(tmp_path / "b", calib_cache=None)
     data = b"TRT-100300-EntropyCalibration2\ninput: 3c010a14\n"
     (root / "calib.cache").write_bytes(data)
-    manifest = json.loads((root / "manifest.json").read_text())
-    manifest["int8"] = {"method": "minmax", "samples": 1, "trt_calibration_cache": {"file": "calib.cache", "sha256": hashlib.sha256(data).hexdigest(),
-                                                  "header": "TRT-100300-EntropyCalibration2"}}
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    edit_manifest(root, lambda m: m.update(int8={"method": "minmax", "samples": 1, "trt_calibration_cache": {
+        "file": "calib.cache", "sha256": hashlib.sha256(data).hexdigest(), "header": "TRT-100300-EntropyCalibration2"}}))
     assert calibration.find_calibration_cache(Bundle.open(root)) == root / "calib.cache"
     (root / "calib.cache").write_bytes(data + b"tampered: 00000000\n")
     with pytest.raises(BundleError, match="does not match the sha256"):
@@ -327,12 +327,12 @@ V171 = TrtVersion.parse("1.7.1.116")  # TensorRT-RTX numbering, not a TensorRT 1
 def test_rtx_is_its_own_product_line_not_an_old_tensorrt():
     with pytest.raises(DependencyError, match="older than 8.6"):
         plan_build(V171, "fp16", ALL)  # read as TensorRT it would be refused...
-    plan = policy.plan_rtx_build(V171, "fp16", ALL)  # ...as TensorRT-RTX it is a supported release
-    assert (plan.runtime, plan.path, plan.source) == (policy.TENSORRT_RTX, STRONGLY_TYPED, "fp16")
-    assert policy.runtime_capabilities("tensorrt", V103) == policy.capabilities(V103)
-    assert policy.runtime_capabilities("tensorrt-rtx", V171) == policy.rtx_capabilities(V171)
+    plan = tensorrt_rtx.plan_build(V171, "fp16", ALL)  # ...as TensorRT-RTX it is a supported release
+    assert (plan.runtime, plan.path, plan.source) == ("tensorrt-rtx", STRONGLY_TYPED, "fp16")
+    assert ENGINE_RUNTIMES["tensorrt"].capabilities(V103) == tensorrt.capabilities(V103)
+    assert ENGINE_RUNTIMES["tensorrt-rtx"].capabilities(V171) == tensorrt_rtx.capabilities(V171)
     with pytest.raises(UsageError, match="Unknown runtime"):
-        policy.runtime_capabilities("tensorrt-llm", V171)
+        engine_runtime("tensorrt-llm")
 
 
 @pytest.mark.parametrize("runtime, version, expected", [
@@ -343,7 +343,7 @@ def test_rtx_is_its_own_product_line_not_an_old_tensorrt():
     ("tensorrt-rtx", V171, (True, False, False, "none", False, True, True, False, False, False)),
 ])
 def test_capabilities_table_across_product_lines(runtime, version, expected):
-    c = policy.runtime_capabilities(runtime, version)
+    c = engine_runtime(runtime).capabilities(version)
     assert (c.strongly_typed, c.precision_flags, c.implicit_int8, c.dla, c.gpu_to_build, c.compute_capability_targets,
             c.runtime_cache, c.timing_cache, c.hardware_compat, c.version_compatible) == expected
     assert c.runtime == runtime
@@ -351,14 +351,14 @@ def test_capabilities_table_across_product_lines(runtime, version, expected):
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_rtx_builds_every_precision_strongly_typed_from_its_own_graph(precision):
-    plan = policy.plan_rtx_build(V171, precision, ALL, compute_capabilities=("8.6",))
+    plan = tensorrt_rtx.plan_build(V171, precision, ALL, compute_capabilities=("8.6",))
     assert (plan.path, plan.source, plan.network_flags, plan.optional_network_flags) == \
         (STRONGLY_TYPED, precision, (), ("STRONGLY_TYPED",))
     assert plan.builder_flags == () and not plan.calibration_cache and plan.dla_core is None
     assert plan.clear_flags == (("TF32",) if precision == "fp32" else ())  # FP32 must stay FP32
     assert plan.compute_capabilities == ("8.6",)
     with pytest.raises(BundleError, match=f"no {precision} graph.*on TensorRT-RTX 1.7.1.116"):
-        policy.plan_rtx_build(V171, precision, ALL - {precision})  # no flag fallback: no builder flags
+        tensorrt_rtx.plan_build(V171, precision, ALL - {precision})  # no flag fallback: no builder flags
 
 
 @pytest.mark.parametrize("options, refusal", [
@@ -371,7 +371,7 @@ def test_rtx_builds_every_precision_strongly_typed_from_its_own_graph(precision)
 ])
 def test_rtx_refuses_what_it_does_not_have(options, refusal):
     with pytest.raises(UsageError, match=refusal):
-        policy.plan_rtx_build(V171, "fp16", ALL, **options)
+        tensorrt_rtx.plan_build(V171, "fp16", ALL, **options)
 
 
 @pytest.mark.parametrize("values, targets", [
@@ -383,20 +383,20 @@ def test_rtx_refuses_what_it_does_not_have(options, refusal):
     ((" 8.6 , ",), ("8.6",)),
 ])
 def test_compute_capability_option_forms(values, targets):
-    assert policy.parse_compute_capabilities(values) == targets
+    assert tensorrt_rtx.parse_compute_capabilities(values) == targets
 
 
 @pytest.mark.parametrize("value", ["9.0", "sm90", "10.0", "8.7", "ampere", "7"])
 def test_compute_capabilities_rtx_has_no_target_for(value):
     with pytest.raises(UsageError, match="not a TensorRT-RTX target") as err:
-        policy.parse_compute_capabilities((value,))
+        tensorrt_rtx.parse_compute_capabilities((value,))
     assert "7.5, 8.0, 8.6, 8.9, 12.0, 12.1" in err.value.render()
 
 
 def test_rtx_engine_names_never_collide_with_tensorrt_ones():
-    assert policy.rtx_engine_filename("fp16", "1.7.1.116") == "model.fp16.rtx1.7.1.engine"
-    assert policy.rtx_engine_filename("int8", V171, ("7.5", "8.6")) == "model.int8.sm75_sm86.rtx1.7.1.engine"
-    assert policy.rtx_engine_filename("fp32", V171, ("12.0",)) == "model.fp32.sm120.rtx1.7.1.engine"
-    trt = {policy.engine_filename(p, cc, v) for p in ("fp16", "int8") for cc in ("8.6", "7.5") for v in ("10.3.0", "1.7.1")}
-    rtx = {policy.rtx_engine_filename(p, V171, t) for p in ("fp16", "int8") for t in ((), ("8.6",), ("7.5",))}
+    assert tensorrt_rtx.engine_filename("fp16", "1.7.1.116") == "model.fp16.rtx1.7.1.engine"
+    assert tensorrt_rtx.engine_filename("int8", V171, ("7.5", "8.6")) == "model.int8.sm75_sm86.rtx1.7.1.engine"
+    assert tensorrt_rtx.engine_filename("fp32", V171, ("12.0",)) == "model.fp32.sm120.rtx1.7.1.engine"
+    trt = {tensorrt.engine_filename(p, cc, v) for p in ("fp16", "int8") for cc in ("8.6", "7.5") for v in ("10.3.0", "1.7.1")}
+    rtx = {tensorrt_rtx.engine_filename(p, V171, t) for p in ("fp16", "int8") for t in ((), ("8.6",), ("7.5",))}
     assert not trt & rtx and all(n.endswith(".engine") for n in rtx)

@@ -12,7 +12,7 @@ from runtime.errors import BundleError, EdgeportError
 from runtime.engines.device import GpuInfo, TargetEnv
 from runtime.engines.sidecar import (EngineSidecar, SourceArtifact, compatibility_notes, compatibility_problems, engine_precisions, list_engines, resolve_engine, write_engine)
 from conftest import edit_manifest
-from trt_fake import make_bundle
+from trt_fake import make_bundle, sidecar_dict
 
 ORIN = GpuInfo("Orin", "8.7", 8 << 30, True)
 A10 = GpuInfo("NVIDIA A10", "8.6", 24 << 30, False)
@@ -27,12 +27,8 @@ def env(trt="10.3.0.30", gpu=ORIN, dla_cores=None, cuda="12.6"):
 
 
 def sidecar(**over):
-    """A sidecar in the schema-1 layout edgeport 0.1 wrote (TensorRT only), read as today's EngineSidecar."""
-    sc = {"precision": "fp16", "tensorrt": "10.3.0.30", "gpu": {"name": "Orin", "compute_capability": "8.7"},
-          "cuda": {"runtime": "12.6"}, "dla_core": None, "hardware_compat": "none", "version_compatible": False,
-          "build_options": {"precision": "fp16", "min_batch": 1, "opt_batch": 8, "max_batch": 32}}
-    sc.update(over)
-    return EngineSidecar.from_dict(sc)
+    """That sidecar read back through the strict reader."""
+    return EngineSidecar.from_dict(sidecar_dict(**over), "test.engine.json")
 
 
 # -- the rules -------------------------------------------------------------------------------------
@@ -52,17 +48,17 @@ def test_other_tensorrt_refused_even_for_a_patch_or_build_number():
     assert compatibility_problems(sidecar(), env(trt="10.3.1"))
     assert compatibility_problems(sidecar(), env(trt="10.3.0.26"))  # build numbers must match too
     assert compatibility_problems(sidecar(), env(trt="10.3.0")) == []  # one side without a build number
-    assert compatibility_problems(sidecar(tensorrt="8.6.2"), env(trt="10.3.0"))
+    assert compatibility_problems(sidecar(version="8.6.2"), env(trt="10.3.0"))
 
 
 def test_version_compatible_engines_run_on_later_releases():
-    vc = sidecar(version_compatible=True, tensorrt="10.3.0")
+    vc = sidecar(version_compatible=True, version="10.3.0")
     assert compatibility_problems(vc, env(trt="10.8.1")) == []
     assert compatibility_problems(vc, env(trt="10.3.0")) == []
     assert compatibility_problems(vc, env(trt="11.1.0")) == []  # NVIDIA: 10 VC engines run on 11
     assert "not on TensorRT 10.2.0" in compatibility_problems(vc, env(trt="10.2.0"))[0]  # never older
-    assert compatibility_problems(sidecar(version_compatible=True, tensorrt="8.6.1"), env(trt="10.3.0")) == []
-    assert compatibility_problems(sidecar(version_compatible=True, tensorrt="8.6.1"), env(trt="11.0.0"))
+    assert compatibility_problems(sidecar(version_compatible=True, version="8.6.1"), env(trt="10.3.0")) == []
+    assert compatibility_problems(sidecar(version_compatible=True, version="8.6.1"), env(trt="11.0.0"))
 
 
 def test_hardware_compatible_engines_run_on_any_ampere_or_newer():
@@ -138,7 +134,7 @@ def test_resolve_refuses_a_mismatch_with_the_rebuild_command(bundle):
     assert "TensorRT 10.3.0.30 built it, this machine has TensorRT 10.7.0" in text
     assert "compute capability 8.9 (NVIDIA L4)" in text
     assert text.endswith(f"Rebuild it on this machine: edgeport build {bundle.root} --precision fp16 --min-batch 1 "
-                         "--opt-batch 8 --max-batch 32")
+                         "--opt-batch 2 --max-batch 4")
 
 
 def test_resolve_refuses_a_tampered_engine(bundle):
@@ -167,12 +163,23 @@ def test_missing_engines_say_how_to_build(bundle):
         engine_precisions(bundle)
 
 
-def test_listing_ignores_junk_and_orphans(bundle):
+def test_listing_ignores_orphan_engines_and_refuses_malformed_sidecars(bundle):
     add_engine(bundle, "model.fp16.sm87.trt10.3.0.engine")
     (bundle.root / "model.fp32.sm87.trt10.3.0.engine").write_bytes(b"orphan without sidecar")
-    (bundle.root / "broken.engine.json").write_text("{not json")
-    (bundle.root / "other.engine.json").write_text(json.dumps({"engine": {"file": "../escape.engine"}}))
     assert [r.engine_path.name for r in list_engines(bundle)] == ["model.fp16.sm87.trt10.3.0.engine"]
+    (bundle.root / "broken.engine.json").write_text("{not json")
+    with pytest.raises(BundleError, match="engine sidecar broken.engine.json cannot be read as JSON"):
+        list_engines(bundle)
+    (bundle.root / "broken.engine.json").unlink()
+    escape = sidecar_dict(engine={"file": "../escape.engine", "sha256": "ab" * 32, "bytes": 1})
+    (bundle.root / "other.engine.json").write_text(json.dumps(escape))
+    with pytest.raises(BundleError, match=r"other.engine.json: engine.file must be a file name ending in \.engine, "
+                                          r"got '../escape.engine'"):
+        list_engines(bundle)
+    elsewhere = sidecar_dict(engine={"file": "model.fp16.sm87.trt10.3.0.engine", "sha256": "ab" * 32, "bytes": 1})
+    (bundle.root / "other.engine.json").write_text(json.dumps(elsewhere))
+    with pytest.raises(BundleError, match="engine.file must name the engine next to it"):
+        list_engines(bundle)
 
 
 def test_rewriting_an_engine_replaces_its_sidecar(bundle):
@@ -183,45 +190,66 @@ def test_rewriting_an_engine_replaces_its_sidecar(bundle):
     assert resolve_engine(bundle, "fp16", env=env()).engine_path.read_bytes() == b"new plan"
 
 
-# -- the typed sidecar: schema versions ------------------------------------------------------------------
-def test_schema_1_sidecars_from_the_current_release_still_load(bundle):
-    """The dict edgeport 0.1's build wrote (runtime/engines/build.py before schema 2), as written on disk."""
-    art = bundle.manifest.artifacts["fp16"]
-    v1 = {"precision": "fp16", "build_path": "strongly-typed", "tensorrt": "10.3.0.30",
-          "cuda": {"runtime": "12.6", "driver": "12.6"},
-          "gpu": {"name": "Orin", "compute_capability": "8.7", "total_memory": 8 << 30, "jetson": True},
-          "source": {"artifact": "fp16", "file": art.file, "sha256": art.sha256},
-          "input": {"name": "input", "min": [1, 3, 4, 4], "opt": [2, 3, 4, 4], "max": [4, 3, 4, 4]},
-          "profile": {"min": 1, "opt": 2, "max": 4}, "dla_core": None, "gpu_fallback": False,
-          "hardware_compat": "none", "version_compatible": False, "builder_flags": [],
-          "builder_optimization_level": None, "workspace_mib": 2048,
-          "timing_cache": {"path": "/c/trt10.3.0.30-sm87-orin.cache", "reused": True}, "calibration_cache": None,
-          "built_at": "2026-01-01T00:00:00+00:00", "build_seconds": 12.5, "edgeport": "0.1.0",
-          "build_options": {"precision": "fp16", "min_batch": 1, "opt_batch": 2, "max_batch": 4},
-          "rebuild": "edgeport build x --precision fp16", "tensorrt_messages": ["WARNING: x"], "sidecar_version": 1,
-          "engine": {"file": "model.fp16.sm87.trt10.3.0.engine", "sha256": "ab" * 32, "bytes": 10}}
-    (bundle.root / "model.fp16.sm87.trt10.3.0.engine").write_bytes(b"0123456789")
-    (bundle.root / "model.fp16.sm87.trt10.3.0.engine.json").write_text(json.dumps(v1))
-    (record,) = list_engines(bundle)
-    sc = record.sidecar
-    assert (sc.runtime, sc.version, sc.messages, sc.gpu.compute_capability, sc.gpu.jetson) == \
-        ("tensorrt", "10.3.0.30", ("WARNING: x",), "8.7", True)
-    assert (sc.source.sha256, sc.engine.bytes, sc.timing_cache["reused"]) == (art.sha256, 10, True)
-    assert compatibility_problems(sc, env()) == []
-    assert list_engines(bundle, "tensorrt-rtx") == []
-    # Written back it is schema 2, and reads back equal.
-    data = sc.to_dict()
+# -- the strict reader ---------------------------------------------------------------------------------------
+def test_a_written_sidecar_reads_back_equal(bundle):
+    record = add_engine(bundle, "model.fp16.sm87.trt10.3.0.engine")
+    data = json.loads(record.sidecar_path.read_text())
     assert data["sidecar_version"] == 2 and data["version"] == "10.3.0.30" and "tensorrt" not in data
-    assert EngineSidecar.from_dict(json.loads(json.dumps(data))) == dataclasses.replace(sc, sidecar_version=2)
+    (listed,) = list_engines(bundle)
+    assert listed.sidecar == record.sidecar
+    assert (listed.sidecar.runtime, listed.sidecar.messages, listed.sidecar.gpu.jetson) == \
+        ("tensorrt", ("WARNING: x",), True)
 
 
-def test_unknown_schema_versions_are_not_loaded(bundle):
-    add_engine(bundle, "model.fp16.sm87.trt10.3.0.engine")
-    path = bundle.root / "model.fp16.sm87.trt10.3.0.engine.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), "sidecar_version": 3}))
-    assert list_engines(bundle) == []
-    with pytest.raises(ValueError, match="sidecar version 3"):
-        EngineSidecar.from_dict(json.loads(path.read_text()))
+@pytest.mark.parametrize("over, message", [
+    ({"profile": {"min": 1, "opt": 2, "max": -5}}, "profile.max must be a positive integer <= 4096, got -5"),
+    ({"profile": {"min": 1, "opt": 2, "max": 5000}}, "profile.max must be a positive integer <= 4096, got 5000"),
+    ({"profile": {"min": 4, "opt": 2, "max": 4}}, "profile must be min <= opt <= max"),
+    ({"profile": {"min": 1, "opt": 2, "max": True}}, "profile.max must be a positive integer <= 4096, got True"),
+    ({"build_options": {"precision": "fp16", "max_batch": -5}},
+     "build_options.max_batch must be a positive integer <= 4096, got -5"),
+    ({"build_options": {"precision": "fp16", "runtime": "tensorrt; rm -rf ~"}},
+     "build_options.runtime must be one of tensorrt, tensorrt-rtx"),
+    ({"build_options": {"precision": "fp16", "dla_core": "0 --evil"}}, "build_options.dla_core must be an integer"),
+    ({"input": {"name": "input", "min": [1, 3, 4, 4], "opt": [2, 3, 4, 4], "max": [8, 3, 4, 4]}},
+     r"input.max must be a shape of positive integers whose batch is profile.max \(4\)"),
+    ({"runtime": "tensorrt-llm"}, "runtime must be one of tensorrt, tensorrt-rtx, got 'tensorrt-llm'"),
+    ({"precision": "fp8"}, "precision must be one of fp32, fp16, int8, got 'fp8'"),
+    ({"version": 10.3}, "version must be a release number such as 10.3.0.30, got 10.3"),
+    ({"dla_core": -1}, "dla_core must be an integer >= 0 and <= 15, got -1"),
+    ({"gpu": {"name": "Orin", "compute_capability": "sm87"}}, "gpu.compute_capability must be a compute capability"),
+    ({"gpu": {"name": "Orin", "compute_capability": "8.7", "cores": 2}}, "unknown field gpu.cores"),
+    ({"compute_capabilities": ["8.6", 9]}, "compute_capabilities must be a list of a compute capability"),
+    ({"version_compatible": "yes"}, "version_compatible must be true or false, got 'yes'"),
+    ({"source": {"artifact": "fp16", "file": "model.fp16.onnx", "sha256": "xyz"}},
+     "source.sha256 must be a sha256 \\(64 hex digits\\), got 'xyz'"),
+    ({"engine": {"file": "model.fp16.sm87.trt10.3.0.engine", "sha256": "ab" * 32, "bytes": -1}},
+     "engine.bytes must be an integer >= 0, got -1"),
+    ({"surprise": 1}, "unknown field surprise"),
+    ({"sidecar_version": 1}, "sidecar_version must be 2"),
+    ({"sidecar_version": 3}, "sidecar_version must be 2"),
+])
+def test_malformed_fields_are_refused_naming_the_sidecar_and_the_field(over, message):
+    with pytest.raises(BundleError, match="engine sidecar model.int8.x.engine.json: " + message) as err:
+        EngineSidecar.from_dict(sidecar_dict(**over), "model.int8.x.engine.json")
+    assert "probably a bug" not in err.value.render()
+
+
+@pytest.mark.parametrize("field", ["precision", "runtime", "version", "source", "engine", "profile", "input"])
+def test_missing_required_fields_are_named(field):
+    data = sidecar_dict()
+    del data[field]
+    with pytest.raises(BundleError, match=f"the field {field} is missing"):
+        EngineSidecar.from_dict(data, "x.engine.json")
+
+
+def test_a_malformed_sidecar_stops_resolve_before_anything_loads(bundle):
+    record = add_engine(bundle, "model.fp16.sm87.trt10.3.0.engine")
+    data = json.loads(record.sidecar_path.read_text())
+    data["profile"]["max"] = -5
+    record.sidecar_path.write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="model.fp16.sm87.trt10.3.0.engine.json: profile.max must be a positive"):
+        resolve_engine(bundle, "fp16", env=env())
 
 
 # -- TensorRT-RTX engines ---------------------------------------------------------------------------------
@@ -231,11 +259,11 @@ QUADRO_RTX = GpuInfo("Quadro RTX 8000", "7.5", 48 << 30, False)
 
 
 def rtx_sidecar(**over):
-    values = {"precision": "fp16", "runtime": "tensorrt-rtx", "version": "1.7.1.116", "build_path": "strongly-typed",
-              "default_compute_capabilities": ("8.0", "8.6", "8.9", "12.0"),
-              "build_options": {"precision": "fp16", "runtime": "tensorrt-rtx"}}
-    values.update(over)
-    return EngineSidecar(**values)
+    """A TensorRT-RTX sidecar as `edgeport build --runtime tensorrt-rtx` writes it (no build GPU, default targets)."""
+    sc = sidecar(runtime="tensorrt-rtx", version="1.7.1.116", gpu=None, cuda={}, timing_cache={},
+                 default_compute_capabilities=["8.0", "8.6", "8.9", "12.0"], runtime_cache={"enabled": True, "path": None},
+                 build_options={"precision": "fp16", "runtime": "tensorrt-rtx"})
+    return dataclasses.replace(sc, **over)
 
 
 def rtx_env(gpu=RTX_4090, version="1.7.1.116"):
