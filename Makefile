@@ -26,9 +26,9 @@ TRITON_VENV := .venv-triton
 TRITON_STAMP := $(TRITON_VENV)/.edgeport-installed
 WHEELHOUSE := .wheelhouse-py310
 
-.PHONY: setup browser demo test test-fast clean gpu-check bench triton-bench
+.PHONY: setup system-tools demo test test-fast clean gpu-check bench triton-bench
 
-setup: $(STAMP) $(TRITON_STAMP) $(WHEELHOUSE)/.done browser
+setup: $(STAMP) $(TRITON_STAMP) $(WHEELHOUSE)/.done system-tools
 
 # The runtime side's dependencies as Python 3.10 wheels (JetPack 6's Python), so the wheel test
 # installs edgeport[cpu] on Python 3.10 without reaching the network from inside a test.
@@ -36,10 +36,11 @@ $(WHEELHOUSE)/.done: pyproject.toml
 	$(PIP) download -q --only-binary=:all: --python-version 3.10 -d $(WHEELHOUSE) onnxruntime numpy click pillow
 	touch $@
 
-# Headless Chromium for the report.html screenshot tests: apt-get where this runs as root, else
+# Chromium (report.html screenshots) and strace (signal injection in the commit tests): apt-get
+# where this runs as root, else
 # the tests skip with the reason (never installed from inside a test).
-browser:
-	@bash scripts/install_browser.sh
+system-tools:
+	@bash scripts/install_system_tools.sh
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -12,9 +12,14 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from runtime.benchmark import BenchmarkResult, Latency  # noqa: F401  (public names: edgeport/__init__.py)
 from runtime.bundle import Bundle
+from runtime.compare import Comparison
 from runtime.console import progress_to
 from runtime.errors import UsageError
+from runtime.graph.qdq_lint import ArtifactLint
+from runtime.labeled import LabeledAccuracy
+from runtime.predict import ClassScore, Prediction  # noqa: F401  (public names: edgeport/__init__.py)
 from runtime.runners import Target
 
 Progress = Callable[[str], None] | None
@@ -102,14 +107,20 @@ class VerifyResult:
     """The accuracy diff of every artifact checked, and where the reports were written."""
 
     bundle: Path
-    comparisons: list  # runtime.compare.Comparison
-    lint: dict  # precision -> Q/DQ lint summary (TensorRT-style INT8 graph)
-    accuracy: dict | None = None  # report.json's "accuracy" section (with data=...)
+    comparisons: list[Comparison]
+    lint: dict[str, ArtifactLint]  # precision -> Q/DQ lint of the TensorRT-style INT8 graph
+    accuracy: LabeledAccuracy | None = None  # with data=...
     reports: list[Path] = dataclasses.field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.comparisons)
+
+    def to_dict(self) -> dict:
+        return {"bundle": str(self.bundle), "passed": self.passed, "results": [c.to_dict() for c in self.comparisons],
+                "lint": {p: lint.to_dict() for p, lint in self.lint.items()},
+                "accuracy": self.accuracy.to_dict() if self.accuracy else None,
+                "reports": [str(p) for p in self.reports]}
 
 
 def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provider: str = "cpu",
@@ -121,6 +132,7 @@ def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provide
     With ``data`` (an ImageFolder tree, or a flat folder with ``labels``), also measures
     top-1/top-5 of every artifact. Writes report.json/.md/.html unless ``write_report`` is False.
     """
+    from runtime import console
     from runtime.compare import parse_tolerances
     from runtime.verify import VerifyConfig, verify_bundle
 
@@ -130,26 +142,24 @@ def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provide
                           tolerances=parse_tolerances(tolerances or ()))
     with progress_to(progress):
         dataset = _labeled_set(b, data, labels, data_samples)  # before the long part: fail early
-        from runtime import console
+        if write_report:
+            from runtime.report.summary import load_report
 
-        comparisons = verify_bundle(b, config, log=console.log)
-        sections = {}
+            load_report(b)  # a report.json edgeport cannot read is refused before the long part, too
+        verification = verify_bundle(b, config, log=console.log)
         accuracy = None
         if dataset is not None:
-            from runtime.labeled import AccuracyConfig, evaluate_accuracy, merge_accuracy
-            from runtime.report.summary import load_report
+            from runtime.labeled import AccuracyConfig, evaluate_accuracy
 
             accuracy = evaluate_accuracy(b, dataset, AccuracyConfig(precisions=config.precisions, target=target,
                                                                     batch=batch), log=console.log)
-            if write_report:
-                sections["accuracy"] = merge_accuracy(load_report(b).get("accuracy"), accuracy)
         reports = []
         if write_report:
             from runtime.report.summary import write_reports
 
-            write_reports(b, comparisons, sections=sections)
+            write_reports(b, verification, accuracy=accuracy)
             reports = [b.report_path(s) for s in ("json", "md", "html")]
-    return VerifyResult(bundle=b.root, comparisons=list(comparisons), lint=dict(getattr(comparisons, "lint", {})),
+    return VerifyResult(bundle=b.root, comparisons=verification.comparisons, lint=verification.lint,
                         accuracy=accuracy, reports=reports)
 
 
@@ -166,41 +176,15 @@ def _labeled_set(bundle: Bundle, data, labels, limit):
 
 
 # -- benchmark ---------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Latency:
-    """One (artifact, batch) timing: percentiles of one call and images per second."""
-
-    precision: str
-    backend: str
-    provider: str
-    artifact: str
-    batch: int
-    threads: int | None
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    min_ms: float
-    max_ms: float
-    throughput_ips: float | None
-    iterations: int
-    warmup: int
-    measured_at: str
-
-
-@dataclasses.dataclass
-class BenchmarkResult:
-    machine: dict  # CPU, cores, threads, load average, library versions (runtime/machine.py)
-    results: list[Latency]
-
-
 def benchmark(bundle, precisions=("all",), *, batches: Iterable[int] = (1,), backend: str = "onnxruntime",
               provider: str = "cpu", threads: int | None = None, qdq: bool = False, warmup: int = 10,
               iterations: int | None = None, duration: float | None = None, write_report: bool = True,
               progress: Progress = None) -> BenchmarkResult:
     """Latency (p50/p90/p99, mean) and throughput of each artifact per batch size, through the
     same runners verify uses; merged into report.json unless ``write_report`` is False."""
-    from runtime.benchmark import BenchConfig, run_benchmarks, write_benchmarks
+    from runtime import console
+    from runtime.benchmark import BenchConfig, run_benchmarks
+    from runtime.report.summary import load_report, write_benchmarks
 
     b = _bundle(bundle)
     if isinstance(batches, int):
@@ -208,35 +192,16 @@ def benchmark(bundle, precisions=("all",), *, batches: Iterable[int] = (1,), bac
     config = BenchConfig(precisions=_precisions(precisions), batches=tuple(dict.fromkeys(batches)),
                          target=Target(backend=backend, provider=provider, threads=threads, qdq=qdq),
                          warmup=warmup, iterations=iterations, duration=duration)
-    from runtime import console
-
     with progress_to(progress):
+        if write_report:
+            load_report(b)  # a report.json edgeport cannot read is refused before the long part
         run = run_benchmarks(b, config, log=console.log, warn=console.warn)
         if write_report:
             write_benchmarks(b, run, log=console.log)
-    fields = {f.name for f in dataclasses.fields(Latency)}
-    return BenchmarkResult(machine=run["machine"],
-                           results=[Latency(**{k: v for k, v in r.items() if k in fields}) for r in run["results"]])
+    return run
 
 
 # -- predict -----------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class ClassScore:
-    rank: int
-    index: int
-    name: str
-    probability: float
-
-
-@dataclasses.dataclass(frozen=True)
-class Prediction:
-    image: str
-    precision: str
-    backend: str
-    provider: str
-    top: list[ClassScore]
-
-
 def predict(bundle, images: Sequence[str | Path], precision: str = "fp32", *, backend: str = "onnxruntime",
             provider: str = "cpu", threads: int | None = None, qdq: bool = False, topk: int = 5) -> list[Prediction]:
     """Top-k classes and softmax probabilities for each image (the bundle's preprocessing)."""
@@ -246,8 +211,7 @@ def predict(bundle, images: Sequence[str | Path], precision: str = "fp32", *, ba
     b = _bundle(bundle)
     config = PredictConfig(precision=precision, target=Target(backend=backend, provider=provider, threads=threads,
                                                                qdq=qdq), topk=topk)
-    return [Prediction(image=p["image"], precision=p["precision"], backend=p["backend"], provider=p["provider"],
-                       top=[ClassScore(**t) for t in p["top"]]) for p in run_predict(b, list(images), config)]
+    return run_predict(b, list(images), config)
 
 
 # -- build -------------------------------------------------------------------------------------------

@@ -69,8 +69,8 @@ class ExportResult:
         return all(c.passed for c in self.comparisons)
 
     def open(self):
-        """The written bundle (runtime.bundle.Bundle)."""
-        return Bundle.open(self.bundle)
+        """The written bundle (runtime.bundle.Bundle); this process wrote it, so no signature is checked."""
+        return Bundle.open(self.bundle, trusted_keys=())
 
 
 def library_versions() -> dict:
@@ -110,6 +110,10 @@ def _check_config(config: ExportConfig) -> None:
                          "(TensorRT 8.6 parses up to 17; static INT8 quantization needs < 21).")
     if config.engine not in ("auto", "yes", "no"):
         raise UsageError(f"engine must be auto, yes or no, got {config.engine!r}.")
+    if config.name is not None:
+        from exporter.bundle_writer import check_name
+
+        check_name(config.name)
     from exporter.int8.options import check_options
 
     check_options(config)
@@ -176,9 +180,10 @@ def _onnx_graph(config: ExportConfig, built, ref, timings: dict):
 def _add_graphs(staged, config: ExportConfig, built, ref, timings: dict):
     """model.onnx (simplified) and model.fp16.onnx; returns (onnx model, simplify stats, fp16 range)."""
     from exporter.bundle_writer import guard_disk
-    from exporter.onnx_export import fp16_range_check, save, simplify, to_fp16
+    from exporter.onnx_export import check_finite, fp16_range_check, save, simplify, to_fp16
 
     model = _onnx_graph(config, built, ref, timings)
+    check_finite(model, ref.all_outputs)  # NaN weights: named here, not blamed on onnxsim's check below
     simplify_stats = None
     if config.simplify:
         with _Stage(timings, "simplify", "simplifying with onnxsim (checked against the unsimplified graph)"):
@@ -244,20 +249,20 @@ def _verify_staged(staged, config: ExportConfig, sections: dict, timings: dict, 
     from exporter.bundle_writer import guard_disk
 
     with _Stage(timings, "verify", f"verifying every artifact against {reference} on ONNX Runtime CPU"):
-        b = Bundle.open(staged.staging)
+        b = Bundle.open(staged.staging, trusted_keys=())  # written just now: nobody signed it yet
         vconf = VerifyConfig(tolerances=config.tolerances) if config.tolerances else VerifyConfig()
-        comparisons = verify_bundle(b, vconf, log=console.log)
+        verification = verify_bundle(b, vconf, log=console.log)
         with guard_disk(staged.staging):
-            write_reports(b, comparisons, sections=sections or None)
-    return comparisons
+            write_reports(b, verification, sections=sections or None)
+    return verification.comparisons
 
 
 def run_export(config: ExportConfig) -> ExportResult:
     """Export ``config.request`` to a verified bundle under ``config.output`` (see the module docstring)."""
     from runtime.errors import require
 
-    from exporter.bundle_writer import prepare_output
-    from exporter.models.registry import build_model, check_request, is_onnx_model
+    from exporter.bundle_writer import StagedBundle, prepare_output
+    from exporter.models.registry import build_model, check_request, default_name, is_onnx_model
 
     _check_config(config)
     check_request(config.request)  # a typo is a usage error, before seconds of importing torch
@@ -267,16 +272,45 @@ def run_export(config: ExportConfig) -> ExportResult:
         from runtime.engines.build import require_engine_support
 
         require_engine_support()  # fail before a minutes-long export, not after it
+    config = _absolute_paths(config)  # before user code runs: a factory's chdir moves nothing
     prepare_output(config.output)  # fail fast, before loading the model
     _precheck_replace(config)
     timings: dict[str, float] = {}
-    with _Stage(timings, "load", f"loading model {config.request.label}"):
-        built = build_model(config.request, log=console.log)
-    try:
-        return _export_built(config, built, timings)
-    finally:
-        if built.restore is not None:
-            built.restore()
+    # The lock first: a second export into the same bundle fails at once, not after the load.
+    with StagedBundle(config.output, config.name or default_name(config.request)) as staged, \
+            _user_code(config.request):
+        with _Stage(timings, "load", f"loading model {config.request.label}"):
+            built = build_model(config.request, log=console.log)
+        try:
+            comparisons = _export_built(config, built, staged, timings)
+        finally:
+            if built.restore is not None:
+                built.restore()
+    final = staged.final
+    console.log(f"bundle written to {final} in {sum(timings.values()):.1f} s")
+    engines, engine_hint = _engines_after_export(final, config, comparisons)
+    return ExportResult(bundle=final, comparisons=comparisons, timings=timings, engines=engines,
+                        engine_hint=engine_hint)
+
+
+def _user_code(request):
+    """A user factory's import, call and forward passes run isolated (exporter/models/factories.py)."""
+    import contextlib
+
+    from exporter.models.factories import user_code
+    from exporter.models.registry import is_user_model
+
+    return user_code(request.model) if is_user_model(request.model) else contextlib.nullcontext()
+
+
+def _absolute_paths(config: ExportConfig) -> ExportConfig:
+    """Every path option made absolute (a --weights that names an existing file too)."""
+    changes = {f.name: Path(v).absolute() for f in dataclasses.fields(config)
+               if "Path" in str(f.type) and (v := getattr(config, f.name)) is not None}
+    weights = config.request.weights
+    if isinstance(weights, (str, Path)) and Path(weights).exists():
+        changes["request"] = dataclasses.replace(config.request, weights=str(Path(weights).absolute()))
+    return dataclasses.replace(config, **changes)
 
 
 def _precheck_replace(config: ExportConfig) -> None:
@@ -289,18 +323,19 @@ def _precheck_replace(config: ExportConfig) -> None:
     precheck(config.output, config.name or (entry.name if entry else None), identity, config.force)
 
 
-def _export_built(config: ExportConfig, built, timings: dict) -> ExportResult:
-    """Everything after the model is loaded: reference outputs, the staged bundle, verification."""
+def _export_built(config: ExportConfig, built, staged, timings: dict) -> list:
+    """Everything after the model is loaded: reference outputs, the staged bundle, verification,
+    the commit; returns the comparisons."""
     from runtime.preprocess import format_hw
 
-    from exporter.bundle_writer import StagedBundle, guard_disk
+    from exporter.bundle_writer import guard_disk
     from exporter.models.registry import count_macs
     from exporter.onnx_export import INPUT_NAME
     from exporter.reference import compute_reference
     from exporter.reexport import Identity, carry_over, check_replace
 
     pre = built.preprocessing
-    name = config.name or built.name
+    name = staged.name
     what = "ONNX Runtime FP32 outputs of the given model" if built.onnx_model is not None else "PyTorch FP32 outputs"
     with _Stage(timings, "reference", f"computing {what} (the reference) on the golden set"):
         ref = compute_reference(config, built)
@@ -321,28 +356,24 @@ def _export_built(config: ExportConfig, built, timings: dict) -> ExportResult:
     if built.weights.get("random_init"):
         console.warn("random-init weights: the report checks fidelity to PyTorch only, not task accuracy")
 
-    with StagedBundle(config.output, name) as staged:
-        previous = check_replace(staged.final, Identity(built.source, built.name, ref.num_classes), config.force)
-        model, simplify_stats, fp16_range = _add_graphs(staged, config, built, ref, timings)
-        manifest = _base_manifest(config, built, name, ref, params, macs, simplify_stats, input_name)
-        manifest.artifacts["fp32"] = staged.entry("model.onnx")
-        if config.fp16:
-            manifest.artifacts["fp16"] = staged.entry("model.fp16.onnx")
-            manifest.fp16_range = fp16_range
-        sections = _add_int8(staged, manifest, model, built, config, ref, timings) if config.int8 else {}
-        with guard_disk(staged.staging):
-            _write_golden(staged.path(GOLDEN), ref)
-        manifest.golden = GoldenInfo(**staged.entry(GOLDEN).to_dict(), samples=len(ref.gold.names),
-                                     source=ref.gold.source, skipped=len(ref.gold.skipped))
-        manifest.timings_s = timings
-        staged.write_manifest(manifest)
-        carry_over(previous, staged, manifest, verify=config.verify, fresh=set(sections))
-        comparisons = _verify_staged(staged, config, sections, timings, ref.label) if config.verify else []
-        final = staged.commit()
-    console.log(f"bundle written to {final} in {sum(timings.values()):.1f} s")
-    engines, engine_hint = _engines_after_export(final, config, comparisons)
-    return ExportResult(bundle=final, comparisons=comparisons, timings=timings, engines=engines,
-                        engine_hint=engine_hint)
+    previous = check_replace(staged.final, Identity(built.source, built.name, ref.num_classes), config.force)
+    model, simplify_stats, fp16_range = _add_graphs(staged, config, built, ref, timings)
+    manifest = _base_manifest(config, built, name, ref, params, macs, simplify_stats, input_name)
+    manifest.artifacts["fp32"] = staged.entry("model.onnx")
+    if config.fp16:
+        manifest.artifacts["fp16"] = staged.entry("model.fp16.onnx")
+        manifest.fp16_range = fp16_range
+    sections = _add_int8(staged, manifest, model, built, config, ref, timings) if config.int8 else {}
+    with guard_disk(staged.staging):
+        _write_golden(staged.path(GOLDEN), ref)
+    manifest.golden = GoldenInfo(**staged.entry(GOLDEN).to_dict(), samples=len(ref.gold.names),
+                                 source=ref.gold.source, skipped=len(ref.gold.skipped))
+    manifest.timings_s = timings
+    staged.write_manifest(manifest)
+    carry_over(previous, staged, manifest, verify=config.verify, fresh=set(sections))
+    comparisons = _verify_staged(staged, config, sections, timings, ref.label) if config.verify else []
+    staged.commit()
+    return comparisons
 
 
 def _write_golden(path: Path, ref) -> None:
@@ -362,5 +393,7 @@ def _engines_after_export(final: Path, config: ExportConfig, comparisons: list) 
     if not all(c.passed for c in comparisons):
         return [], "TensorRT engines were not built because the verification failed."
     from runtime.engines.build import export_engines
+    from runtime.signing import own_bundle
 
-    return export_engines(final, config.engine, log=console.log, warn=console.warn)
+    with own_bundle():  # the bundle this export has just committed: nobody signed it yet
+        return export_engines(final, config.engine, log=console.log, warn=console.warn)

@@ -1,13 +1,16 @@
 """File helpers shared by bundles, reports, calibration files, sidecars and timing caches:
-atomic writes and sha256."""
+atomic writes, sha256, and opening a bundle's file as what it claims to be."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -35,8 +38,46 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """The sha256 hex digest of a file, read in chunks."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+        return sha256_fileobj(f, chunk)
+
+
+def sha256_fileobj(f: BinaryIO, chunk: int = 1 << 20) -> str:
+    """The sha256 hex digest of an open file from its current position to the end."""
+    h = hashlib.sha256()
+    while block := f.read(chunk):
+        h.update(block)
     return h.hexdigest()
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """Open a bundle file for reading, only if it is a regular file reached without a symbolic link.
+
+    A bundle is written by someone else (docs/security.md): ``model.onnx`` may be a link to a
+    file outside it, or a FIFO that blocks the reader. ``O_NOFOLLOW`` refuses a link in the last
+    component (file names inside a bundle have no other), ``O_NONBLOCK`` keeps a FIFO from
+    blocking the open, and ``fstat`` on the descriptor checks what was opened, so the bytes a
+    caller hashes and loads are those of the file checked. Raises BundleError otherwise."""
+    from runtime.errors import BundleError
+
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(path):
+            raise BundleError(f"{path} is a symbolic link; edgeport reads only regular files of a bundle and "
+                              "never follows a link out of it.", hint="Replace the link by the file itself, or "
+                                                                      "re-export the bundle.") from exc
+        raise BundleError(f"{path} cannot be read ({exc.strerror or exc}).",
+                          hint="Copy the whole bundle folder again, or re-export it.") from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "folder" if stat.S_ISDIR(mode) else "special file (device, FIFO or socket)"
+        raise BundleError(f"{path} is a {kind}, not a regular file; edgeport reads only regular files of a bundle.",
+                          hint="Re-export the bundle.")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    f = os.fdopen(fd, "rb")
+    f.raw.name = str(path)  # named by its path, as open() names it (fdopen names it by the descriptor)
+    return f

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from edgeport.cli.options import common_options, json_option, out, out_json, precision_option
+from edgeport.cli.options import trusted_key_option
 from runtime.engines.registry import DEFAULT_RUNTIME, ENGINE_RUNTIMES
 from runtime.engines.tensorrt_rtx import COMPUTE_CAPABILITIES, DEFAULT_TARGETS
 
@@ -54,6 +55,7 @@ BUILD_PRECISIONS = ("fp32", "fp16", "int8", "all")
               help="auto: strongly typed from the bundle's FP16/INT8 graphs on TensorRT >= 10, builder flags before; "
                    "flags: weakly typed + FP16/INT8 flags (TensorRT < 11).")
 @json_option
+@trusted_key_option
 @common_options
 def build(bundle, runtime, compute_capabilities, runtime_cache, no_runtime_cache, precisions, min_batch, opt_batch,
           max_batch, workspace_mib, dla_core, gpu_fallback, timing_cache, no_timing_cache, builder_level,

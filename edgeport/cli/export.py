@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edgeport.cli.options import AliasOption, common_options, comparisons_table, json_option, out, out_json
+from edgeport.cli.options import trusted_key_option
 
 
 def _per_channel(ctx, param, value):
@@ -123,6 +124,7 @@ def _input_size(ctx, param, value):
               help="Build TensorRT engines right after the export: auto = when TensorRT and a GPU are here "
                    "(otherwise print the `edgeport build` command for the target), yes = required, no = never.")
 @json_option
+@trusted_key_option
 @common_options
 def export(model, factory_args, weights, trust_checkpoint, num_classes, input_size, channels, mean, std, output_name,
            output_index, output, name, max_batch, opset, no_simplify, fp16, int8, calib_data, calib_samples,

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from edgeport.cli.options import common_options, json_option, out, out_json
+from edgeport.cli.options import trusted_key_option
 
 # Bundle artifacts TensorRT does not build under the Q/DQ rules, and why.
 _NOT_FOR_TENSORRT = {
@@ -55,6 +56,7 @@ def _artifact_role(path: Path) -> str | None:
 @click.option("--max-nodes", type=click.IntRange(min=1), default=10, show_default=True,
               help="Offending nodes shown per rule.")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too (edgeport's own export does).")
+@trusted_key_option
 @common_options
 def lint(path, as_json, max_nodes, strict):
     """Check the Q/DQ nodes of PATH against TensorRT's INT8 rules.

@@ -130,8 +130,10 @@ def target_kwargs(backend, provider, threads, qdq) -> dict:
 def out(text: str = "") -> None:
     """Print a result line on stdout. A closed stdout (``edgeport models | head -1``) is not an
     error: the rest of the output is dropped and the command ends with the status of its work."""
+    from runtime.console import printable
+
     try:
-        click.echo(text)
+        click.echo(printable(text))  # results quote bundle text (class and model names): no terminal escapes
     except BrokenPipeError:
         drop_stdout()
 
@@ -144,12 +146,12 @@ def _json_default(value):
     import dataclasses
     from pathlib import Path
 
+    if hasattr(value, "to_dict"):  # the typed results: their own report.json shape
+        return value.to_dict()
     if dataclasses.is_dataclass(value):
         return dataclasses.asdict(value)
     if isinstance(value, Path):
         return str(value)
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     raise TypeError(f"cannot serialize {type(value).__name__}")
@@ -169,9 +171,30 @@ def comparisons_table(comparisons) -> str:
     from runtime.report.html_sections import OUTPUTS_HEADER, output_rows
     from runtime.report.summary import SUMMARY_HEADER, render_table, summary_rows
 
-    results = [c.to_dict() for c in comparisons]
-    text = render_table(SUMMARY_HEADER, summary_rows(results))
-    further = output_rows(results)
+    text = render_table(SUMMARY_HEADER, summary_rows(comparisons))
+    further = output_rows(comparisons)
     if further:
         text += "\n\nfurther outputs:\n" + render_table(OUTPUTS_HEADER, further)
     return text
+
+
+# -- signed bundles ----------------------------------------------------------------------------------
+def trusted_key_option(fn):
+    """--trusted-key PUBLIC.pem (repeatable) on every command that reads a bundle.
+
+    The command runs inside ``runtime.signing.trusting(keys)``, so every ``Bundle.open`` under it
+    checks the bundle's signature before reading anything else, without a parameter threaded
+    through the API; without the option, ``$EDGEPORT_TRUSTED_KEYS`` applies (docs/security.md)."""
+
+    @click.option("--trusted-key", "trusted_keys_", multiple=True, metavar="PUBLIC.pem",
+                  type=click.Path(path_type=str),
+                  help="Refuse the bundle unless its bundle.sig verifies with this public key (repeatable: any "
+                       "of them; default: $EDGEPORT_TRUSTED_KEYS, paths separated by ':'). See docs/security.md.")
+    @functools.wraps(fn)
+    def wrapper(*args, trusted_keys_=(), **kwargs):
+        from runtime.signing import trusting
+
+        with trusting(trusted_keys_):
+            return fn(*args, **kwargs)
+
+    return wrapper

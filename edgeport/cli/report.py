@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgeport.cli.options import (AliasOption, common_options, json_option, out, out_json, target_kwargs, target_options)
+from edgeport.cli.options import trusted_key_option
 
 
 @click.command()
@@ -15,6 +16,7 @@ from edgeport.cli.options import (AliasOption, common_options, json_option, out,
               type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the HTML page to this file instead of BUNDLE/report.html (report.md is then left alone).")
 @json_option
+@trusted_key_option
 @common_options
 def report(bundle, output, as_json):
     """Regenerate report.html and report.md of BUNDLE from its report.json.
@@ -36,7 +38,7 @@ def report(bundle, output, as_json):
     target = write_html(b, data, output)
     if as_json:
         out_json({"html": target, "markdown": None if output is not None else b.report_path("md"),
-                  "passed": data.get("passed")})
+                  "passed": data.passed if data.results else None})
     else:
         out(f"report: {target}")
 
@@ -50,6 +52,7 @@ def report(bundle, output, as_json):
 @target_options
 @click.option("--topk", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
 @json_option
+@trusted_key_option
 @common_options
 def predict(bundle, images, precision, backend, provider, threads, qdq, topk, as_json):
     """Classify IMAGES with BUNDLE: top-k class names and softmax probabilities.
@@ -57,8 +60,6 @@ def predict(bundle, images, precision, backend, provider, threads, qdq, topk, as
     Class names come from the manifest (export --class-names FILE, or named torchvision
     weights); without them classes print as "class N".
     """
-    import dataclasses
-
     from runtime import console
     from runtime.bundle import Bundle
     from runtime.predict import format_predictions
@@ -68,9 +69,8 @@ def predict(bundle, images, precision, backend, provider, threads, qdq, topk, as
     b = Bundle.open(bundle)
     if b.random_init:
         console.warn("this bundle has random-init weights: its predictions are meaningless")
-    predictions = [dataclasses.asdict(p) for p in run_predict(b, list(images), precision, topk=topk,
-                                                              **target_kwargs(backend, provider, threads, qdq))]
+    predictions = run_predict(b, list(images), precision, topk=topk, **target_kwargs(backend, provider, threads, qdq))
     if as_json:
-        out_json(predictions)
+        out_json([p.to_dict() for p in predictions])
     else:
         out(format_predictions(predictions))

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from edgeport.cli.options import common_options, json_option, list_callback, out, out_json
+from edgeport.cli.options import trusted_key_option
 
 
 @click.command()
@@ -46,6 +47,7 @@ from edgeport.cli.options import common_options, json_option, list_callback, out
               help="Write without checking config.pbtxt against Triton's ModelConfig schema (when tritonclient "
                    "is not installed); Triton then reports schema errors only when loading the model.")
 @json_option
+@trusted_key_option
 @common_options
 def triton(bundle, repository, backend, precision, kind, instances, preferred_batch, max_queue_delay_us, name, force,
            no_warmup, threads, trt_accel, trt_precision, trt_workspace_mib, trt_engine_cache, no_schema_check,

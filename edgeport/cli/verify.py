@@ -7,6 +7,7 @@ import sys
 import click
 
 from edgeport.cli.options import (AliasOption, batch_option, common_options, comparisons_table, json_option, out, out_json, precision_option, target_kwargs, target_options)
+from edgeport.cli.options import trusted_key_option
 
 
 @click.command()
@@ -27,6 +28,7 @@ from edgeport.cli.options import (AliasOption, batch_option, common_options, com
               type=click.IntRange(min=1), default=None,
               help="Use at most this many --labeled-data images (spread evenly over the classes).")
 @json_option
+@trusted_key_option
 @common_options
 def verify(bundle, precisions, backend, provider, threads, qdq, batches, tols, data, labels_file, data_samples,
            as_json):
@@ -48,9 +50,7 @@ def verify(bundle, precisions, backend, provider, threads, qdq, batches, tols, d
                         batch=batches[0] if batches else None, tolerances=tols, data=data, labels=labels_file,
                         data_samples=data_samples)
     if as_json:
-        out_json({"bundle": result.bundle, "passed": result.passed,
-                  "results": [c.to_dict() for c in result.comparisons], "lint": result.lint,
-                  "accuracy": result.accuracy, "reports": result.reports})
+        out_json(result.to_dict())
     else:
         out(comparisons_table(result.comparisons))
         if result.accuracy is not None:
@@ -58,7 +58,7 @@ def verify(bundle, precisions, backend, provider, threads, qdq, batches, tols, d
             from runtime.report.summary import render_table
 
             acc = result.accuracy
-            out(f"\nlabeled accuracy on {acc['samples']} images ({acc['skipped']} unreadable skipped):")
+            out(f"\nlabeled accuracy on {acc.samples} images ({acc.skipped} unreadable skipped):")
             out(render_table(ACCURACY_HEADER, accuracy_rows(acc)))
         for path in result.reports[1:]:
             out(f"report: {path}")

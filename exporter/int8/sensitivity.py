@@ -30,6 +30,7 @@ Nothing here imports torch; ``onnx`` and ``onnxruntime`` are imported lazily.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -148,13 +149,13 @@ def report_rows(rows: list[dict], kept: dict[str, str] | None = None) -> list[di
 
 # -- an existing bundle ----------------------------------------------------------------------------
 def bundle_sensitivity(bundle, *, samples: int | None = DEFAULT_SAMPLES, threads: int | None = None,
-                       log: Callable[[str], None] = lambda s: None) -> dict:
-    """Sensitivity of a bundle's Q/DQ artifact (model.int8.onnx) on its golden set.
+                       log: Callable[[str], None] = lambda s: None):
+    """Sensitivity of a bundle's Q/DQ artifact (model.int8.onnx) on its golden set: a
+    ``runtime.report.sections.Sensitivity`` (the ranked rows, the images and layers measured).
 
     Needs model.onnx, model.int8.onnx and golden.npz. Layers the artifact already keeps out
     of INT8 (``export --max-drop``) have no Q/DQ left to measure: they are listed with the
-    numbers recorded at export (manifest ``int8.mixed_precision``). Returns ``{"rows": report
-    rows, "samples": n, "units": measured, "kept": names}``.
+    numbers recorded at export (manifest ``int8.mixed_precision``).
     """
     from runtime.errors import UsageError
 
@@ -184,5 +185,7 @@ def bundle_sensitivity(bundle, *, samples: int | None = DEFAULT_SAMPLES, threads
                          "output_cosine": r.get("output_cosine"), "top1_agreement": r.get("top1_agreement"),
                          "macs_share": r.get("macs_share", round(graph.macs_share([name]), 5)), "kept_float": True})
         rows = rank_rows(rows)
-    return {"rows": report_rows(rows, {n: "kept" for n in kept}), "samples": len(pick),
-            "units": len(graph.units), "kept": kept}
+    from runtime.report.sections import Sensitivity
+
+    ranking = Sensitivity.from_dict(report_rows(rows, {n: "kept" for n in kept}))
+    return dataclasses.replace(ranking, samples=len(pick), units=len(graph.units), kept=list(kept))

@@ -122,6 +122,20 @@ def check_model_name(spec) -> None:
         raise UsageError(f"Unknown model '{spec}'.", hint=suggest(spec))
 
 
+def default_name(req: ModelRequest) -> str:
+    """The bundle's folder name when no --name is given, known before the model is built (the
+    export takes its lock on that name before any work)."""
+    spec = req.model
+    if is_onnx_model(spec):
+        return Path(spec).stem
+    if not isinstance(spec, str):
+        return type(spec).__name__.lower()
+    if is_user_model(spec):
+        target, _, attr = spec.rpartition(":")
+        return f"{Path(target).stem}_{attr}" if target.endswith(".py") else attr
+    return REGISTRY[spec].name
+
+
 def check_request(req: ModelRequest) -> None:
     """Cheap checks of the request, before torch is imported (usage errors)."""
     check_model_name(req.model)
@@ -273,15 +287,15 @@ def _build_user(req: ModelRequest, log) -> BuiltModel:
     from exporter.models import factories as F
     from exporter.models import weights as W
 
-    factory, where = F.load_user_factory(req.model)
     args = F.parse_factory_args(req.factory_args)
-    torch.manual_seed(0)
-    module = F.call_factory(factory, req.model, req.num_classes, args)
+    with F.user_code(req.model):  # its prints to stderr, its exits to errors, its chdir undone
+        factory, _ = F.load_user_factory(req.model)
+        torch.manual_seed(0)
+        module = F.call_factory(factory, req.model, req.num_classes, args)
     channels, note = model_channels(req, module)
     size = 224
     pre = make_preprocessing(req, channels, note, int(round(size / 0.875)), size)
-    stem = req.model.rpartition(":")[2]
-    name = Path(req.model.rpartition(":")[0]).stem + "_" + stem if where.endswith(".py") else stem
+    name = default_name(req)
     weights = W.apply_weights(module, req, family="user", log=log)
     return BuiltModel(module.eval(), name=name, source="user", spec=req.model, num_classes=req.num_classes or 0,
                       class_names=None, preprocessing=pre, weights=weights, channels_note=note,

@@ -30,14 +30,13 @@ runner (runtime/runners/tensorrt_rtx.py), still before deserializing.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import shlex
 from pathlib import Path
 
 from runtime.errors import BundleError, EdgeportError
-from runtime.fsutil import atomic_write_bytes, sha256_file
+from runtime.fsutil import sha256_file
 from runtime.engines.registry import DEFAULT_RUNTIME, engine_runtime, product_name
 from runtime.engines.sidecar_schema import (  # noqa: F401 - the sidecar's types, public here
     SIDECAR_VERSION, BuildGpu, EngineFile, EngineSidecar, SourceArtifact)
@@ -71,16 +70,18 @@ class EngineRecord:
 
 
 # -- writing ---------------------------------------------------------------------------------
-_atomic_write = atomic_write_bytes
-
-
 def write_engine(bundle_root: Path, engine_name: str, plan: bytes, sidecar: EngineSidecar) -> EngineRecord:
-    """Write the engine, then its sidecar (with the engine's sha256), both atomically.
+    """Write the engine and its sidecar (with the engine's sha256) under temporary names, then
+    swap them in (runtime/atomic.py).
 
-    The sidecar goes last: an interrupted write leaves at most an engine without a sidecar,
-    which is never listed or loaded.
+    Both are complete on disk before anything old is touched, so a full disk or an error
+    leaves the old pair working. The swap drops the old sidecar first and puts the new one in
+    last: a kill between the renames leaves at most an engine without a sidecar, which is
+    never listed or loaded, never an old sidecar paired with a new engine.
     """
     import hashlib
+
+    from runtime import atomic
 
     root = Path(bundle_root)
     engine_path = root / engine_name
@@ -88,12 +89,8 @@ def write_engine(bundle_root: Path, engine_name: str, plan: bytes, sidecar: Engi
     sidecar = dataclasses.replace(sidecar, sidecar_version=SIDECAR_VERSION, engine=EngineFile(
         engine_name, hashlib.sha256(plan).hexdigest(), len(plan)))
     try:
-        # Remove a stale sidecar first, so a crash between the two writes cannot pair the
-        # old sidecar with the new engine.
-        with contextlib.suppress(FileNotFoundError):
-            sidecar_path.unlink()
-        _atomic_write(engine_path, bytes(plan))
-        _atomic_write(sidecar_path, (json.dumps(sidecar.to_dict(), indent=2) + "\n").encode())
+        atomic.replace_pair(engine_path, bytes(plan), sidecar_path,
+                            (json.dumps(sidecar.to_dict(), indent=2) + "\n").encode())
     except OSError as exc:
         raise EdgeportError(f"Cannot write the engine {engine_path}: {exc}.",
                             hint="Check free space and permissions of the bundle folder.") from exc
@@ -141,13 +138,14 @@ def engine_precisions(bundle, runtime: str = DEFAULT_RUNTIME) -> list[str]:
 
 # -- commands ---------------------------------------------------------------------------------
 def build_command(bundle_root, precision: str = "all", options: dict | None = None) -> str:
-    """The exact ``edgeport build`` command for a bundle and a sidecar's recorded options."""
+    """The exact ``edgeport build`` command for a bundle and a sidecar's recorded options; every
+    value is shell-quoted, since a sidecar's values come from whoever wrote the bundle."""
     o = options or {}
-    parts = ["edgeport", "build", shlex.quote(str(bundle_root)), "--precision", precision]
+    parts = ["edgeport", "build", str(bundle_root), "--precision", str(precision)]
     if o.get("runtime") not in (None, DEFAULT_RUNTIME):
         parts += ["--runtime", str(o["runtime"])]
     if o.get("compute_capabilities"):
-        parts += ["--compute-capability", ",".join(o["compute_capabilities"])]
+        parts += ["--compute-capability", ",".join(map(str, o["compute_capabilities"]))]
     for key, flag in (("min_batch", "--min-batch"), ("opt_batch", "--opt-batch"), ("max_batch", "--max-batch"),
                       ("dla_core", "--dla-core"), ("builder_level", "--builder-level")):
         if o.get(key) is not None:
@@ -161,10 +159,10 @@ def build_command(bundle_root, precision: str = "all", options: dict | None = No
     if o.get("build_path") not in (None, "auto"):
         parts += ["--build-path", str(o["build_path"])]
     if o.get("runtime_cache"):
-        parts += ["--runtime-cache", shlex.quote(str(o["runtime_cache"]))]
+        parts += ["--runtime-cache", str(o["runtime_cache"])]
     if o.get("no_runtime_cache"):
         parts.append("--no-runtime-cache")
-    return " ".join(parts)
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def rebuild_command(bundle_root, sidecar: EngineSidecar) -> str:

@@ -92,6 +92,19 @@ def test_corrupt_report_json_is_refused_not_replaced(seed_bundle, copy_bundle):
     assert result.exit_code == 3 and "is not valid JSON" in result.output
 
 
+def test_report_json_with_a_malformed_section_is_refused_before_verifying(seed_bundle, copy_bundle):
+    bundle = copy_bundle(seed_bundle)
+    data = json.loads((bundle / "report.json").read_text())
+    data["benchmarks"] = "fast"
+    text = json.dumps(data)
+    (bundle / "report.json").write_text(text)
+    for command in (("verify", bundle), ("report", bundle), ("bench", bundle, "--iterations", "1")):
+        result = invoke(*command)
+        assert result.exit_code == 3 and "has a malformed section" in result.output, result.output
+        assert "verifying" not in result.output and "timing" not in result.output  # refused before the long part
+    assert (bundle / "report.json").read_text() == text  # untouched
+
+
 def test_tensorrt_runner_has_no_max_batch_to_ignore():
     from runtime.runners.tensorrt import TensorRTRunner
 

@@ -6,6 +6,7 @@ structure and internal consistency. Speed targets are checked by `make bench`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -366,17 +367,26 @@ def test_bench_json_report_merge(int8_bundle, copy_bundle, tmp_path):
 
 
 def test_merge_drops_other_machines():
-    from runtime.benchmark import merge_benchmarks
+    from runtime.benchmark import BenchmarkResult, Latency
 
-    old = {"machine": {"cpu": "Other CPU", "arch": "aarch64", "usable_cores": 8},
-           "results": [{"backend": "onnxruntime", "provider": "cpu", "precision": "fp32", "batch": 1, "threads": None}]}
-    new = {"machine": {"cpu": "AMD EPYC", "arch": "x86_64", "usable_cores": 2},
-           "results": [{"backend": "onnxruntime", "provider": "cpu", "precision": "fp16", "batch": 1, "threads": None}]}
-    merged = merge_benchmarks(old, new)
-    assert merged["results"] == new["results"] and merged["machine"] == new["machine"]
-    same = {"machine": dict(new["machine"]), "results": old["results"]}
-    assert len(merge_benchmarks(same, new)["results"]) == 2
-    assert len(merge_benchmarks(old["results"], new)["results"]) == 1  # a bare list: machine unknown
+    def row(precision):
+        return Latency(precision=precision, backend="onnxruntime", provider="cpu", artifact="model.onnx", batch=1,
+                       threads=None, p50_ms=1.0, p90_ms=1.0, p99_ms=1.0, mean_ms=1.0, min_ms=1.0, max_ms=1.0,
+                       throughput_ips=1000.0, iterations=10, warmup=1, measured_at="2026-01-01T00:00:00+00:00")
+
+    other = {"cpu": "Other CPU", "arch": "aarch64", "usable_cores": 8}
+    here = {"cpu": "AMD EPYC", "arch": "x86_64", "usable_cores": 2}
+    old = BenchmarkResult(machine=other, results=[row("fp32")])
+    new = BenchmarkResult(machine=here, results=[row("fp16")])
+    merged = old.merge(new)
+    assert merged.results == new.results and merged.machine == new.machine
+    same = BenchmarkResult(machine=dict(here), results=old.results)
+    assert [r.precision for r in same.merge(new).results] == ["fp32", "fp16"]
+    assert len(BenchmarkResult(machine={}, results=old.results).merge(new).results) == 1  # machine unknown
+    # A same-key result is replaced, not duplicated; the section reads back as it was written.
+    assert [r.p50_ms for r in new.merge(BenchmarkResult(here, [dataclasses.replace(row("fp16"), p50_ms=2.0)])).results] \
+        == [2.0]
+    assert BenchmarkResult.from_dict(json.loads(json.dumps(merged.to_dict()))) == merged
 
 
 @pytest.mark.parametrize("args, message", [

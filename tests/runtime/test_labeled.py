@@ -172,16 +172,23 @@ def test_data_option_errors(color_bundle, copy_bundle, tmp_path, case):
 
 
 def test_merge_keeps_other_backends_for_the_same_data():
-    from runtime.labeled import merge_accuracy
+    from runtime.labeled import AccuracyReference, AccuracyRow, LabeledAccuracy, merge_accuracy
 
     def section(backend, data="d", samples=10):
-        return {"data": data, "samples": samples, "reference": {},
-                "results": [{"backend": backend, "provider": "cpu", "precision": "fp32", "top1": 0.5}]}
+        row = AccuracyRow(backend=backend, provider="cpu", precision="fp32", samples=samples, top1=0.5, top5=0.9,
+                          top1_drop_points=0.0, top5_drop_points=0.0, agreement_with_reference=1.0)
+        ref = AccuracyReference(label="model.onnx FP32", precision="fp32", backend="onnxruntime", provider="cpu",
+                                description="", top1=0.5, top5=0.9)
+        return LabeledAccuracy(data=data, layout="imagefolder", label_source="integer labels", samples=samples,
+                               classes_present=2, skipped=0, skipped_examples=[], reference=ref, results=[row],
+                               evaluated_at="")
 
     merged = merge_accuracy(section("tensorrt"), section("onnxruntime"))
-    assert [r["backend"] for r in merged["results"]] == ["tensorrt", "onnxruntime"]
-    assert [r["backend"] for r in merge_accuracy(section("tensorrt", data="other"),
-                                                 section("onnxruntime"))["results"]] == ["onnxruntime"]
+    assert [r.backend for r in merged.results] == ["tensorrt", "onnxruntime"]
+    assert [r.backend for r in merge_accuracy(section("tensorrt", data="other"),
+                                              section("onnxruntime")).results] == ["onnxruntime"]
+    # The section reads back from report.json as it was written.
+    assert LabeledAccuracy.from_dict(json.loads(json.dumps(merged.to_dict()))) == merged
 
 
 def test_read_class_names(tmp_path):

@@ -139,11 +139,11 @@ def test_predict_backend_tensorrt_runs_the_resolved_engine(tmp_path, monkeypatch
     e = np.exp(logits - logits.max(axis=1, keepdims=True))  # softmax, computed here
     expected = e / e.sum(axis=1, keepdims=True)
     for pred, probs in zip(preds, expected):
-        assert pred["backend"] == "tensorrt" and pred["provider"] == "gpu"
+        assert pred.backend == "tensorrt" and pred.provider == "gpu"
         order = np.argsort(-probs)[:3]
-        assert [t["index"] for t in pred["top"]] == order.tolist()
-        assert [t["name"] for t in pred["top"]] == [f"class {i}" for i in order]
-        assert [t["probability"] for t in pred["top"]] == pytest.approx(probs[order].tolist())
+        assert [t.index for t in pred.top] == order.tolist()
+        assert [t.name for t in pred.top] == [f"class {i}" for i in order]
+        assert [t.probability for t in pred.top] == pytest.approx(probs[order].tolist())
     assert trt.called("context.execute_async_v3")
 
 

@@ -325,7 +325,7 @@ def test_verify_backend_tensorrt_uses_resolved_engines(bundle, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(device, "probe_env", lambda trt=None, dla=False: env_for(trt))
     monkeypatch.setattr(cuda_mem, "default_memory", lambda: mem)
-    results = verify_bundle(bundle, VerifyConfig(target=Target(backend="tensorrt")))
+    results = verify_bundle(bundle, VerifyConfig(target=Target(backend="tensorrt"))).comparisons
     assert [(r.precision, r.backend, r.provider, r.passed) for r in results] == \
         [("fp32", "tensorrt", "gpu", True), ("fp16", "tensorrt", "gpu", True)]
     assert results[0].max_abs_diff < 1e-5
