@@ -54,3 +54,42 @@ def test_cited_paths_point_into_the_tree():
             if not (REPO / m.group(0)).is_file():
                 bad.append(f"{doc.name}: {m.group(0)}")
     assert bad == []
+
+
+def _documented_command_lines():
+    """(doc, command, options) of every `edgeport COMMAND ...` line in the README's and docs' code blocks."""
+    import shlex
+
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        in_code = False
+        for line in doc.read_text().splitlines():
+            if line.startswith("```"):
+                in_code = not in_code
+                continue
+            text = line.split("#")[0].strip().rstrip("\\").strip()
+            if not in_code or not text.startswith("edgeport "):
+                continue
+            try:
+                words = shlex.split(text)
+            except ValueError:
+                continue
+            if len(words) > 1 and not words[1].startswith("-"):
+                yield doc.name, words[1], [w.split("=")[0] for w in words[2:] if w.startswith("--")]
+
+
+def test_documented_command_lines_use_real_options():
+    """Every `--option` shown after `edgeport COMMAND` in a code block is an option of that command
+    (read from the click command itself, the CLI's single source)."""
+    from edgeport.cli import cli
+
+    lines = list(_documented_command_lines())
+    assert len(lines) >= 20  # the README's command list alone has more
+    unknown = []
+    for doc, name, options in lines:
+        command = cli.commands.get(name)
+        if command is None:
+            unknown.append(f"{doc}: edgeport {name} (no such command)")
+            continue
+        known = {o for p in command.params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
+        unknown += [f"{doc}: edgeport {name} {o}" for o in options if o not in known]
+    assert unknown == []
