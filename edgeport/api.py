@@ -87,18 +87,22 @@ class VerifyResult:
 def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provider: str = "cpu",
            threads: int | None = None, qdq: bool = False, batch: int | None = None, tolerances=None,
            labeled_data: str | Path | None = None, labels: str | Path | None = None,
-           labeled_samples: int | None = None, write_report: bool = True, progress: Progress = None) -> VerifyResult:
+           labeled_samples: int | None = None, write_report: bool = True, trust_engine_host_code: bool = False,
+           progress: Progress = None) -> VerifyResult:
     """Check each artifact of ``bundle`` against the reference outputs it carries.
 
     With ``labeled_data`` (an ImageFolder tree, or a flat folder with ``labels``), also measures
     top-1/top-5 of every artifact. Writes report.json/.md/.html unless ``write_report`` is False.
+    ``trust_engine_host_code``: load version-compatible engines, whose embedded host code runs in
+    this process (docs/security.md); without it they are refused.
     """
     from runtime import console
     from runtime.compare import parse_tolerances
     from runtime.verify import VerifyConfig, verify_bundle
 
     b = _bundle(bundle)
-    target = Target(backend=backend, provider=provider, threads=threads, qdq=qdq)
+    target = Target(backend=backend, provider=provider, threads=threads, qdq=qdq,
+                    trust_engine_host_code=trust_engine_host_code)
     config = VerifyConfig(precisions=_precisions(precisions), target=target, batch=batch,
                           tolerances=parse_tolerances(tolerances or ()))
     with progress_to(progress):
@@ -140,7 +144,7 @@ def _labeled_set(bundle: Bundle, data, labels, limit):
 def benchmark(bundle, precisions=("all",), *, batches: Iterable[int] = (1,), backend: str = "onnxruntime",
               provider: str = "cpu", threads: int | None = None, qdq: bool = False, warmup: int = 10,
               iterations: int | None = None, duration: float | None = None, write_report: bool = True,
-              progress: Progress = None) -> BenchmarkResult:
+              trust_engine_host_code: bool = False, progress: Progress = None) -> BenchmarkResult:
     """Latency (p50/p90/p99, mean) and throughput of each artifact per batch size, through the
     same runners verify uses; merged into report.json unless ``write_report`` is False."""
     from runtime import console
@@ -151,7 +155,8 @@ def benchmark(bundle, precisions=("all",), *, batches: Iterable[int] = (1,), bac
     if isinstance(batches, int):
         batches = (batches,)
     config = BenchConfig(precisions=_precisions(precisions), batches=tuple(dict.fromkeys(batches)),
-                         target=Target(backend=backend, provider=provider, threads=threads, qdq=qdq),
+                         target=Target(backend=backend, provider=provider, threads=threads, qdq=qdq,
+                                       trust_engine_host_code=trust_engine_host_code),
                          warmup=warmup, iterations=iterations, duration=duration)
     with progress_to(progress):
         if write_report:
@@ -164,14 +169,16 @@ def benchmark(bundle, precisions=("all",), *, batches: Iterable[int] = (1,), bac
 
 # -- predict -----------------------------------------------------------------------------------------
 def predict(bundle, images: Sequence[str | Path], precision: str = "fp32", *, backend: str = "onnxruntime",
-            provider: str = "cpu", threads: int | None = None, qdq: bool = False, topk: int = 5) -> list[Prediction]:
+            provider: str = "cpu", threads: int | None = None, qdq: bool = False, topk: int = 5,
+            trust_engine_host_code: bool = False) -> list[Prediction]:
     """Top-k classes and softmax probabilities for each image (the bundle's preprocessing)."""
     from runtime.predict import PredictConfig
     from runtime.predict import predict as run_predict
 
     b = _bundle(bundle)
-    config = PredictConfig(precision=precision, target=Target(backend=backend, provider=provider, threads=threads,
-                                                               qdq=qdq), topk=topk)
+    target = Target(backend=backend, provider=provider, threads=threads, qdq=qdq,
+                    trust_engine_host_code=trust_engine_host_code)
+    config = PredictConfig(precision=precision, target=target, topk=topk)
     return run_predict(b, list(images), config)
 
 

@@ -36,6 +36,9 @@ class Target:
     provider: str = "cpu"  # ONNX Runtime execution provider (onnxruntime backend only)
     threads: int | None = None  # intra-op threads (None: the backend's default)
     qdq: bool = False  # int8 on the CPU provider: run model.int8.onnx, not model.int8-cpu.onnx
+    # Load version-compatible engines, whose embedded host code runs in this process: only on the
+    # user's word (--trust-engine-host-code), never because a sidecar says so (docs/security.md).
+    trust_engine_host_code: bool = False
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -125,7 +128,8 @@ class _Engines(_Backend):
         if target.threads is not None:
             raise UsageError(f"--threads applies to ONNX Runtime; {self.name} engines run on the GPU.",
                              hint=f"Drop --threads with --backend {self.name}.")
-        return self.runtime.runner_class()(resolved.path, sidecar=resolved.options.get("sidecar"))
+        return self.runtime.runner_class()(resolved.path, sidecar=resolved.options.get("sidecar"),
+                                           trust_engine_host_code=target.trust_engine_host_code)
 
 
 def _backends() -> dict[str, _Backend]:

@@ -27,7 +27,7 @@ class TensorRTRXRunner(TensorRTRunner):
     product = "TensorRT-RTX"
 
     def __init__(self, path: str | Path, *, sidecar=None, memory=None, trt=None,
-                 runtime_cache: Path | None | bool = True, warn=None):
+                 runtime_cache: Path | None | bool = True, warn=None, trust_engine_host_code: bool = False):
         """``runtime_cache``: True = the sidecar's setting (or the default file for this GPU),
         False = none, a path = that file."""
         self._runtime_cache_arg = runtime_cache
@@ -35,7 +35,7 @@ class TensorRTRXRunner(TensorRTRunner):
         self.runtime_cache_path: Path | None = None
         self.runtime_cache_loaded = False
         self._cache = None
-        super().__init__(path, sidecar=sidecar, memory=memory, trt=trt)
+        super().__init__(path, sidecar=sidecar, memory=memory, trt=trt, trust_engine_host_code=trust_engine_host_code)
 
     def _import_library(self):
         from runtime.engines.rtx import import_tensorrt_rtx
