@@ -8,8 +8,8 @@ labeled accuracy) and the Python API go through ``select_precisions`` and
 Rules kept here:
 
 - ONNX Runtime runs the bundle's ONNX artifacts (which INT8 graph ``int8`` means on which
-  provider: runtime/precision.py); its TensorRT provider gets an engine cache inside the
-  bundle (runtime/engines/ort_ep.py).
+  provider: runtime/precision.py); its TensorRT provider gets an engine cache in edgeport's
+  cache folder, keyed by the graph's sha256 (runtime/engines/ort_ep.py).
 - Every engine runtime of runtime/engines/registry.py (TensorRT, TensorRT-RTX) is a backend
   of the same name: it runs the engine built for the precision, after its sidecar check
   (runtime/engines/sidecar.py), with the runner class the runtime names; ``all`` there means
