@@ -21,8 +21,11 @@ from runtime.report.sections import EnginesSection, LintSection
 def read_report(path, *, fix: str = "") -> Report:
     """Parse the report.json at ``path``; anything that is not an edgeport report is a BundleError
     (the file is then never overwritten: that would lose its sections)."""
+    from runtime.fsutil import open_regular
+
     try:
-        data = json.loads(path.read_text())
+        with open_regular(path) as f:  # a link out of the bundle is refused (BundleError), never followed
+            data = json.loads(f.read().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{path} is not valid JSON ({exc}).", hint=fix) from exc
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
