@@ -72,6 +72,7 @@ class VerifyResult:
     lint: dict[str, ArtifactLint]  # precision -> Q/DQ lint of the TensorRT-style INT8 graph
     accuracy: LabeledAccuracy | None = None  # with data=...
     reports: list[Path] = dataclasses.field(default_factory=list)
+    report_error: str | None = None  # why the reports could not be written after the work (a warning)
 
     @property
     def passed(self) -> bool:
@@ -81,7 +82,7 @@ class VerifyResult:
         return {"bundle": str(self.bundle), "passed": self.passed, "results": [c.to_dict() for c in self.comparisons],
                 "lint": {p: lint.to_dict() for p, lint in self.lint.items()},
                 "accuracy": self.accuracy.to_dict() if self.accuracy else None,
-                "reports": [str(p) for p in self.reports]}
+                "reports": [str(p) for p in self.reports], "report_error": self.report_error}
 
 
 def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provider: str = "cpu",
@@ -108,9 +109,10 @@ def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provide
     with progress_to(progress):
         dataset = _labeled_set(b, labeled_data, labels, labeled_samples)  # before the long part: fail early
         if write_report:
-            from runtime.report.summary import load_report
+            from runtime.report.summary import check_writable, load_report
 
             load_report(b)  # a report.json edgeport cannot read is refused before the long part, too
+            check_writable(b, "verify")  # so is a folder the reports cannot be written into
         verification = verify_bundle(b, config, log=console.log)
         accuracy = None
         if dataset is not None:
@@ -118,14 +120,14 @@ def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provide
 
             accuracy = evaluate_accuracy(b, dataset, AccuracyConfig(precisions=config.precisions, target=target,
                                                                     batch=batch), log=console.log)
-        reports = []
+        reports, error = [], None
         if write_report:
-            from runtime.report.summary import write_reports
+            from runtime.report.summary import save_after_work, write_reports
 
-            write_reports(b, verification, accuracy=accuracy)
-            reports = [b.report_path(s) for s in ("json", "md", "html")]
+            error = save_after_work(b, lambda: write_reports(b, verification, accuracy=accuracy), console.warn)
+            reports = [] if error else [b.report_path(s) for s in ("json", "md", "html")]
     return VerifyResult(bundle=b.root, comparisons=verification.comparisons, lint=verification.lint,
-                        accuracy=accuracy, reports=reports)
+                        accuracy=accuracy, reports=reports, report_error=error)
 
 
 def _labeled_set(bundle: Bundle, data, labels, limit):
@@ -149,7 +151,7 @@ def benchmark(bundle, precisions=("all",), *, batches: Iterable[int] = (1,), bac
     same runners verify uses; merged into report.json unless ``write_report`` is False."""
     from runtime import console
     from runtime.benchmark import BenchConfig, run_benchmarks
-    from runtime.report.summary import load_report, write_benchmarks
+    from runtime.report.summary import check_writable, load_report, save_after_work, write_benchmarks
 
     b = _bundle(bundle)
     if isinstance(batches, int):
@@ -161,9 +163,10 @@ def benchmark(bundle, precisions=("all",), *, batches: Iterable[int] = (1,), bac
     with progress_to(progress):
         if write_report:
             load_report(b)  # a report.json edgeport cannot read is refused before the long part
+            check_writable(b, "bench")  # so is a folder the report cannot be written into
         run = run_benchmarks(b, config, log=console.log, warn=console.warn)
         if write_report:
-            write_benchmarks(b, run, log=console.log)
+            run.report_error = save_after_work(b, lambda: write_benchmarks(b, run, log=console.log), console.warn)
     return run
 
 
