@@ -45,7 +45,7 @@ def engines_markdown(section: EnginesSection | None) -> list[str]:
     engines = section.entries if section else {}
     if not engines:
         return []
-    from runtime.report.markdown import md, md_code, md_table  # engine and layer names are bundle text
+    from runtime.report.mdtext import md, md_code, md_table  # engine and layer names are bundle text
 
     rows = [_row(n, e) for n, e in sorted(engines.items())]
     lines = ["", "### Engine composition (from the builder's layer information)", "", md_table(HEADER, rows)]
