@@ -183,7 +183,7 @@ def batch_input(images: np.ndarray, batch: int) -> np.ndarray:
 
 # -- the run --------------------------------------------------------------------------------------
 def _gpu_description(backend: str, provider: str) -> str | None:
-    if backend == "onnxruntime" and provider == "cpu":
+    if backend in ("onnxruntime", "openvino") and provider == "cpu":
         return None
     try:
         from runtime.engines.device import probe_gpu

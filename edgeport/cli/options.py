@@ -124,7 +124,7 @@ def target_options(fn):
                       help="With --precision int8 on the CPU provider: run the TensorRT-style Q/DQ graph "
                            "(model.int8.onnx) instead of model.int8-cpu.onnx.")(fn)
     fn = click.option("--threads", type=click.IntRange(min=1), default=None,
-                      help="Intra-op threads (ONNX Runtime; default: one per physical core).")(fn)
+                      help="Intra-op threads (ONNX Runtime, OpenVINO; default: one per physical core).")(fn)
     fn = click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="cpu", show_default=True,
                       help="ONNX Runtime execution provider.")(fn)
     fn = click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="onnxruntime", show_default=True,
