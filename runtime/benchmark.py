@@ -102,6 +102,8 @@ class BenchmarkResult:
 
     machine: dict  # CPU, cores, threads, load average, library versions (runtime/machine.py)
     results: list[Latency]
+    # Why the report could not be written after the run (not part of report.json); None: written or not asked.
+    report_error: str | None = dataclasses.field(default=None, compare=False)
 
     def to_dict(self) -> dict:
         return {"machine": self.machine, "results": [r.to_dict() for r in self.results]}

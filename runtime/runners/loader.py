@@ -8,8 +8,8 @@ labeled accuracy) and the Python API go through ``select_precisions`` and
 Rules kept here:
 
 - ONNX Runtime runs the bundle's ONNX artifacts (which INT8 graph ``int8`` means on which
-  provider: runtime/precision.py); its TensorRT provider gets an engine cache inside the
-  bundle (runtime/engines/ort_ep.py).
+  provider: runtime/precision.py); its TensorRT provider gets an engine cache in edgeport's
+  cache folder, keyed by the graph's sha256 (runtime/engines/ort_ep.py).
 - Every engine runtime of runtime/engines/registry.py (TensorRT, TensorRT-RTX) is a backend
   of the same name: it runs the engine built for the precision, after its sidecar check
   (runtime/engines/sidecar.py), with the runner class the runtime names; ``all`` there means
@@ -39,6 +39,9 @@ class Target:
     provider: str = "cpu"  # ONNX Runtime execution provider (onnxruntime backend only)
     threads: int | None = None  # intra-op threads (None: the backend's default)
     qdq: bool = False  # int8 on the CPU provider: run model.int8.onnx, not model.int8-cpu.onnx
+    # Load version-compatible engines, whose embedded host code runs in this process: only on the
+    # user's word (--trust-engine-host-code), never because a sidecar says so (docs/security.md).
+    trust_engine_host_code: bool = False
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -135,7 +138,8 @@ class _Engines(_Backend):
         if target.threads is not None:
             raise UsageError(f"--threads applies to ONNX Runtime; {self.name} engines run on the GPU.",
                              hint=f"Drop --threads with --backend {self.name}.")
-        return self.runtime.runner_class()(resolved.path, sidecar=resolved.options.get("sidecar"))
+        return self.runtime.runner_class()(resolved.path, sidecar=resolved.options.get("sidecar"),
+                                           trust_engine_host_code=target.trust_engine_host_code)
 
 
 class _OpenVINO(_Backend):
