@@ -10,12 +10,14 @@ ARCH := $(shell uname -m)
 # PyTorch builds known to work here: CUDA build on x86_64 (runs on the CPU too), CPU build on aarch64.
 # TensorRT-RTX (edgeport[rtx]: real NVIDIA engine builds in `make test`, no GPU needed) has x86_64
 # wheels only; on aarch64 its tests skip with that reason.
+# edgeport[openvino] (OpenVINO + NNCF: --backend openvino, export --int8-openvino, the OpenVINO rows
+# of make bench) is installed on x86_64 only, where it was checked (a clean 10 s install).
 ifeq ($(ARCH),aarch64)
 TORCH_PIN := torch==2.9.1 torchvision==0.24.1
 EXTRAS := cpu,export,test,triton,sign
 else
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
-EXTRAS := cpu,export,test,triton,rtx,sign
+EXTRAS := cpu,export,test,triton,rtx,sign,openvino
 endif
 
 # A second environment for a real Triton server in the tests (tests/triton_server.py): pytriton's
@@ -24,9 +26,9 @@ TRITON_VENV := .venv-triton
 TRITON_STAMP := $(TRITON_VENV)/.edgeport-installed
 WHEELHOUSE := .wheelhouse-py310
 
-.PHONY: setup browser demo test test-fast clean gpu-check bench triton-bench conformance
+.PHONY: setup system-tools demo test test-fast clean gpu-check bench triton-bench conformance
 
-setup: $(STAMP) $(TRITON_STAMP) $(WHEELHOUSE)/.done browser
+setup: $(STAMP) $(TRITON_STAMP) $(WHEELHOUSE)/.done system-tools
 
 # The runtime side's dependencies as Python 3.10 wheels (JetPack 6's Python), so the wheel test
 # installs edgeport[cpu] on Python 3.10 without reaching the network from inside a test.
@@ -34,10 +36,11 @@ $(WHEELHOUSE)/.done: pyproject.toml
 	$(PIP) download -q --only-binary=:all: --python-version 3.10 -d $(WHEELHOUSE) onnxruntime numpy click pillow
 	touch $@
 
-# Headless Chromium for the report.html screenshot tests: apt-get where this runs as root, else
+# Chromium (report.html screenshots) and strace (signal injection in the commit tests): apt-get
+# where this runs as root, else
 # the tests skip with the reason (never installed from inside a test).
-browser:
-	@bash scripts/install_browser.sh
+system-tools:
+	@bash scripts/install_system_tools.sh
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -70,7 +73,9 @@ conformance: setup
 
 # Speed on this machine (not part of `make test`): PyTorch eager vs edgeport's FP32/FP16/INT8/INT8-CPU
 # for resnet18/resnet50/densenet121, the export's wall time and peak RSS per stage, and the
-# issue's targets (met / NOT met). Several minutes on 2 cores; results in benchmarks/results/.
+# issue's targets (met / NOT met); with edgeport[openvino] (x86_64 here) also OpenVINO FP32/INT8 (NNCF)
+# beside edgeport's CPU variants at batch 1 and 8 (docs/benchmarks.md). Several minutes on 2 cores;
+# results in benchmarks/results/.
 bench: setup
 	$(PY) benchmarks/run.py
 

@@ -19,7 +19,7 @@ device without torch and only ``edgeport.export`` needs it.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from runtime import __version__  # the one version string (pyproject.toml reads it too)
 
 _API = {
     "export": "edgeport.api", "verify": "edgeport.api", "benchmark": "edgeport.api", "build": "edgeport.api",

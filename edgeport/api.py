@@ -12,9 +12,14 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from runtime.benchmark import BenchmarkResult, Latency  # noqa: F401  (public names: edgeport/__init__.py)
 from runtime.bundle import Bundle
+from runtime.compare import Comparison
 from runtime.console import progress_to
 from runtime.errors import UsageError
+from runtime.graph.qdq_lint import ArtifactLint
+from runtime.labeled import LabeledAccuracy
+from runtime.predict import ClassScore, Prediction  # noqa: F401  (public names: edgeport/__init__.py)
 from runtime.runners import Target
 
 Progress = Callable[[str], None] | None
@@ -33,65 +38,28 @@ def _precisions(precisions) -> tuple[str, ...]:
 
 
 # -- export ------------------------------------------------------------------------------------------
-def export(model, *, output: str | Path = "exports", name: str | None = None, weights: str | None = None,
-           num_classes: int | None = None, input_size: int | tuple[int, int] | str | None = None,
-           channels: int | None = None, mean: Sequence[float] | float | None = None,
-           std: Sequence[float] | float | None = None, preprocessing=None, class_names: Sequence[str] | None = None,
-           factory_args: dict | None = None, output_name: str | None = None, output_index: int | None = None,
-           max_batch: int = 32, opset: int | None = None, simplify: bool = True, fp16: bool = False,
-           int8: bool = False,
-           calib_data: str | Path | None = None, calib_samples: int | None = None, calib_method: str | None = None,
-           max_drop: float | None = None, budget_data: str | Path | None = None,
-           fallback_precision: str | None = None, max_float_layers: int | None = None,
-           sensitivity_samples: int = 32, verify: bool = True, verify_data: str | Path | None = None,
-           verify_samples: int = 64, tolerances=None, engine: str = "auto", trust_checkpoint: bool = False,
-           int8_cpu: bool = True, force: bool = False, progress: Progress = None):
+def export(model, *, progress: Progress = None, **options):
     """Export ``model`` to a verified bundle in ``output/<name>``; returns an ``ExportResult``.
 
     ``model`` is an ``nn.Module`` instance (exported with its own weights), a registry name
     (``edgeport models``), ``path/to/file.py:factory`` / ``package.module:factory`` (called
     with ``factory_args``), or a path to an ``.onnx`` file (exported without torch; the
     reference is ONNX Runtime FP32 of that graph).
-    ``weights`` (names and checkpoints; not for instances or ONNX files): None = the model's default.
-    ``input_size``: N, (height, width) or "HxW". ``channels``: the input's channel count when the
-    model's first convolution does not tell it. ``mean``/``std``: one value per channel, or one
-    value for all channels. ``preprocessing`` (``edgeport.Preprocessing``) replaces
-    ``input_size``/``mean``/``std``. ``output_name`` / ``output_index``: the classifier output
-    of a model with several outputs (default: the first). ``opset``: default 17 (a given ONNX
-    graph keeps its own).
-    ``tolerances``: ``{"fp16": {"cosine_min": 0.995}}`` or ``["fp16.cosine_min=0.995"]``.
-    ``engine``: build TensorRT engines after the export: ``auto`` (when TensorRT and a GPU
-    are here), ``yes`` or ``no``. ``int8_cpu=False`` (with ``int8``): no model.int8-cpu.onnx.
-    ``force``: replace ``output/<name>`` even when it holds another model (docs/api.md, re-exporting).
+    ``options`` are the options of ``edgeport export`` under their field names, declared once in
+    exporter/options.py (``ExportConfig``) and exporter/models/registry.py (``ModelRequest``):
+    e.g. ``output``, ``name``, ``weights``, ``input_size`` (N, (height, width) or "HxW"),
+    ``mean``/``std`` (one value per channel, or one for all), ``preprocessing``
+    (``edgeport.Preprocessing``, replaces input_size/mean/std), ``fp16``, ``int8``,
+    ``int8_cpu=False`` (no model.int8-cpu.onnx), ``max_drop``, ``labeled_data``, ``golden_data``,
+    ``tolerances`` (``{"fp16": {"cosine_min": 0.995}}`` or ``["fp16.cosine_min=0.995"]``),
+    ``engine`` (``auto``, ``yes`` or ``no``), ``force`` (docs/api.md, re-exporting). An unknown
+    name is a UsageError that lists the known ones.
     """
-    from exporter.models.registry import ModelRequest
-    from exporter.pipeline import ExportConfig, run_export
-    from runtime.compare import parse_tolerances
+    from exporter.pipeline import make_config, run_export
 
-    request = ModelRequest(model=str(model) if isinstance(model, Path) else model, weights=weights,
-                           num_classes=num_classes, input_size=input_size, channels=channels,
-                           mean=_values(mean), std=_values(std), trust_checkpoint=trust_checkpoint,
-                           preprocessing=preprocessing, factory_args=factory_args, output_name=output_name,
-                           output_index=output_index)
-    config = ExportConfig(
-        request=request, output=Path(output), max_batch=max_batch, opset=opset, simplify=simplify, fp16=fp16,
-        int8=int8, calib_data=Path(calib_data) if calib_data else None, calib_samples=calib_samples,
-        calib_method=calib_method, verify=verify, verify_data=Path(verify_data) if verify_data else None,
-        verify_samples=verify_samples, tolerances=parse_tolerances(tolerances or ()), name=name,
-        class_names=tuple(class_names) if class_names is not None else None, engine=engine, max_drop=max_drop,
-        budget_data=Path(budget_data) if budget_data else None, fallback_precision=fallback_precision,
-        max_float_layers=max_float_layers, sensitivity_samples=sensitivity_samples, int8_cpu=int8_cpu, force=force)
+    config = make_config(model, **options)
     with progress_to(progress):
         return run_export(config)
-
-
-def _values(values) -> tuple[float, ...] | None:
-    """mean/std as a tuple (a single number means one value for every channel)."""
-    if values is None:
-        return None
-    if isinstance(values, (int, float)):
-        return (float(values),)
-    return tuple(values)
 
 
 # -- verify ------------------------------------------------------------------------------------------
@@ -100,59 +68,70 @@ class VerifyResult:
     """The accuracy diff of every artifact checked, and where the reports were written."""
 
     bundle: Path
-    comparisons: list  # runtime.compare.Comparison
-    lint: dict  # precision -> Q/DQ lint summary (TensorRT-style INT8 graph)
-    accuracy: dict | None = None  # report.json's "accuracy" section (with data=...)
+    comparisons: list[Comparison]
+    lint: dict[str, ArtifactLint]  # precision -> Q/DQ lint of the TensorRT-style INT8 graph
+    accuracy: LabeledAccuracy | None = None  # with data=...
     reports: list[Path] = dataclasses.field(default_factory=list)
+    report_error: str | None = None  # why the reports could not be written after the work (a warning)
 
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.comparisons)
 
+    def to_dict(self) -> dict:
+        return {"bundle": str(self.bundle), "passed": self.passed, "results": [c.to_dict() for c in self.comparisons],
+                "lint": {p: lint.to_dict() for p, lint in self.lint.items()},
+                "accuracy": self.accuracy.to_dict() if self.accuracy else None,
+                "reports": [str(p) for p in self.reports], "report_error": self.report_error}
+
 
 def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provider: str = "cpu",
            threads: int | None = None, qdq: bool = False, batch: int | None = None, tolerances=None,
-           data: str | Path | None = None, labels: str | Path | None = None, data_samples: int | None = None,
-           write_report: bool = True, progress: Progress = None) -> VerifyResult:
+           labeled_data: str | Path | None = None, labels: str | Path | None = None,
+           labeled_samples: int | None = None, write_report: bool = True, trust_engine_host_code: bool = False,
+           progress: Progress = None) -> VerifyResult:
     """Check each artifact of ``bundle`` against the reference outputs it carries.
 
-    With ``data`` (an ImageFolder tree, or a flat folder with ``labels``), also measures
+    With ``labeled_data`` (an ImageFolder tree, or a flat folder with ``labels``), also measures
     top-1/top-5 of every artifact. Writes report.json/.md/.html unless ``write_report`` is False.
+    ``trust_engine_host_code``: load version-compatible engines, whose embedded host code runs in
+    this process (docs/security.md); without it they are refused.
     """
+    from runtime import console
     from runtime.compare import parse_tolerances
     from runtime.verify import VerifyConfig, verify_bundle
 
     b = _bundle(bundle)
-    target = Target(backend=backend, provider=provider, threads=threads, qdq=qdq)
+    target = Target(backend=backend, provider=provider, threads=threads, qdq=qdq,
+                    trust_engine_host_code=trust_engine_host_code)
     config = VerifyConfig(precisions=_precisions(precisions), target=target, batch=batch,
                           tolerances=parse_tolerances(tolerances or ()))
     with progress_to(progress):
-        dataset = _labeled_set(b, data, labels, data_samples)  # before the long part: fail early
-        from runtime import console
+        dataset = _labeled_set(b, labeled_data, labels, labeled_samples)  # before the long part: fail early
+        if write_report:
+            from runtime.report.summary import check_writable, load_report
 
-        comparisons = verify_bundle(b, config, log=console.log)
-        sections = {}
+            load_report(b)  # a report.json edgeport cannot read is refused before the long part, too
+            check_writable(b, "verify")  # so is a folder the reports cannot be written into
+        verification = verify_bundle(b, config, log=console.log)
         accuracy = None
         if dataset is not None:
-            from runtime.labeled import AccuracyConfig, evaluate_accuracy, merge_accuracy
-            from runtime.report.summary import load_report
+            from runtime.labeled import AccuracyConfig, evaluate_accuracy
 
             accuracy = evaluate_accuracy(b, dataset, AccuracyConfig(precisions=config.precisions, target=target,
                                                                     batch=batch), log=console.log)
-            if write_report:
-                sections["accuracy"] = merge_accuracy(load_report(b).get("accuracy"), accuracy)
-        reports = []
+        reports, error = [], None
         if write_report:
-            from runtime.report.summary import write_reports
+            from runtime.report.summary import save_after_work, write_reports
 
-            write_reports(b, comparisons, sections=sections)
-            reports = [b.report_path(s) for s in ("json", "md", "html")]
-    return VerifyResult(bundle=b.root, comparisons=list(comparisons), lint=dict(getattr(comparisons, "lint", {})),
-                        accuracy=accuracy, reports=reports)
+            error = save_after_work(b, lambda: write_reports(b, verification, accuracy=accuracy), console.warn)
+            reports = [] if error else [b.report_path(s) for s in ("json", "md", "html")]
+    return VerifyResult(bundle=b.root, comparisons=verification.comparisons, lint=verification.lint,
+                        accuracy=accuracy, reports=reports, report_error=error)
 
 
 def _labeled_set(bundle: Bundle, data, labels, limit):
-    """The labeled image set of ``verify(data=...)``, or None; option errors surface first."""
+    """The labeled image set of ``verify(labeled_data=...)``, or None; option errors surface first."""
     if data is None:
         if labels is not None or limit is not None:
             raise UsageError("--labels and --labeled-samples need --labeled-data DIR.")
@@ -164,88 +143,46 @@ def _labeled_set(bundle: Bundle, data, labels, limit):
 
 
 # -- benchmark ---------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Latency:
-    """One (artifact, batch) timing: percentiles of one call and images per second."""
-
-    precision: str
-    backend: str
-    provider: str
-    artifact: str
-    batch: int
-    threads: int | None
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    min_ms: float
-    max_ms: float
-    throughput_ips: float | None
-    iterations: int
-    warmup: int
-    measured_at: str
-
-
-@dataclasses.dataclass
-class BenchmarkResult:
-    machine: dict  # CPU, cores, threads, load average, library versions (runtime/machine.py)
-    results: list[Latency]
-
-
 def benchmark(bundle, precisions=("all",), *, batches: Iterable[int] = (1,), backend: str = "onnxruntime",
               provider: str = "cpu", threads: int | None = None, qdq: bool = False, warmup: int = 10,
               iterations: int | None = None, duration: float | None = None, write_report: bool = True,
-              progress: Progress = None) -> BenchmarkResult:
+              trust_engine_host_code: bool = False, progress: Progress = None) -> BenchmarkResult:
     """Latency (p50/p90/p99, mean) and throughput of each artifact per batch size, through the
     same runners verify uses; merged into report.json unless ``write_report`` is False."""
-    from runtime.benchmark import BenchConfig, run_benchmarks, write_benchmarks
+    from runtime import console
+    from runtime.benchmark import BenchConfig, run_benchmarks
+    from runtime.report.summary import check_writable, load_report, save_after_work, write_benchmarks
 
     b = _bundle(bundle)
     if isinstance(batches, int):
         batches = (batches,)
     config = BenchConfig(precisions=_precisions(precisions), batches=tuple(dict.fromkeys(batches)),
-                         target=Target(backend=backend, provider=provider, threads=threads, qdq=qdq),
+                         target=Target(backend=backend, provider=provider, threads=threads, qdq=qdq,
+                                       trust_engine_host_code=trust_engine_host_code),
                          warmup=warmup, iterations=iterations, duration=duration)
-    from runtime import console
-
     with progress_to(progress):
+        if write_report:
+            load_report(b)  # a report.json edgeport cannot read is refused before the long part
+            check_writable(b, "bench")  # so is a folder the report cannot be written into
         run = run_benchmarks(b, config, log=console.log, warn=console.warn)
         if write_report:
-            write_benchmarks(b, run, log=console.log)
-    fields = {f.name for f in dataclasses.fields(Latency)}
-    return BenchmarkResult(machine=run["machine"],
-                           results=[Latency(**{k: v for k, v in r.items() if k in fields}) for r in run["results"]])
+            run.report_error = save_after_work(b, lambda: write_benchmarks(b, run, log=console.log), console.warn)
+    return run
 
 
 # -- predict -----------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class ClassScore:
-    rank: int
-    index: int
-    name: str
-    probability: float
-
-
-@dataclasses.dataclass(frozen=True)
-class Prediction:
-    image: str
-    precision: str
-    backend: str
-    provider: str
-    top: list[ClassScore]
-
-
 def predict(bundle, images: Sequence[str | Path], precision: str = "fp32", *, backend: str = "onnxruntime",
-            provider: str = "cpu", threads: int | None = None, qdq: bool = False, topk: int = 5) -> list[Prediction]:
+            provider: str = "cpu", threads: int | None = None, qdq: bool = False, topk: int = 5,
+            trust_engine_host_code: bool = False) -> list[Prediction]:
     """Top-k classes and softmax probabilities for each image (the bundle's preprocessing)."""
     from runtime.predict import PredictConfig
     from runtime.predict import predict as run_predict
 
     b = _bundle(bundle)
-    config = PredictConfig(precision=precision, target=Target(backend=backend, provider=provider, threads=threads,
-                                                               qdq=qdq), topk=topk)
-    return [Prediction(image=p["image"], precision=p["precision"], backend=p["backend"], provider=p["provider"],
-                       top=[ClassScore(**t) for t in p["top"]]) for p in run_predict(b, list(images), config)]
+    target = Target(backend=backend, provider=provider, threads=threads, qdq=qdq,
+                    trust_engine_host_code=trust_engine_host_code)
+    config = PredictConfig(precision=precision, target=target, topk=topk)
+    return run_predict(b, list(images), config)
 
 
 # -- build -------------------------------------------------------------------------------------------

@@ -4,4 +4,4 @@ torch, torchvision, onnx and onnxsim are imported inside functions, so the CLI (
 `--help`) works on a device that has only the runtime's dependencies.
 """
 
-__version__ = "0.1.0"
+from runtime import __version__  # the one version string

@@ -3,10 +3,13 @@
 - A lock file (``OUT/.<name>.lock``, fcntl) serializes exports into the same bundle, so two
   concurrent exports never produce a mix; the second one fails fast with a clear message.
 - Everything is written into ``OUT/.<name>.tmp-<pid>/``; the manifest is written last.
-- The swap renames any existing bundle aside, renames the staged folder into place and
-  deletes the old one. An interruption at any point leaves either the old bundle or the new
-  one at ``OUT/<name>``; leftovers (stale temp folders, an old bundle renamed aside) are
-  cleaned up, or restored, by the next export.
+- The swap is one atomic exchange of the staged folder with the old bundle
+  (runtime/atomic.py: ``renameat2(RENAME_EXCHANGE)``, or two renames that put the old bundle
+  back on any error); then the old one is deleted. A signal at any point, SIGKILL included,
+  leaves either the old bundle or the new one at ``OUT/<name>``; leftovers (temp folders of
+  dead exports, an old bundle set aside by a fallback swap cut by SIGKILL) are cleaned up, or
+  restored, by the next export. Leftovers are matched by exact prefix, never by glob, so a
+  name with ``*`` or ``[`` touches only its own.
 """
 
 from __future__ import annotations
@@ -14,24 +17,46 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 from pathlib import Path
 
+from runtime import atomic
 from runtime.bundle import MANIFEST, sha256_file
 from runtime.manifest import FileEntry, Manifest
-from runtime.errors import EdgeportError
+from runtime.errors import EdgeportError, UsageError
+from runtime.fsutil import LockHeld, lock_file
+
+
+# One path component, printable: no separator, no control character (a trailing newline
+# included: fullmatch, not a $-anchored match), not hidden (leftovers are ".NAME.tmp-PID").
+_NAME = re.compile(r"[^./\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]{0,199}")
+
+
+def check_name(name: str) -> None:
+    """A bundle name is one folder name inside --output (a UsageError otherwise, before any work).
+    Glob characters are allowed: leftovers are matched by prefix, never by glob."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.strip() != name:
+        raise UsageError(f"--name {name!r} is not a usable bundle name: it must be one folder name (no '/', no "
+                         "'\\', not starting with '.', no control characters or surrounding spaces, at most 200 "
+                         "characters).", hint="Pass a plain name such as --name resnet18_v2; use --output to choose "
+                                              "the parent folder.")
 
 
 class StagedBundle:
     def __init__(self, out_dir: Path, name: str):
+        check_name(name)
         self.out_dir = Path(out_dir)
         self.name = name
         self.final = self.out_dir / name
         self.staging = self.out_dir / f".{name}.tmp-{os.getpid()}"
-        self._lock_fd = None
+        self._lock_cm = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "StagedBundle":
+        from runtime import interrupts
+
+        interrupts.forget_completed()  # an earlier export in this process says nothing about this one
         prepare_output(self.out_dir)
         self._lock()
         self._recover()
@@ -51,33 +76,38 @@ class StagedBundle:
         return False
 
     def _lock(self) -> None:
-        import fcntl
-
         path = self.out_dir / f".{self.name}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        stack = contextlib.ExitStack()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+            stack.enter_context(lock_file(path, wait=False))
+        except LockHeld:
             raise EdgeportError(
                 f"Another edgeport export is writing '{self.final}' right now (lock {path} is held).",
                 hint="Wait for it to finish, or export into another --output folder.") from None
-        self._lock_fd = fd
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # lock_file does not follow a symlink planted at the lock's path
+                raise EdgeportError(f"The lock file '{path}' is a symbolic link; edgeport does not follow it.",
+                                    hint="Delete it (nothing else uses it), then export again.") from None
+            raise _os_error(exc, path) from exc
+        self._lock_cm = stack
 
     def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing releases the flock
-            self._lock_fd = None
+        if self._lock_cm is not None:
+            self._lock_cm.close()  # closing the file releases the flock
+            self._lock_cm = None
 
     def _recover(self) -> None:
-        """With the lock held, any staging folder is stale; an old bundle aside is restored."""
-        for p in self.out_dir.glob(f".{self.name}.tmp-*"):
-            shutil.rmtree(p, ignore_errors=True)
-        for p in sorted(self.out_dir.glob(f".{self.name}.old-*")):
-            if not self.final.exists() and (p / MANIFEST).is_file():
-                os.replace(p, self.final)
-            else:
-                shutil.rmtree(p, ignore_errors=True)
+        """With the lock held: staging folders of dead exports are removed; an old bundle set aside
+        by a swap cut by SIGKILL is restored when no bundle is at the path."""
+        for prefix in (f".{self.name}.tmp-", f".{self.name}.old-"):
+            for p in atomic.leftovers(self.out_dir, prefix):
+                pid = atomic.pid_of(p, prefix)
+                if pid is None or (pid != os.getpid() and atomic.pid_alive(pid)):
+                    continue  # another name's folder, or a live process's (a lock that did not hold)
+                if prefix.endswith("old-"):
+                    atomic.restore_aside(self.final, p, MANIFEST)
+                else:
+                    atomic.remove(p)
 
     # -- writing -----------------------------------------------------------------------------
     def path(self, filename: str) -> Path:
@@ -109,22 +139,19 @@ class StagedBundle:
             self.path(MANIFEST).write_text(text)
 
     def commit(self) -> Path:
-        """Swap the staged bundle into place."""
+        """Swap the staged bundle into place (one atomic exchange, runtime/atomic.py)."""
         if not self.path(MANIFEST).is_file():
             raise RuntimeError("commit() before write_manifest()")
         from runtime import interrupts
 
         interrupts.check()  # a Ctrl-C swallowed by native code must not publish the bundle
-        old = None
-        if self.final.exists() or self.final.is_symlink():
-            if self.final.is_file():  # exporter/reexport.py refuses it earlier; a file that appeared since
-                raise EdgeportError(f"'{self.final}' exists and is a file, not a bundle folder.",
-                                    hint="Remove it or choose another --output.")
-            old = self.out_dir / f".{self.name}.old-{os.getpid()}"
-            os.replace(self.final, old)
-        os.replace(self.staging, self.final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if self.final.is_file() or (self.final.is_symlink() and not self.final.is_dir()):
+            # exporter/reexport.py refuses it earlier; a file that appeared since
+            raise EdgeportError(f"'{self.final}' exists and is a file, not a bundle folder.",
+                                hint="Remove it or choose another --output.")
+        with guard_disk(self.final):
+            atomic.replace_dir(self.staging, self.final, self.out_dir / f".{self.name}.old-{os.getpid()}",
+                               swapped=lambda: interrupts.completed(f"the bundle '{self.final}' is complete"))
         return self.final
 
 

@@ -68,12 +68,10 @@ def _require_one_input(model) -> None:
 
 def ort_all_outputs(model_or_path, inputs: np.ndarray, batch: int = 8) -> list[np.ndarray]:
     """Every output of an ONNX model (proto or path) on ONNX Runtime CPU, in batches, in graph order."""
-    from runtime.runners.onnxruntime import create_session
+    from runtime.runners.onnxruntime import OnnxRuntimeRunner
 
-    sess = create_session(model_or_path)
-    name = sess.get_inputs()[0].name
-    chunks = [sess.run(None, {name: inputs[i:i + batch]}) for i in range(0, len(inputs), batch)]
-    return [np.concatenate([c[k] for c in chunks]).astype(np.float32) for k in range(len(chunks[0]))]
+    outputs = OnnxRuntimeRunner(model_or_path).infer_batched(inputs, batch)
+    return [v.astype(np.float32) for v in outputs.values()]
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
@@ -82,6 +80,33 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     b = b.reshape(len(b), -1)
     span = b.max(axis=1) - b.min(axis=1)
     return float((np.abs(a - b).max(axis=1) / np.where(span > 0, span, 1.0)).max())
+
+
+def check_finite(model, outputs: dict) -> None:
+    """Refuse a model whose weights or reference outputs hold NaN or Inf, naming that cause: run
+    before onnxsim, whose numeric check would otherwise be what fails (and get the blame)."""
+    from onnx import numpy_helper
+
+    bad = []
+    for init in model.graph.initializer:
+        if init.data_type in (1, 10, 11, 16):  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+            values = numpy_helper.to_array(init)
+            count = int(values.size - np.count_nonzero(np.isfinite(values.astype(np.float32))))
+            if count:
+                bad.append(f"{init.name} ({count} of {values.size})")
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise EdgeportError(f"The model's weights hold NaN or Inf values: {shown}; its outputs would be meaningless, "
+                            "so nothing was exported.",
+                            hint="Check --weights: a checkpoint saved after training diverged, or a corrupt file.")
+    for name, values in outputs.items():
+        count = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+        if count:
+            raise EdgeportError(f"The model's output '{name}' is NaN or Inf for {count} of {np.size(values)} values "
+                                "on the golden images (its weights are finite: an overflow or a 0/0 in the model's "
+                                "forward pass), so nothing was exported.",
+                                hint="Check the model in PyTorch on these inputs; edgeport exports models whose "
+                                     "outputs are finite.")
 
 
 def simplify(model, check_inputs: np.ndarray, tolerance: float = 1e-5):

@@ -17,39 +17,12 @@ import numpy as np
 from runtime import console
 from runtime.bundle import GOLDEN, Bundle
 from runtime.errors import UsageError
+from runtime.precision import CPU_INT8, OV_INT8, PRECISIONS
 from runtime.manifest import Fp16Range, GoldenInfo, InputSpec, Manifest, ModelInfo, OutputSpec, WeightsInfo
 
 from exporter.models.registry import ModelRequest
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportConfig:
-    request: ModelRequest
-    output: Path = Path("exports")
-    max_batch: int = 32
-    opset: int | None = None  # None: 17 for a PyTorch model, the graph's own for an ONNX model
-    simplify: bool = True
-    fp16: bool = False
-    int8: bool = False
-    calib_data: Path | None = None
-    calib_samples: int | None = None
-    calib_method: str | None = None
-    verify: bool = True
-    verify_data: Path | None = None
-    verify_samples: int = 64
-    tolerances: dict | None = None
-    name: str | None = None  # bundle folder name (default: the model's name)
-    class_names: tuple[str, ...] | None = None  # --class-names FILE; overrides the weights' categories
-    engine: str = "auto"  # auto|yes|no: TensorRT engines right after the export (same default as the CLI)
-    # --max-drop: INT8 accuracy budget in points; the most sensitive layers leave INT8 until it holds
-    # (exporter/int8/mixed_precision.py). --labeled-data: labeled held-out images to judge it on.
-    max_drop: float | None = None
-    budget_data: Path | None = None
-    fallback_precision: str | None = None  # fp16 (default) | fp32: precision of the layers kept out of INT8
-    max_float_layers: int | None = None  # default: half the quantized layers
-    sensitivity_samples: int = 32  # held-out images per per-layer sensitivity run
-    int8_cpu: bool = True  # with int8: also model.int8-cpu.onnx (--no-int8-cpu: TensorRT-only users skip it)
-    force: bool = False  # replace OUTPUT/<name> even when it holds another model or is not a bundle
+from exporter.options import ExportConfig, OptionSpec, check_choices
+from exporter.options import specs as option_specs
 
 
 @dataclasses.dataclass
@@ -68,8 +41,46 @@ class ExportResult:
         return all(c.passed for c in self.comparisons)
 
     def open(self):
-        """The written bundle (runtime.bundle.Bundle)."""
-        return Bundle.open(self.bundle)
+        """The written bundle (runtime.bundle.Bundle); this process wrote it, so no signature is checked."""
+        return Bundle.open(self.bundle, trusted_keys=())
+
+
+def make_config(model, **options) -> ExportConfig:
+    """``ExportConfig`` from ``edgeport.export``'s keyword arguments: the ModelRequest fields go to
+    the request, the rest to the config; an unknown name is a UsageError naming it (the values
+    are checked once, by ``_check_config``)."""
+    request_names = {f.name for f in dataclasses.fields(ModelRequest)} - {"model"}
+    config_names = {f.name for f in dataclasses.fields(ExportConfig)} - {"request"}
+    unknown = sorted(set(options) - request_names - config_names)
+    if unknown:
+        raise UsageError(f"export() got unknown option(s) {', '.join(unknown)}; it takes "
+                         f"{', '.join(sorted(request_names | config_names))}.")
+    for cls in (ModelRequest, ExportConfig):
+        for field, spec in option_specs(cls):
+            if field.name in options:
+                options[field.name] = _value(field.name, options[field.name], spec)
+    request = ModelRequest(model=str(model) if isinstance(model, Path) else model,
+                           **{k: v for k, v in options.items() if k in request_names})
+    return ExportConfig(request=request, **{k: v for k, v in options.items() if k in config_names})
+
+
+def _value(name: str, value, spec: OptionSpec):
+    """One API value in the config's type (paths as Path, sequences as tuples)."""
+    if value is None:
+        return None
+    if name == "tolerances":
+        from runtime.compare import parse_tolerances
+
+        return parse_tolerances(value)
+    if name in ("mean", "std"):
+        return (float(value),) if isinstance(value, (int, float)) else tuple(value)
+    if name == "factory_args":
+        from exporter.models.factories import parse_factory_args
+
+        return parse_factory_args(value) or None
+    if name == "class_names":
+        return tuple(value)
+    return Path(value) if spec.kind is Path else value
 
 
 def library_versions() -> dict:
@@ -107,12 +118,15 @@ def _check_config(config: ExportConfig) -> None:
     if config.opset is not None and not 7 <= config.opset <= 20:
         raise UsageError(f"--opset {config.opset} is outside the supported range 7..20 "
                          "(TensorRT 8.6 parses up to 17; static INT8 quantization needs < 21).")
-    if config.engine not in ("auto", "yes", "no"):
-        raise UsageError(f"engine must be auto, yes or no, got {config.engine!r}.")
+    check_choices(config)
+    if config.name is not None:
+        from exporter.bundle_writer import check_name
+
+        check_name(config.name)
     from exporter.int8.options import check_options
 
     check_options(config)
-    if config.max_drop is not None or config.budget_data is not None or config.fallback_precision is not None \
+    if config.max_drop is not None or config.labeled_data is not None or config.fallback_precision is not None \
             or config.max_float_layers is not None:
         from exporter.int8.mixed_precision import check_config
 
@@ -175,9 +189,10 @@ def _onnx_graph(config: ExportConfig, built, ref, timings: dict):
 def _add_graphs(staged, config: ExportConfig, built, ref, timings: dict):
     """model.onnx (simplified) and model.fp16.onnx; returns (onnx model, simplify stats, fp16 range)."""
     from exporter.bundle_writer import guard_disk
-    from exporter.onnx_export import fp16_range_check, save, simplify, to_fp16
+    from exporter.onnx_export import check_finite, fp16_range_check, save, simplify, to_fp16
 
     model = _onnx_graph(config, built, ref, timings)
+    check_finite(model, ref.all_outputs)  # NaN weights: named here, not blamed on onnxsim's check below
     simplify_stats = None
     if config.simplify:
         with _Stage(timings, "simplify", "simplifying with onnxsim (checked against the unsimplified graph)"):
@@ -185,12 +200,12 @@ def _add_graphs(staged, config: ExportConfig, built, ref, timings: dict):
         console.log(f"onnxsim: {simplify_stats['nodes_before']} -> {simplify_stats['nodes_after']} nodes, "
                     f"max rel diff {simplify_stats['max_rel_diff']:.2e}")
     with guard_disk(staged.staging):
-        save(model, staged.path("model.onnx"))
+        save(model, staged.path(PRECISIONS["fp32"].artifact))
     fp16_range = None
     if config.fp16:
         with _Stage(timings, "fp16", "converting to FP16 (FP32 inputs and outputs)"):
             with guard_disk(staged.staging):
-                save(to_fp16(model), staged.path("model.fp16.onnx"))
+                save(to_fp16(model), staged.path(PRECISIONS["fp16"].artifact))
             fp16_range = Fp16Range.from_dict(fp16_range_check(model, ref.inputs))
         if fp16_range.overflows:
             console.warn(f"{fp16_range.overflowing_count} tensors exceed the FP16 range (max |x| = "
@@ -206,7 +221,8 @@ def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, re
     from exporter.int8.quantize import add_int8
 
     with _Stage(timings, "int8", "calibrating and quantizing to INT8 (Q/DQ)"):
-        manifest.artifacts["int8"], manifest.int8 = add_int8(staged, manifest, model, built, config)
+        int8 = add_int8(staged, manifest, model, built, config)
+    manifest.artifacts["int8"], manifest.int8 = int8.entry, int8.info
     warn_few_samples(manifest.int8, default_set=config.calib_data is None)
     sections: dict = {}
     budget = None
@@ -215,8 +231,14 @@ def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, re
 
         with _Stage(timings, "int8_budget", f"fitting INT8 to the accuracy budget (--max-drop {config.max_drop:g})"):
             data = budget_data_for(config, manifest, built.preprocessing, ref.inputs, ref.outputs, ref.gold.source)
-            manifest.artifacts["int8"], manifest.int8, sections, budget = apply_budget(
-                staged, manifest, config, built.preprocessing, data, ref.inputs, ref.outputs)
+            outcome = apply_budget(staged, manifest, config, model, int8, data, ref.inputs, ref.outputs)
+        manifest.artifacts["int8"], manifest.int8 = outcome.entry, outcome.info
+        sections, budget = outcome.sections, outcome.budget
+    if config.int8_openvino:
+        from exporter.int8.openvino_int8 import add_int8_openvino
+
+        with _Stage(timings, "int8_ov", "quantizing for OpenVINO (NNCF, model.int8-ov.onnx)"):
+            manifest.artifacts[OV_INT8] = add_int8_openvino(staged, manifest, model, built, config)
     if not config.int8_cpu:
         console.log("--no-int8-cpu: no model.int8-cpu.onnx (ONNX Runtime CPU then runs model.int8.onnx, slower "
                     "than FP32 there)")
@@ -225,8 +247,8 @@ def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, re
     from exporter.int8.cpu_int8 import add_int8_cpu  # model.int8-cpu.onnx: the INT8 graph ORT CPU runs fast
 
     with _Stage(timings, "int8_cpu", "quantizing for ONNX Runtime CPU (U8S8 Q/DQ, model.int8-cpu.onnx)"):
-        manifest.artifacts["int8-cpu"], manifest.int8_cpu = add_int8_cpu(staged, manifest, model, built, config,
-                                                                         budget)
+        manifest.artifacts[CPU_INT8], manifest.int8_cpu = add_int8_cpu(
+            staged, manifest, model, built, config, int8.calibration.observed, budget)
     return sections
 
 
@@ -238,20 +260,20 @@ def _verify_staged(staged, config: ExportConfig, sections: dict, timings: dict, 
     from exporter.bundle_writer import guard_disk
 
     with _Stage(timings, "verify", f"verifying every artifact against {reference} on ONNX Runtime CPU"):
-        b = Bundle.open(staged.staging)
+        b = Bundle.open(staged.staging, trusted_keys=())  # written just now: nobody signed it yet
         vconf = VerifyConfig(tolerances=config.tolerances) if config.tolerances else VerifyConfig()
-        comparisons = verify_bundle(b, vconf, log=console.log)
+        verification = verify_bundle(b, vconf, log=console.log)
         with guard_disk(staged.staging):
-            write_reports(b, comparisons, sections=sections or None)
-    return comparisons
+            write_reports(b, verification, sections=sections or None)
+    return verification.comparisons
 
 
 def run_export(config: ExportConfig) -> ExportResult:
     """Export ``config.request`` to a verified bundle under ``config.output`` (see the module docstring)."""
     from runtime.errors import require
 
-    from exporter.bundle_writer import prepare_output
-    from exporter.models.registry import build_model, check_request, is_onnx_model
+    from exporter.bundle_writer import StagedBundle, prepare_output
+    from exporter.models.registry import build_model, check_request, default_name, is_onnx_model
 
     _check_config(config)
     check_request(config.request)  # a typo is a usage error, before seconds of importing torch
@@ -261,16 +283,45 @@ def run_export(config: ExportConfig) -> ExportResult:
         from runtime.engines.build import require_engine_support
 
         require_engine_support()  # fail before a minutes-long export, not after it
+    config = _absolute_paths(config)  # before user code runs: a factory's chdir moves nothing
     prepare_output(config.output)  # fail fast, before loading the model
     _precheck_replace(config)
     timings: dict[str, float] = {}
-    with _Stage(timings, "load", f"loading model {config.request.label}"):
-        built = build_model(config.request, log=console.log)
-    try:
-        return _export_built(config, built, timings)
-    finally:
-        if built.restore is not None:
-            built.restore()
+    # The lock first: a second export into the same bundle fails at once, not after the load.
+    with StagedBundle(config.output, config.name or default_name(config.request)) as staged, \
+            _user_code(config.request):
+        with _Stage(timings, "load", f"loading model {config.request.label}"):
+            built = build_model(config.request, log=console.log)
+        try:
+            comparisons = _export_built(config, built, staged, timings)
+        finally:
+            if built.restore is not None:
+                built.restore()
+    final = staged.final
+    console.log(f"bundle written to {final} in {sum(timings.values()):.1f} s")
+    engines, engine_hint = _engines_after_export(final, config, comparisons)
+    return ExportResult(bundle=final, comparisons=comparisons, timings=timings, engines=engines,
+                        engine_hint=engine_hint)
+
+
+def _user_code(request):
+    """A user factory's import, call and forward passes run isolated (exporter/models/factories.py)."""
+    import contextlib
+
+    from exporter.models.factories import user_code
+    from exporter.models.registry import is_user_model
+
+    return user_code(request.model) if is_user_model(request.model) else contextlib.nullcontext()
+
+
+def _absolute_paths(config: ExportConfig) -> ExportConfig:
+    """Every path option made absolute (a --weights that names an existing file too)."""
+    changes = {f.name: Path(v).absolute() for f in dataclasses.fields(config)
+               if "Path" in str(f.type) and (v := getattr(config, f.name)) is not None}
+    weights = config.request.weights
+    if isinstance(weights, (str, Path)) and Path(weights).exists():
+        changes["request"] = dataclasses.replace(config.request, weights=str(Path(weights).absolute()))
+    return dataclasses.replace(config, **changes)
 
 
 def _precheck_replace(config: ExportConfig) -> None:
@@ -283,18 +334,19 @@ def _precheck_replace(config: ExportConfig) -> None:
     precheck(config.output, config.name or (entry.name if entry else None), identity, config.force)
 
 
-def _export_built(config: ExportConfig, built, timings: dict) -> ExportResult:
-    """Everything after the model is loaded: reference outputs, the staged bundle, verification."""
+def _export_built(config: ExportConfig, built, staged, timings: dict) -> list:
+    """Everything after the model is loaded: reference outputs, the staged bundle, verification,
+    the commit; returns the comparisons."""
     from runtime.preprocess import format_hw
 
-    from exporter.bundle_writer import StagedBundle, guard_disk
+    from exporter.bundle_writer import guard_disk
     from exporter.models.registry import count_macs
     from exporter.onnx_export import INPUT_NAME
     from exporter.reference import compute_reference
     from exporter.reexport import Identity, carry_over, check_replace
 
     pre = built.preprocessing
-    name = config.name or built.name
+    name = staged.name
     what = "ONNX Runtime FP32 outputs of the given model" if built.onnx_model is not None else "PyTorch FP32 outputs"
     with _Stage(timings, "reference", f"computing {what} (the reference) on the golden set"):
         ref = compute_reference(config, built)
@@ -315,28 +367,24 @@ def _export_built(config: ExportConfig, built, timings: dict) -> ExportResult:
     if built.weights.get("random_init"):
         console.warn("random-init weights: the report checks fidelity to PyTorch only, not task accuracy")
 
-    with StagedBundle(config.output, name) as staged:
-        previous = check_replace(staged.final, Identity(built.source, built.name, ref.num_classes), config.force)
-        model, simplify_stats, fp16_range = _add_graphs(staged, config, built, ref, timings)
-        manifest = _base_manifest(config, built, name, ref, params, macs, simplify_stats, input_name)
-        manifest.artifacts["fp32"] = staged.entry("model.onnx")
-        if config.fp16:
-            manifest.artifacts["fp16"] = staged.entry("model.fp16.onnx")
-            manifest.fp16_range = fp16_range
-        sections = _add_int8(staged, manifest, model, built, config, ref, timings) if config.int8 else {}
-        with guard_disk(staged.staging):
-            _write_golden(staged.path(GOLDEN), ref)
-        manifest.golden = GoldenInfo(**staged.entry(GOLDEN).to_dict(), samples=len(ref.gold.names),
-                                     source=ref.gold.source, skipped=len(ref.gold.skipped))
-        manifest.timings_s = timings
-        staged.write_manifest(manifest)
-        carry_over(previous, staged, manifest, verify=config.verify, fresh=set(sections))
-        comparisons = _verify_staged(staged, config, sections, timings, ref.label) if config.verify else []
-        final = staged.commit()
-    console.log(f"bundle written to {final} in {sum(timings.values()):.1f} s")
-    engines, engine_hint = _engines_after_export(final, config, comparisons)
-    return ExportResult(bundle=final, comparisons=comparisons, timings=timings, engines=engines,
-                        engine_hint=engine_hint)
+    previous = check_replace(staged.final, Identity(built.source, built.name, ref.num_classes), config.force)
+    model, simplify_stats, fp16_range = _add_graphs(staged, config, built, ref, timings)
+    manifest = _base_manifest(config, built, name, ref, params, macs, simplify_stats, input_name)
+    manifest.artifacts["fp32"] = staged.entry(PRECISIONS["fp32"].artifact)
+    if config.fp16:
+        manifest.artifacts["fp16"] = staged.entry(PRECISIONS["fp16"].artifact)
+        manifest.fp16_range = fp16_range
+    sections = _add_int8(staged, manifest, model, built, config, ref, timings) if config.int8 else {}
+    with guard_disk(staged.staging):
+        _write_golden(staged.path(GOLDEN), ref)
+    manifest.golden = GoldenInfo(**staged.entry(GOLDEN).to_dict(), samples=len(ref.gold.names),
+                                 source=ref.gold.source, skipped=len(ref.gold.skipped))
+    manifest.timings_s = timings
+    staged.write_manifest(manifest)
+    carry_over(previous, staged, manifest, verify=config.verify, fresh=set(sections))
+    comparisons = _verify_staged(staged, config, sections, timings, ref.label) if config.verify else []
+    staged.commit()
+    return comparisons
 
 
 def _write_golden(path: Path, ref) -> None:
@@ -356,5 +404,7 @@ def _engines_after_export(final: Path, config: ExportConfig, comparisons: list) 
     if not all(c.passed for c in comparisons):
         return [], "TensorRT engines were not built because the verification failed."
     from runtime.engines.build import export_engines
+    from runtime.signing import own_bundle
 
-    return export_engines(final, config.engine, log=console.log, warn=console.warn)
+    with own_bundle():  # the bundle this export has just committed: nobody signed it yet
+        return export_engines(final, config.engine, log=console.log, warn=console.warn)

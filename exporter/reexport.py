@@ -36,13 +36,13 @@ from pathlib import Path
 from runtime import console
 from runtime.bundle import GOLDEN, MANIFEST, Bundle
 from runtime.errors import BundleError, EdgeportError, UsageError
+from runtime.signing import SignatureError
 from runtime.engines.sidecar import read_sidecar
+from runtime.precision import export_options
 
 EXPORT_FILES = (MANIFEST, GOLDEN, "calibration.json", "calib.cache", "report.json", "report.md", "report.html")
 ENGINE_SUFFIX = ".engine"
 SIDECAR_SUFFIX = ".engine.json"
-# Options that bring back an artifact the new export did not write.
-_KEEP_WITH = {"fp16": "--fp16", "int8": "--int8", "int8-cpu": "--int8 without --no-int8-cpu"}
 
 
 def looks_like_bundle(folder: Path) -> bool:
@@ -92,7 +92,7 @@ class Previous:
     problem: str | None = None
 
 
-def _existing(final: Path) -> Previous | None:
+def _existing(final: Path, force: bool) -> Previous | None:
     if not final.exists() and not final.is_symlink():
         return None
     if not final.is_dir():
@@ -103,7 +103,11 @@ def _existing(final: Path) -> Previous | None:
     if not (final / MANIFEST).is_file():
         return Previous(final, None, f"it has no {MANIFEST}")
     try:
-        return Previous(final, Bundle.open(final))
+        return Previous(final, Bundle.open(final))  # with trusted keys: signature first (runtime/signing.py)
+    except SignatureError:
+        if not force:
+            raise  # nothing of an untrusted bundle is read or carried over; --force replaces it unread
+        return Previous(final, None, "its signature does not verify with the trusted keys")
     except BundleError as exc:
         return Previous(final, None, str(exc))
 
@@ -113,7 +117,7 @@ def precheck(out_dir: Path, name: str | None, identity: Identity | None, force: 
     models, the architecture), so a refusal comes before seconds of importing torch."""
     if name is None:
         return
-    previous = _existing(Path(out_dir) / name)
+    previous = _existing(Path(out_dir) / name, force)
     if previous is not None:
         _refuse_unless_forced(previous, identity, force)
 
@@ -121,7 +125,7 @@ def precheck(out_dir: Path, name: str | None, identity: Identity | None, force: 
 def check_replace(final: Path, identity: Identity, force: bool) -> Previous | None:
     """With the bundle's lock held and the model loaded: refuse (exit 2), or say what is
     replaced. Returns the previous folder (for ``carry_over``), or None."""
-    previous = _existing(final)
+    previous = _existing(final, force)
     if previous is None:
         return None
     _refuse_unless_forced(previous, identity, force)
@@ -206,13 +210,12 @@ class _Compare:
         b = self.new.int8.trt_calibration_cache if self.new.int8 else None
         return a is not None and b is not None and a.sha256 == b.sha256
 
-    def result_valid(self, r: dict, *, golden: bool) -> bool:
-        """A per-artifact report entry still describes the new bundle."""
-        precision = r.get("precision")
+    def row_valid(self, precision: str | None, backend: str | None, artifact: str | None, *, golden: bool) -> bool:
+        """A per-artifact report row (of ``backend``; ``artifact``: the file it ran, when recorded)
+        still describes the new bundle."""
         if not self.same(precision) or (golden and not self.golden_same):
             return False
-        if r.get("backend", "onnxruntime") != "onnxruntime":  # TensorRT, TensorRT-RTX: run through an engine
-            artifact = r.get("artifact")
+        if (backend or "onnxruntime") != "onnxruntime":  # TensorRT, TensorRT-RTX: run through an engine
             return artifact in self.engines if artifact else precision in self.engine_precisions
         return True
 
@@ -252,9 +255,7 @@ def _dropped_artifacts(cmp: _Compare) -> list[str]:
         files = [cmp.old.artifacts[p].file for p in gone]
         if "int8" in gone:
             files += ["calibration.json", "calib.cache"]
-        options = list(dict.fromkeys(_KEEP_WITH.get(p, f"--{p}") for p in gone))
-        if "--int8" in options:  # --int8 brings both INT8 graphs back
-            options = [o for o in options if o != _KEEP_WITH["int8-cpu"]]
+        options = list(export_options(gone)) or ["the options that wrote them"]
         out.append(f"the {', '.join(gone)} artifact{'s' if len(gone) > 1 else ''} ({', '.join(files)}): "
                    f"re-export with {' and '.join(options)} to keep {'them' if len(gone) > 1 else 'it'}")
     return out
@@ -268,14 +269,12 @@ def _carry_engines(old_root: Path, staged, cmp: _Compare, kept: list, dropped: l
     for sidecar in sorted(old_root.glob("*" + SIDECAR_SUFFIX)):
         engine = sidecar.name[: -len(".json")]
         names |= {sidecar.name, engine}
-        why = _engine_stale(sidecar, old_root / engine, cmp)
+        why = _engine_stale(sidecar, old_root / engine, cmp) or _carry_checked(old_root, staged, engine)
         if why:
             stale.append(f"{engine} ({why})")
             continue
-        for name in (engine, sidecar.name):
-            staged.add_file(old_root / name, name)
         cmp.engines.add(engine)
-        cmp.engine_precisions.add(read_sidecar(sidecar).precision)
+        cmp.engine_precisions.add(read_sidecar(staged.path(sidecar.name)).precision)
     orphans = sorted(p.name for p in old_root.glob("*" + ENGINE_SUFFIX) if p.name not in names)
     names |= set(orphans)
     stale += [f"{n} (no sidecar)" for n in orphans]
@@ -287,13 +286,37 @@ def _carry_engines(old_root: Path, staged, cmp: _Compare, kept: list, dropped: l
     return names
 
 
+def _carry_checked(old_root: Path, staged, engine: str) -> str | None:
+    """Link an engine and its sidecar into the staged bundle, then check the staged copies (the
+    files that will be published, so nothing can be swapped after the check): regular files
+    only, and the engine's sha256 the one its sidecar records. Returns why not, having removed
+    them; None when both were kept. A link to a file outside the bundle is never carried."""
+    from runtime.fsutil import open_regular, sha256_fileobj
+
+    names = (engine, engine + ".json")
+    for name in names:
+        staged.add_file(old_root / name, name)
+    why = None
+    try:
+        expected = read_sidecar(staged.path(names[1])).engine.sha256
+        with open_regular(staged.path(engine)) as f:
+            if sha256_fileobj(f) != expected:
+                why = "its sha256 is not the one its sidecar records"
+    except BundleError as exc:
+        why = f"not a regular file of the bundle: {exc}"
+    if why:
+        for name in names:
+            staged.path(name).unlink(missing_ok=True)
+    return why
+
+
 def _engine_stale(sidecar_path: Path, engine: Path, cmp: _Compare) -> str | None:
     try:
         sidecar = read_sidecar(sidecar_path)
-    except BundleError as exc:  # malformed: the engine is dropped, the reason kept
+    except BundleError as exc:  # malformed (or a link): the engine is dropped, the reason kept
         return f"unreadable sidecar: {exc}"
-    if not engine.is_file():
-        return "incomplete"
+    if engine.is_symlink() or not engine.is_file():
+        return "not a regular file" if engine.is_symlink() else "incomplete"
     new = cmp.new.artifacts.get(sidecar.source.artifact)
     if new is None:
         return f"its source, the {sidecar.source.artifact} artifact, is not in the new bundle"
@@ -308,92 +331,24 @@ def _engine_stale(sidecar_path: Path, engine: Path, cmp: _Compare) -> str | None
 
 def _carry_report(old_root: Path, staged, cmp: _Compare, verify: bool, fresh: set, kept: list,
                   dropped: list) -> None:
-    """The old report.json's entries that still describe the new bundle, written into the staged
+    """The old report's sections that still describe the new bundle, written into the staged
     bundle (export's verification then merges its own results into it)."""
+    from runtime.report.summary import read_report
+
     path = old_root / "report.json"
     if not path.is_file():
         return
     try:
-        old = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        old = None
-    if not isinstance(old, dict) or not isinstance(old.get("results"), list):
+        old = read_report(path)
+    except BundleError:
         dropped.append("report.json (not an edgeport report)")
         return
     if not verify:
         dropped.append("every report.json section (--no-verify writes no report; run `edgeport verify` and "
                        "`edgeport bench` on the new bundle)")
         return
-    report, notes_kept, notes_dropped = carry_report(old, cmp, fresh)
-    kept += notes_kept
-    dropped += [f"report.json: {n}" for n in notes_dropped]
-    if any(report.get(k) for k in report if k != "report_version"):
-        staged.write_text("report.json", json.dumps(report, indent=2) + "\n")
-
-
-_REGENERATED = ("report_version", "model", "weights", "golden", "reference", "passed", "calibration")
-
-
-def carry_report(old: dict, cmp: _Compare, fresh: set = frozenset()) -> tuple[dict, list[str], list[str]]:
-    """(the entries of ``old`` that still hold, what was kept, what was dropped), in words.
-
-    ``fresh``: sections the new export writes itself (they replace the old ones). Results of
-    ONNX Runtime CPU are redone by the export's own verification and are not carried.
-    """
-    report: dict = {"report_version": old.get("report_version", 1)}
-    kept: list[str] = []
-    dropped: list[str] = []
-    redone = [r for r in old["results"] if isinstance(r, dict)
-              and (r.get("backend"), r.get("provider")) == ("onnxruntime", "cpu")]
-    others = [r for r in old["results"] if isinstance(r, dict) and r not in redone]
-    report["results"] = _filter(others, lambda r: cmp.result_valid(r, golden=True), "verification result", kept,
-                                dropped)
-    if isinstance(old.get("lint"), dict):
-        report["lint"] = {p: d for p, d in old["lint"].items() if cmp.same(p)}
-    bench = old.get("benchmarks")
-    rows = bench.get("results", []) if isinstance(bench, dict) else bench if isinstance(bench, list) else []
-    rows = _filter([r for r in rows if isinstance(r, dict)], lambda r: cmp.result_valid(r, golden=False),
-                   "benchmark result", kept, dropped)
-    if rows:
-        report["benchmarks"] = {"machine": bench.get("machine") if isinstance(bench, dict) else None, "results": rows}
-    acc = old.get("accuracy")
-    if isinstance(acc, dict) and "accuracy" not in fresh:
-        if cmp.same("fp32"):
-            acc_rows = _filter([r for r in acc.get("results", []) if isinstance(r, dict)],
-                               lambda r: cmp.result_valid(r, golden=False), "labeled-accuracy result", kept, dropped)
-            report["accuracy"] = {**acc, "results": acc_rows}
-        else:
-            dropped.append("labeled accuracy (its FP32 reference, model.onnx, changed)")
-    for key, needs_golden in (("sensitivity", True), ("mixed_precision", False)):
-        if key not in old or key in fresh:
-            continue
-        if cmp.same("int8") and (cmp.golden_same or not needs_golden):
-            report[key] = old[key]
-            kept.append(f"the {key} section")
-        else:
-            dropped.append(f"the {key} section (model.int8.onnx{' or the golden set' if needs_golden else ''} "
-                           "changed or is gone)")
-    if "golden_names" in old and cmp.golden_same:
-        report["golden_names"] = old["golden_names"]
-    if isinstance(old.get("engines"), dict):  # `edgeport build`: what each engine is made of
-        report["engines"] = {e: v for e, v in old["engines"].items() if e in cmp.engines}
-        gone = sorted(set(old["engines"]) - set(report["engines"]))
-        if gone:
-            dropped.append(f"the composition of {len(gone)} dropped engine(s)")
-    unknown = sorted(set(old) - set(report) - set(_REGENERATED) - {"results", "lint", "benchmarks", "accuracy",
-                                                                   "sensitivity", "mixed_precision", "golden_names",
-                                                                   "engines"})
-    if unknown:
-        dropped.append(f"section(s) {', '.join(unknown)}")
-    return report, kept, dropped
-
-
-def _filter(rows: list[dict], valid, what: str, kept: list, dropped: list) -> list[dict]:
-    """The valid rows; a note of how many were kept and dropped, per precision."""
-    good = [r for r in rows if valid(r)]
-    bad = [r for r in rows if not valid(r)]
-    for group, notes, tail in ((good, kept, ""), (bad, dropped, ": artifact changed or gone")):
-        if group:
-            precisions = ", ".join(dict.fromkeys(str(r.get("precision")) for r in group))
-            notes.append(f"{len(group)} {what}{'s' if len(group) > 1 else ''} ({precisions}{tail})")
-    return good
+    report, notes = old.carry_over(cmp, fresh)
+    kept += notes.kept
+    dropped += [f"report.json: {n}" for n in notes.dropped]
+    if not report.empty:
+        staged.write_text("report.json", json.dumps(report.to_dict(), indent=2) + "\n")

@@ -37,8 +37,8 @@ class Reference:
 def golden_set(config, pre):
     from exporter import golden as G
 
-    if config.verify_data:
-        return G.folder_images(config.verify_data, pre, config.verify_samples)
+    if config.golden_data:
+        return G.folder_images(config.golden_data, pre, config.golden_samples)
     return G.builtin_images(pre)
 
 

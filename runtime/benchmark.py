@@ -45,7 +45,7 @@ class BenchConfig:
     duration: float | None = None  # ... or time calls for this many seconds (at least MIN_ITERATIONS)
 
     def validate(self) -> None:
-        """Refuse option values no run could honour (the CLI checks them too)."""
+        """Refuse option values no run could honour (the one place they are checked)."""
         if not self.batches:
             raise UsageError("Give at least one batch size (--batch 1,8).")
         bad = [b for b in self.batches if not isinstance(b, int) or isinstance(b, bool) or b < 1]
@@ -61,21 +61,76 @@ class BenchConfig:
             raise UsageError(f"--duration must be a positive number of seconds, got {self.duration}.")
 
 
-def parse_batches(text: str) -> tuple[int, ...]:
-    """'1,8' -> (1, 8); raises ValueError with a readable reason."""
-    parts = [p.strip() for p in str(text).replace(" ", ",").split(",") if p.strip()]
-    if not parts:
-        raise ValueError("expected batch sizes like 1 or 1,8")
-    out = []
-    for p in parts:
-        try:
-            value = int(p)
-        except ValueError:
-            raise ValueError(f"'{p}' is not a whole number (expected batch sizes like 1,8)") from None
-        if value < 1:
-            raise ValueError(f"batch sizes must be at least 1, got {value}")
-        out.append(value)
-    return tuple(dict.fromkeys(out))
+@dataclasses.dataclass(frozen=True)
+class Latency:
+    """One (artifact, batch) timing: percentiles of one call and images per second."""
+
+    precision: str
+    backend: str
+    provider: str
+    artifact: str
+    batch: int
+    threads: int | None
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    min_ms: float
+    max_ms: float
+    throughput_ips: float | None
+    iterations: int
+    warmup: int
+    measured_at: str
+
+    @property
+    def key(self) -> tuple:
+        """Results with the same key replace each other in report.json."""
+        return (self.backend, self.provider, self.precision, self.batch, self.threads)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Latency":
+        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass
+class BenchmarkResult:
+    """``run_benchmarks``' result, and report.json's ``benchmarks`` section: the machine of the
+    newest run and its results (older results of the same machine kept by ``merge``)."""
+
+    machine: dict  # CPU, cores, threads, load average, library versions (runtime/machine.py)
+    results: list[Latency]
+    # Why the report could not be written after the run (not part of report.json); None: written or not asked.
+    report_error: str | None = dataclasses.field(default=None, compare=False)
+
+    def to_dict(self) -> dict:
+        return {"machine": self.machine, "results": [r.to_dict() for r in self.results]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BenchmarkResult":
+        machine = data.get("machine")
+        return cls(machine=machine if isinstance(machine, dict) else {},
+                   results=[Latency.from_dict(r) for r in data.get("results") or [] if isinstance(r, dict)])
+
+    def merge(self, new: "BenchmarkResult", log: Callable[[str], None] = lambda s: None) -> "BenchmarkResult":
+        """This section after ``new``: same-key results replaced, other machines' results dropped
+        (not comparable), the machine of the newest run kept."""
+        from runtime.machine import machine_fingerprint
+
+        old = self.results
+        if old and (not self.machine or machine_fingerprint(self.machine) != machine_fingerprint(new.machine)):
+            log(f"dropping {len(old)} earlier benchmark result(s) measured on another machine")
+            old = []
+        keys = {r.key for r in new.results}
+        return BenchmarkResult(machine=new.machine, results=[r for r in old if r.key not in keys] + list(new.results))
+
+    def carry_over(self, changes, notes) -> "BenchmarkResult | None":
+        """The results a re-export keeps (their artifact, or engine, byte-identical)."""
+        rows = notes.filter(self.results, lambda r: changes.row_valid(r.precision, r.backend, r.artifact,
+                                                                      golden=False), "benchmark result")
+        return BenchmarkResult(machine=self.machine, results=rows) if rows else None
 
 
 # -- timing -------------------------------------------------------------------------------------
@@ -128,7 +183,7 @@ def batch_input(images: np.ndarray, batch: int) -> np.ndarray:
 
 # -- the run --------------------------------------------------------------------------------------
 def _gpu_description(backend: str, provider: str) -> str | None:
-    if backend == "onnxruntime" and provider == "cpu":
+    if backend in ("onnxruntime", "openvino") and provider == "cpu":
         return None
     try:
         from runtime.engines.device import probe_gpu
@@ -140,10 +195,11 @@ def _gpu_description(backend: str, provider: str) -> str | None:
 
 
 def run_benchmarks(bundle: Bundle, config: BenchConfig, log: Callable[[str], None] = lambda s: None,
-                   warn: Callable[[str], None] | None = None) -> dict:
-    """Time every selected artifact at every batch size; returns {"machine": ..., "results": [...]}."""
+                   warn: Callable[[str], None] | None = None) -> BenchmarkResult:
+    """Time every selected artifact at every batch size."""
     from runtime.machine import describe_machine, load_average
-    from runtime.precision import int8_cpu_warning
+    from runtime.machine import int8_cpu_warning
+    from runtime.precision import CPU_INT8
 
     config.validate()
     target = config.target
@@ -158,7 +214,7 @@ def run_benchmarks(bundle: Bundle, config: BenchConfig, log: Callable[[str], Non
     gpu = _gpu_description(target.backend, target.provider)
     if gpu:
         machine["gpu"] = gpu
-    if "int8-cpu" in precisions and warn is not None:
+    if CPU_INT8 in precisions and warn is not None:
         message = int8_cpu_warning(bundle.manifest)
         if message:
             warn(message)
@@ -171,65 +227,24 @@ def run_benchmarks(bundle: Bundle, config: BenchConfig, log: Callable[[str], Non
                 log(f"timing {precision} ({path.name}) on {target.backend}/{provider}, batch {batch}")
                 samples = time_calls(lambda: runner.infer(feed), warmup=config.warmup,
                                      iterations=config.iterations, duration=config.duration)
-                stats = latency_stats(samples, batch)
-                results.append({
-                    "backend": target.backend, "provider": provider, "precision": precision,
-                    "artifact": path.name, "batch": batch, "threads": target.threads, **stats,
-                    "warmup": config.warmup,
-                    "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                })
+                results.append(Latency(
+                    backend=target.backend, provider=provider, precision=precision, artifact=path.name,
+                    batch=batch, threads=target.threads, **latency_stats(samples, batch), warmup=config.warmup,
+                    measured_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")))
     machine["load_avg_after"] = load_average()
-    return {"machine": machine, "results": results}
-
-
-# -- the report -------------------------------------------------------------------------------------
-def _result_key(r: dict) -> tuple:
-    return (r.get("backend"), r.get("provider"), r.get("precision"), r.get("batch"), r.get("threads"))
-
-
-def merge_benchmarks(old: dict | list | None, new: dict, log: Callable[[str], None] = lambda s: None) -> dict:
-    """The report's ``benchmarks`` section after ``new``: same-key results replaced, other
-    machines' results dropped (not comparable), the machine of the newest run kept."""
-    from runtime.machine import machine_fingerprint
-
-    old_results: list = []
-    old_machine = None
-    if isinstance(old, dict):
-        old_results = [r for r in old.get("results", []) if isinstance(r, dict)]
-        old_machine = old.get("machine") if isinstance(old.get("machine"), dict) else None
-    elif isinstance(old, list):  # an older layout: a bare list of results
-        old_results = [r for r in old if isinstance(r, dict)]
-    if old_results and (old_machine is None
-                        or machine_fingerprint(old_machine) != machine_fingerprint(new["machine"])):
-        log(f"dropping {len(old_results)} earlier benchmark result(s) measured on another machine")
-        old_results = []
-    keys = {_result_key(r) for r in new["results"]}
-    kept = [r for r in old_results if _result_key(r) not in keys]
-    return {"machine": new["machine"], "results": kept + list(new["results"])}
-
-
-def write_benchmarks(bundle: Bundle, run: dict, log: Callable[[str], None] = lambda s: None) -> dict:
-    """Merge ``run`` into report.json and redraw report.md/.html; returns the merged section."""
-    from runtime.report.summary import REPORT_VERSION, load_report, save_report
-
-    report = load_report(bundle)
-    report.setdefault("report_version", REPORT_VERSION)
-    report.setdefault("model", bundle.name)
-    report["benchmarks"] = merge_benchmarks(report.get("benchmarks"), run, log=log)
-    save_report(bundle, report)
-    return report["benchmarks"]
+    return BenchmarkResult(machine=machine, results=results)
 
 
 BENCH_HEADER = ["precision", "backend", "artifact", "batch", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms",
                 "img/s", "calls"]
 
 
-def bench_rows(results: list[dict]) -> list[list[str]]:
+def bench_rows(results: list[Latency]) -> list[list[str]]:
     """Rows for BENCH_HEADER."""
     def f(v, digits=3):
         return "-" if v is None else (f"{v:.{digits}g}" if isinstance(v, float) else str(v))
 
-    return [[r["precision"], f"{r['backend']}/{r['provider']}", r.get("artifact", "-"), str(r["batch"]),
-             "default" if r.get("threads") is None else str(r["threads"]), f(r["p50_ms"], 4), f(r["p90_ms"], 4),
-             f(r["p99_ms"], 4), f(r["mean_ms"], 4), f(r["throughput_ips"], 4), str(r["iterations"])]
+    return [[r.precision, f"{r.backend}/{r.provider}", r.artifact or "-", str(r.batch),
+             "default" if r.threads is None else str(r.threads), f(r.p50_ms, 4), f(r.p90_ms, 4),
+             f(r.p99_ms, 4), f(r.mean_ms, 4), f(r.throughput_ips, 4), str(r.iterations)]
             for r in results]

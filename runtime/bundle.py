@@ -19,12 +19,13 @@ import dataclasses
 import json
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from runtime.bundle_check import check_golden, check_golden_values, check_manifest, golden_key
 from runtime.errors import BundleError
-from runtime.fsutil import sha256_file
+from runtime.fsutil import open_regular, sha256_file, sha256_fileobj
 from runtime.manifest import MANIFEST, SCHEMA_VERSION, FileEntry, InputSpec, Manifest, OutputSpec
 from runtime.preprocess import Preprocessing
 
@@ -91,6 +92,77 @@ class CalibrationInfo:
         return {**dataclasses.asdict(self), "few": self.few, "recommended_min": FEW_CALIBRATION_SAMPLES}
 
 
+MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few kB; a larger one is not one edgeport wrote
+_REEXPORT = "Re-export it with `edgeport export`."
+
+
+def _check_folder(root: Path) -> None:
+    """The path is a bundle folder with a manifest (the message says what was passed instead)."""
+    if not root.exists():
+        raise BundleError(f"Bundle '{root}' does not exist.",
+                          hint="Pass the folder that `edgeport export` wrote (e.g. exports/resnet18).")
+    if not root.is_dir():
+        raise BundleError(f"Bundle path '{root}' is a file, not a bundle folder.",
+                          hint="Pass the folder that contains manifest.json.")
+    if not (root / MANIFEST).exists() and not (root / MANIFEST).is_symlink():
+        inner = sorted(p.parent.name for p in root.glob(f"*/{MANIFEST}"))
+        if inner:
+            raise BundleError(f"'{root}' is not a bundle but holds {len(inner)}: {', '.join(inner[:8])}.",
+                              hint=f"Pass one of them, e.g. {root / inner[0]}.")
+        raise BundleError(f"'{root}' has no {MANIFEST}, so it is not an edgeport bundle (or it is incomplete).",
+                          hint=_REEXPORT)
+
+
+def _read_manifest(root: Path) -> Manifest:
+    """manifest.json parsed, its digest checked (a missing one is refused), every value checked."""
+    mpath = root / MANIFEST
+    with open_regular(mpath) as f:
+        raw = f.read(MAX_MANIFEST_BYTES + 1)
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{mpath} is larger than {MAX_MANIFEST_BYTES >> 20} MiB, so it is not a manifest "
+                          "edgeport wrote.", hint=_REEXPORT)
+    try:
+        manifest = Manifest.parse(json.loads(raw.decode("utf-8")))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{mpath} is not valid JSON ({exc}).", hint=_REEXPORT) from exc
+    except BundleError as exc:
+        raise BundleError(f"Bundle '{root}': {exc}", hint=exc.hint or _REEXPORT) from exc
+    if manifest.digest is None:
+        raise BundleError(f"Bundle '{root}': manifest.json carries no digest, so nothing shows it is the manifest "
+                          "the export wrote (every export records one).", hint=_REEXPORT)
+    if manifest.digest != manifest.content_digest():
+        raise BundleError(
+            f"Bundle '{root}': manifest.json was edited after export (its content no longer matches the "
+            "digest the export recorded), so its preprocessing, names, batch range and sha256 values cannot "
+            "be trusted; the artifacts themselves were not examined.",
+            hint="Restore the original manifest.json or re-export the bundle; to change class names, "
+                 "re-export with --class-names FILE.")
+    try:
+        check_manifest(manifest)
+    except BundleError as exc:
+        raise BundleError(f"Bundle '{root}': {exc}", hint=exc.hint) from exc
+    return manifest
+
+
+def _refuse_external_data(f: BinaryIO, precision: str) -> None:
+    """Refuse an ONNX file whose tensors load from other files (scanned on the checked descriptor)."""
+    import mmap
+
+    from runtime.graph.external import MalformedGraph, external_tensors
+
+    try:
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            names = external_tensors(data)
+    except (MalformedGraph, ValueError, OSError) as exc:
+        raise BundleError(f"{f.name} ({precision}) is not a readable ONNX file ({exc}).",
+                          hint="Re-export the bundle.") from exc
+    if names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise BundleError(f"{f.name} ({precision}) loads {len(names)} tensor(s) from external data files ({shown}), "
+                          "which no sha256 in the manifest covers; edgeport reads only self-contained ONNX graphs, "
+                          "so it is refused before loading.", hint="Re-export the bundle with `edgeport export`.")
+
+
 class Bundle:
     """A bundle folder with a validated, typed manifest (runtime/manifest.py)."""
 
@@ -100,44 +172,19 @@ class Bundle:
 
     # -- opening -------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path) -> "Bundle":
-        """Open and validate the bundle at ``path`` (raises BundleError with what to do)."""
+    def open(cls, path: str | Path, *, trusted_keys=None) -> "Bundle":
+        """Open and validate the bundle at ``path`` (raises BundleError with what to do).
+
+        ``trusted_keys`` (public PEM paths): the bundle's ``bundle.sig`` must verify with one of
+        them, checked before anything in the bundle is parsed or loaded (runtime/signing.py).
+        None: the keys of an enclosing ``runtime.signing.trusting()`` block (the CLI's
+        ``--trusted-key``), else ``$EDGEPORT_TRUSTED_KEYS``; an empty list: no signature check."""
+        from runtime.signing import check_signature
+
         root = Path(path)
-        rebuild = "Re-export it with `edgeport export`."
-        if not root.exists():
-            raise BundleError(f"Bundle '{root}' does not exist.",
-                              hint="Pass the folder that `edgeport export` wrote (e.g. exports/resnet18).")
-        if not root.is_dir():
-            raise BundleError(f"Bundle path '{root}' is a file, not a bundle folder.",
-                              hint="Pass the folder that contains manifest.json.")
-        mpath = root / MANIFEST
-        if not mpath.is_file():
-            inner = sorted(p.parent.name for p in root.glob(f"*/{MANIFEST}"))
-            if inner:
-                raise BundleError(f"'{root}' is not a bundle but holds {len(inner)}: {', '.join(inner[:8])}.",
-                                  hint=f"Pass one of them, e.g. {root / inner[0]}.")
-            raise BundleError(f"'{root}' has no {MANIFEST}, so it is not an edgeport bundle (or it is incomplete).",
-                              hint=rebuild)
-        try:
-            data = json.loads(mpath.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BundleError(f"{mpath} is not valid JSON ({exc}).", hint=rebuild) from exc
-        try:
-            manifest = Manifest.parse(data)
-        except BundleError as exc:
-            raise BundleError(f"Bundle '{root}': {exc}", hint=exc.hint or rebuild) from exc
-        if manifest.digest is not None and manifest.digest != manifest.content_digest():
-            raise BundleError(
-                f"Bundle '{root}': manifest.json was edited after export (its content no longer matches the "
-                "digest the export recorded), so its preprocessing, names, batch range and sha256 values cannot "
-                "be trusted; the artifacts themselves were not examined.",
-                hint="Restore the original manifest.json or re-export the bundle; to change class names, "
-                     "re-export with --class-names FILE.")
-        try:
-            check_manifest(manifest)
-        except BundleError as exc:
-            raise BundleError(f"Bundle '{root}': {exc}", hint=exc.hint) from exc
-        return cls(root, manifest)
+        _check_folder(root)
+        check_signature(root, trusted_keys)
+        return cls(root, _read_manifest(root))
 
     # -- properties ----------------------------------------------------------------
     @property
@@ -201,7 +248,10 @@ class Bundle:
 
     def calibration(self, precision: str = "int8") -> CalibrationInfo | None:
         """How the ``int8`` (TensorRT Q/DQ) or ``int8-cpu`` artifact was calibrated; None without it."""
-        section = {"int8": self.manifest.int8, "int8-cpu": self.manifest.int8_cpu}.get(precision)
+        from runtime.precision import PRECISIONS
+
+        row = PRECISIONS.get(precision)
+        section = getattr(self.manifest, row.section) if row is not None and row.section else None
         if precision not in self.precisions or section is None:
             return None
         source = section.calibration_source
@@ -210,30 +260,42 @@ class Bundle:
                                source=source.path if source else None, kind=source.kind if source else None,
                                skipped=int(source.skipped or 0) if source else 0, calibrated=extra.get("calibrated"),
                                seconds=extra.get("calibration_seconds", extra.get("calibrate_quantize_seconds")),
-                               shared_with="int8" if precision == "int8-cpu" and "ranges" in extra else None)
+                               shared_with=row.cpu_variant_of if "ranges" in extra else None)
 
     # -- files -----------------------------------------------------------------------
     def checked_file(self, entry: FileEntry, what: str) -> Path:
-        """The path of a file the manifest records, after checking its name and sha256."""
+        """The path of a file the manifest records, after checking its name, kind and sha256."""
+        with self.open_checked(entry, what) as f:
+            return Path(f.name)
+
+    def open_checked(self, entry: FileEntry, what: str) -> BinaryIO:
+        """A file the manifest records, opened as a regular file inside the bundle (no link:
+        runtime/fsutil.open_regular) and positioned at its start after its sha256 was checked on
+        the same descriptor, so what a caller reads from it is what was checked. ``f.name`` is its path."""
         rel = entry.file
         if not isinstance(rel, str) or "/" in rel or "\\" in rel or rel.startswith("."):
             raise BundleError(f"The manifest names an invalid file for {what}: {rel!r}.")
         path = self.root / rel
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             raise BundleError(
                 f"Bundle '{self.root}' is missing {rel} ({what}).",
                 hint="Copy the whole bundle folder, or re-export it with `edgeport export`.",
             )
-        if entry.sha256:
-            actual = sha256_file(path)
-            if actual != entry.sha256:
-                raise BundleError(
-                    f"{path} does not match the sha256 recorded in the manifest "
-                    f"(expected {entry.sha256[:16]}..., found {actual[:16]}...): the file is truncated, "
-                    "corrupted or was modified, so it is refused before loading.",
-                    hint="Copy the bundle again or re-export it.",
-                )
-        return path
+        if not entry.sha256:  # the reader requires one for every file it lists; never load unchecked bytes
+            raise BundleError(f"The manifest records no sha256 for {rel} ({what}), so it is refused before loading.",
+                              hint="Re-export the bundle.")
+        f = open_regular(path)
+        actual = sha256_fileobj(f)
+        if actual != entry.sha256:
+            f.close()
+            raise BundleError(
+                f"{path} does not match the sha256 recorded in the manifest "
+                f"(expected {entry.sha256[:16]}..., found {actual[:16]}...): the file is truncated, "
+                "corrupted or was modified, so it is refused before loading.",
+                hint="Copy the bundle again or re-export it.",
+            )
+        f.seek(0)
+        return f
 
     def artifact(self, precision: str) -> FileEntry:
         """The manifest entry of one precision's artifact (BundleError when absent)."""
@@ -248,20 +310,26 @@ class Bundle:
         return entry
 
     def artifact_path(self, precision: str) -> Path:
-        """The checked path of one precision's ONNX artifact."""
-        return self.checked_file(self.artifact(precision), f"the {precision} artifact")
+        """The checked path of one precision's ONNX artifact: sha256, and no tensor loaded from
+        another file (ONNX external data, which no sha256 covers)."""
+        with self.open_checked(self.artifact(precision), f"the {precision} artifact") as f:
+            _refuse_external_data(f, precision)
+            return Path(f.name)
 
     def golden(self) -> Golden:
         entry = self.manifest.golden
         if entry is None:
             raise BundleError(f"Bundle '{self.root}' has no golden set.", hint="Re-export it with `edgeport export`.")
-        path = self.checked_file(entry, "the golden set")
-        keys = check_golden(self.manifest, path)  # the array headers, before anything is decompressed
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in keys}
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise BundleError(f"{path} is not a readable golden set ({exc}).", hint="Re-export the bundle.") from exc
+        with self.open_checked(entry, "the golden set") as f:
+            path = Path(f.name)
+            keys = check_golden(self.manifest, path, f)  # the array headers, before anything is decompressed
+            f.seek(0)
+            try:
+                with np.load(f, allow_pickle=False) as z:
+                    arrays = {k: z[k] for k in keys}
+            except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+                raise BundleError(f"{path} is not a readable golden set ({exc}).",
+                                  hint="Re-export the bundle.") from exc
         check_golden_values(arrays, path)
         outputs = [arrays[golden_key(i)] for i in range(len(self.outputs))]
         return Golden(images=arrays.get("images"), outputs=outputs[0], names=[str(n) for n in arrays["names"]],
@@ -269,15 +337,17 @@ class Bundle:
                       other_outputs={o.name: v for o, v in zip(self.outputs[1:], outputs[1:])})
 
     def runner(self, precision: str = "fp32", *, backend: str = "onnxruntime", provider: str = "cpu",
-               threads: int | None = None, qdq: bool = False):
+               threads: int | None = None, qdq: bool = False, trust_engine_host_code: bool = False):
         """A runner (a context manager) for one artifact: ``infer(array)`` -> {output name: array}.
 
         ``precision``: fp32, fp16, int8 (the INT8 graph that suits the target: model.int8-cpu.onnx
         on ONNX Runtime CPU unless ``qdq``), int8-cpu. ``backend``: onnxruntime or tensorrt.
+        ``trust_engine_host_code``: load a version-compatible engine (its host code runs here).
         """
         from runtime.runners import Target, open_runner
 
-        return open_runner(self, precision, Target(backend=backend, provider=provider, threads=threads, qdq=qdq))
+        return open_runner(self, precision, Target(backend=backend, provider=provider, threads=threads, qdq=qdq,
+                                                   trust_engine_host_code=trust_engine_host_code))
 
     def report_path(self, suffix: str) -> Path:
         return self.root / f"report.{suffix}"

@@ -238,11 +238,11 @@ def golden_headers(path: Path) -> dict[str, tuple[tuple, np.dtype, int, int]]:
     return headers
 
 
-def check_golden(m: Manifest, path: Path) -> list[str]:
+def check_golden(m: Manifest, path: Path, source=None) -> list[str]:
     """Compare golden.npz's array headers with the manifest before anything is decompressed;
-    the array names to load."""
+    the array names to load. ``source``: the file already opened (and hashed) at ``path``."""
     try:
-        headers = golden_headers(path)
+        headers = golden_headers(path if source is None else source)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise BundleError(f"{path} is not a readable golden set ({exc}).", hint=_HINT) from exc
     samples_key = "images" if "images" in headers else "inputs"

@@ -19,6 +19,7 @@ import dataclasses
 import numpy as np
 
 from runtime.errors import UsageError
+from runtime.precision import PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,14 +34,8 @@ class Tolerance:
         return dataclasses.asdict(self)
 
 
-# Defaults per precision. FP32 must reproduce PyTorch to 1e-4 of the logit range; FP16 and
-# INT8 are judged on the shape of the logit vector (centered cosine), their natural error.
-DEFAULT_TOLERANCES = {
-    "fp32": Tolerance(max_rel_diff=1e-4, cosine_min=0.99999),
-    "fp16": Tolerance(max_rel_diff=2e-2, cosine_min=0.999),
-    "int8": Tolerance(cosine_min=0.99),
-    "int8-cpu": Tolerance(cosine_min=0.99),
-}
+# Defaults per precision: the registry's (runtime/precision.py says why they are what they are).
+DEFAULT_TOLERANCES = {p.key: Tolerance(**p.tolerance) for p in PRECISIONS.values()}
 
 TOLERANCE_KEYS = tuple(f.name for f in dataclasses.fields(Tolerance))
 
@@ -86,8 +81,35 @@ def parse_tolerances(items) -> dict[str, Tolerance]:
 
 
 @dataclasses.dataclass
+class OutputComparison:
+    """One further output of a multi-output model against its reference (runtime/verify.py)."""
+
+    name: str
+    shape: list
+    max_abs_diff: float
+    mean_abs_diff: float
+    max_rel_diff: float
+    cosine_min: float
+    cosine_mean: float
+    nonfinite: int
+    failures: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "passed": self.passed}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "OutputComparison":
+        return cls(**_known(cls, data))
+
+
+@dataclasses.dataclass
 class Comparison:
-    """The result of comparing one artifact with the reference."""
+    """The result of comparing one artifact with the reference. ``passed`` is derived from
+    ``failures``: adding a failure (lint, FP16 overflow, a further output) fails the artifact."""
 
     backend: str
     provider: str
@@ -101,7 +123,6 @@ class Comparison:
     top1_agreement: float
     top5_overlap: float
     nonfinite: int
-    passed: bool
     failures: list[str]
     tolerance: dict
     per_sample_cosine: list[float] = dataclasses.field(default_factory=list)
@@ -112,10 +133,38 @@ class Comparison:
     fp16_range: dict | None = None  # export-time FP16 range check (FP16 artifacts only)
     # Multi-output models: one entry per further output (runtime/verify.py: compare_output);
     # the fields above are the classifier output's, and a failing output fails the artifact.
-    outputs: list[dict] = dataclasses.field(default_factory=list)
+    outputs: list[OutputComparison] = dataclasses.field(default_factory=list)
+    verified_at: str | None = None  # set when written into report.json
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.backend, self.provider, self.precision)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """report.json's shape of one result (``passed`` written for tools that read it)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["outputs"] = [o.to_dict() for o in self.outputs]
+        d["passed"] = self.passed
+        if d["verified_at"] is None:
+            del d["verified_at"]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Comparison":
+        """A result read back from report.json (its ``passed`` is recomputed from ``failures``)."""
+        fields = _known(cls, data)
+        fields["outputs"] = [OutputComparison.from_dict(o) for o in data.get("outputs") or [] if isinstance(o, dict)]
+        return cls(**fields)
+
+
+def _known(cls, data: dict) -> dict:
+    """The entries of ``data`` that are fields of ``cls`` (derived keys such as ``passed`` left out)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def centered_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -139,31 +188,34 @@ def compare(
     precision: str,
     tolerance: Tolerance,
 ) -> Comparison:
+    """Metrics of ``outputs`` against ``reference`` (rows are samples), judged by ``tolerance``."""
     out = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
     ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
     if out.shape != ref.shape:
         raise ValueError(f"output shape {out.shape} differs from reference shape {ref.shape}")
+    result = Comparison(backend=backend, provider=provider, precision=precision, tolerance=tolerance.to_dict(),
+                        failures=[], **_metrics(out, ref))
+    result.failures = judge(result, tolerance)
+    return result
+
+
+def _metrics(out: np.ndarray, ref: np.ndarray) -> dict:
+    """Comparison's metric fields for two (samples, values) arrays; NaN/Inf counted, never averaged."""
     n = len(ref)
     finite = np.isfinite(out)
-    nonfinite = int((~finite).sum())
     safe = np.where(finite, out, 0.0)
-    diff = np.abs(safe - ref)
-    diff = np.where(finite, diff, np.inf)
+    diff = np.where(finite, np.abs(safe - ref), np.inf)
     span = ref.max(axis=1) - ref.min(axis=1)
     rel = diff.max(axis=1) / np.where(span > 0, span, 1.0)
-    cos = centered_cosine(safe, ref)
-    cos = np.where(finite.all(axis=1), cos, -1.0)
+    cos = np.where(finite.all(axis=1), centered_cosine(safe, ref), -1.0)
     top1_out = safe.argmax(axis=1)
-    top1_ref = ref.argmax(axis=1)
+    agree = top1_out == ref.argmax(axis=1)
     k = min(5, ref.shape[1])
     top5_out = np.argsort(-safe, axis=1)[:, :k]
     top5_ref = np.argsort(-ref, axis=1)[:, :k]
     overlap = np.array([len(set(a) & set(b)) / k for a, b in zip(top5_out, top5_ref)])
-    agree = top1_out == top1_ref
-    result = Comparison(
-        backend=backend,
-        provider=provider,
-        precision=precision,
+    changed = np.nonzero(~agree)[0]
+    return dict(
         samples=n,
         max_abs_diff=float(diff.max()) if n else 0.0,
         mean_abs_diff=float(np.where(np.isfinite(diff), diff, 0).mean()) if n else 0.0,
@@ -172,26 +224,25 @@ def compare(
         cosine_mean=float(cos.mean()) if n else 1.0,
         top1_agreement=float(agree.mean()) if n else 1.0,
         top5_overlap=float(overlap.mean()) if n else 1.0,
-        nonfinite=nonfinite,
-        passed=True,
-        failures=[],
-        tolerance=tolerance.to_dict(),
+        nonfinite=int((~finite).sum()),
         per_sample_cosine=[float(c) for c in cos],
         per_sample_max_abs=[float(d) for d in diff.max(axis=1)] if n else [],
-        top1_changed=[int(i) for i in np.nonzero(~agree)[0]],
-        top1_changed_to=[int(top1_out[i]) for i in np.nonzero(~agree)[0]],
+        top1_changed=[int(i) for i in changed],
+        top1_changed_to=[int(top1_out[i]) for i in changed],
     )
+
+
+def judge(result: Comparison, tolerance: Tolerance) -> list[str]:
+    """Why ``result`` fails ``tolerance`` (empty: it passes)."""
     failures = []
-    if n == 0:
+    if result.samples == 0:
         failures.append("no samples to compare")
-    if nonfinite:
-        failures.append(f"{nonfinite} NaN/Inf values in the outputs")
+    if result.nonfinite:
+        failures.append(f"{result.nonfinite} NaN/Inf values in the outputs")
     if tolerance.max_rel_diff is not None and not result.max_rel_diff <= tolerance.max_rel_diff:
         failures.append(f"max_rel_diff {result.max_rel_diff:.3g} > {tolerance.max_rel_diff:g}")
     if tolerance.cosine_min is not None and not result.cosine_min >= tolerance.cosine_min:
         failures.append(f"cosine_min {result.cosine_min:.6f} < {tolerance.cosine_min:g}")
     if tolerance.top1_agreement is not None and not result.top1_agreement >= tolerance.top1_agreement:
         failures.append(f"top1_agreement {result.top1_agreement:.3f} < {tolerance.top1_agreement:g}")
-    result.failures = failures
-    result.passed = not failures
-    return result
+    return failures

@@ -14,12 +14,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import time
 
 LOGGER = logging.getLogger("edgeport")
 LOGGER.setLevel(logging.INFO - 1)  # PROGRESS and up; handlers choose what to show
 PROGRESS = logging.INFO - 1  # progress-bar redraws: only handlers that draw bars take them
+
+
+# C0 and C1 control characters (ESC starts a terminal escape sequence, U+009B is a one-byte CSI)
+# and the bidirectional overrides that reorder what a terminal shows; tab and newline stay.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text) -> str:
+    """``text`` without the characters that drive a terminal instead of showing: a bundle's names
+    come from whoever wrote it (docs/security.md), so everything printed passes through here."""
+    return _UNPRINTABLE.sub("", str(text))
 
 
 def log(message: str) -> None:
@@ -40,11 +52,12 @@ class StderrHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         stream = sys.stderr
         text = record.getMessage()
-        if record.levelno == PROGRESS:
+        if record.levelno == PROGRESS:  # edgeport's own bar, drawn with \r and an erase sequence
             if _draws_bars():
                 stream.write(text)
                 stream.flush()
             return
+        text = printable(text)
         prefix = "[edgeport] warning: " if record.levelno >= logging.WARNING else "[edgeport] "
         if _bar_drawn.pop("open", False):
             stream.write("\r\x1b[K")

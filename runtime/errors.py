@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 # Exit codes shared by every command.
-EXIT_OK = 0
 EXIT_CHECK_FAILED = 1  # an accuracy check failed; reports are still written
 EXIT_USAGE = 2  # bad options (click's own code for usage errors)
 EXIT_ERROR = 3  # anything else: missing files, bad bundle, missing dependency...

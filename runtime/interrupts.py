@@ -12,6 +12,8 @@ from __future__ import annotations
 import signal
 
 _received: list[int] = []
+_completed: list[str] = []  # work made permanent, e.g. "the bundle '...' is complete"
+_installed: list[bool] = []
 
 
 def note(signum: int) -> None:
@@ -29,8 +31,32 @@ def check() -> None:
         raise KeyboardInterrupt(f"interrupted by signal {signal.Signals(_received[0]).name}")
 
 
-def reset() -> None:
-    _received.clear()
+def completed(what: str) -> None:
+    """Record that work was made permanent (a committed bundle): an interrupt after it says so."""
+    _completed.append(what)
+
+
+def forget_completed() -> None:
+    """A new piece of work starts: what an earlier one completed no longer describes it."""
+    _completed.clear()
+
+
+def exit_code() -> int:
+    """128 + the first signal received (130 for SIGINT, 143 for SIGTERM), as a shell reports it."""
+    return 128 + _received[0] if _received else 130
+
+
+def message() -> str:
+    """The one line the CLI prints when interrupted: what is complete, or that nothing was left."""
+    name = signal.Signals(_received[0]).name if _received else "SIGINT"
+    if _completed:
+        return f"interrupted ({name}) after the work was made permanent: {_completed[-1]}."
+    return f"interrupted ({name}); nothing half-written was left behind."
+
+
+def installed() -> bool:
+    """Whether ``install()`` set the handlers (then every real Ctrl-C is recorded by ``note``)."""
+    return bool(_installed)
 
 
 def install() -> None:
@@ -45,3 +71,4 @@ def install() -> None:
             signal.signal(sig, handler)
         except ValueError:  # not in the main thread (embedded use)
             return
+    _installed.append(True)

@@ -186,10 +186,81 @@ def _read_labels_file(root: Path, path: Path) -> tuple[list[Path], list[str]]:
     if missing:
         raise EdgeportError(f"{len(missing)} image(s) named in {path} are not in '{root}': "
                             f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}.",
-                            hint="File names in the labels file are relative to the --data folder.")
+                            hint="File names in the labels file are relative to the --labeled-data folder.")
     if not files:
         raise EdgeportError(f"The labels file '{path}' lists no images.", hint="Write `file,label` lines.")
     return files, raw
+
+
+@dataclasses.dataclass(frozen=True)
+class AccuracyRow:
+    """Top-1/top-5 of one artifact, and its drop from the reference in percentage points."""
+
+    backend: str
+    provider: str
+    precision: str
+    samples: int
+    top1: float
+    top5: float
+    top1_drop_points: float
+    top5_drop_points: float
+    agreement_with_reference: float
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.backend, self.provider, self.precision)
+
+
+@dataclasses.dataclass(frozen=True)
+class AccuracyReference:
+    """What the drops are measured from: model.onnx FP32 on ONNX Runtime CPU."""
+
+    label: str
+    precision: str
+    backend: str
+    provider: str
+    description: str
+    top1: float
+    top5: float
+
+
+@dataclasses.dataclass
+class LabeledAccuracy:
+    """``evaluate_accuracy``'s result, and report.json's ``accuracy`` section."""
+
+    data: str
+    layout: str
+    label_source: str
+    samples: int
+    classes_present: int
+    skipped: int
+    skipped_examples: list[str]
+    reference: AccuracyReference
+    results: list[AccuracyRow]
+    evaluated_at: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LabeledAccuracy":
+        fields = {f.name: data.get(f.name) for f in dataclasses.fields(cls)}
+        fields["reference"] = AccuracyReference(**{f.name: (data.get("reference") or {}).get(f.name)
+                                                   for f in dataclasses.fields(AccuracyReference)})
+        fields["results"] = [AccuracyRow(**{f.name: r.get(f.name) for f in dataclasses.fields(AccuracyRow)})
+                             for r in data.get("results") or [] if isinstance(r, dict)]
+        fields["skipped_examples"] = list(fields["skipped_examples"] or [])
+        return cls(**fields)
+
+    def carry_over(self, changes, notes) -> "LabeledAccuracy | None":
+        """Kept by a re-export while its reference (model.onnx) is byte-identical: the rows whose
+        artifact (or engine) is too."""
+        if not changes.same("fp32"):
+            notes.dropped.append("labeled accuracy (its FP32 reference, model.onnx, changed)")
+            return None
+        rows = notes.filter(self.results, lambda r: changes.row_valid(r.precision, r.backend, None, golden=False),
+                            "labeled-accuracy result")
+        return dataclasses.replace(self, results=rows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,9 +291,9 @@ class _Tally:
 
 
 def evaluate_accuracy(bundle: Bundle, dataset: LabeledSet, config: AccuracyConfig,
-                      log: Callable[[str], None] = lambda s: None) -> dict:
+                      log: Callable[[str], None] = lambda s: None) -> LabeledAccuracy:
     """Top-1/top-5 of the reference (FP32 ONNX on ONNX Runtime CPU) and of every selected
-    artifact on ``config.backend``/``provider``; returns report.json's ``accuracy`` section."""
+    artifact on ``config.backend``/``provider``."""
     from runtime.verify import default_batch
 
     target = config.target
@@ -242,37 +313,31 @@ def evaluate_accuracy(bundle: Bundle, dataset: LabeledSet, config: AccuracyConfi
     if ref.n == 0:
         raise EdgeportError(f"None of the {len(dataset.files)} images in '{dataset.root}' could be read.",
                             hint=f"First problem: {skipped[0][0]}: {skipped[0][1]}" if skipped else None)
+    return _accuracy(dataset, tallies, keys, ref_key, skipped)
+
+
+def _accuracy(dataset: LabeledSet, tallies: dict, keys: list, ref_key: tuple, skipped: list) -> LabeledAccuracy:
+    ref = tallies[ref_key]
     ref_top1, ref_top5 = ref.top1 / ref.n, ref.top5 / ref.n
     results = []
     for key in keys:
         t = tallies[key]
         top1, top5 = t.top1 / t.n, t.top5 / t.n
-        results.append({
-            "backend": key[0], "provider": key[1], "precision": key[2], "samples": t.n,
-            "top1": top1, "top5": top5,
-            "top1_drop_points": round(100 * (ref_top1 - top1), 4),
-            "top5_drop_points": round(100 * (ref_top5 - top5), 4),
+        results.append(AccuracyRow(
+            backend=key[0], provider=key[1], precision=key[2], samples=t.n, top1=top1, top5=top5,
+            top1_drop_points=round(100 * (ref_top1 - top1), 4), top5_drop_points=round(100 * (ref_top5 - top5), 4),
             # The FP32 artifact on the reference backend *is* the reference: it agrees by construction.
-            "agreement_with_reference": (t.agree / t.n) if key != ref_key else 1.0,
-        })
-    return {
-        "data": str(dataset.root),
-        "layout": dataset.layout,
-        "label_source": dataset.label_source,
-        "samples": ref.n,
-        "classes_present": dataset.classes_present,
-        "skipped": len(skipped),
-        "skipped_examples": [f"{n}: {why}" for n, why in skipped[:10]],
-        "reference": {
-            "label": "model.onnx FP32", "precision": "fp32",
-            "backend": REFERENCE_BACKEND[0], "provider": REFERENCE_BACKEND[1],
-            "description": "the bundle's FP32 ONNX graph (model.onnx) on ONNX Runtime CPU, itself checked "
-                           "against PyTorch on the golden set; PyTorch is not run here",
-            "top1": ref_top1, "top5": ref_top5,
-        },
-        "results": results,
-        "evaluated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+            agreement_with_reference=(t.agree / t.n) if key != ref_key else 1.0))
+    reference = AccuracyReference(
+        label="model.onnx FP32", precision="fp32", backend=REFERENCE_BACKEND[0], provider=REFERENCE_BACKEND[1],
+        description="the bundle's FP32 ONNX graph (model.onnx) on ONNX Runtime CPU, itself checked "
+                    "against PyTorch on the golden set; PyTorch is not run here",
+        top1=ref_top1, top5=ref_top5)
+    return LabeledAccuracy(
+        data=str(dataset.root), layout=dataset.layout, label_source=dataset.label_source, samples=ref.n,
+        classes_present=dataset.classes_present, skipped=len(skipped),
+        skipped_examples=[f"{n}: {why}" for n, why in skipped[:10]], reference=reference, results=results,
+        evaluated_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
 
 def _open_runners(bundle: Bundle, precisions: list[str], target: Target, ref_key: tuple, log) -> tuple[dict, list]:
@@ -325,24 +390,22 @@ def _tally(bundle: Bundle, dataset: LabeledSet, runners: dict, ref_key: tuple, b
     return tallies, skipped
 
 
-def merge_accuracy(old: dict | None, new: dict) -> dict:
+def merge_accuracy(old: LabeledAccuracy | None, new: LabeledAccuracy) -> LabeledAccuracy:
     """Keep other backends' results when the same data set was evaluated before."""
-    if not isinstance(old, dict) or old.get("data") != new["data"] or old.get("samples") != new["samples"]:
+    if old is None or old.data != new.data or old.samples != new.samples:
         return new
-    keys = {(r["backend"], r["provider"], r["precision"]) for r in new["results"]}
-    kept = [r for r in old.get("results", [])
-            if (r.get("backend"), r.get("provider"), r.get("precision")) not in keys]
-    return {**new, "results": kept + new["results"]}
+    keys = {r.key for r in new.results}
+    return dataclasses.replace(new, results=[r for r in old.results if r.key not in keys] + new.results)
 
 
-def accuracy_rows(acc: dict) -> list[list[str]]:
-    """Rows for the terminal table printed by ``verify --data``."""
-    ref = acc["reference"]
-    rows = [[f"reference ({ref['label']})", f"{ref['backend']}/{ref['provider']}", f"{ref['top1']:.2%}",
-             f"{ref['top5']:.2%}", "-", "-"]]
-    for r in acc["results"]:
-        rows.append([r["precision"], f"{r['backend']}/{r['provider']}", f"{r['top1']:.2%}", f"{r['top5']:.2%}",
-                     f"{r['top1_drop_points']:+.2f}", f"{r['top5_drop_points']:+.2f}"])
+def accuracy_rows(acc: LabeledAccuracy) -> list[list[str]]:
+    """Rows for ACCURACY_HEADER (the terminal table of ``verify --labeled-data``, and report.md)."""
+    ref = acc.reference
+    rows = [[f"reference ({ref.label})", f"{ref.backend}/{ref.provider}", f"{ref.top1:.2%}", f"{ref.top5:.2%}",
+             "-", "-"]]
+    for r in acc.results:
+        rows.append([r.precision, f"{r.backend}/{r.provider}", f"{r.top1:.2%}", f"{r.top5:.2%}",
+                     f"{r.top1_drop_points:+.2f}", f"{r.top5_drop_points:+.2f}"])
     return rows
 
 

@@ -88,7 +88,8 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict:
 
     out = {"python": platform.python_version()}
     engines = tuple(d for rt in ENGINE_RUNTIMES.values() for d in rt.distributions)
-    for dist in ("edgeport", "numpy", "onnxruntime", "onnxruntime-gpu", *engines, *extra):
+    for dist in ("edgeport", "numpy", "onnxruntime", "onnxruntime-gpu", *engines, "openvino",
+                 *extra):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -144,3 +145,18 @@ def describe_machine_line(machine: dict) -> str:
     if all(load):
         parts.append(f"load avg {load[0][0]} -> {load[1][0]}")
     return "; ".join(parts)
+
+
+def int8_cpu_warning(manifest, flags: set[str] | None = None) -> str | None:
+    """A warning when an int8-cpu graph with 8-bit weights runs on a CPU without VNNI/AMX.
+
+    Such a graph was quantized on a VNNI machine (no reduce_range); on CPUs without an int8
+    dot product ONNX Runtime's u8s8 kernels can saturate and lose accuracy.
+    """
+    info = manifest.int8_cpu
+    if info is not None and info.reduce_range is False and not has_vnni(flags):
+        where = info.quantized_on.get("cpu", "a CPU with VNNI")
+        return (f"model.int8-cpu.onnx was quantized on {where} with 8-bit weights (no reduce_range), but this CPU has "
+                "no VNNI/AMX: its u8s8 kernels can saturate. Re-export on this machine (edgeport export --int8) "
+                "to get 7-bit weights, and check the accuracy with `edgeport verify`.")
+    return None

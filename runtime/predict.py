@@ -26,6 +26,28 @@ class PredictConfig:
     topk: int = 5
 
 
+@dataclasses.dataclass(frozen=True)
+class ClassScore:
+    rank: int
+    index: int
+    name: str
+    probability: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """Top-k classes of one image, and what ran it."""
+
+    image: str
+    precision: str
+    backend: str
+    provider: str
+    top: list[ClassScore]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax, stable for large logits."""
     z = np.asarray(logits, dtype=np.float64)
@@ -62,7 +84,7 @@ def load_inputs(bundle: Bundle, images: list[str | Path]) -> np.ndarray:
     return normalize(np.stack(crops), pre)
 
 
-def predict(bundle: Bundle, images: list[str | Path], config: PredictConfig) -> list[dict]:
+def predict(bundle: Bundle, images: list[str | Path], config: PredictConfig) -> list[Prediction]:
     """Top-k classes with softmax probabilities for each image, in the order given."""
     from runtime.verify import default_batch, run_batched
 
@@ -83,23 +105,19 @@ def predict(bundle: Bundle, images: list[str | Path], config: PredictConfig) -> 
     out = []
     for path, p in zip(images, probs):
         order = np.argsort(-p, kind="stable")[:k]
-        out.append({
-            "image": str(path),
-            "precision": precision,
-            "backend": config.target.backend,
-            "provider": provider,
-            "top": [{"rank": r + 1, "index": int(i), "name": class_name(names, int(i)), "probability": float(p[i])}
-                    for r, i in enumerate(order)],
-        })
+        out.append(Prediction(
+            image=str(path), precision=precision, backend=config.target.backend, provider=provider,
+            top=[ClassScore(rank=r + 1, index=int(i), name=class_name(names, int(i)), probability=float(p[i]))
+                 for r, i in enumerate(order)]))
     return out
 
 
-def format_predictions(predictions: list[dict]) -> str:
+def format_predictions(predictions: list[Prediction]) -> str:
     """Human-readable block per image: rank, name, probability."""
     lines = []
     for pred in predictions:
-        lines.append(f"{pred['image']}  ({pred['precision']}, {pred['backend']}/{pred['provider']})")
-        width = max(len(t["name"]) for t in pred["top"])
-        for t in pred["top"]:
-            lines.append(f"  {t['rank']}. {t['name']:<{width}}  {t['probability']:7.2%}")
+        lines.append(f"{pred.image}  ({pred.precision}, {pred.backend}/{pred.provider})")
+        width = max(len(t.name) for t in pred.top)
+        for t in pred.top:
+            lines.append(f"  {t.rank}. {t.name:<{width}}  {t.probability:7.2%}")
     return "\n".join(lines)

@@ -23,6 +23,8 @@ keyless signing needs the network and is not offered here.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import stat
 from pathlib import Path
@@ -55,6 +57,54 @@ def trusted_keys(given=()) -> list[Path]:
     return keys
 
 
+class SignatureError(BundleError):
+    """A trusted key was given and the bundle's signature does not verify with it."""
+
+
+# The keys of the innermost ``trusting()`` block (None: no block, so Bundle.open reads the
+# environment). A context variable rather than a parameter of every API function: the CLI
+# declares --trusted-key once and every Bundle.open under the command sees it.
+_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("edgeport_trusted_keys", default=None)
+
+
+@contextlib.contextmanager
+def trusting(keys=()):
+    """Within the block, ``Bundle.open`` checks signatures with ``keys`` (public PEM paths; none
+    given: ``$EDGEPORT_TRUSTED_KEYS``; neither: no check). Yields the resolved keys."""
+    resolved = tuple(trusted_keys(keys))
+    token = _ACTIVE.set(resolved)
+    try:
+        yield resolved
+    finally:
+        _ACTIVE.reset(token)
+
+
+@contextlib.contextmanager
+def own_bundle():
+    """Within the block, no signature is checked: for a bundle this process has just written
+    (an export's staging folder and its engines), which nobody has signed yet."""
+    token = _ACTIVE.set(())
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def active_keys(given=None) -> list[Path]:
+    """The keys ``Bundle.open(path, trusted_keys=given)`` checks with: ``given`` when not None
+    (empty: none), else the enclosing ``trusting()`` block's, else the environment's."""
+    if given is not None:
+        return trusted_keys(given) if list(given) else []
+    current = _ACTIVE.get()
+    return list(current) if current is not None else trusted_keys(())
+
+
+def check_signature(root: str | Path, given=None) -> Path | None:
+    """Verify ``root`` when keys are active (see ``active_keys``); returns the key that verified it."""
+    keys = active_keys(given)
+    return verify_bundle(root, keys) if keys else None
+
+
 def _model_signing():
     try:
         import model_signing  # noqa: F401 - the package's modules below
@@ -75,7 +125,7 @@ def _signed_files(root: Path) -> list[str]:
         mode = os.lstat(entry.path).st_mode
         if not stat.S_ISREG(mode):
             kind = "symbolic link" if stat.S_ISLNK(mode) else "folder" if stat.S_ISDIR(mode) else "special file"
-            raise BundleError(f"{root}/{entry.name} is a {kind}; a bundle holds regular files only, so it cannot be "
+            raise SignatureError(f"{root}/{entry.name} is a {kind}; a bundle holds regular files only, so it cannot be "
                               "signed or trusted.", hint="Remove it and export the bundle again.")
         if entry.name != SIGNATURE and not device_written(entry.name):
             names.append(entry.name)
@@ -117,7 +167,7 @@ def verify_bundle(root: str | Path, keys) -> Path:
     root = Path(root)
     sig = root / SIGNATURE
     if not sig.is_file() or sig.is_symlink():
-        raise BundleError(f"{root} is not signed (no {SIGNATURE}), and a trusted key was given.",
+        raise SignatureError(f"{root} is not signed (no {SIGNATURE}), and a trusted key was given.",
                           hint="Sign it on the export host with `edgeport sign BUNDLE --key PRIVATE.pem`, or "
                                "drop --trusted-key to read unsigned bundles.")
     ms = _model_signing()
@@ -130,7 +180,7 @@ def verify_bundle(root: str | Path, keys) -> Path:
             return Path(key)
         except Exception as exc:  # noqa: BLE001 - model-signing raises ValueError and sigstore's own errors
             problems.append(_reason(key, exc))
-    raise BundleError(f"{root}/{SIGNATURE} does not verify: {'; '.join(problems)}.",
+    raise SignatureError(f"{root}/{SIGNATURE} does not verify: {'; '.join(problems)}.",
                       hint="Re-export and sign the bundle with a trusted key; never run a bundle that fails this.")
 
 

@@ -14,10 +14,12 @@ from typing import Callable
 import numpy as np
 
 from runtime.bundle import Bundle
-from runtime.compare import DEFAULT_TOLERANCES, Comparison, Tolerance, compare
+from runtime.compare import DEFAULT_TOLERANCES, Comparison, OutputComparison, Tolerance, compare
 from runtime.console import Progress
+from runtime.precision import PRECISIONS
 from runtime.errors import BundleError, UsageError
 from runtime.runners import Target, open_runner, select_precisions
+from runtime.runners.base import MissingOutputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,66 +45,69 @@ def default_batch(bundle: Bundle, batch: int | None) -> int:
 def run_batched_all(runner, bundle: Bundle, inputs: np.ndarray, batch: int, progress=None) -> dict[str, np.ndarray]:
     """Every output of the bundle for ``inputs``, in batches: {output name: array}."""
     names = [o.name for o in bundle.outputs]
-    parts: dict[str, list] = {n: [] for n in names}
-    for start in range(0, len(inputs), batch):
-        chunk = np.ascontiguousarray(inputs[start : start + batch])
-        result = runner.infer({bundle.input_name: chunk})
-        missing = [n for n in names if n not in result]
-        if missing:
-            raise BundleError(f"The artifact gives no output {', '.join(map(repr, missing))}, which the manifest "
-                              f"lists (it gives {', '.join(map(repr, result))}).",
-                              hint="The artifact and manifest.json do not belong together: re-export the bundle.")
-        for n in names:
-            parts[n].append(np.asarray(result[n], dtype=np.float32))
-        if progress is not None:
-            progress.update(len(chunk))
-    return {n: np.concatenate(v, axis=0) for n, v in parts.items()}
+    try:
+        outputs = runner.infer_batched(inputs, batch, outputs=names, progress=progress)
+    except MissingOutputError as exc:
+        raise BundleError(f"{exc} The manifest lists {', '.join(map(repr, names))}.",
+                          hint="The artifact and manifest.json do not belong together: re-export the bundle.") from None
+    return {n: np.asarray(v, dtype=np.float32) for n, v in outputs.items()}
 
 
 def run_batched(runner, bundle: Bundle, inputs: np.ndarray, batch: int, progress=None) -> np.ndarray:
     """The classifier output for ``inputs`` in batches of ``batch``; ``progress`` (a console.Progress)
     counts samples."""
-    outs = []
-    for start in range(0, len(inputs), batch):
-        chunk = np.ascontiguousarray(inputs[start : start + batch])
-        result = runner.infer({bundle.input_name: chunk})
-        outs.append(np.asarray(result[bundle.output_name], dtype=np.float32))
-        if progress is not None:
-            progress.update(len(chunk))
-    return np.concatenate(outs, axis=0)
+    out = runner.infer_batched(inputs, batch, outputs=[bundle.output_name], progress=progress)
+    return np.asarray(out[bundle.output_name], dtype=np.float32)
 
 
-def compare_output(name: str, shape: list, outputs: np.ndarray, reference: np.ndarray, tolerance: Tolerance) -> dict:
+def compare_output(name: str, shape: list, outputs: np.ndarray, reference: np.ndarray,
+                   tolerance: Tolerance) -> OutputComparison:
     """One further output of a multi-output model against its reference: the metrics that mean
     something without classes (differences and centered cosine over the flattened output)."""
     tol = dataclasses.replace(tolerance, top1_agreement=None)
     c = compare(outputs, reference, backend="", provider="", precision="", tolerance=tol)
-    return {"name": name, "shape": list(shape), "max_abs_diff": c.max_abs_diff, "mean_abs_diff": c.mean_abs_diff,
-            "max_rel_diff": c.max_rel_diff, "cosine_min": c.cosine_min, "cosine_mean": c.cosine_mean,
-            "nonfinite": c.nonfinite, "passed": c.passed, "failures": c.failures}
+    return OutputComparison(name=name, shape=list(shape), max_abs_diff=c.max_abs_diff,
+                            mean_abs_diff=c.mean_abs_diff, max_rel_diff=c.max_rel_diff, cosine_min=c.cosine_min,
+                            cosine_mean=c.cosine_mean, nonfinite=c.nonfinite, failures=list(c.failures))
 
 
 def _other_outputs_into(result: Comparison, bundle: Bundle, outputs: dict, golden, tol: Tolerance) -> None:
     for position, spec in enumerate(bundle.outputs[1:], start=1):
         entry = compare_output(spec.name, spec.shape, outputs[spec.name], golden.reference(position), tol)
         result.outputs.append(entry)
-        if not entry["passed"]:
-            result.failures += [f"output '{spec.name}': {f}" for f in entry["failures"]]
-            result.passed = False
+        result.failures += [f"output '{spec.name}': {f}" for f in entry.failures]
+
+
+@dataclasses.dataclass
+class Verification:
+    """What ``verify_bundle`` found: one comparison per artifact, and the Q/DQ lint of the
+    TensorRT-style INT8 graph ({precision: ArtifactLint}); a lint error is also a failure of
+    its comparison, so ``passed`` reads the comparisons only."""
+
+    comparisons: list[Comparison] = dataclasses.field(default_factory=list)
+    lint: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.comparisons)
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "results": [c.to_dict() for c in self.comparisons],
+                "lint": {p: lint.to_dict() for p, lint in self.lint.items()}}
 
 
 def verify_bundle(
     bundle: Bundle,
     config: VerifyConfig,
     log: Callable[[str], None] = lambda s: None,
-) -> list[Comparison]:
-    """Check every selected artifact against the golden outputs; returns the comparisons."""
+) -> Verification:
+    """Check every selected artifact against the golden outputs."""
     target = config.target
     precisions = select_precisions(bundle, config.precisions, target)
     batch = default_batch(bundle, config.batch)
     golden = bundle.golden()
     inputs = golden.inputs(bundle.preprocessing)
-    results = VerifyResults()
+    results = Verification()
     for precision in precisions:
         with open_runner(bundle, precision, target, warn=log, artifact=True) as runner:
             path, provider = runner.resolved.path, runner.resolved.provider
@@ -111,29 +116,20 @@ def verify_bundle(
             with Progress(len(inputs), f"{precision} golden set") as progress:
                 outputs = run_batched_all(runner, bundle, inputs, batch, progress)
         tol = config.tolerances.get(precision) or Tolerance()
-        results.append(
-            compare(outputs[bundle.output_name], golden.outputs, backend=target.backend, provider=provider,
-                    precision=precision, tolerance=tol)
-        )
-        _other_outputs_into(results[-1], bundle, outputs, golden, tol)
+        result = compare(outputs[bundle.output_name], golden.outputs, backend=target.backend, provider=provider,
+                         precision=precision, tolerance=tol)
+        results.comparisons.append(result)
+        _other_outputs_into(result, bundle, outputs, golden, tol)
         if precision == "fp16":
-            _fp16_range_into(results[-1], bundle.manifest.fp16_range)
-        # The TensorRT-style Q/DQ artifact: TensorRT's rules, checked on the ONNX file. (int8-cpu is
-        # ONNX Runtime's U8S8 graph: asymmetric uint8 by design, never built by TensorRT.)
-        if precision == "int8":
-            _lint_into(results, precision, bundle.artifact_path(precision), log)
+            _fp16_range_into(result, bundle.manifest.fp16_range)
+        # A Q/DQ artifact an engine runtime builds: TensorRT's rules, checked on the ONNX file. (int8-cpu
+        # is ONNX Runtime's U8S8 graph: asymmetric uint8 by design, never built by TensorRT.)
+        if PRECISIONS[precision].quantized and PRECISIONS[precision].engines:
+            _lint_into(results, result, precision, bundle.artifact_path(precision), log)
     return results
 
 
-class VerifyResults(list):
-    """The comparisons (a list, as before) plus ``lint``: {precision: Q/DQ lint summary}."""
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.lint: dict = {}
-
-
-def _lint_into(results: VerifyResults, precision: str, path, log) -> None:
+def _lint_into(results: Verification, result: Comparison, precision: str, path, log) -> None:
     """Lint a Q/DQ artifact; a violation fails its comparison (onnx missing: skipped, warned)."""
     from runtime.console import warn
     from runtime.graph.qdq_lint import lint_artifact
@@ -142,10 +138,9 @@ def _lint_into(results: VerifyResults, precision: str, path, log) -> None:
     if lint is None:
         return
     results.lint[precision] = lint
-    log(f"Q/DQ lint of {path.name}: {lint['summary']}")
-    if not lint["passed"]:
-        results[-1].failures.append(f"Q/DQ lint: {lint['summary']}")
-        results[-1].passed = False
+    log(f"Q/DQ lint of {path.name}: {lint.summary}")
+    if not lint.passed:
+        result.failures.append(f"Q/DQ lint: {lint.summary}")
 
 
 def _fp16_range_into(result: Comparison, fp16_range) -> None:
@@ -164,4 +159,3 @@ def _fp16_range_into(result: Comparison, fp16_range) -> None:
         result.failures.append(
             f"FP16 overflow: {count} activations and {len(weights)} weights exceed 65504 on the golden set "
             f"(largest {fp16_range.max_abs_activation:.3g}; e.g. {first['name']})")
-        result.passed = False

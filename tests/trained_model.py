@@ -52,8 +52,8 @@ class TrainedModel:
 
     def export_args(self) -> list[str]:
         return ["--model", self.model_spec, "--weights", str(self.weights), "--num-classes", str(len(self.classes)),
-                "--input-size", str(self.input_size), "--verify-data", str(self.heldout),
-                "--verify-samples", str(len(self.classes) * HELDOUT_PER_CLASS)]
+                "--input-size", str(self.input_size), "--golden-data", str(self.heldout),
+                "--golden-samples", str(len(self.classes) * HELDOUT_PER_CLASS)]
 
     def label_of(self, name: str) -> int:
         return self.classes.index(Path(name).name.rsplit("_", 1)[0])

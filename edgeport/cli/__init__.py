@@ -40,8 +40,10 @@ class EdgeportGroup(click.Group):
             click.echo(f"edgeport: error: {_paragraph(exc.render())}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("edgeport: interrupted; nothing half-written was left behind.", err=True)
-            ctx.exit(130)
+            from runtime import interrupts
+
+            click.echo(f"edgeport: {interrupts.message()}", err=True)
+            ctx.exit(interrupts.exit_code())
         except BrokenPipeError:
             from edgeport.cli.options import drop_stdout
 
@@ -59,8 +61,11 @@ class EdgeportGroup(click.Group):
 
 
 def _paragraph(text: str) -> str:
-    """One paragraph: line breaks inside the message (from exceptions) become spaces."""
-    return " ".join(str(text).split())
+    """One paragraph: line breaks inside the message (from exceptions) become spaces, and the
+    terminal controls a bundle's text may carry are dropped (runtime.console.printable)."""
+    from runtime.console import printable
+
+    return " ".join(printable(text).split())
 
 
 def _debug_requested() -> bool:
@@ -110,22 +115,28 @@ def main(argv=None):
     interrupts.install()
     try:
         code = cli.main(args=argv, prog_name="edgeport", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("edgeport: interrupted; nothing half-written was left behind.", err=True)
-        _exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt):  # also a signal outside the command's own handler
+        code = interrupts.exit_code() if interrupts.requested() else 130
+        click.echo(f"edgeport: {interrupts.message()}", err=True)
     except click.ClickException as exc:
         exc.show()
-        _exit(exc.exit_code)
+        code = exc.exit_code
     _exit(code if isinstance(code, int) else 0)
 
 
 def _exit(code: int) -> None:
+    import signal
+
     from runtime import interrupts
 
     if interrupts.requested() and code == 0:
         # A library swallowed the KeyboardInterrupt after the work was made permanent.
-        click.echo("edgeport: interrupted.", err=True)
-        code = 130
+        click.echo(f"edgeport: {interrupts.message()}", err=True)
+        code = interrupts.exit_code()
+    # The exit code is decided: a signal during interpreter shutdown must not turn it into a
+    # death by signal (an uncaught KeyboardInterrupt, or the default action, loses the message).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     sys.exit(code)
 
 

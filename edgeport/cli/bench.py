@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edgeport.cli.options import (batch_option, common_options, json_option, out, out_json, precision_option, target_kwargs, target_options)
+from edgeport.cli.options import trusted_key_option
 
 
 @click.command()
@@ -22,6 +23,7 @@ from edgeport.cli.options import (batch_option, common_options, json_option, out
 @click.option("--save-json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write this run (machine + results) to a JSON file.")
 @json_option
+@trusted_key_option
 @common_options
 def bench(bundle, precisions, backend, provider, threads, qdq, batches, warmup, iterations, duration, json_path,
           as_json):
@@ -31,23 +33,17 @@ def bench(bundle, precisions, backend, provider, threads, qdq, batches, warmup, 
     into the bundle's report.json ("benchmarks") and report.md/.html, with the machine
     described (CPU, cores, threads, load average, library versions).
     """
-    import dataclasses
-
     from runtime.benchmark import BENCH_HEADER, bench_rows
     from runtime.machine import describe_machine_line
     from runtime.bundle import Bundle
-    from runtime.errors import UsageError
     from runtime.report.summary import render_table
 
     from edgeport.api import benchmark
 
-    if iterations is not None and duration is not None:
-        raise UsageError("Pass --iterations N or --duration SECONDS, not both.")
     b = Bundle.open(bundle)
     result = benchmark(b, precisions, batches=batches, **target_kwargs(backend, provider, threads, qdq),
                        warmup=warmup, iterations=iterations, duration=duration)
-    rows = [dataclasses.asdict(r) for r in result.results]
-    doc = {"bundle": str(b.root), "model": b.name, "machine": result.machine, "results": rows}
+    doc = {"bundle": str(b.root), "model": b.name, **result.to_dict()}
     if json_path is not None:
         from runtime.fsutil import atomic_write_text
 
@@ -56,9 +52,10 @@ def bench(bundle, precisions, backend, provider, threads, qdq, batches, warmup, 
     if as_json:
         out_json(doc)
         return
-    out(render_table(BENCH_HEADER, bench_rows(rows)))
+    out(render_table(BENCH_HEADER, bench_rows(result.results)))
     out(f"\nmachine: {describe_machine_line(result.machine)}")
-    out(f"report: {b.report_path('md')}")
-    out(f"report: {b.report_path('html')}")
+    if result.report_error is None:  # else a warning said why the report was not written
+        out(f"report: {b.report_path('md')}")
+        out(f"report: {b.report_path('html')}")
     if json_path is not None:
         out(f"json: {json_path}")

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import click
 
-from edgeport.cli.options import common_options, json_option, out, out_json, precision_option
+from edgeport.cli.options import trusted_key_option
 from runtime.engines.registry import DEFAULT_RUNTIME, ENGINE_RUNTIMES
 from runtime.engines.tensorrt_rtx import COMPUTE_CAPABILITIES, DEFAULT_TARGETS
+from runtime.precision import choices, engine_keys
 
-# int8-cpu (ONNX Runtime's U8S8 Q/DQ graph) is never built by TensorRT.
-BUILD_PRECISIONS = ("fp32", "fp16", "int8", "all")
+from edgeport.cli.options import common_options, json_option, out, out_json, precision_option
+
+# The precisions an engine runtime builds (the registry's; int8-cpu is ONNX Runtime's only).
+BUILD_PRECISIONS = choices(engine_keys())
 
 
 @click.command()
@@ -25,8 +28,9 @@ BUILD_PRECISIONS = ("fp32", "fp16", "int8", "all")
               help=f"tensorrt-rtx: target GPUs, from {', '.join(COMPUTE_CAPABILITIES)} (e.g. 8.6,8.9 or sm86; "
                    f"repeatable). Default: the library's default targets ({', '.join(DEFAULT_TARGETS)}).")
 @click.option("--runtime-cache", type=click.Path(path_type=Path), default=None,
-              help="tensorrt-rtx: JIT cache file on the target (default: per TensorRT-RTX version and GPU under "
-                   "$EDGEPORT_CACHE/rtx-runtime or ~/.cache/edgeport/rtx-runtime).")
+              help="tensorrt-rtx: recorded in the sidecar only; the target keeps its JIT cache under "
+                   "$EDGEPORT_CACHE/rtx-runtime (or ~/.cache/edgeport/rtx-runtime), per engine, version and GPU, "
+                   "never at a path a bundle names (docs/security.md).")
 @click.option("--no-runtime-cache", is_flag=True, help="tensorrt-rtx: run the engines without a JIT cache.")
 @precision_option(choices=BUILD_PRECISIONS,
                   help_text="Engines to build (repeat or comma-separate); all = every precision the bundle has.")
@@ -54,6 +58,7 @@ BUILD_PRECISIONS = ("fp32", "fp16", "int8", "all")
               help="auto: strongly typed from the bundle's FP16/INT8 graphs on TensorRT >= 10, builder flags before; "
                    "flags: weakly typed + FP16/INT8 flags (TensorRT < 11).")
 @json_option
+@trusted_key_option
 @common_options
 def build(bundle, runtime, compute_capabilities, runtime_cache, no_runtime_cache, precisions, min_batch, opt_batch,
           max_batch, workspace_mib, dla_core, gpu_fallback, timing_cache, no_timing_cache, builder_level,
@@ -67,15 +72,10 @@ def build(bundle, runtime, compute_capabilities, runtime_cache, no_runtime_cache
     another version or GPU.
     """
     from runtime.bundle import Bundle
-    from runtime.errors import UsageError
     from runtime.report.summary import render_table
 
     from edgeport.api import build as run_build
 
-    if timing_cache is not None and no_timing_cache:
-        raise UsageError("--timing-cache and --no-timing-cache contradict each other; pass one.")
-    if runtime_cache is not None and no_runtime_cache:
-        raise UsageError("--runtime-cache and --no-runtime-cache contradict each other; pass one.")
     b = Bundle.open(bundle)
     built = run_build(b, precisions, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                       workspace_mib=workspace_mib, dla_core=dla_core, gpu_fallback=gpu_fallback,

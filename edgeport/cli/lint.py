@@ -16,15 +16,20 @@ from pathlib import Path
 import click
 
 from edgeport.cli.options import common_options, json_option, out, out_json
+from edgeport.cli.options import trusted_key_option
 
-# Bundle artifacts TensorRT does not build under the Q/DQ rules, and why.
-_NOT_FOR_TENSORRT = {
-    "int8-cpu": "the bundle's ONNX Runtime CPU artifact (U8S8 Q/DQ: asymmetric uint8 activations and quantized "
-                "biases, made for ONNX Runtime's CPU kernels); TensorRT never builds it, so it breaks TensorRT's "
-                "rules by design",
-    "fp32": "the bundle's FP32 graph, which has no Q/DQ nodes; TensorRT builds its fp32 engine without these rules",
-    "fp16": "the bundle's FP16 graph, which has no Q/DQ nodes; TensorRT builds its fp16 engine without these rules",
-}
+def _not_for_tensorrt(role: str | None) -> str | None:
+    """Why a bundle artifact is not built by TensorRT under the Q/DQ rules (None: it is, or no artifact)."""
+    from runtime.precision import PRECISIONS
+
+    p = PRECISIONS.get(role)
+    if p is None or (p.quantized and p.engines):
+        return None
+    if not p.quantized:
+        return (f"the bundle's {p.label} graph, which has no Q/DQ nodes; TensorRT builds its {p.key} engine without "
+                "these rules")
+    return (f"the bundle's {p.role.removeprefix('for ')} artifact ({p.summary}); TensorRT never builds it, so it "
+            "breaks TensorRT's rules by design")
 
 
 def _bundle_int8(folder: Path) -> Path:
@@ -55,6 +60,7 @@ def _artifact_role(path: Path) -> str | None:
 @click.option("--max-nodes", type=click.IntRange(min=1), default=10, show_default=True,
               help="Offending nodes shown per rule.")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too (edgeport's own export does).")
+@trusted_key_option
 @common_options
 def lint(path, as_json, max_nodes, strict):
     """Check the Q/DQ nodes of PATH against TensorRT's INT8 rules.
@@ -75,14 +81,15 @@ def lint(path, as_json, max_nodes, strict):
         target = _bundle_int8(target)
         console.log(f"linting {target}, the TensorRT INT8 artifact of bundle {path}")
     role = _artifact_role(target)
+    reason = _not_for_tensorrt(role)
     note = None
-    if role in _NOT_FOR_TENSORRT:
-        note = (f"{target.name} is {_NOT_FOR_TENSORRT[role]}. The violations below are expected; the bundle's "
+    if reason is not None:
+        note = (f"{target.name} is {reason}. The violations below are expected; the bundle's "
                 f"TensorRT INT8 graph is checked with: edgeport lint {target.parent}")
     report = lint_model(target)
     if as_json:
         out_json({**report.to_dict(), "path": str(target), "bundle_artifact": role,
-                  "meant_for_tensorrt": role not in _NOT_FOR_TENSORRT, "note": note})
+                  "meant_for_tensorrt": reason is None, "note": note})
     else:
         _print_report(report, target, note, max_nodes)
     if not report.passed or (strict and not report.clean):

@@ -4,11 +4,13 @@
   ``1 8`` (quoted) or the option repeated; values are de-duplicated in order.
 - ``--json`` always means: print the machine-readable result on stdout (logs stay on stderr).
 - ``--backend/--provider/--threads/--qdq`` say where artifacts run (runtime.runners.Target).
-- Renamed options keep their old spelling as a hidden alias (``AliasOption``).
+- Precision choices come from the registry (runtime/precision.py); renamed options keep no
+  old spelling (edgeport is unreleased: one name per option).
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import os
@@ -16,24 +18,9 @@ import sys
 
 import click
 
-PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu", "all")  # rules: runtime/precision.py
+from runtime.precision import CPU_INT8, PRECISIONS as _REGISTRY, choices as precision_choices
 
-
-class AliasOption(click.Option):
-    """An option with old spellings that still work but are not shown in --help
-    (``aliases=("--verify-data",)``)."""
-
-    def __init__(self, *args, aliases: tuple[str, ...] = (), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.aliases = tuple(aliases)
-
-    def get_help_record(self, ctx):
-        saved = self.opts
-        self.opts = [o for o in saved if o not in self.aliases]
-        try:
-            return super().get_help_record(ctx)
-        finally:
-            self.opts = saved
+PRECISIONS = precision_choices()  # every artifact and "all" (rules: runtime/precision.py)
 
 
 def _split(values) -> list[str]:
@@ -71,12 +58,17 @@ def list_callback(choices: tuple[str, ...] | None = None, kind=str):
     return callback
 
 
+def precision_help(choices=PRECISIONS) -> str:
+    """The --precision help of verify and bench, from the registry."""
+    cpu = _REGISTRY[CPU_INT8]
+    return (f"Artifacts (repeat or comma-separate; choices: {', '.join(choices)}). On the CPU provider "
+            f"{cpu.cpu_variant_of} means {cpu.artifact} when the bundle has it; all = every artifact there (both INT8 graphs).")
+
+
 def precision_option(default=("all",), choices=PRECISIONS, help_text=None):
     return click.option(
         "--precision", "precisions", multiple=True, default=default, callback=list_callback(choices),
-        metavar="P[,P...]", show_default=True,
-        help=help_text or ("Artifacts (repeat or comma-separate; choices: " + ", ".join(choices) + "). On the CPU "
-                           "provider int8 means model.int8-cpu.onnx when the bundle has it; all = both INT8 graphs."))
+        metavar="P[,P...]", show_default=True, help=help_text or precision_help(choices))
 
 
 def batch_option(default=None, help_text="Batch size."):
@@ -105,15 +97,34 @@ def common_options(fn):
     return wrapper
 
 
+# --trust-engine-host-code, handed from target_options' wrapper to target_kwargs: the commands'
+# signatures stay (backend, provider, threads, qdq).
+_TRUST_HOST_CODE: contextvars.ContextVar[bool] = contextvars.ContextVar("trust_engine_host_code", default=False)
+
+
 def target_options(fn):
-    """--backend, --provider, --threads and --qdq (verify, bench, predict): a runners.Target."""
+    """--backend, --provider, --threads, --qdq and --trust-engine-host-code (verify, bench, predict):
+    a runners.Target."""
     from runtime.runners import BACKEND_CHOICES, PROVIDER_CHOICES, backend_help
 
+    command = fn
+
+    @functools.wraps(command)
+    def wrapper(*args, trust_engine_host_code=False, **kwargs):
+        token = _TRUST_HOST_CODE.set(trust_engine_host_code)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            _TRUST_HOST_CODE.reset(token)
+
+    fn = click.option("--trust-engine-host-code", is_flag=True,
+                      help="tensorrt/tensorrt-rtx: load version-compatible engines, whose embedded host code runs "
+                           "in this process; only for engines from a builder you trust (docs/security.md).")(wrapper)
     fn = click.option("--qdq", is_flag=True,
                       help="With --precision int8 on the CPU provider: run the TensorRT-style Q/DQ graph "
                            "(model.int8.onnx) instead of model.int8-cpu.onnx.")(fn)
     fn = click.option("--threads", type=click.IntRange(min=1), default=None,
-                      help="Intra-op threads (ONNX Runtime; default: one per physical core).")(fn)
+                      help="Intra-op threads (ONNX Runtime, OpenVINO; default: one per physical core).")(fn)
     fn = click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="cpu", show_default=True,
                       help="ONNX Runtime execution provider.")(fn)
     fn = click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="onnxruntime", show_default=True,
@@ -122,15 +133,18 @@ def target_options(fn):
 
 
 def target_kwargs(backend, provider, threads, qdq) -> dict:
-    return {"backend": backend, "provider": provider, "threads": threads, "qdq": qdq}
+    return {"backend": backend, "provider": provider, "threads": threads, "qdq": qdq,
+            "trust_engine_host_code": _TRUST_HOST_CODE.get()}
 
 
 # -- output ------------------------------------------------------------------------------------------
 def out(text: str = "") -> None:
     """Print a result line on stdout. A closed stdout (``edgeport models | head -1``) is not an
     error: the rest of the output is dropped and the command ends with the status of its work."""
+    from runtime.console import printable
+
     try:
-        click.echo(text)
+        click.echo(printable(text))  # results quote bundle text (class and model names): no terminal escapes
     except BrokenPipeError:
         drop_stdout()
 
@@ -143,12 +157,12 @@ def _json_default(value):
     import dataclasses
     from pathlib import Path
 
+    if hasattr(value, "to_dict"):  # the typed results: their own report.json shape
+        return value.to_dict()
     if dataclasses.is_dataclass(value):
         return dataclasses.asdict(value)
     if isinstance(value, Path):
         return str(value)
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     raise TypeError(f"cannot serialize {type(value).__name__}")
@@ -168,9 +182,30 @@ def comparisons_table(comparisons) -> str:
     from runtime.report.html_sections import OUTPUTS_HEADER, output_rows
     from runtime.report.summary import SUMMARY_HEADER, render_table, summary_rows
 
-    results = [c.to_dict() for c in comparisons]
-    text = render_table(SUMMARY_HEADER, summary_rows(results))
-    further = output_rows(results)
+    text = render_table(SUMMARY_HEADER, summary_rows(comparisons))
+    further = output_rows(comparisons)
     if further:
         text += "\n\nfurther outputs:\n" + render_table(OUTPUTS_HEADER, further)
     return text
+
+
+# -- signed bundles ----------------------------------------------------------------------------------
+def trusted_key_option(fn):
+    """--trusted-key PUBLIC.pem (repeatable) on every command that reads a bundle.
+
+    The command runs inside ``runtime.signing.trusting(keys)``, so every ``Bundle.open`` under it
+    checks the bundle's signature before reading anything else, without a parameter threaded
+    through the API; without the option, ``$EDGEPORT_TRUSTED_KEYS`` applies (docs/security.md)."""
+
+    @click.option("--trusted-key", "trusted_keys_", multiple=True, metavar="PUBLIC.pem",
+                  type=click.Path(path_type=str),
+                  help="Refuse the bundle unless its bundle.sig verifies with this public key (repeatable: any "
+                       "of them; default: $EDGEPORT_TRUSTED_KEYS, paths separated by ':'). See docs/security.md.")
+    @functools.wraps(fn)
+    def wrapper(*args, trusted_keys_=(), **kwargs):
+        from runtime.signing import trusting
+
+        with trusting(trusted_keys_):
+            return fn(*args, **kwargs)
+
+    return wrapper

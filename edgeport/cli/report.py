@@ -6,17 +6,20 @@ from pathlib import Path
 
 import click
 
-from edgeport.cli.options import (AliasOption, common_options, json_option, out, out_json, target_kwargs, target_options)
+from runtime.precision import CPU_INT8, PRECISIONS, artifact_keys
+
+from edgeport.cli.options import common_options, json_option, out, out_json, target_kwargs, target_options
+from edgeport.cli.options import trusted_key_option
 
 
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=str))
-@click.option("--html", "--output", "-o", "output", cls=AliasOption, aliases=("--output", "-o"),
-              type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--html", "html_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the HTML page to this file instead of BUNDLE/report.html (report.md is then left alone).")
 @json_option
+@trusted_key_option
 @common_options
-def report(bundle, output, as_json):
+def report(bundle, html_path, as_json):
     """Regenerate report.html and report.md of BUNDLE from its report.json.
 
     The page is self-contained (inline SVG plots and thumbnails, no scripts, no network):
@@ -30,13 +33,13 @@ def report(bundle, output, as_json):
 
     b = Bundle.open(bundle)
     data = load_report(b, required=True)
-    if output is None:
+    if html_path is None:
         atomic_write_text(b.report_path("md"), render_markdown(data))
         console.log(f"wrote {b.report_path('md')}")
-    target = write_html(b, data, output)
+    target = write_html(b, data, html_path)
     if as_json:
-        out_json({"html": target, "markdown": None if output is not None else b.report_path("md"),
-                  "passed": data.get("passed")})
+        out_json({"html": target, "markdown": None if html_path is not None else b.report_path("md"),
+                  "passed": data.passed if data.results else None})
     else:
         out(f"report: {target}")
 
@@ -44,12 +47,13 @@ def report(bundle, output, as_json):
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=str))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "int8-cpu"]), default="fp32",
-              show_default=True, help="Which artifact to run (int8 on the CPU provider: model.int8-cpu.onnx "
-                                      "when the bundle has it).")
+@click.option("--precision", type=click.Choice(artifact_keys()), default=artifact_keys()[0],
+              show_default=True, help=f"Which artifact to run ({PRECISIONS[CPU_INT8].cpu_variant_of} on the CPU "
+                                      f"provider: {PRECISIONS[CPU_INT8].artifact} when the bundle has it).")
 @target_options
 @click.option("--topk", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
 @json_option
+@trusted_key_option
 @common_options
 def predict(bundle, images, precision, backend, provider, threads, qdq, topk, as_json):
     """Classify IMAGES with BUNDLE: top-k class names and softmax probabilities.
@@ -57,8 +61,6 @@ def predict(bundle, images, precision, backend, provider, threads, qdq, topk, as
     Class names come from the manifest (export --class-names FILE, or named torchvision
     weights); without them classes print as "class N".
     """
-    import dataclasses
-
     from runtime import console
     from runtime.bundle import Bundle
     from runtime.predict import format_predictions
@@ -68,9 +70,8 @@ def predict(bundle, images, precision, backend, provider, threads, qdq, topk, as
     b = Bundle.open(bundle)
     if b.random_init:
         console.warn("this bundle has random-init weights: its predictions are meaningless")
-    predictions = [dataclasses.asdict(p) for p in run_predict(b, list(images), precision, topk=topk,
-                                                              **target_kwargs(backend, provider, threads, qdq))]
+    predictions = run_predict(b, list(images), precision, topk=topk, **target_kwargs(backend, provider, threads, qdq))
     if as_json:
-        out_json(predictions)
+        out_json([p.to_dict() for p in predictions])
     else:
         out(format_predictions(predictions))

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import click
 
-from edgeport.cli.options import AliasOption, common_options, json_option, out, out_json
+from edgeport.cli.options import common_options, json_option, out, out_json
+from edgeport.cli.options import trusted_key_option
 
 
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=str))
-@click.option("--sensitivity-samples", "--samples", "samples", cls=AliasOption, aliases=("--samples",),
-              type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--sensitivity-samples", type=click.IntRange(min=1), default=32, show_default=True,
               help="Golden images per layer (one ONNX Runtime session per quantized layer).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads.")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Layers printed.")
 @json_option
 @click.option("--no-report", is_flag=True, help="Do not write the result into report.json/.md/.html.")
+@trusted_key_option
 @common_options
-def sensitivity(bundle, samples, threads, top, as_json, no_report):
+def sensitivity(bundle, sensitivity_samples, threads, top, as_json, no_report):
     """Rank the INT8 layers of BUNDLE's model.int8.onnx by the error each adds alone.
 
     Each quantized layer (Conv/Gemm, residual Add, Concat) is quantized alone, every other
@@ -29,33 +30,24 @@ def sensitivity(bundle, samples, threads, top, as_json, no_report):
     """
     from runtime import console
     from runtime.bundle import Bundle
+    from runtime.report.html_sections import sensitivity_rows
     from runtime.report.summary import load_report, render_table, save_report
     from exporter.int8.sensitivity import bundle_sensitivity
 
     b = Bundle.open(bundle)
-    result = bundle_sensitivity(b, samples=samples, threads=threads, log=console.log)
-    rows = result["rows"]
-    if not no_report:
-        report = load_report(b)
-        report["sensitivity"] = rows
+    report = None if no_report else load_report(b)  # a malformed report.json is refused before the long part
+    result = bundle_sensitivity(b, samples=sensitivity_samples, threads=threads, log=console.log)
+    if report is not None:
+        report.sensitivity = result
         save_report(b, report)
     if as_json:
-        out_json(rows)
+        out_json(result.to_dict())
         return
-
-    def num(v, spec):
-        return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
-
-    table = [[str(r["rank"]), r["layer"], r["op_type"],
-              num(1 - r["output_cosine"], ".2e") if isinstance(r.get("output_cosine"), (int, float)) else "-",
-              num(r["sqnr_db"], ".1f"),
-              num(r["top1_agreement"], ".1%"), num(r["macs_share"], ".2%"),
-              "kept out of INT8" if r["kept_float"] else "INT8"] for r in rows[:top]]
-    out(f"{result['units']} quantized layers, each alone in INT8, on {result['samples']} golden images "
-               "(most harmful first: lowest centered cosine):")
+    out(f"{result.units} quantized layers, each alone in INT8, on {result.samples} golden images "
+        "(most harmful first: lowest centered cosine):")
     out(render_table(["rank", "layer", "op", "1 - cosine", "SQNR dB", "top-1 agree", "MACs", "runs in"],
-                            table))
-    if len(rows) > top:
-        out(f"... {len(rows) - top} more (--top, --json)")
+                     sensitivity_rows(result.rows[:top])))
+    if len(result.rows) > top:
+        out(f"... {len(result.rows) - top} more (--top, --json)")
     if not no_report:
         out(f"report: {b.report_path('html')}")

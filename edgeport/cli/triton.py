@@ -9,7 +9,10 @@ from pathlib import Path
 
 import click
 
+from runtime.precision import CPU_INT8, PRECISIONS, artifact_keys, engine_keys
+
 from edgeport.cli.options import common_options, json_option, list_callback, out, out_json
+from edgeport.cli.options import trusted_key_option
 
 
 @click.command()
@@ -20,8 +23,9 @@ from edgeport.cli.options import common_options, json_option, list_callback, out
               help="python: model.py running the ONNX artifact with ONNX Runtime (any Triton python backend); "
                    "onnxruntime: the ONNX file on Triton's onnxruntime backend; tensorrt: the engine "
                    "`edgeport build` made on this machine.")
-@click.option("--precision", default="fp32", show_default=True, metavar="fp32|fp16|int8|int8-cpu",
-              help="Artifact to serve. On CPU instances int8 means model.int8-cpu.onnx when the bundle has it.")
+@click.option("--precision", default=artifact_keys()[0], show_default=True, metavar="|".join(artifact_keys()),
+              help=f"Artifact to serve. On CPU instances {PRECISIONS[CPU_INT8].cpu_variant_of} means "
+                   f"{PRECISIONS[CPU_INT8].artifact} when the bundle has it.")
 @click.option("--kind", default=None, metavar="cpu|gpu",
               help="Instance kind (KIND_CPU/KIND_GPU). Default: gpu for tensorrt, cpu otherwise.")
 @click.option("--instances", type=int, default=1, show_default=True, help="Model instances (per GPU with gpu).")
@@ -36,7 +40,7 @@ from edgeport.cli.options import common_options, json_option, list_callback, out
               help="ONNX Runtime intra-op threads per instance (python and onnxruntime backends).")
 @click.option("--trt-accel", is_flag=True,
               help="onnxruntime backend on GPU: run the graph through TensorRT (gpu_execution_accelerator).")
-@click.option("--trt-precision", default=None, metavar="fp32|fp16|int8",
+@click.option("--trt-precision", default=None, metavar="|".join(engine_keys("tensorrt")),
               help="With --trt-accel: TensorRT precision mode (default: the artifact's).")
 @click.option("--trt-workspace", "trt_workspace_mib", type=int, default=None, metavar="MiB",
               help="With --trt-accel: TensorRT workspace limit.")
@@ -46,6 +50,7 @@ from edgeport.cli.options import common_options, json_option, list_callback, out
               help="Write without checking config.pbtxt against Triton's ModelConfig schema (when tritonclient "
                    "is not installed); Triton then reports schema errors only when loading the model.")
 @json_option
+@trusted_key_option
 @common_options
 def triton(bundle, repository, backend, precision, kind, instances, preferred_batch, max_queue_delay_us, name, force,
            no_warmup, threads, trt_accel, trt_precision, trt_workspace_mib, trt_engine_cache, no_schema_check,

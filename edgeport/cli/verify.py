@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from edgeport.cli.options import (AliasOption, batch_option, common_options, comparisons_table, json_option, out, out_json, precision_option, target_kwargs, target_options)
+from edgeport.cli.options import (batch_option, common_options, comparisons_table, json_option, out, out_json, precision_option, target_kwargs, target_options)
+from edgeport.cli.options import trusted_key_option
 
 
 @click.command()
@@ -17,19 +18,18 @@ from edgeport.cli.options import (AliasOption, batch_option, common_options, com
 @click.option("--tol", "tols", multiple=True, metavar="PRECISION.METRIC=VALUE",
               help="Override a tolerance, e.g. fp16.cosine_min=0.995 (metrics: max_rel_diff, cosine_min, "
                    "top1_agreement).")
-@click.option("--labeled-data", "--data", "data", cls=AliasOption, aliases=("--data",),
-              type=click.Path(path_type=str), default=None,
+@click.option("--labeled-data", type=click.Path(path_type=str), default=None,
               help="Labeled images for top-1/top-5 accuracy: an ImageFolder tree (DIR/<class>/*.jpg) or a flat "
                    "folder with --labels.")
 @click.option("--labels", "labels_file", type=click.Path(path_type=str), default=None,
               help="With a flat --labeled-data folder: a file of `file,label` lines (label: class name or index).")
-@click.option("--labeled-samples", "--data-samples", "data_samples", cls=AliasOption, aliases=("--data-samples",),
-              type=click.IntRange(min=1), default=None,
+@click.option("--labeled-samples", type=click.IntRange(min=1), default=None,
               help="Use at most this many --labeled-data images (spread evenly over the classes).")
 @json_option
+@trusted_key_option
 @common_options
-def verify(bundle, precisions, backend, provider, threads, qdq, batches, tols, data, labels_file, data_samples,
-           as_json):
+def verify(bundle, precisions, backend, provider, threads, qdq, batches, tols, labeled_data, labels_file,
+           labeled_samples, as_json):
     """Check every artifact of BUNDLE against the reference outputs it carries.
 
     With --labeled-data, also measure top-1/top-5 accuracy of every artifact on labeled
@@ -45,12 +45,10 @@ def verify(bundle, precisions, backend, provider, threads, qdq, batches, tols, d
         raise UsageError(f"verify runs one batch size; got {', '.join(map(str, batches))}.",
                          hint="Pass one --batch N (edgeport bench times several).")
     result = run_verify(bundle, precisions, **target_kwargs(backend, provider, threads, qdq),
-                        batch=batches[0] if batches else None, tolerances=tols, data=data, labels=labels_file,
-                        data_samples=data_samples)
+                        batch=batches[0] if batches else None, tolerances=tols, labeled_data=labeled_data,
+                        labels=labels_file, labeled_samples=labeled_samples)
     if as_json:
-        out_json({"bundle": result.bundle, "passed": result.passed,
-                  "results": [c.to_dict() for c in result.comparisons], "lint": result.lint,
-                  "accuracy": result.accuracy, "reports": result.reports})
+        out_json(result.to_dict())
     else:
         out(comparisons_table(result.comparisons))
         if result.accuracy is not None:
@@ -58,7 +56,7 @@ def verify(bundle, precisions, backend, provider, threads, qdq, batches, tols, d
             from runtime.report.summary import render_table
 
             acc = result.accuracy
-            out(f"\nlabeled accuracy on {acc['samples']} images ({acc['skipped']} unreadable skipped):")
+            out(f"\nlabeled accuracy on {acc.samples} images ({acc.skipped} unreadable skipped):")
             out(render_table(ACCURACY_HEADER, accuracy_rows(acc)))
         for path in result.reports[1:]:
             out(f"report: {path}")

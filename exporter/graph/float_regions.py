@@ -20,7 +20,7 @@ NVIDIA's real builder (docs/int8.md, "FP16 float regions"):
   constant it reads exceeds FP16, or when it is in ``keep_fp32`` (``--fallback-precision
   fp32`` layers).
 
-runtime/sensitivity.py's ``fp32_regions`` is the inverse (it reads these graphs back).
+exporter/graph/qdq_graph.py's ``fp32_regions`` is the inverse (it reads these graphs back).
 """
 
 from __future__ import annotations
@@ -29,10 +29,13 @@ import dataclasses
 
 import numpy as np
 
+from runtime.graph.index import QDQ_OPS, GraphIndex
+
+from exporter.graph.rewrites import prune_unused_initializers
+
 FLOAT, FLOAT16 = 1, 10  # onnx.TensorProto.FLOAT / FLOAT16
 FP16_MAX = 65504.0
 FP16_SAFE = FP16_MAX / 4  # margin: calibration ranges underestimate the tails
-QDQ = ("QuantizeLinear", "DequantizeLinear")
 # Inputs ONNX requires to be float32 whatever the data type (input index per op type).
 _FP32_SLOTS = {"Resize": (1, 2), "Upsample": (1,)}
 # Ops that read only the shape of their float inputs.
@@ -86,9 +89,11 @@ class _Rewriter:
         self.g = model.graph
         self.types = float_types(model)
         self.ranges, self.keep_fp32 = ranges, keep_fp32
-        self.inits = {i.name: i for i in self.g.initializer}
-        self.consts = {n.output[0]: n for n in self.g.node if n.op_type == "Constant" and n.output}
-        self.dq_out = {n.output[0] for n in self.g.node if n.op_type == "DequantizeLinear"}
+        index = GraphIndex(model)
+        # Constants with a tensor value (initializers and Constant nodes): their float type is
+        # changed by converting the values, not by a Cast.
+        self.consts = {t: v for t, v in index.const_tensors.items() if v is not None}
+        self.dq_out = {n.output[0] for n in index.nodes if n.op_type == "DequantizeLinear"}
         self.outputs = {o.name for o in self.g.output}
         self.cur = {i.name: i.type.tensor_type.elem_type for i in self.g.input}
         self.alias: dict[str, str] = {}  # output of a dropped no-op Cast -> its input
@@ -99,7 +104,7 @@ class _Rewriter:
         self.stats = RegionStats()
 
     def const_max(self, name: str) -> float:
-        init = self.inits.get(name)
+        init = self.consts.get(name)
         if init is None or init.data_type not in (FLOAT, FLOAT16):
             return 0.0
         arr = self.nh.to_array(init)
@@ -107,7 +112,7 @@ class _Rewriter:
 
     def precision(self, node) -> str:
         """fp16 / fp32 (compute types), or qdq / cast / free / none (kept as they are)."""
-        if node.op_type in QDQ:
+        if node.op_type in QDQ_OPS:
             return "qdq"
         if node.op_type == "Cast":
             return "cast"
@@ -129,9 +134,7 @@ class _Rewriter:
     def constant_as(self, name: str, to: int) -> str:
         key = (name, to)
         if key not in self.converted:
-            src = self.inits.get(name)
-            value = src if src is not None else next(a.t for a in self.consts[name].attribute if a.name == "value")
-            arr = self.nh.to_array(value).astype(np.float16 if to == FLOAT16 else np.float32)
+            arr = self.nh.to_array(self.consts[name]).astype(np.float16 if to == FLOAT16 else np.float32)
             new = f"{name}_{_SUFFIX[to]}"
             self.g.initializer.append(self.nh.from_array(arr, new))
             self.converted[key] = new
@@ -164,7 +167,7 @@ class _Rewriter:
             if want is None or not t or t not in self.types:
                 continue
             need = FLOAT if idx in _FP32_SLOTS.get(node.op_type, ()) else want
-            if t in self.inits or t in self.consts:
+            if t in self.consts:
                 if self.types[t] != need:
                     node.input[idx] = self.constant_as(t, need)
             elif self.cur.get(t, self.types[t]) != need:
@@ -206,10 +209,7 @@ class _Rewriter:
         del self.g.node[:]
         self.g.node.extend(self.nodes)
         del self.g.value_info[:]  # stale types; ONNX Runtime and TensorRT infer their own
-        used = {i for n in self.g.node for i in n.input}
-        keep = [i for i in self.g.initializer if i.name in used]
-        del self.g.initializer[:]
-        self.g.initializer.extend(keep)
+        prune_unused_initializers(self.g)
 
 
 def fp16_float_regions(model, ranges: dict | None = None, keep_fp32=()) -> RegionStats:

@@ -21,13 +21,12 @@ import json
 import numpy as np
 
 from runtime.errors import DependencyError, EdgeportError
-from runtime.graph.index import KEEP_FLOAT_KEY, KEEP_FLOAT_PRECISION_KEY, QDQ_OPS, GraphIndex, kept_float_names
+from runtime.graph.index import KEEP_FLOAT_KEY, KEEP_FLOAT_PRECISION_KEY, GraphIndex, kept_float_names
+
+from exporter.graph.rewrites import POOL_OPS, prune_dead_qdq, prune_unused_initializers, release_orphan_qdq
 
 FALLBACKS = ("fp16", "fp32")
 WEIGHTED = ("Conv", "Gemm", "MatMul")
-POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool")
-FP16_MAX = 65504.0
-FP16_SAFE = FP16_MAX / 4  # margin: calibration ranges underestimate the tails
 
 
 def load_onnx():
@@ -70,12 +69,10 @@ class MixedGraph:
         self.qmodel = qmodel
         self.fp32 = fp32model
         self.fp32_inits = {i.name: i for i in fp32model.graph.initializer}
-        self.fp32_by_output = {n.output[0]: n for n in fp32model.graph.node if n.output}
-        self.fp32_by_name = {n.name: n for n in fp32model.graph.node if n.name}
-        index = GraphIndex(qmodel)
+        self.fp32_index = GraphIndex(fp32model)
+        self.index = index = GraphIndex(qmodel)
         nodes = index.nodes
         self.producer = index.producer
-        self.q_consts = index.constants
         self.already_float = kept_float_names(qmodel)
         shapes = _output_shapes(onnx, fp32model)
         self.total_macs = 0
@@ -88,7 +85,7 @@ class MixedGraph:
                 self.total_macs += macs
                 if self._is_weighted_unit(n):
                     units.append(Unit(n.name, n.op_type, n.output[0], macs))
-            elif n.op_type in ("Add", "Concat") + POOLS and self._dq_inputs(n):
+            elif n.op_type in ("Add", "Concat") + POOL_OPS and self._dq_inputs(n):
                 act = [i for i in n.input if i and not self._is_const(i)]
                 if n.op_type == "Add" and len(act) != 2:
                     continue  # a bias / constant add, not a residual join
@@ -99,15 +96,8 @@ class MixedGraph:
 
     # -- graph facts ---------------------------------------------------------------------
     def _is_const(self, name: str) -> bool:
-        seen = 0
-        while name and seen < 4:
-            if name in self.q_consts:
-                return True
-            p = self.producer.get(name)
-            if p is None or p.op_type not in QDQ_OPS:
-                return False
-            name, seen = p.input[0], seen + 1
-        return False
+        """A constant, or a constant behind Q/DQ (a quantized weight)."""
+        return self.index.is_weight(name)
 
     def _dq_inputs(self, node) -> list[int]:
         return [i for i, t in enumerate(node.input)
@@ -123,9 +113,12 @@ class MixedGraph:
     def fp32_node(self, node):
         """The FP32 graph's node for a Q/DQ graph node: same output tensor (or, for a layer already
         behind FP16 Casts, same name)."""
-        ref = self.fp32_by_output.get(node.output[0]) if node.output else None
-        if ref is None or ref.op_type != node.op_type:
-            ref = self.fp32_by_name.get(node.name)
+        ref = self.fp32_index.producer.get(node.output[0]) if node.output else None
+        if (ref is None or ref.op_type != node.op_type) and node.name:
+            try:
+                ref = self.fp32_index.node_named(node.name)
+            except KeyError:
+                ref = None
         return ref if ref is not None and ref.op_type == node.op_type else None
 
     def _weight_dims(self, node) -> tuple | None:
@@ -165,9 +158,7 @@ class MixedGraph:
 
     def node_named(self, name: str):
         """The Q/DQ graph's node called ``name``."""
-        if not hasattr(self, "_by_name"):
-            self._by_name = {n.name: n for n in self.qmodel.graph.node if n.name}
-        return self._by_name[name]
+        return self.index.node_named(name)
 
     # -- variants --------------------------------------------------------------------------
     def variant(self, float_units, fallback: str = "fp32", fp16_unsafe=frozenset()):
@@ -190,7 +181,7 @@ class MixedGraph:
         model = onnx.ModelProto()
         model.CopyFrom(self.qmodel)
         graph = model.graph
-        producer = {o: n for n in graph.node for o in n.output if o}
+        producer = GraphIndex(model).producer
         have_inits = {i.name for i in graph.initializer}
         wanted = set(names)
         new_nodes = []
@@ -217,7 +208,7 @@ class MixedGraph:
                 new_nodes.append(node)
         del graph.node[:]
         graph.node.extend(new_nodes)
-        release_orphan_qdq(graph, {u.name for u in self.units} - wanted)
+        release_orphan_qdq(model, {u.name for u in self.units} - wanted)
         prune_dead_qdq(graph)
         kept = list(dict.fromkeys(self.already_float + names))
         set_metadata(model, KEEP_FLOAT_KEY, json.dumps(kept))
@@ -301,10 +292,7 @@ def _constants_to_fp32(g, fp32model) -> None:
                 if a.name == "value" and a.t.data_type == 10:
                     a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float32), a.t.name))
     del g.value_info[:]
-    used = {i for n in g.node for i in n.input}
-    keep = [i for i in g.initializer if i.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    prune_unused_initializers(g)
 
 
 def _float_tensors(onnx, model) -> set[str]:
@@ -344,51 +332,6 @@ def _fp16_island(onnx, node, graph, fp32_inits: dict, have_inits: set) -> list:
     node.output[0] = y16
     cast_out = helper.make_node("Cast", [y16], [out], name=f"{node.name}_CastToFp32", to=TensorProto.FLOAT)
     return [cast_in, node, cast_out]
-
-
-def release_orphan_qdq(graph, quantized_units: set[str]) -> None:
-    """An activation Q/DQ that no quantized layer reads any more goes, for every reader.
-
-    ONNX Runtime rewires *every* consumer of a quantized tensor to its DequantizeLinear: in a
-    DenseNet the first BatchNorm of a block reads the block input through the Q/DQ that its
-    Concats asked for. Once those Concats fall back, that Q/DQ is there for nobody; keeping
-    it would leave rounding in a graph whose layers are all float.
-    """
-    producer = {o: n for n in graph.node for o in n.output if o}
-    readers: dict[str, list] = {}
-    for n in graph.node:
-        for i in n.input:
-            if i:
-                readers.setdefault(i, []).append(n)
-    outputs = {o.name for o in graph.output}
-    for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
-        q = producer.get(dq.input[0])
-        if q is None or q.op_type != "QuantizeLinear":
-            continue  # a weight (constant) DQ
-        users = readers.get(dq.output[0], [])
-        if dq.output[0] in outputs or any(u.name in quantized_units for u in users):
-            continue
-        for u in users:
-            for idx, t in enumerate(u.input):
-                if t == dq.output[0]:
-                    u.input[idx] = q.input[0]
-
-
-def prune_dead_qdq(graph) -> None:
-    """Drop Q/DQ nodes nobody reads any more, then unused initializers."""
-    outputs = {o.name for o in graph.output}
-    while True:
-        used = {i for n in graph.node for i in n.input} | outputs
-        dead = [n for n in graph.node if n.op_type in QDQ_OPS and not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            graph.node.remove(n)
-    used = {i for n in graph.node for i in n.input}
-    keep = [i for i in graph.initializer if i.name in used]
-    if len(keep) != len(graph.initializer):
-        del graph.initializer[:]
-        graph.initializer.extend(keep)
 
 
 def _output_shapes(onnx, model) -> dict[str, list]:

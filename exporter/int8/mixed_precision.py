@@ -34,7 +34,6 @@ other labeled images (``edgeport verify BUNDLE --labeled-data DIR``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 import types
@@ -98,6 +97,11 @@ class SearchResult:
     met: bool
     steps: list[dict]  # every evaluation: {float_layers, drop_points, met}
     full_int8_drop: float
+
+    @property
+    def best_step(self) -> dict:
+        """The evaluation of the prefix the search ended on (its failures explain a miss)."""
+        return next(st for st in self.steps if st["float_layers"] == self.float_layers)
 
 
 def search(ranked: list[str], evaluate: Callable[[list[str]], tuple[float, list[str]]], budget: float,
@@ -210,13 +214,14 @@ def budget_drop(outputs: np.ndarray, data: BudgetData, fp32_accuracy: float | No
 
 
 # -- the export stage --------------------------------------------------------------------------
-def _fp16_unsafe(graph, calibration: dict) -> set[str]:
-    """Weighted layers whose calibrated input/output or weights come near FP16's limit: they stay FP32."""
+def _fp16_unsafe(graph, ranges: dict) -> set[str]:
+    """Weighted layers whose calibrated input/output (``ranges``: {tensor: (lo, hi)}) or weights come
+    near FP16's limit: they stay FP32."""
     from onnx import numpy_helper
 
-    from exporter.graph.qdq_graph import FP16_MAX, FP16_SAFE, WEIGHTED
+    from exporter.graph.float_regions import FP16_MAX, FP16_SAFE
+    from exporter.graph.qdq_graph import WEIGHTED
 
-    tensors = (calibration or {}).get("tensors", {})
     unsafe = set()
     for unit in graph.units:
         if unit.op_type not in WEIGHTED:
@@ -224,7 +229,8 @@ def _fp16_unsafe(graph, calibration: dict) -> set[str]:
         ref = graph.fp32_node(graph.node_named(unit.name))
         if ref is None:
             continue
-        amax = max((float(tensors.get(t, {}).get("amax", 0.0)) for t in (ref.input[0], unit.output)), default=0.0)
+        amax = max((max(abs(v) for v in ranges.get(t, (0.0, 0.0))) for t in (ref.input[0], unit.output)),
+                   default=0.0)
         wmax = max((float(np.abs(numpy_helper.to_array(graph.fp32_inits[t])).max())
                     for t in ref.input[1:] if t in graph.fp32_inits), default=0.0)
         if amax > FP16_SAFE or wmax > FP16_MAX:
@@ -247,73 +253,81 @@ def default_max_float(units: int) -> int:
     return max(1, math.ceil(units / 2))
 
 
-def apply_budget(staged, manifest, config, pre, data: BudgetData, golden_inputs: np.ndarray,
-                 golden_reference: np.ndarray) -> tuple:
-    """Rank, search, rewrite model.int8.onnx; returns (its new FileEntry, the updated Int8Info,
-    the report sections ``sensitivity`` and ``mixed_precision``, the ``Budget`` that the CPU
-    INT8 artifact is then fitted to). Raises ``BudgetNotMet`` (exit 1) when the budget cannot
-    be met.
+@dataclasses.dataclass
+class BudgetOutcome:
+    """What the budget stage hands on: the rewritten model.int8.onnx and what the rest of the export needs."""
+
+    entry: object  # model.int8.onnx's new FileEntry
+    info: object  # the updated Int8Info
+    sections: dict  # report sections ``sensitivity`` and ``mixed_precision``
+    budget: Budget  # what the CPU INT8 artifact is then fitted to
+
+
+def apply_budget(staged, manifest, config, fp32, int8, data: BudgetData, golden_inputs: np.ndarray,
+                 golden_reference: np.ndarray) -> BudgetOutcome:
+    """Rank, search, rewrite model.int8.onnx. ``fp32``: model.onnx's ModelProto; ``int8``: the INT8
+    stage's ``Int8Graph`` (its Q/DQ graph and calibration ranges, in memory). Raises ``BudgetNotMet``
+    (exit 1) when the budget cannot be met.
 
     A candidate must also pass the int8 verification tolerance on the golden set (default:
     centered cosine >= 0.99 against PyTorch, ``--tol int8.*``), so the bundle passes ``verify``.
     """
-    import onnx
-
     from exporter.graph.qdq_graph import MixedGraph
-    from exporter.int8.quantize import CALIBRATION_FILE, INT8_FILE, apply_fp16_regions
+    from exporter.int8.quantize import INT8_FILE
     from exporter.int8.sensitivity import report_rows
 
     budget = float(config.max_drop)
     fallback = config.fallback_precision or DEFAULT_FALLBACK
-    input_name = manifest.input.name
-    fp32 = onnx.load(str(staged.path("model.onnx")))
-    graph = MixedGraph(onnx.load(str(staged.path(INT8_FILE))), fp32)
+    graph = MixedGraph(int8.model, fp32)
     if not graph.units:
         raise EdgeportError("--max-drop: the INT8 graph has no quantized layers to rank.")
     cap = config.max_float_layers or default_max_float(len(graph.units))
     if data.mode == "agreement" and manifest.weights.random_init:
         console.warn("--max-drop on random-init weights: top-1 agreement of a random-init net is decided by near "
                      "ties, so the budget says little about a trained model's accuracy")
-
-    rows, timing = _rank_layers(graph, data, config, input_name)
+    rows, timing = _rank_layers(graph, data, config, manifest.input.name)
     ranked = [r["layer"] for r in rows]
     sensitivity_of = {r["layer"]: r for r in rows}
-    calibration = json.loads(staged.path(CALIBRATION_FILE).read_text())
-    unsafe = _fp16_unsafe(graph, calibration) if fallback == "fp16" else set()
-    ranges = {t: [v["min"], v["max"]] for t, v in calibration.get("tensors", {}).items()}
-    written = {}  # the FP16-region pass's stats of the last variant written
-
-    def with_regions(float_units: list[str]):
-        """The variant as it is written: FP16 float regions, kept layers FP32 where they must be."""
-        model = graph.variant(float_units, fallback, unsafe)
-        written["regions"] = apply_fp16_regions(model, ranges,
-                                                keep_fp32=set(float_units) if fallback == "fp32" else unsafe)
-        return model
-
-    judge = _judge(fp32, data, config, input_name, golden_inputs, golden_reference)
-
-    def evaluate(float_units: list[str]) -> tuple[float, list[str]]:
-        return judge(with_regions(float_units))
-
+    judge = _judge(fp32, data, config, manifest.input.name, golden_inputs, golden_reference)
+    variants = _Variants(graph, fallback, int8.calibration.ranges)
     console.log(f"budget: {data.metric} <= {budget:g} points on {data.description}; at most {cap} of "
                 f"{len(graph.units)} layers may leave INT8 ({fallback} fallback)")
-    result = search(ranked, evaluate, budget, cap, log=console.log)
+    result = search(ranked, lambda units: judge(variants.build(units)), budget, cap, log=console.log)
     kept = ranked[:result.float_layers]
     if not result.met:
         raise _budget_not_met(result, graph, ranked, sensitivity_of, kept, cap, budget, data)
 
-    counts = _write_final(staged, with_regions(kept))
+    counts = _write_final(staged, variants.build(kept))
     extra = graph.dependent_adds(kept) if fallback == "fp16" else {}
-    kept_rows = _kept_rows(graph, kept, extra, sensitivity_of, len(rows), fallback, unsafe, written.get("regions"))
+    kept_rows = _kept_rows(graph, kept, extra, sensitivity_of, len(rows), fallback, variants.unsafe,
+                           variants.regions)
     summary = _budget_summary(result, graph, kept, kept_rows, cap, budget, data, fallback, timing)
-    int8 = dataclasses.replace(manifest.int8, int8_ops=counts["int8"], float_ops=counts["float"],
+    info = dataclasses.replace(manifest.int8, int8_ops=counts["int8"], float_ops=counts["float"],
                                mixed_precision=summary)
     _log_met(result, graph, kept, extra, budget)
     sections = {"sensitivity": report_rows(rows, {r["layer"]: r["reason"] for r in kept_rows}),
                 "mixed_precision": summary}
     shared = Budget(points=budget, data=data, ranked=ranked, kept=[r["layer"] for r in kept_rows],
                     prefix=len(kept), cap=cap, judge=judge)
-    return staged.entry(INT8_FILE), int8, sections, shared
+    return BudgetOutcome(entry=staged.entry(INT8_FILE), info=info, sections=sections, budget=shared)
+
+
+class _Variants:
+    """Candidate graphs as they are written: FP16 float regions, kept layers FP32 where they must be."""
+
+    def __init__(self, graph, fallback: str, ranges: dict):
+        self.graph, self.fallback = graph, fallback
+        self.ranges = {t: list(v) for t, v in ranges.items()}
+        self.unsafe = _fp16_unsafe(graph, ranges) if fallback == "fp16" else set()
+        self.regions = None  # the FP16-region pass's stats of the last variant built
+
+    def build(self, float_units: list[str]):
+        from exporter.int8.quantize import apply_fp16_regions
+
+        model = self.graph.variant(float_units, self.fallback, self.unsafe)
+        keep = set(float_units) if self.fallback == "fp32" else self.unsafe
+        self.regions = apply_fp16_regions(model, self.ranges, keep_fp32=keep)
+        return model
 
 
 def _write_final(staged, final) -> dict:
@@ -386,7 +400,7 @@ def _judge(fp32, data: BudgetData, config, input_name: str, golden_inputs, golde
 def _budget_not_met(result, graph, ranked, sensitivity_of, kept, cap, budget, data) -> "BudgetNotMet":
     """The exit-1 error when no mix within --max-float-layers meets the budget: the best reached."""
     worst = ", ".join(f"{n} (cosine {sensitivity_of[n]['output_cosine']:.4f})" for n in ranked[:3])
-    best = next(st for st in result.steps if st["float_layers"] == result.float_layers)
+    best = result.best_step
     return BudgetNotMet(
         f"INT8 accuracy budget not met with at most {cap} of {len(graph.units)} layers out of INT8 "
         f"(--max-float-layers): the best mix found ({result.float_layers} layers out of INT8, "
@@ -452,7 +466,7 @@ def _budget_summary(result, graph, kept, kept_rows, cap, budget, data, fallback,
 def check_config(config) -> None:
     """Option combinations, checked before the minutes-long part of the export."""
     if config.max_drop is None:
-        extra = [flag for flag, value in (("--labeled-data", config.budget_data),
+        extra = [flag for flag, value in (("--labeled-data", config.labeled_data),
                                           ("--fallback-precision", config.fallback_precision),
                                           ("--max-float-layers", config.max_float_layers)) if value is not None]
         if extra:
@@ -463,16 +477,16 @@ def check_config(config) -> None:
         raise UsageError("--max-drop is a budget for the INT8 artifact; add --int8.")
     if not (math.isfinite(config.max_drop) and 0 <= config.max_drop <= 100):
         raise UsageError(f"--max-drop is in percentage points, 0..100; got {config.max_drop:g}.")
-    if config.budget_data is not None and not Path(config.budget_data).is_dir():
-        raise UsageError(f"--labeled-data '{config.budget_data}' is not a folder.",
+    if config.labeled_data is not None and not Path(config.labeled_data).is_dir():
+        raise UsageError(f"--labeled-data '{config.labeled_data}' is not a folder.",
                          hint="Pass an ImageFolder tree: DIR/<class>/<image>.jpg, with class names or indexes "
                               "as folder names.")
 
 
 def budget_data_for(config, manifest, pre, inputs: np.ndarray, reference: np.ndarray, source: str) -> BudgetData:
     """``--labeled-data`` when given (labeled), else the golden set the bundle is verified on."""
-    if config.budget_data is None:
+    if config.labeled_data is None:
         return golden_budget_data(inputs, reference, source)
     source = manifest.int8.calibration_source if manifest.int8 else None
-    return labeled_budget_data(Path(config.budget_data), pre, manifest.model.class_names, manifest.num_classes,
+    return labeled_budget_data(Path(config.labeled_data), pre, manifest.model.class_names, manifest.num_classes,
                                source.to_dict() if source else None)

@@ -30,10 +30,13 @@ Nothing here imports torch; ``onnx`` and ``onnxruntime`` are imported lazily.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
 import numpy as np
+
+from runtime.errors import EdgeportError
 
 from exporter.graph.qdq_graph import MixedGraph, load_onnx
 
@@ -43,15 +46,14 @@ DEFAULT_SAMPLES = 32  # images per sensitivity run: one ORT session per layer, s
 # -- running variants ----------------------------------------------------------------------------
 def run_model(model, inputs: np.ndarray, *, input_name: str, batch: int = 32, threads: int | None = None) -> np.ndarray:
     """First output of ``model`` (a ModelProto) on ``inputs``, with ONNX Runtime's CPU provider."""
-    from runtime.runners.onnxruntime import create_session
+    from runtime.runners.onnxruntime import OnnxRuntimeRunner
 
-    session = create_session(model, threads=threads, what="a mixed-precision variant")
-    output = session.get_outputs()[0].name
-    outs = []
-    for start in range(0, len(inputs), batch):
-        chunk = np.ascontiguousarray(inputs[start:start + batch], dtype=np.float32)
-        outs.append(np.asarray(session.run([output], {input_name: chunk})[0], dtype=np.float32))
-    return np.concatenate(outs, axis=0)
+    runner = OnnxRuntimeRunner(model, threads=threads, what="a mixed-precision variant")
+    if runner.inputs[0].name != input_name:
+        raise EdgeportError(f"The mixed-precision variant takes input '{runner.inputs[0].name}', not '{input_name}'.")
+    first = runner.outputs[0].name
+    out = runner.infer_batched(np.asarray(inputs, dtype=np.float32), batch, outputs=[first])[first]
+    return np.asarray(out, dtype=np.float32)
 
 
 def output_metrics(out: np.ndarray, ref: np.ndarray) -> dict:
@@ -148,13 +150,13 @@ def report_rows(rows: list[dict], kept: dict[str, str] | None = None) -> list[di
 
 # -- an existing bundle ----------------------------------------------------------------------------
 def bundle_sensitivity(bundle, *, samples: int | None = DEFAULT_SAMPLES, threads: int | None = None,
-                       log: Callable[[str], None] = lambda s: None) -> dict:
-    """Sensitivity of a bundle's Q/DQ artifact (model.int8.onnx) on its golden set.
+                       log: Callable[[str], None] = lambda s: None):
+    """Sensitivity of a bundle's Q/DQ artifact (model.int8.onnx) on its golden set: a
+    ``runtime.report.sections.Sensitivity`` (the ranked rows, the images and layers measured).
 
     Needs model.onnx, model.int8.onnx and golden.npz. Layers the artifact already keeps out
     of INT8 (``export --max-drop``) have no Q/DQ left to measure: they are listed with the
-    numbers recorded at export (manifest ``int8.mixed_precision``). Returns ``{"rows": report
-    rows, "samples": n, "units": measured, "kept": names}``.
+    numbers recorded at export (manifest ``int8.mixed_precision``).
     """
     from runtime.errors import UsageError
 
@@ -184,5 +186,7 @@ def bundle_sensitivity(bundle, *, samples: int | None = DEFAULT_SAMPLES, threads
                          "output_cosine": r.get("output_cosine"), "top1_agreement": r.get("top1_agreement"),
                          "macs_share": r.get("macs_share", round(graph.macs_share([name]), 5)), "kept_float": True})
         rows = rank_rows(rows)
-    return {"rows": report_rows(rows, {n: "kept" for n in kept}), "samples": len(pick),
-            "units": len(graph.units), "kept": kept}
+    from runtime.report.sections import Sensitivity
+
+    ranking = Sensitivity.from_dict(report_rows(rows, {n: "kept" for n in kept}))
+    return dataclasses.replace(ranking, samples=len(pick), units=len(graph.units), kept=list(kept))

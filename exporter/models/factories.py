@@ -4,15 +4,22 @@
 A factory's arguments are checked against its signature before it is called, so a missing
 or unknown argument is a usage error that shows the signature; the arguments are recorded
 in the manifest (``model.factory_args``) so a bundle says how its model was built.
+
+User code (the file's import, the factory, the model's forward) runs inside ``user_code``:
+what it prints goes to stderr (``--json`` output stays pure), ``SystemExit`` and any other
+``BaseException`` it raises become one EdgeportError naming the factory, and the working
+directory it changes is restored.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import importlib.util
 import inspect
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -79,6 +86,61 @@ def signature_text(factory: Callable, spec: str) -> str:
         return f"{name}{inspect.signature(factory)}"
     except (TypeError, ValueError):
         return f"{name}(...)"
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Python's and the C library's stdout (file descriptor 1) go to stderr meanwhile."""
+    saved = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # no descriptor 1 (embedded): Python's only
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None:
+            _flush_c_stdio()  # what C code printed but did not flush belongs to stderr too
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _flush_c_stdio() -> None:
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+
+
+@contextlib.contextmanager
+def user_code(spec: str):
+    """Run user code isolated from edgeport's output and exit status (see the module docstring)."""
+    from runtime import interrupts
+
+    cwd = os.getcwd()
+    try:
+        with _stdout_to_stderr():
+            yield
+    except KeyboardInterrupt:
+        if interrupts.requested() or not interrupts.installed():
+            raise  # a real Ctrl-C/SIGTERM (or one edgeport cannot tell from user code): stop as asked
+        raise _ended_by(spec, "raised KeyboardInterrupt") from None
+    except SystemExit as exc:
+        raise _ended_by(spec, f"called sys.exit({exc.code!r})") from exc
+    except Exception:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - GeneratorExit or a user BaseException subclass
+        raise _ended_by(spec, f"raised {type(exc).__name__}: {_sentence(exc)}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            os.chdir(cwd)
+
+
+def _ended_by(spec: str, what: str) -> EdgeportError:
+    return EdgeportError(f"The user model '{spec}' {what} while edgeport ran it; the export stopped and wrote no "
+                         "new bundle.", hint="User code must return or raise an Exception; remove the call "
+                                              "(rerun with --debug for the traceback).")
 
 
 def load_user_factory(spec: str) -> tuple[Callable, str]:

@@ -203,34 +203,25 @@ def prepare_onnx_model(req, log=lambda s: None) -> PreparedOnnx:
 def reference_outputs(model, inputs: np.ndarray, batch: int = 8,
                       batch_fixed: int | None = None) -> list[tuple[str, np.ndarray]]:
     """ONNX Runtime FP32 (CPU) outputs of the prepared graph, every output, in the graph's order."""
-    from runtime.runners.onnxruntime import create_session, import_ort
+    from runtime.runners.onnxruntime import OnnxRuntimeRunner, import_ort
 
-    sess = create_session(model.SerializeToString(), what="the given ONNX model")
-    quiet = import_ort().RunOptions()
-    quiet.log_severity_level = 4  # the failure becomes our error message, not ORT's log line
-    name = sess.get_inputs()[0].name
-    out_names = [o.name for o in sess.get_outputs()]
-    parts: dict[str, list] = {n: [] for n in out_names}
-    for start in range(0, len(inputs), batch):
-        chunk = inputs[start:start + batch]
-        try:
-            values = sess.run(out_names, {name: chunk}, quiet)
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own types
-            fixed = (f" The graph was exported for batch {batch_fixed} and edgeport made its batch dynamic: it "
-                     "probably hard-codes that batch (e.g. a Reshape to a fixed size)." if batch_fixed else "")
-            raise EdgeportError(
-                f"ONNX Runtime cannot run the given model on a batch of {len(chunk)} {list(chunk.shape[1:])} inputs: "
-                f"{type(exc).__name__}: {str(exc)[:300].rstrip('.')}.{fixed}",
-                hint="Re-export the model with a dynamic batch axis (e.g. torch.onnx.export(..., dynamic_axes="
-                     "{'input': {0: 'batch'}, 'output': {0: 'batch'}})), then export it with edgeport again.") from exc
-        for n, v in zip(out_names, values):
-            v = np.asarray(v)
-            if v.ndim == 0 or v.shape[0] != len(chunk):
-                raise EdgeportError(f"The given model's output '{n}' has shape {list(v.shape)} for a batch of "
-                                    f"{len(chunk)}: it has no batch axis first, which edgeport requires.",
-                                    hint="Export the model so that every output starts with the batch axis.")
-            parts[n].append(v.astype(np.float32))
-    return [(n, np.concatenate(parts[n])) for n in out_names]
+    runner = OnnxRuntimeRunner(model.SerializeToString(), what="the given ONNX model")
+    runner.run_options = import_ort().RunOptions()
+    runner.run_options.log_severity_level = 4  # the failure becomes our error message, not ORT's log line
+    size = min(batch, len(inputs))
+    try:
+        outputs = runner.infer_batched(inputs, batch)
+    except EdgeportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own types
+        fixed = (f" The graph was exported for batch {batch_fixed} and edgeport made its batch dynamic: it "
+                 "probably hard-codes that batch (e.g. a Reshape to a fixed size)." if batch_fixed else "")
+        raise EdgeportError(
+            f"ONNX Runtime cannot run the given model on a batch of {size} {list(inputs.shape[1:])} inputs: "
+            f"{type(exc).__name__}: {str(exc)[:300].rstrip('.')}.{fixed}",
+            hint="Re-export the model with a dynamic batch axis (e.g. torch.onnx.export(..., dynamic_axes="
+                 "{'input': {0: 'batch'}, 'output': {0: 'batch'}})), then export it with edgeport again.") from exc
+    return [(n, v.astype(np.float32)) for n, v in outputs.items()]
 
 
 def check_batch_independent(model, inputs: np.ndarray, batched: list[tuple[str, np.ndarray]], batch_fixed: int,

@@ -16,6 +16,7 @@ from typing import Callable
 from runtime.errors import UsageError
 from runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, format_hw, input_hw
 
+from exporter.options import option
 from exporter.models.factories import load_user_factory  # noqa: F401  (re-exported: tests and older callers import it here)
 
 TORCHVISION_MODELS = (
@@ -59,17 +60,36 @@ class ModelRequest:
     """
 
     model: object
-    weights: str | None = None
-    num_classes: int | None = None
-    input_size: object = None  # int | (h, w) | "HxW"
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    trust_checkpoint: bool = False
-    preprocessing: Preprocessing | None = None
-    channels: int | None = None
-    factory_args: dict | None = None
-    output_name: str | None = None
-    output_index: int | None = None
+    # Export options (exporter/options.py generates `edgeport export`'s flags from these specs).
+    weights: str | None = option(
+        None, "DEFAULT, a torchvision weights name (IMAGENET1K_V2), none (random init), a checkpoint PATH, or auto "
+              "(DEFAULT if already cached in TORCH_HOME, else random init; never downloads). Default: DEFAULT for "
+              "torchvision models, none for seed and user models.", "--weights", "-w")
+    trust_checkpoint: bool = option(False, "UNSAFE: allow checkpoints that need full unpickling (can execute code). "
+                                           "Only for files you trust.", "--trust-checkpoint", kind=bool)
+    factory_args: dict | None = option(
+        None, "Keyword argument for a FILE.py:FACTORY (repeatable); VALUE is a Python literal (64, 0.5, True, "
+              "[1, 2]) or else a string. Recorded in the manifest.", "--factory-arg", multiple=True,
+        metavar="KEY=VALUE")
+    num_classes: int | None = option(None, "Classes of the model's head.", "--num-classes", kind=int, low=1)
+    input_size: object = option(None, "Input size: N (square) or HxW, height x width, e.g. 224x160 (default: the "
+                                      "model's own, e.g. 224).", "--input-size", metavar="N|HxW",
+                                cli_value="input_size")  # int | (h, w) | "HxW"
+    channels: int | None = option(None, "Input channels, when the model's first nn.Conv2d does not tell them "
+                                        "(default: read from it; 1 = grayscale images, 3 = RGB).", "--channels",
+                                  kind=int, low=1)
+    mean: tuple[float, ...] | None = option(None, "Normalization mean: one value per channel, or one for all "
+                                                  "(default: ImageNet's for 3 channels).", "--mean",
+                                            cli_value="per_channel")
+    std: tuple[float, ...] | None = option(None, "Normalization std: one value per channel, or one for all "
+                                                 "(default: ImageNet's for 3 channels).", "--std",
+                                           cli_value="per_channel")
+    output_name: str | None = option(None, "A model with several outputs: the classifier output, by name "
+                                           "(default: the first output).", "--output-name", metavar="NAME")
+    output_index: int | None = option(None, "A model with several outputs: the classifier output, by position "
+                                            "(0 = first).", "--output-index", kind=int, low=0, metavar="I")
+    preprocessing: Preprocessing | None = option(None, "A runtime.preprocess.Preprocessing replacing input_size, "
+                                                       "mean and std (Python API only).")
 
     @property
     def label(self) -> str:
@@ -120,6 +140,20 @@ def check_model_name(spec) -> None:
     """Refuse an unknown registry name before anything heavy is imported (a usage error)."""
     if isinstance(spec, str) and not is_user_model(spec) and not is_onnx_model(spec) and spec not in REGISTRY:
         raise UsageError(f"Unknown model '{spec}'.", hint=suggest(spec))
+
+
+def default_name(req: ModelRequest) -> str:
+    """The bundle's folder name when no --name is given, known before the model is built (the
+    export takes its lock on that name before any work)."""
+    spec = req.model
+    if is_onnx_model(spec):
+        return Path(spec).stem
+    if not isinstance(spec, str):
+        return type(spec).__name__.lower()
+    if is_user_model(spec):
+        target, _, attr = spec.rpartition(":")
+        return f"{Path(target).stem}_{attr}" if target.endswith(".py") else attr
+    return REGISTRY[spec].name
 
 
 def check_request(req: ModelRequest) -> None:
@@ -298,15 +332,15 @@ def _build_user(req: ModelRequest, log) -> BuiltModel:
     from exporter.models import factories as F
     from exporter.models import weights as W
 
-    factory, where = F.load_user_factory(req.model)
     args = F.parse_factory_args(req.factory_args)
-    torch.manual_seed(0)
-    module = F.call_factory(factory, req.model, req.num_classes, args)
+    with F.user_code(req.model):  # its prints to stderr, its exits to errors, its chdir undone
+        factory, _ = F.load_user_factory(req.model)
+        torch.manual_seed(0)
+        module = F.call_factory(factory, req.model, req.num_classes, args)
     channels, note = model_channels(req, module)
     size = 224
     pre = make_preprocessing(req, channels, note, int(round(size / 0.875)), size)
-    stem = req.model.rpartition(":")[2]
-    name = Path(req.model.rpartition(":")[0]).stem + "_" + stem if where.endswith(".py") else stem
+    name = default_name(req)
     weights = W.apply_weights(module, req, family="user", log=log)
     return BuiltModel(module.eval(), name=name, source="user", spec=req.model, num_classes=req.num_classes or 0,
                       class_names=None, preprocessing=pre, weights=weights, channels_note=note,

@@ -19,7 +19,7 @@ from runtime.errors import EdgeportError, UsageError
 # torchvision's DenseNet checkpoints predate a module rename: "norm.1" -> "norm1" etc.
 # This is the same remapping torchvision applies in densenet._load_state_dict.
 _DENSENET_LEGACY = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
+    r"(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))"
 )
 
 RANDOM_NOTE = ("random-init weights (--weights none): only fidelity to PyTorch is meaningful, "
@@ -52,7 +52,7 @@ def _looks_like_path(spec: str) -> bool:
 def remap_densenet_keys(state_dict: dict) -> dict:
     out = {}
     for key, value in state_dict.items():
-        m = _DENSENET_LEGACY.match(key)
+        m = _DENSENET_LEGACY.fullmatch(key)
         out[m.group(1) + m.group(2) if m else key] = value
     return out
 
@@ -146,6 +146,7 @@ def load_checkpoint(path: Path, trust: bool = False) -> dict:
 
     import torch
 
+    _check_checkpoint_format(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
@@ -162,13 +163,44 @@ def load_checkpoint(path: Path, trust: bool = False) -> dict:
             hint="Re-save it as a state_dict (torch.save(model.state_dict(), path)), or, only if you trust "
                  "where it came from, pass --trust-checkpoint (unsafe: runs the pickle's code).",
         ) from exc
-    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, ImportError) as exc:
+    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, ImportError, KeyError, IndexError,
+            TypeError) as exc:  # the unpickler fails on a corrupt stream with whatever its opcodes hit
         raise EdgeportError(
             f"'{path}' is not a readable PyTorch checkpoint (truncated or corrupt?): {type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:300] if str(exc) else ''}",
             hint="Check the file (its size and sha256) or save it again.",
         ) from exc
     return extract_state_dict(obj, path)
+
+
+def _check_checkpoint_format(path: Path) -> None:
+    """torch.save writes a zip archive (PyTorch >= 1.6) or a pickle (protocol 2+ starts with 0x80);
+    anything else (a text file, an ONNX graph) is named as such, not as a failed unpickling."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise EdgeportError(f"--weights: cannot read '{path}' ({exc.strerror or exc}).",
+                            hint="Pass a readable .pth/.pt checkpoint.") from exc
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return
+    kind = "empty" if not head else "text, not a PyTorch checkpoint" if _is_text(path) else \
+        "not a PyTorch checkpoint (neither the zip archive nor the pickle torch.save writes)"
+    raise EdgeportError(f"--weights: '{path}' is {kind}.",
+                        hint="Pass a file written by torch.save (a state_dict or a checkpoint dict), a torchvision "
+                             "weights name, or none.")
+
+
+def _is_text(path: Path) -> bool:
+    with open(path, "rb") as f:
+        sample = f.read(4096)
+    if len(sample) == 4096:
+        sample = sample[:-3]  # a multi-byte character cut at the end is still text
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def extract_state_dict(obj, path) -> dict:

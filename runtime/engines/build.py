@@ -48,6 +48,13 @@ class BuildOptions:
     log_severity: str | None = None  # keep messages down to this severity in BuiltEngine.log ("VERBOSE")
     profiling_verbosity: str | None = None  # ProfilingVerbosity member name, e.g. "DETAILED"
 
+    def __post_init__(self):
+        # Checked here once, for the CLI and the API alike: a cache path with its own "off" switch.
+        for cache in ("timing_cache", "runtime_cache"):
+            if getattr(self, cache) is not None and getattr(self, f"no_{cache}"):
+                flag = cache.replace("_", "-")
+                raise UsageError(f"--{flag} and --no-{flag} contradict each other; pass one.")
+
 
 @dataclasses.dataclass
 class BuiltEngine:

@@ -39,7 +39,7 @@ class CacheHeader:
 def parse_header(data: bytes) -> CacheHeader:
     """Read the first line of a TensorRT calibration cache."""
     first = data.split(b"\n", 1)[0].decode("ascii", errors="replace").strip()
-    m = re.match(r"^TRT-(\d+)-(\w+)$", first)
+    m = re.fullmatch(r"TRT-(\d+)-(\w+)", first)
     if not m or m.group(2) not in CALIBRATORS:
         raise BundleError(
             f"The calibration cache does not start with a TensorRT header like 'TRT-8601-EntropyCalibration2' "

@@ -15,8 +15,10 @@ import dataclasses
 import re
 
 from runtime.errors import BundleError, EdgeportError, UsageError
+from runtime.precision import PRECISIONS as _REGISTRY
+from runtime.precision import engine_keys
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = engine_keys()  # the precisions engines are built for (the registry's)
 # Build paths recorded in sidecars.
 STRONGLY_TYPED = "strongly-typed"  # precision from the ONNX graph's tensor types
 FLAGS = "flags"  # weakly typed network + BuilderFlag.FP16 / INT8 (TensorRT < 11)
@@ -107,8 +109,8 @@ class BuildPlan:
 
 def missing_artifact(precision: str, version: TrtVersion, product: str, also: str = "") -> BundleError:
     """The refusal when the bundle lacks the graph a ``precision`` engine is built from."""
-    option = {"fp16": "--fp16", "int8": "--int8"}.get(precision)
-    graph = "model.onnx" if precision == "fp32" else f"model.{precision}.onnx"
+    option = _REGISTRY[precision].export_flag
+    graph = _REGISTRY[precision].artifact
     what = f"Re-export it with `edgeport export ... {option}`." if option else "Re-export the bundle."
     what += f" ({also})" if also else ""
     return BundleError(f"The bundle has no {precision} graph ({graph}), which a {precision} engine is built from "

@@ -30,14 +30,13 @@ runner (runtime/runners/tensorrt_rtx.py), still before deserializing.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import shlex
 from pathlib import Path
 
 from runtime.errors import BundleError, EdgeportError
-from runtime.fsutil import atomic_write_bytes, sha256_file
+from runtime.fsutil import open_regular, sha256_fileobj
 from runtime.engines.registry import DEFAULT_RUNTIME, engine_runtime, product_name
 from runtime.engines.sidecar_schema import (  # noqa: F401 - the sidecar's types, public here
     SIDECAR_VERSION, BuildGpu, EngineFile, EngineSidecar, SourceArtifact)
@@ -71,16 +70,18 @@ class EngineRecord:
 
 
 # -- writing ---------------------------------------------------------------------------------
-_atomic_write = atomic_write_bytes
-
-
 def write_engine(bundle_root: Path, engine_name: str, plan: bytes, sidecar: EngineSidecar) -> EngineRecord:
-    """Write the engine, then its sidecar (with the engine's sha256), both atomically.
+    """Write the engine and its sidecar (with the engine's sha256) under temporary names, then
+    swap them in (runtime/atomic.py).
 
-    The sidecar goes last: an interrupted write leaves at most an engine without a sidecar,
-    which is never listed or loaded.
+    Both are complete on disk before anything old is touched, so a full disk or an error
+    leaves the old pair working. The swap drops the old sidecar first and puts the new one in
+    last: a kill between the renames leaves at most an engine without a sidecar, which is
+    never listed or loaded, never an old sidecar paired with a new engine.
     """
     import hashlib
+
+    from runtime import atomic
 
     root = Path(bundle_root)
     engine_path = root / engine_name
@@ -88,12 +89,8 @@ def write_engine(bundle_root: Path, engine_name: str, plan: bytes, sidecar: Engi
     sidecar = dataclasses.replace(sidecar, sidecar_version=SIDECAR_VERSION, engine=EngineFile(
         engine_name, hashlib.sha256(plan).hexdigest(), len(plan)))
     try:
-        # Remove a stale sidecar first, so a crash between the two writes cannot pair the
-        # old sidecar with the new engine.
-        with contextlib.suppress(FileNotFoundError):
-            sidecar_path.unlink()
-        _atomic_write(engine_path, bytes(plan))
-        _atomic_write(sidecar_path, (json.dumps(sidecar.to_dict(), indent=2) + "\n").encode())
+        atomic.replace_pair(engine_path, bytes(plan), sidecar_path,
+                            (json.dumps(sidecar.to_dict(), indent=2) + "\n").encode())
     except OSError as exc:
         raise EdgeportError(f"Cannot write the engine {engine_path}: {exc}.",
                             hint="Check free space and permissions of the bundle folder.") from exc
@@ -106,7 +103,8 @@ def read_sidecar(path: Path) -> EngineSidecar:
     path = Path(path)
     hint = "Rebuild the engine with `edgeport build`, or delete the engine and its sidecar."
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open_regular(path) as f:  # never a link out of the bundle, nor a FIFO
+            data = json.loads(f.read().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"engine sidecar {path.name} cannot be read as JSON: {exc}.", hint=hint) from None
     sidecar = EngineSidecar.from_dict(data, path.name)
@@ -127,10 +125,12 @@ def list_engines(bundle, runtime: str | None = None) -> list[EngineRecord]:
 
 
 def engine_precisions(bundle, runtime: str = DEFAULT_RUNTIME) -> list[str]:
-    """Precisions that have at least one ``runtime`` engine (in fp32, fp16, int8 order)."""
+    """Precisions that have at least one ``runtime`` engine (in the precision registry's order)."""
     records = list_engines(bundle)
     have = {r.precision for r in records if r.runtime == runtime}
-    found = [p for p in ("fp32", "fp16", "int8") if p in have]
+    from runtime.precision import engine_keys
+
+    found = [p for p in engine_keys(runtime) if p in have]
     if not found:
         others = sorted({r.runtime for r in records} - {runtime})
         also = f" (it has {', '.join(product_name(o) for o in others)} engines: --backend {others[0]})" if others else ""
@@ -141,13 +141,14 @@ def engine_precisions(bundle, runtime: str = DEFAULT_RUNTIME) -> list[str]:
 
 # -- commands ---------------------------------------------------------------------------------
 def build_command(bundle_root, precision: str = "all", options: dict | None = None) -> str:
-    """The exact ``edgeport build`` command for a bundle and a sidecar's recorded options."""
+    """The exact ``edgeport build`` command for a bundle and a sidecar's recorded options; every
+    value is shell-quoted, since a sidecar's values come from whoever wrote the bundle."""
     o = options or {}
-    parts = ["edgeport", "build", shlex.quote(str(bundle_root)), "--precision", precision]
+    parts = ["edgeport", "build", str(bundle_root), "--precision", str(precision)]
     if o.get("runtime") not in (None, DEFAULT_RUNTIME):
         parts += ["--runtime", str(o["runtime"])]
     if o.get("compute_capabilities"):
-        parts += ["--compute-capability", ",".join(o["compute_capabilities"])]
+        parts += ["--compute-capability", ",".join(map(str, o["compute_capabilities"]))]
     for key, flag in (("min_batch", "--min-batch"), ("opt_batch", "--opt-batch"), ("max_batch", "--max-batch"),
                       ("dla_core", "--dla-core"), ("builder_level", "--builder-level")):
         if o.get(key) is not None:
@@ -161,10 +162,10 @@ def build_command(bundle_root, precision: str = "all", options: dict | None = No
     if o.get("build_path") not in (None, "auto"):
         parts += ["--build-path", str(o["build_path"])]
     if o.get("runtime_cache"):
-        parts += ["--runtime-cache", shlex.quote(str(o["runtime_cache"]))]
+        parts += ["--runtime-cache", str(o["runtime_cache"])]
     if o.get("no_runtime_cache"):
         parts.append("--no-runtime-cache")
-    return " ".join(parts)
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def rebuild_command(bundle_root, sidecar: EngineSidecar) -> str:
@@ -206,7 +207,8 @@ def integrity_problems(record: EngineRecord, bundle, *, check_engine_hash: bool 
         if not expected:
             problems.append("the sidecar records no sha256 for the engine")
         else:
-            actual = sha256_file(record.engine_path)
+            with open_regular(record.engine_path) as f:  # a link to a file outside the bundle: BundleError
+                actual = sha256_fileobj(f)
             if actual != expected:
                 problems.append(f"the engine's sha256 is {actual[:16]}..., the sidecar recorded {expected[:16]}... "
                                 "(the file was truncated, corrupted or replaced)")

@@ -35,7 +35,7 @@ class BuildTarget:
     runtime_cache: dict | None = None  # TensorRT-RTX: {"enabled", "path"}
 
 
-def select_precisions(requested: tuple[str, ...], available: list[str], dla: bool,
+def precisions_to_build(requested: tuple[str, ...], available: list[str], dla: bool,
                       log: Callable[[str], None] = lambda s: None) -> list[str]:
     """Expand ``all`` into the bundle's precisions (without fp32 on DLA, which has no FP32)."""
     if not requested or "all" in requested:

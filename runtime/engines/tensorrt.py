@@ -298,7 +298,7 @@ def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=N
     """The GPU here is the target: plans per version, profile, workspace, caches (a build.BuildTarget)."""
     from runtime.engines import device, policy
     from runtime.engines import timing_cache as tc
-    from runtime.engines.target import BuildTarget, batch_profile, calibration_for, select_precisions
+    from runtime.engines.target import BuildTarget, batch_profile, calibration_for, precisions_to_build
 
     if options.compute_capabilities or options.runtime_cache or options.no_runtime_cache:
         raise UsageError("--compute-capability and --runtime-cache are TensorRT-RTX options; TensorRT builds for the "
@@ -321,7 +321,7 @@ def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=N
         version, p, bundle.precisions, requested_path=options.build_path, dla_core=options.dla_core,
         gpu_fallback=options.gpu_fallback, hardware_compat=options.hardware_compat,
         version_compatible=options.version_compatible, compute_capability=gpu.compute_capability)
-        for p in select_precisions(options.precisions, bundle.precisions, dla, log)]
+        for p in precisions_to_build(options.precisions, bundle.precisions, dla, log)]
     if options.workspace_mib is not None:
         policy.validate_workspace(options.workspace_mib, gpu.total_memory)
         workspace = options.workspace_mib

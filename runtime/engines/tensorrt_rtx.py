@@ -124,7 +124,7 @@ def engine_filename(precision: str, version: TrtVersion | str, compute_capabilit
 def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=None):
     """An ahead-of-time build on this machine's CPU, for target compute capabilities (a build.BuildTarget)."""
     from runtime.engines import policy
-    from runtime.engines.target import BuildTarget, batch_profile, select_precisions
+    from runtime.engines.target import BuildTarget, batch_profile, precisions_to_build
     from runtime.engines.rtx import import_tensorrt_rtx
     from runtime.engines.turing import turing_refusal
 
@@ -132,8 +132,6 @@ def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=N
         raise UsageError("--timing-cache does not apply to TensorRT-RTX: its ahead-of-time build times no kernels "
                          "(they are chosen on the user's GPU, and kept in the runtime cache).",
                          hint="Drop --timing-cache; use --runtime-cache PATH for the JIT cache.")
-    if options.runtime_cache is not None and options.no_runtime_cache:
-        raise UsageError("--runtime-cache and --no-runtime-cache contradict each other; pass one.")
     targets = parse_compute_capabilities(options.compute_capabilities)
     if trt is None:
         trt = import_tensorrt_rtx(f"edgeport build --runtime {NAME}", rerun=rerun)
@@ -142,7 +140,7 @@ def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=N
         version, p, bundle.precisions, compute_capabilities=targets, requested_path=options.build_path,
         dla_core=options.dla_core, gpu_fallback=options.gpu_fallback, hardware_compat=options.hardware_compat,
         version_compatible=options.version_compatible)
-        for p in select_precisions(options.precisions, bundle.precisions, False, log)]
+        for p in precisions_to_build(options.precisions, bundle.precisions, False, log)]
     refusal = turing_refusal(bundle, plans, targets)
     if refusal is not None:
         raise UsageError(refusal[0], hint=refusal[1])

@@ -13,24 +13,12 @@ advisory lock, and writes go through a temp file + rename, so the file is never 
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 from pathlib import Path
 
 from runtime.errors import EdgeportError
-from runtime.fsutil import atomic_write_bytes
+from runtime.fsutil import atomic_write_bytes, cache_root, lock_file
 from runtime.engines.policy import TrtVersion, cc_tag
-
-
-def cache_root(environ=None) -> Path:
-    """$EDGEPORT_CACHE, else $XDG_CACHE_HOME/edgeport, else ~/.cache/edgeport."""
-    env = os.environ if environ is None else environ
-    if env.get("EDGEPORT_CACHE"):
-        return Path(env["EDGEPORT_CACHE"]).expanduser()
-    if env.get("XDG_CACHE_HOME"):
-        return Path(env["XDG_CACHE_HOME"]).expanduser() / "edgeport"
-    return Path.home() / ".cache" / "edgeport"
 
 
 def gpu_slug(text: str) -> str:
@@ -46,19 +34,11 @@ def default_path(trt_version: str, gpu_name: str, compute_capability: str, root:
     return root / "timing" / f"trt{v}-{cc_tag(compute_capability)}-{gpu_slug(gpu_name)}.cache"
 
 
-@contextlib.contextmanager
 def locked(path: Path):
     """An exclusive advisory lock next to ``path`` (blocks until other builds release it)."""
-    import fcntl
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return lock_file(str(path) + ".lock")
 
 
 def read_cache(path: Path, what: str, hint: str) -> bytes:

@@ -1,7 +1,8 @@
 """One index of an ONNX graph, for everything that reads Q/DQ graphs.
 
-The lint (runtime/graph/qdq_lint.py), the quantizer (exporter/int8/quantize.py), the mixed-precision
-rewriter (exporter/graph/qdq_graph.py) and sensitivity all ask the same questions of a graph:
+The lint (runtime/graph/qdq_lint.py), the quantizer (exporter/int8/quantize.py), the exporter's
+graph rewrites (exporter/graph/: rewrites.py, float_regions.py, qdq_graph.py) and sensitivity
+all ask the same questions of a graph:
 who produces a tensor, who reads it, is it a constant, what does a Q/DQ pair quantize,
 which Concats share a scale. They ask them here. This module only reads graphs; rewriting
 them is the exporter's job.
@@ -102,23 +103,22 @@ class GraphIndex:
         return self._by_name[name]
 
     # -- seeing through ---------------------------------------------------------------------------
-    def through_casts(self, name: str) -> str:
-        """``name`` seen through Casts between float types (FP16 regions, FP16 fallback islands)."""
+    def _up_through(self, name: str, passes) -> str:
+        """Walk from ``name`` to the input of its producer while ``passes(producer)`` (at most 4 steps)."""
         for _ in range(4):
             p = self.producer.get(name)
-            if p is None or p.op_type != "Cast" or attr_int(p, "to", 0) not in FLOAT_TYPES:
+            if p is None or not passes(p):
                 return name
             name = p.input[0]
         return name
 
+    def through_casts(self, name: str) -> str:
+        """``name`` seen through Casts between float types (FP16 regions, FP16 fallback islands)."""
+        return self._up_through(name, lambda p: p.op_type == "Cast" and attr_int(p, "to", 0) in FLOAT_TYPES)
+
     def through_qdq(self, name: str) -> str:
         """The tensor a chain of Q/DQ nodes quantizes (``name`` itself when none)."""
-        for _ in range(4):
-            p = self.producer.get(name)
-            if p is None or p.op_type not in QDQ_OPS:
-                return name
-            name = p.input[0]
-        return name
+        return self._up_through(name, lambda p: p.op_type in QDQ_OPS)
 
     def producer_of(self, name: str):
         """The node producing ``name``, looking through float Casts."""

@@ -372,23 +372,53 @@ def _check_concat(G: GraphIndex, n, v, int8_nodes, float_nodes) -> None:
                                                  "its inputs share one scale"))
 
 
-def lint_artifact(path: str | Path, warn=None) -> dict | None:
-    """Lint one bundle artifact for verify: the report as a dict, or None when onnx is missing."""
+@dataclasses.dataclass
+class ArtifactLint:
+    """The Q/DQ lint of one bundle artifact, as verify records it (report.json's ``lint``);
+    ``passed`` is derived: no errors."""
+
+    file: str
+    errors: int
+    warnings: int
+    summary: str
+    qdq_nodes: int
+    violations: dict  # rule -> [Violation.to_dict()], rules with violations only
+    int8_layers: dict  # op type -> count
+    float_layers: dict  # op type -> node names (op types with some only)
+    kept_float: list = dataclasses.field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.errors
+
+    @classmethod
+    def of(cls, report: LintReport, file: str) -> "ArtifactLint":
+        return cls(file=file, errors=len(report.errors), warnings=len(report.warnings), summary=report.summary(),
+                   qdq_nodes=report.qdq_nodes,
+                   violations={rule: [x.to_dict() for x in items] for rule, items in report.by_rule().items() if items},
+                   int8_layers=report.counts()["int8"],
+                   float_layers={op: names for op, names in report.float_nodes.items() if names},
+                   kept_float=list(report.kept_float))
+
+    def to_dict(self) -> dict:
+        d = {"file": self.file, "passed": self.passed, **{f.name: getattr(self, f.name)
+                                                            for f in dataclasses.fields(self)[1:]}}
+        if not self.kept_float:
+            del d["kept_float"]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ArtifactLint":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def lint_artifact(path: str | Path, warn=None) -> ArtifactLint | None:
+    """Lint one bundle artifact for verify, or None when onnx is missing."""
     try:
         report = lint_model(path)
     except DependencyError as exc:
         if warn:
             warn(f"skipping the Q/DQ lint of {Path(path).name}: {exc}")
         return None
-    return {
-        "file": Path(path).name,
-        "passed": report.passed,
-        "errors": len(report.errors),
-        "warnings": len(report.warnings),
-        "summary": report.summary(),
-        "qdq_nodes": report.qdq_nodes,
-        "violations": {rule: [x.to_dict() for x in items] for rule, items in report.by_rule().items() if items},
-        "int8_layers": report.counts()["int8"],
-        "float_layers": {op: names for op, names in report.float_nodes.items() if names},
-        **({"kept_float": report.kept_float} if report.kept_float else {}),
-    }
+    return ArtifactLint.of(report, Path(path).name)

@@ -11,8 +11,10 @@ runtime/report/summary.py's ``record_engines`` writes the section; this module o
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
 
-SECTION = "engines"
+if TYPE_CHECKING:
+    from runtime.report.sections import EnginesSection
 MAX_LISTED = 40  # compute layers listed per engine in the page
 
 
@@ -38,25 +40,21 @@ HEADER = ["engine", "precision", "built with", "layers", "tensors Float / Half /
           "compute layers INT8 / FP16 / FP32", "weights MB", "activations MB"]
 
 
-def _engines(report: dict) -> dict:
-    value = report.get(SECTION)
-    return {k: v for k, v in value.items() if isinstance(v, dict)} if isinstance(value, dict) else {}
-
-
-def engines_markdown(report: dict) -> list[str]:
+def engines_markdown(section: EnginesSection | None) -> list[str]:
     """report.md lines (none when no engine was recorded)."""
-    engines = _engines(report)
+    engines = section.entries if section else {}
     if not engines:
         return []
+    from runtime.report.mdtext import md, md_code, md_table  # engine and layer names are bundle text
+
     rows = [_row(n, e) for n, e in sorted(engines.items())]
-    lines = ["", "### Engine composition (from the builder's layer information)", "",
-             "| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines = ["", "### Engine composition (from the builder's layer information)", "", md_table(HEADER, rows)]
     for name, e in sorted(engines.items()):
         other = (e.get("composition") or {}).get("other_compute_layers") or []
         if e.get("precision") == "int8" and other:
-            shown = ", ".join(f"`{x.get('layer')}` ({x.get('type')}, {x.get('reads')})" for x in other[:10])
-            lines += ["", f"{name}: compute layers not reading INT8: {shown}"
+            shown = ", ".join(md_code(x.get("layer")) + " " + md(f"({x.get('type')}, {x.get('reads')})")
+                              for x in other[:10])
+            lines += ["", f"{md(name)}: compute layers not reading INT8: {shown}"
                           + (f" and {len(other) - 10} more" if len(other) > 10 else "")]
     return lines
 
@@ -67,9 +65,9 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def engines_html(report: dict) -> str:
+def engines_html(section: EnginesSection | None) -> str:
     """The report.html section ('' when no engine was recorded)."""
-    engines = _engines(report)
+    engines = section.entries if section else {}
     if not engines:
         return ""
     parts = ['<section id="engines"><h2>Engine composition</h2>',

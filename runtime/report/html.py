@@ -21,12 +21,22 @@ from pathlib import Path
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from runtime.report.engines import engines_html
-from runtime.report.html_sections import (PRECISION_COLORS, PageFacts, benchmark_rows, calibration_section, definition_list, deployment_section, is_sensitivity_rows, latency_section, sensitivity_section)
+from runtime.report.html_sections import (PRECISION_COLORS, PageFacts, calibration_section,  # noqa: F401
+                                          definition_list, deployment_section, latency_section, sensitivity_section)
 from runtime.report.html_sections import color as _color
 from runtime.report.html_sections import label as _label
 from runtime.report.html_sections import table as _table
 from runtime.report.svg_plots import COSINE_FLOOR, SERIES_COLORS, bar_chart, fmt_number, strip_plot  # noqa: F401
+
+if TYPE_CHECKING:
+    from runtime.benchmark import BenchmarkResult, Latency
+    from runtime.compare import Comparison
+    from runtime.labeled import LabeledAccuracy
+    from runtime.manifest import Manifest
+    from runtime.report.document import Report
 
 _fmt = fmt_number
 MAX_THUMBS = 48  # per artifact: a page with thousands of thumbnails helps nobody
@@ -45,29 +55,22 @@ def _size(nbytes) -> str:
     return "-"  # pragma: no cover
 
 
-def _key(r: dict) -> tuple:
-    return (r.get("backend"), r.get("provider"), r.get("precision"))
-
-
 # -- data helpers -------------------------------------------------------------------------
-def _latency_for(result: dict, benches: list[dict]) -> dict | None:
+def _latency_for(result: Comparison, bench: BenchmarkResult | None) -> Latency | None:
     """The benchmark of the same artifact at the smallest batch (batch 1 when measured)."""
-    same = [b for b in benches if _key(b) == _key(result) and isinstance(b.get("p50_ms"), (int, float))]
-    if not same:
-        return None
-    return min(same, key=lambda b: b.get("batch") or 0)
+    same = [b for b in (bench.results if bench else []) if (b.backend, b.provider, b.precision) == result.key
+            and isinstance(b.p50_ms, (int, float))]
+    return min(same, key=lambda b: b.batch or 0) if same else None
 
 
-def _artifact_bytes(manifest: dict, bundle_root: Path | None, precision: str):
-    entry = (manifest.get("artifacts") or {}).get(precision)
-    if not isinstance(entry, dict):
+def _artifact_bytes(manifest: Manifest | None, bundle_root: Path | None, precision: str):
+    entry = manifest.artifacts.get(precision) if manifest else None
+    if entry is None:
         return None, None
-    nbytes = entry.get("bytes")
-    if nbytes is None and bundle_root is not None and isinstance(entry.get("file"), str):
-        path = bundle_root / entry["file"]
-        if path.is_file():
-            nbytes = path.stat().st_size
-    return entry.get("file"), nbytes
+    nbytes = entry.bytes
+    if nbytes is None and bundle_root is not None and (bundle_root / entry.file).is_file():
+        nbytes = (bundle_root / entry.file).stat().st_size
+    return entry.file, nbytes
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -101,44 +104,42 @@ def _class_name(names, idx: int) -> str:
 
 
 # -- sections ------------------------------------------------------------------------------
-def _summary_section(report: dict, manifest: dict, root: Path | None) -> str:
-    results = report.get("results", [])
-    benches = benchmark_rows(report)
-    header = ["precision", "backend/provider", "ONNX file", "samples", "max abs diff", "max rel diff",
-              "cosine min", "cosine mean", "top-1 agree", "top-5 overlap", "latency p50", "verdict"]
-    rows, classes = [], []
-    for r in results:
-        fname, nbytes = _artifact_bytes(manifest, root, r.get("precision"))
-        lat = _latency_for(r, benches)
-        latency = f"{lat['p50_ms']:.2f} ms (batch {lat.get('batch', '?')})" if lat else "not measured"
-        verdict = "PASS" if r.get("passed") else "FAIL: " + "; ".join(r.get("failures", []))
-        rows.append([
-            _esc(r.get("precision", "?")), _esc(f"{r.get('backend')}/{r.get('provider')}"),
-            _esc(f"{fname or '-'} ({_size(nbytes)})"), _esc(str(r.get("samples", "-"))),
-            _esc(_fmt(r.get("max_abs_diff"))), _esc(_fmt(r.get("max_rel_diff"))),
-            _esc(f"{r['cosine_min']:.6f}" if isinstance(r.get("cosine_min"), float) else "-"),
-            _esc(f"{r['cosine_mean']:.6f}" if isinstance(r.get("cosine_mean"), float) else "-"),
-            _esc(f"{r.get('top1_agreement', 0):.1%}"), _esc(f"{r.get('top5_overlap', 0):.1%}"),
-            _esc(latency), f'<span class="badge {"pass" if r.get("passed") else "fail"}">{_esc(verdict)}</span>',
-        ])
-        classes.append("pass" if r.get("passed") else "fail")
-    if not rows:
+_SUMMARY_HEADER = ["precision", "backend/provider", "ONNX file", "samples", "max abs diff", "max rel diff",
+                   "cosine min", "cosine mean", "top-1 agree", "top-5 overlap", "latency p50", "verdict"]
+
+
+def _summary_row(r: Comparison, report: Report, manifest: Manifest | None, root: Path | None) -> list[str]:
+    fname, nbytes = _artifact_bytes(manifest, root, r.precision)
+    lat = _latency_for(r, report.benchmarks)
+    latency = f"{lat.p50_ms:.2f} ms (batch {lat.batch})" if lat else "not measured"
+    verdict = "PASS" if r.passed else "FAIL: " + "; ".join(r.failures)
+    return [_esc(r.precision), _esc(f"{r.backend}/{r.provider}"), _esc(f"{fname or '-'} ({_size(nbytes)})"),
+            _esc(str(r.samples)), _esc(_fmt(r.max_abs_diff)), _esc(_fmt(r.max_rel_diff)),
+            _esc(f"{r.cosine_min:.6f}"), _esc(f"{r.cosine_mean:.6f}"), _esc(f"{r.top1_agreement:.1%}"),
+            _esc(f"{r.top5_overlap:.1%}"), _esc(latency),
+            f'<span class="badge {"pass" if r.passed else "fail"}">{_esc(verdict)}</span>']
+
+
+def _summary_section(report: Report, manifest: Manifest | None, root: Path | None) -> str:
+    if not report.results:
         return '<section id="summary-section"><h2>Summary</h2><p>No verification results yet: run ' \
                "<code>edgeport verify BUNDLE</code>.</p></section>"
+    rows = [_summary_row(r, report, manifest, root) for r in report.results]
+    classes = ["pass" if r.passed else "fail" for r in report.results]
     return ('<section id="summary-section"><h2>Summary</h2>\n'
-            + _table(header, rows, table_id="summary", row_classes=classes, raw=True) + "</section>")
+            + _table(_SUMMARY_HEADER, rows, table_id="summary", row_classes=classes, raw=True) + "</section>")
 
 
-def _reference_short(report: dict) -> str:
+def _reference_short(report: Report) -> str:
     """How the page names the reference in short labels: PyTorch, or ONNX Runtime FP32 of a given model."""
-    return "PyTorch" if (report.get("reference") or "PyTorch FP32") == "PyTorch FP32" else "the ONNX reference"
+    return "PyTorch" if (report.reference or "PyTorch FP32") == "PyTorch FP32" else "the ONNX reference"
 
 
-def _outputs_section(report: dict) -> str:
+def _outputs_section(report: Report) -> str:
     """Multi-output models: the further outputs' comparison per artifact (html_sections.output_rows)."""
     from runtime.report.html_sections import OUTPUTS_HEADER, output_rows
 
-    rows = output_rows(report.get("results", []))
+    rows = output_rows(report.results)
     if not rows:
         return ""
     return ('<section id="outputs"><h2>Further outputs</h2><p>The summary compares the classifier output; '
@@ -147,21 +148,24 @@ def _outputs_section(report: dict) -> str:
             + _table(OUTPUTS_HEADER, rows, table_id="outputs-table") + "</section>")
 
 
-def _plots_section(report: dict, golden_names: list[str]) -> str:
-    results = report.get("results", [])
-    if not results:
-        return ""
+def _plot_rows(results: list[Comparison], golden_names: list[str]) -> tuple[list, list, list]:
     cos_rows, abs_rows, agree_rows = [], [], []
-    ref = _reference_short(report)
     for r in results:
-        tol = (r.get("tolerance") or {}).get("cosine_min")
-        cos_rows.append({"label": _label(r), "color": _color(r.get("precision")), "names": golden_names,
-                         "values": [1.0 - c if c is not None else None for c in r.get("per_sample_cosine", [])],
+        tol = r.tolerance.get("cosine_min")
+        cos_rows.append({"label": _label(r), "color": _color(r.precision), "names": golden_names,
+                         "values": [1.0 - c if c is not None else None for c in r.per_sample_cosine],
                          "threshold": (1.0 - tol) if tol is not None else None})
-        abs_rows.append({"label": _label(r), "color": _color(r.get("precision")), "names": golden_names,
-                         "values": list(r.get("per_sample_max_abs", []))})
-        agree_rows.append({"label": _label(r), "values": [100 * r.get("top1_agreement", 0.0),
-                                                          100 * r.get("top5_overlap", 0.0)]})
+        abs_rows.append({"label": _label(r), "color": _color(r.precision), "names": golden_names,
+                         "values": list(r.per_sample_max_abs)})
+        agree_rows.append({"label": _label(r), "values": [100 * r.top1_agreement, 100 * r.top5_overlap]})
+    return cos_rows, abs_rows, agree_rows
+
+
+def _plots_section(report: Report, golden_names: list[str]) -> str:
+    if not report.results:
+        return ""
+    cos_rows, abs_rows, agree_rows = _plot_rows(report.results, golden_names)
+    ref = _reference_short(report)
     parts = ['<section id="plots"><h2>Error distribution per artifact</h2>',
              "<p>Each dot is one golden image; the box spans the middle half of the images and the "
              "thick bar is the median. The dashed red mark is the tolerance (a dot right of it fails).</p>",
@@ -174,60 +178,53 @@ def _plots_section(report: dict, golden_names: list[str]) -> str:
              bar_chart("plot-agreement", "Top-1 agreement and top-5 overlap (%)", agree_rows,
                        ["top-1 agreement", "top-5 overlap"], "% of golden images", xmax=100.0,
                        fmt=lambda v: f"{v:.1f}%")]
-    weights = report.get("weights") or {}
-    if weights.get("random_init"):
+    if report.weights.get("random_init"):
         parts.append('<p class="note">Random-init weights predict nearly the same class for every image, '
                      "so top-1 agreement proves little here; the cosine plot is the meaningful check.</p>")
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def _latency_section(report: dict) -> str:
-    bench = report.get("benchmarks")
-    machine = bench.get("machine") if isinstance(bench, dict) and isinstance(bench.get("machine"), dict) else None
-    return latency_section(benchmark_rows(report), machine)
-
-
-def _accuracy_section(report: dict) -> str:
-    acc = report.get("accuracy")
-    if not isinstance(acc, dict):
-        return ""
-    ref = acc.get("reference") or {}
-    results = [r for r in acc.get("results", []) if isinstance(r, dict)]
-    header = ["model", "backend/provider", "top-1", "top-5", "top-1 drop (points)", "top-5 drop (points)",
-              "agrees with reference"]
-
+def _accuracy_table(acc: LabeledAccuracy) -> tuple[list, list]:
+    """The labeled-accuracy table rows and chart bars, the reference first."""
     def pct(v):
         return f"{100 * v:.2f}%" if isinstance(v, (int, float)) else "-"
 
     def pts(v):
         return f"{v:+.2f}" if isinstance(v, (int, float)) else "-"
 
-    rows = [[f"reference: {ref.get('label', 'FP32')}", f"{ref.get('backend')}/{ref.get('provider')}",
-             pct(ref.get("top1")), pct(ref.get("top5")), "-", "-", "-"]]
-    bars = [{"label": f"reference ({ref.get('precision', 'fp32')})",
-             "values": [100 * ref.get("top1", 0.0), 100 * ref.get("top5", 0.0)]}]
-    for r in results:
-        rows.append([r.get("precision", "?"), f"{r.get('backend')}/{r.get('provider')}", pct(r.get("top1")),
-                     pct(r.get("top5")), pts(r.get("top1_drop_points")), pts(r.get("top5_drop_points")),
-                     pct(r.get("agreement_with_reference"))])
-        bars.append({"label": _label(r), "values": [100 * r.get("top1", 0.0), 100 * r.get("top5", 0.0)]})
+    ref = acc.reference
+    rows = [[f"reference: {ref.label}", f"{ref.backend}/{ref.provider}", pct(ref.top1), pct(ref.top5), "-", "-", "-"]]
+    bars = [{"label": f"reference ({ref.precision})", "values": [100 * ref.top1, 100 * ref.top5]}]
+    for r in acc.results:
+        rows.append([r.precision, f"{r.backend}/{r.provider}", pct(r.top1), pct(r.top5), pts(r.top1_drop_points),
+                     pts(r.top5_drop_points), pct(r.agreement_with_reference)])
+        bars.append({"label": _label(r), "values": [100 * r.top1, 100 * r.top5]})
+    return rows, bars
+
+
+def _accuracy_section(report: Report) -> str:
+    acc = report.accuracy
+    if acc is None:
+        return ""
+    header = ["model", "backend/provider", "top-1", "top-5", "top-1 drop (points)", "top-5 drop (points)",
+              "agrees with reference"]
+    rows, bars = _accuracy_table(acc)
     parts = ['<section id="accuracy"><h2>Labeled accuracy</h2>',
-             f"<p>{_esc(str(acc.get('samples', '?')))} labeled images from <code>{_esc(str(acc.get('data', '?')))}"
-             f"</code> ({_esc(str(acc.get('layout', '')))}; labels mapped by {_esc(str(acc.get('label_source', '?')))})"
-             f"; {_esc(str(acc.get('skipped', 0)))} unreadable images skipped. The reference is "
-             f"{_esc(str(ref.get('description', ref.get('label', 'the FP32 ONNX graph'))))}.</p>",
+             f"<p>{_esc(str(acc.samples))} labeled images from <code>{_esc(str(acc.data))}"
+             f"</code> ({_esc(str(acc.layout))}; labels mapped by {_esc(str(acc.label_source))})"
+             f"; {_esc(str(acc.skipped))} unreadable images skipped. The reference is "
+             f"{_esc(str(acc.reference.description))}.</p>",
              _table(header, rows, table_id="accuracy-table"),
              bar_chart("plot-accuracy", "Top-1 and top-5 accuracy (%)", bars, ["top-1", "top-5"],
                        "% of labeled images", xmax=100.0, fmt=lambda v: f"{v:.1f}%")]
-    weights = report.get("weights") or {}
-    if weights.get("random_init"):
+    if report.weights.get("random_init"):
         parts.append('<p class="note">Random-init weights: task accuracy is meaningless for this bundle.</p>')
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def _flip_caption(i: int, name: str, r: dict, to: int | None, probs, class_names,
+def _flip_caption(i: int, name: str, r: Comparison, to: int | None, probs, class_names,
                   ref_name: str = "PyTorch") -> list[str]:
     """Caption lines of one changed image: the reference's class and the artifact's, by name."""
     caption = [f"<b>{_esc(name)}</b>"]
@@ -236,19 +233,19 @@ def _flip_caption(i: int, name: str, r: dict, to: int | None, probs, class_names
         ref = int(np.argmax(p))
         caption.append(f'<span class="ref">{_esc(ref_name)}: {_esc(_class_name(class_names, ref))} ({p[ref]:.0%})</span>')
     if to is None:
-        caption.append(f"{_esc(r.get('precision', '?'))}: not recorded (run <code>edgeport verify</code> again)")
+        caption.append(f"{_esc(r.precision)}: not recorded (run <code>edgeport verify</code> again)")
     else:
         ref_p = f" ({_esc(ref_name)} gave it {p[to]:.0%})" if p is not None and 0 <= to < len(p) else ""
-        caption.append(f'<span class="got">{_esc(r.get("precision", "?"))}: '
+        caption.append(f'<span class="got">{_esc(r.precision)}: '
                        f"{_esc(_class_name(class_names, to))}{ref_p}</span>")
     return caption
 
 
-def _changed_section(report: dict, golden) -> str:
+def _changed_section(report: Report, golden) -> str:
     """Thumbnails of the golden images whose top-1 changed, with both predictions (class names
     when the bundle has them) and the reference's probabilities: flips happen on near ties."""
-    results = report.get("results", [])
-    changed = [(r, r.get("top1_changed") or []) for r in results]
+    results = report.results
+    changed = [(r, r.top1_changed) for r in results]
     if not results:
         return ""
     parts = ['<section id="top1-changed"><h2>Golden images whose top-1 changed</h2>']
@@ -265,8 +262,8 @@ def _changed_section(report: dict, golden) -> str:
     for r, idx in changed:
         if not idx:
             continue
-        to = r.get("top1_changed_to") or []
-        parts.append(f"<h3>{_esc(_label(r))}: {len(idx)} of {r.get('samples', '?')} images</h3><div class=\"gallery\">")
+        to = r.top1_changed_to
+        parts.append(f"<h3>{_esc(_label(r))}: {len(idx)} of {r.samples} images</h3><div class=\"gallery\">")
         for k, i in enumerate(idx[:MAX_THUMBS]):
             name = names[i] if i < len(names) else f"#{i}"
             caption = _flip_caption(i, name, r, to[k] if k < len(to) else None, probs, class_names,
@@ -326,12 +323,10 @@ def render_generic(value, *, table_id: str | None = None, depth: int = 0) -> str
     return f"<p>{_esc(_cell(value))}</p>"
 
 
-def _optional_section(report: dict, key: str, title: str) -> str:
-    if key not in report or report[key] in (None, {}, []):
+def _generic_section(key: str, value, title: str) -> str:
+    """A section without a renderer of its own: its report.json value, as tables and lists."""
+    if value in (None, {}, []):
         return ""
-    value = report[key]
-    if key == "sensitivity" and is_sensitivity_rows(value):
-        return sensitivity_section(value, title)
     return f'<section id="{key}"><h2>{_esc(title)}</h2>\n' + render_generic(value, table_id=f"{key}-table") + "</section>"
 
 
@@ -360,73 +355,82 @@ code{background:#eef1f5;padding:1px 4px;border-radius:3px}footer{color:#5b6474;f
 """
 
 
-def render_html(report: dict, manifest: dict | None = None, golden: dict | None = None,
-                bundle_root: Path | None = None, page_facts: PageFacts | None = None) -> str:
-    """The whole page. ``golden``: ``images``, ``outputs``, ``names`` arrays and ``class_names``
-    (for the top-1-changed thumbnails); ``manifest`` gives file sizes and model facts; ``page_facts``
-    (``PageFacts.of(bundle)``) the calibration and deployment sections."""
-    manifest = manifest or {}
-    model = manifest.get("model") or {}
-    results = report.get("results", [])
-    verdict = "PASS" if results and all(r.get("passed") for r in results) else "FAIL"
-    weights = report.get("weights") or manifest.get("weights") or {}
-    gold = report.get("golden") or {}
-    golden_names = list((golden or {}).get("names") or report.get("golden_names") or [])
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    try:
-        from runtime import __version__ as version
-    except ImportError:  # pragma: no cover
-        version = "?"
-    title = f"edgeport report: {report.get('model', model.get('name', '?'))}"
-    facts = [f"architecture {model.get('architecture', '?')}"]
-    if model.get("params"):
-        n = model["params"]
+def _facts(report: Report, manifest: Manifest | None) -> list[str]:
+    """The line under the title: architecture, size, input, weights, golden set, reference."""
+    model = manifest.model if manifest else None
+    weights = report.weights or (manifest.weights.to_dict() if manifest else {})
+    facts = [f"architecture {(model.architecture if model else None) or '?'}"]
+    if model and model.params:
+        n = model.params
         facts.append(f"{n / 1e6:.2f} M parameters" if n >= 1e5 else f"{n:,} parameters")
-    if model.get("gmacs"):
-        facts.append(f"{model['gmacs']} GMACs")
-    if manifest.get("input"):
-        facts.append("input " + "x".join(str(d) for d in manifest["input"].get("shape", [])))
+    if model and model.gmacs:
+        facts.append(f"{model.gmacs} GMACs")
+    if manifest:
+        facts.append("input " + "x".join(str(d) for d in manifest.input.shape))
     facts.append(f"weights: {weights.get('description', weights.get('spec', '?'))}")
-    facts.append(f"golden set: {gold.get('samples', '?')} images ({gold.get('source', '?')})")
-    reference = report.get("reference") or ("ONNX Runtime FP32 of the given model"
-                                            if manifest.get("reference") == "onnx" else "PyTorch FP32")
-    facts.append(f"reference: {reference}")
+    facts.append(f"golden set: {report.golden.get('samples', '?')} images ({report.golden.get('source', '?')})")
+    facts.append(f"reference: {_reference_long(report, manifest)}")
+    return facts
+
+
+def _reference_long(report: Report, manifest: Manifest | None) -> str:
+    return report.reference or ("ONNX Runtime FP32 of the given model"
+                                if manifest and manifest.reference == "onnx" else "PyTorch FP32")
+
+
+def _head(report: Report, manifest: Manifest | None) -> list[str]:
+    """The page head, title, verdict, facts and the failures."""
+    title = f"edgeport report: {report.model or (manifest.model.name if manifest else '?')}"
+    verdict = "PASS" if report.passed else "FAIL"
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body><main>",
              f'<h1>{_esc(title)}<span class="badge verdict {verdict.lower()}" id="verdict">{verdict}</span></h1>',
-             f'<p class="meta">{_esc("; ".join(facts))}.</p>']
+             f'<p class="meta">{_esc("; ".join(_facts(report, manifest)))}.</p>']
+    weights = report.weights or (manifest.weights.to_dict() if manifest else {})
     if weights.get("random_init"):
         parts.append('<p class="note">Random-init weights: only fidelity to PyTorch is meaningful here, '
                      "not task accuracy.</p>")
-    failed = [r for r in results if not r.get("passed")]
+    failed = [r for r in report.results if not r.passed]
     if failed:
         parts.append('<ul class="failures">' + "".join(
-            f"<li><b>{_esc(_label(r))} failed</b>: {_esc('; '.join(r.get('failures', [])))}</li>" for r in failed)
-            + "</ul>")
-    parts.append(_summary_section(report, manifest, bundle_root))
-    parts.append(_outputs_section(report))
-    parts.append(_plots_section(report, golden_names))
-    parts.append(_latency_section(report))
-    parts.append(_accuracy_section(report))
-    parts.append(_changed_section(report, golden))
-    parts.append(calibration_section(page_facts))
-    parts.append(deployment_section(page_facts))
-    parts.append(_optional_section(report, "lint", "INT8 lint"))
-    parts.append(engines_html(report))
-    parts.append(_optional_section(report, "mixed_precision", "INT8 accuracy budget: layers kept out of INT8"))
-    parts.append(_optional_section(report, "sensitivity", "Per-layer INT8 sensitivity"))
-    tol = "; ".join(f"{_label(r)}: " + ", ".join(f"{k}={v}" for k, v in (r.get("tolerance") or {}).items()
-                                                 if v is not None) for r in results)
-    parts.append(
-        "<footer><p><b>How to read this.</b> Every artifact runs the golden images and is compared with the "
-        f"{_esc(reference)} outputs stored in the bundle. Cosine is over centered logits (each image's mean "
-        "subtracted); max rel diff is the largest logit difference relative to that image's reference logit "
-        "range. NaN/Inf in any output fails the check.</p>"
-        f"<p>Tolerances: {_esc(tol or '-')}.</p>"
-        f"<p>Generated by edgeport {_esc(str(version))} at {now}. This page is self-contained (no scripts, "
-        "no network).</p></footer>")
-    parts.append("</main></body></html>")
+            f"<li><b>{_esc(_label(r))} failed</b>: {_esc('; '.join(r.failures))}</li>" for r in failed) + "</ul>")
+    return parts
+
+
+def _footer(report: Report, manifest: Manifest | None) -> str:
+    try:
+        from runtime import __version__ as version
+    except ImportError:  # pragma: no cover
+        version = "?"
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    tol = "; ".join(f"{_label(r)}: " + ", ".join(f"{k}={v}" for k, v in r.tolerance.items() if v is not None)
+                    for r in report.results)
+    return ("<footer><p><b>How to read this.</b> Every artifact runs the golden images and is compared with the "
+            f"{_esc(_reference_long(report, manifest))} outputs stored in the bundle. Cosine is over centered logits "
+            "(each image's mean subtracted); max rel diff is the largest logit difference relative to that "
+            "image's reference logit range. NaN/Inf in any output fails the check.</p>"
+            f"<p>Tolerances: {_esc(tol or '-')}.</p>"
+            f"<p>Generated by edgeport {_esc(str(version))} at {now}. This page is self-contained (no scripts, "
+            "no network).</p></footer>")
+
+
+def render_html(report: Report, manifest: Manifest | None = None, golden: dict | None = None,
+                bundle_root: Path | None = None, page_facts: PageFacts | None = None) -> str:
+    """The whole page. ``golden``: ``images``, ``outputs``, ``names`` arrays and ``class_names``
+    (for the top-1-changed thumbnails); ``manifest`` gives file sizes and model facts; ``page_facts``
+    (``PageFacts.of(bundle)``) the calibration and deployment sections."""
+    golden_names = list((golden or {}).get("names") or report.verification.golden_names or [])
+    parts = _head(report, manifest)
+    parts += [_summary_section(report, manifest, bundle_root), _outputs_section(report),
+              _plots_section(report, golden_names), latency_section(report.benchmarks), _accuracy_section(report),
+              _changed_section(report, golden), calibration_section(page_facts), deployment_section(page_facts),
+              _generic_section("lint", report.lint.to_dict() if report.lint else None, "INT8 lint"),
+              engines_html(report.engines),
+              _generic_section("mixed_precision", report.mixed_precision.data if report.mixed_precision else None,
+                               "INT8 accuracy budget: layers kept out of INT8"),
+              sensitivity_section(report.sensitivity, "Per-layer INT8 sensitivity")]
+    parts += [_footer(report, manifest), "</main></body></html>"]
     return "\n".join(p for p in parts if p) + "\n"
 
 
@@ -442,11 +446,11 @@ def golden_for_report(bundle) -> dict | None:
     return {"images": g.images, "outputs": g.outputs, "names": g.names, "class_names": bundle.class_names}
 
 
-def write_html(bundle, report: dict, path: Path | None = None) -> Path:
+def write_html(bundle, report: Report, path: Path | None = None) -> Path:
     """Render ``report`` for ``bundle`` into ``path`` (default: BUNDLE/report.html), atomically."""
     from runtime.fsutil import atomic_write_text
 
     target = Path(path) if path else bundle.report_path("html")
-    page = render_html(report, bundle.manifest.to_dict(), golden_for_report(bundle), bundle.root, PageFacts.of(bundle))
+    page = render_html(report, bundle.manifest, golden_for_report(bundle), bundle.root, PageFacts.of(bundle))
     atomic_write_text(target, page)
     return target

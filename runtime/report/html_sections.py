@@ -11,13 +11,20 @@ from __future__ import annotations
 import dataclasses
 import html
 import math
+from typing import TYPE_CHECKING
 
 from runtime.bundle import FEW_CALIBRATION_SAMPLES
+from runtime.precision import PRECISIONS, quantized_keys
 from runtime.report.svg_plots import bar_chart, fmt_number
 
+if TYPE_CHECKING:
+    from runtime.benchmark import BenchmarkResult, Latency
+    from runtime.compare import Comparison
+    from runtime.report.sections import Sensitivity, SensitivityRow
+
 _esc = html.escape
-# Per-precision colours (colour-blind-safe palette); anything else gets grey.
-PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#DD8452", "int8": "#55A868", "int8-cpu": "#8172B3"}
+# Per-precision colours (the registry's colour-blind-safe palette); anything else gets grey.
+PRECISION_COLORS = {p.key: p.color for p in PRECISIONS.values()}
 SENSITIVITY_SHOWN = 20  # rows and bars before the rest of the sensitivity ranking is folded
 # The one quantity the sensitivity chart plots and its table column shows, under one name.
 SENSITIVITY_METRIC = "1 \u2212 cosine"
@@ -28,8 +35,9 @@ def color(precision: str) -> str:
     return PRECISION_COLORS.get(precision, "#7f7f7f")
 
 
-def label(r: dict) -> str:
-    return f"{r.get('precision', '?')} {r.get('backend', '?')}/{r.get('provider', '?')}"
+def label(r) -> str:
+    """``precision backend/provider`` of a result row (Comparison, Latency, AccuracyRow)."""
+    return f"{r.precision} {r.backend}/{r.provider}"
 
 
 def table(header: list[str], rows: list[list[str]], *, table_id: str | None = None,
@@ -53,21 +61,6 @@ def definition_list(items: dict, *, list_id: str | None = None, raw: bool = Fals
     return f"<dl{idattr}>{body}</dl>"
 
 
-def benchmark_rows(report: dict) -> list[dict]:
-    """The ``benchmarks`` section as a list of dicts (it may be a list or {"results": [...]})."""
-    bench = report.get("benchmarks")
-    if isinstance(bench, list):
-        return [b for b in bench if isinstance(b, dict)]
-    if isinstance(bench, dict):
-        for key in ("results", "runs", "entries"):
-            if isinstance(bench.get(key), list):
-                return [b for b in bench[key] if isinstance(b, dict)]
-        for value in bench.values():
-            if isinstance(value, list) and value and all(isinstance(b, dict) for b in value):
-                return value
-    return []
-
-
 @dataclasses.dataclass(frozen=True)
 class PageFacts:
     """What the page needs from the bundle itself (read through ``Bundle``'s properties)."""
@@ -80,11 +73,11 @@ class PageFacts:
     preprocessing: dict
     artifacts: dict  # precision -> file name
     versions: dict
-    calibration: dict  # "int8" / "int8-cpu" -> runtime.bundle.CalibrationInfo
+    calibration: dict  # quantized precision -> runtime.bundle.CalibrationInfo
 
     @classmethod
     def of(cls, bundle) -> "PageFacts":
-        calibration = {p: bundle.calibration(p) for p in ("int8", "int8-cpu")}
+        calibration = {p: bundle.calibration(p) for p in quantized_keys()}
         m = bundle.manifest
         return cls(folder=bundle.root.name, opset=m.opset, batch_range=(bundle.min_batch, bundle.max_batch),
                    input_name=bundle.input_name,
@@ -104,10 +97,10 @@ BENCH_COLUMNS = [  # (header, result key, format)
 ]
 
 
-def _bench_cell(b: dict, key, kind) -> str:
+def _bench_cell(b: Latency, key, kind) -> str:
     if key is None:
-        return f"{b.get('backend', '?')}/{b.get('provider', '?')}"
-    v = b.get(key, b.get("throughput") if key == "throughput_ips" else None)  # "throughput": older name
+        return f"{b.backend}/{b.provider}"
+    v = getattr(b, key)
     if v is None:
         return "-" if key != "threads" else kind(v)
     if kind == "ms":
@@ -117,7 +110,7 @@ def _bench_cell(b: dict, key, kind) -> str:
     return kind(v)
 
 
-def machine_facts(machine: dict, results: list[dict]) -> dict:
+def machine_facts(machine: dict, results: list[Latency]) -> dict:
     """The benchmark's machine as {term: text}: CPU, cores, threads, GPU, libraries, load, time."""
     facts = {"CPU": f"{machine.get('cpu', '?')} ({machine.get('arch', '?')})",
              "cores": f"{machine.get('usable_cores', '?')} usable of {machine.get('logical_cores', '?')} logical",
@@ -135,7 +128,7 @@ def machine_facts(machine: dict, results: list[dict]) -> dict:
         def fmt(load):
             return " / ".join(str(x) for x in load) if load else "?"
         facts["load average (1 / 5 / 15 min)"] = f"{fmt(before)} before, {fmt(after)} after"
-    stamps = sorted(str(r["measured_at"]) for r in results if r.get("measured_at"))
+    stamps = sorted(str(r.measured_at) for r in results if r.measured_at)
     if stamps:
         first, last = stamps[0].replace("T", " ")[:16], stamps[-1].replace("T", " ")[:16]
         facts["measured (UTC)"] = first if first == last else f"{first} to {last}"
@@ -156,28 +149,26 @@ def _busy_note(machine: dict) -> str:
             "an idle machine.</p>")
 
 
-def latency_section(benches: list[dict], machine: dict | None) -> str:
+def latency_section(bench: BenchmarkResult | None) -> str:
     """Latency chart, the machine it ran on, and the table with human column names and units."""
+    benches, machine = (bench.results, bench.machine) if bench else ([], None)
     parts = ['<section id="latency"><h2>Latency per artifact</h2>']
     if not benches:
         parts.append("<p>Not measured yet: <code>edgeport bench BUNDLE</code> adds latency and throughput "
                      "to report.json, and <code>edgeport report BUNDLE</code> redraws this page.</p></section>")
         return "\n".join(parts)
-    warmups = sorted({b["warmup"] for b in benches if isinstance(b.get("warmup"), int)})
+    warmups = sorted({b.warmup for b in benches if isinstance(b.warmup, int)})
     plural = "" if warmups == [1] else "s"
     warm = f" after {'/'.join(map(str, warmups))} untimed warm-up call{plural}" if warmups else ""
     parts.append(f"<p>One number = one call of edgeport's runner on a batch of golden images{_esc(warm)}; "
                  "throughput = images per second over the timed calls. Latency means little without the "
                  "machine and its load, listed under the chart.</p>")
     order = {p: i for i, p in enumerate(PRECISION_COLORS)}
-    ranked = sorted(benches, key=lambda b: (order.get(b.get("precision"), 99), str(b.get("backend")),
-                                            str(b.get("provider")), b.get("batch") or 0))
-    rows = []
-    for b in ranked:
-        p50 = b.get("p50_ms")
-        rows.append({"label": f"{label(b)} batch {b.get('batch', '?')}", "values": [p50],
-                     "whiskers": [(b.get("p90_ms"), b.get("p99_ms") if b.get("p99_ms") is not None else p50)],
-                     "colors": [color(b.get("precision"))]})
+    ranked = sorted(benches, key=lambda b: (order.get(b.precision, 99), str(b.backend), str(b.provider),
+                                            b.batch or 0))
+    rows = [{"label": f"{label(b)} batch {b.batch}", "values": [b.p50_ms],
+             "whiskers": [(b.p90_ms, b.p99_ms if b.p99_ms is not None else b.p50_ms)], "colors": [color(b.precision)]}
+            for b in ranked]
     parts.append(bar_chart("plot-latency", "Latency per batch: p50 bar, p90 tick, p99 whisker (ms)", rows,
                            ["p50 latency"], "milliseconds per batch", fmt=lambda v: f"{v:.3g} ms"))
     parts.append("<h3>Machine</h3>")
@@ -194,7 +185,7 @@ def latency_section(benches: list[dict], machine: dict | None) -> str:
 
 
 # -- calibration and deployment ------------------------------------------------------------------
-_ARTIFACT_ROLE = {"int8": "for TensorRT", "int8-cpu": "for ONNX Runtime CPU"}
+_ARTIFACT_ROLE = {p.key: p.role for p in PRECISIONS.values() if p.role}
 
 
 def calibration_section(facts: PageFacts | None) -> str:
@@ -260,40 +251,38 @@ def deployment_section(facts: PageFacts | None) -> str:
         "</section>"])
 
 
-# -- per-layer INT8 sensitivity (runtime/sensitivity.py's rows) ------------------------------------
-def is_sensitivity_rows(value) -> bool:
-    """True for the ranked list `edgeport sensitivity` and `export --max-drop` write."""
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(r, dict) and "rank" in r and "layer" in r for r in value)
-
-
-def one_minus_cosine(r: dict):
-    c = r.get("output_cosine")
+# -- per-layer INT8 sensitivity (runtime/report/sections.py: Sensitivity) --------------------------
+def one_minus_cosine(r: SensitivityRow):
+    c = r.output_cosine
     return max(0.0, 1.0 - float(c)) if isinstance(c, (int, float)) and not isinstance(c, bool) else None
 
 
-def _sensitivity_rows(rows: list[dict]) -> list[list[str]]:
-    def num(v, spec):
-        return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
+def _num(v, spec) -> str:
+    return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
 
-    return [[num(r.get("rank"), "d"), str(r.get("layer")), str(r.get("op_type", "")), num(one_minus_cosine(r), ".2e"),
-             num(r.get("sqnr_db"), ".1f"), num(r.get("top1_agreement"), ".1%"), num(r.get("macs_share"), ".2%"),
-             "kept out of INT8" if r.get("kept_float") else "INT8"] for r in rows]
+
+def sensitivity_rows(rows: list[SensitivityRow]) -> list[list[str]]:
+    """Rows for SENSITIVITY_HEADER (report.html and `edgeport sensitivity`)."""
+    return [[_num(r.rank, "d"), str(r.layer), str(r.op_type or ""), _num(one_minus_cosine(r), ".2e"),
+             _num(r.sqnr_db, ".1f"), _num(r.top1_agreement, ".1%"), _num(r.macs_share, ".2%"),
+             "kept out of INT8" if r.kept_float else "INT8"] for r in rows]
 
 
 SENSITIVITY_HEADER = ["rank", "layer", "op", SENSITIVITY_METRIC, "SQNR (dB)", "top-1 agreement", "share of MACs",
                       "runs in"]
 
 
-def sensitivity_section(rows: list[dict], title: str) -> str:
+def sensitivity_section(section: Sensitivity | None, title: str) -> str:
     """The ranking: a chart and a table of the SENSITIVITY_SHOWN most harmful layers, the rest folded."""
-    ranked = sorted(rows, key=lambda r: r["rank"] if isinstance(r.get("rank"), int) else math.inf)
+    if section is None or not section.rows:
+        return ""
+    ranked = sorted(section.rows, key=lambda r: r.rank if isinstance(r.rank, int) else math.inf)
     top, rest = ranked[:SENSITIVITY_SHOWN], ranked[SENSITIVITY_SHOWN:]
     kept_color = PRECISION_COLORS["fp16"]
-    bars = [{"label": str(r["layer"]), "values": [one_minus_cosine(r)],
-             **({"colors": [kept_color]} if r.get("kept_float") else {})} for r in top]
+    bars = [{"label": str(r.layer), "values": [one_minus_cosine(r)],
+             **({"colors": [kept_color]} if r.kept_float else {})} for r in top]
     chart_title = f"The {len(top)} most harmful layers, rank order: {SENSITIVITY_METRIC} (log scale)"
-    if any(r.get("kept_float") for r in top):
+    if any(r.kept_float for r in top):
         chart_title += "; orange: kept out of INT8"
     parts = [f'<section id="sensitivity"><h2>{_esc(title)}</h2>',
              f"<p>Each layer quantized alone (every other layer FP32), on the golden images, compared with the "
@@ -304,13 +293,13 @@ def sensitivity_section(rows: list[dict], title: str) -> str:
              bar_chart("plot-sensitivity", chart_title, bars, [SENSITIVITY_METRIC],
                        f"{SENSITIVITY_METRIC} with only that layer in INT8 (log scale; higher = more harmful)",
                        fmt=lambda v: f"{v:.2e}", log=True),
-             table(SENSITIVITY_HEADER, _sensitivity_rows(top), table_id="sensitivity-table",
-                   row_classes=["warn" if r.get("kept_float") else "" for r in top])]
+             table(SENSITIVITY_HEADER, sensitivity_rows(top), table_id="sensitivity-table",
+                   row_classes=["warn" if r.kept_float else "" for r in top])]
     if rest:
         parts.append(f'<details id="sensitivity-more"><summary>The other {len(rest)} layers (ranks '
                      f"{SENSITIVITY_SHOWN + 1} to {len(ranked)})</summary>"
-                     + table(SENSITIVITY_HEADER, _sensitivity_rows(rest), table_id="sensitivity-table-more",
-                             row_classes=["warn" if r.get("kept_float") else "" for r in rest]) + "</details>")
+                     + table(SENSITIVITY_HEADER, sensitivity_rows(rest), table_id="sensitivity-table-more",
+                             row_classes=["warn" if r.kept_float else "" for r in rest]) + "</details>")
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -320,14 +309,9 @@ OUTPUTS_HEADER = ["precision", "backend", "output", "shape", "max abs diff", "ma
                   "verdict"]
 
 
-def output_rows(results: list[dict]) -> list[list[str]]:
+def output_rows(results: list[Comparison]) -> list[list[str]]:
     """One row per further output of a multi-output model, per artifact (the summary table is the
     classifier output's): report.md, report.html and the CLI's table."""
-    rows = []
-    for r in results:
-        for o in r.get("outputs") or []:
-            shape = "[" + ", ".join(str(d) for d in o.get("shape") or []) + "]"
-            rows.append([str(r.get("precision")), f"{r.get('backend')}/{r.get('provider')}", str(o.get("name")),
-                         shape, fmt_number(o.get("max_abs_diff")), fmt_number(o.get("max_rel_diff")),
-                         f"{float(o.get('cosine_min', 0.0)):.6f}", "PASS" if o.get("passed") else "FAIL"])
-    return rows
+    return [[r.precision, f"{r.backend}/{r.provider}", o.name, "[" + ", ".join(str(d) for d in o.shape) + "]",
+             fmt_number(o.max_abs_diff), fmt_number(o.max_rel_diff), f"{o.cosine_min:.6f}",
+             "PASS" if o.passed else "FAIL"] for r in results for o in r.outputs]

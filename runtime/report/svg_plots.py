@@ -97,16 +97,8 @@ def _row_label(x: float, y: float, label: str) -> str:
     return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="end">{tip}{_esc(shown)}</text>'
 
 
-def strip_plot(plot_id: str, title: str, rows: list[dict], xlabel: str, *, log: bool = True,
-               floor: float = COSINE_FLOOR, width: int = 1080) -> str:
-    """One row per artifact: every sample as a dot, the quartiles as a box, the median as a bar.
-
-    ``rows``: dicts with ``label``, ``values`` (list of floats), ``color``, optional
-    ``threshold`` (a dashed red mark: the tolerance) and ``names`` (per-dot tooltips).
-    """
-    left, right, top, row_h = label_margin(r["label"] for r in rows), 24, 30, 38
-    height = top + row_h * max(len(rows), 1) + 48
-    plot_w = width - left - right
+def _strip_axis(rows: list[dict], log: bool, floor: float, left: float, plot_w: float):
+    """(x position of a value, [(x, tick label)]) for the values of ``rows`` and their thresholds."""
     finite = [v for r in rows for v in r["values"] if v is not None and math.isfinite(v)]
     if log:
         finite = [max(v, floor) for v in finite]
@@ -124,17 +116,62 @@ def strip_plot(plot_id: str, title: str, rows: list[dict], xlabel: str, *, log: 
             return left + (math.log10(v) - lo) / (hi - lo) * plot_w
 
         step = max(1, math.ceil((hi - lo) / 10))
-        ticks = [(left + (e - lo) / (hi - lo) * plot_w, f"1e{e}") for e in range(lo, hi + 1, step)]
-    else:
-        lo = min(finite) if finite else 0.0
-        hi = max(finite) if finite else 1.0
-        pad = (hi - lo) * 0.05 or abs(hi) * 0.05 or 1.0
-        lo, hi = lo - pad, hi + pad
+        return xpos, [(left + (e - lo) / (hi - lo) * plot_w, f"1e{e}") for e in range(lo, hi + 1, step)]
+    lo = min(finite) if finite else 0.0
+    hi = max(finite) if finite else 1.0
+    pad = (hi - lo) * 0.05 or abs(hi) * 0.05 or 1.0
+    lo, hi = lo - pad, hi + pad
 
-        def xpos(v):
-            return left + (v - lo) / (hi - lo) * plot_w
+    def xpos(v):
+        return left + (v - lo) / (hi - lo) * plot_w
 
-        ticks = [(xpos(t), fmt_number(float(t))) for t in _nice_ticks(lo, hi)]
+    return xpos, [(xpos(t), fmt_number(float(t))) for t in _nice_ticks(lo, hi)]
+
+
+def _strip_row(r: dict, cy: float, xpos, left: float, plot_w: float, log: bool) -> list[str]:
+    """One artifact's row: label, quartile box, median bar, a dot per sample, the tolerance mark."""
+    color = r["color"]
+    out = [_row_label(left - 8, cy + 4, r["label"]),
+           f'<line x1="{left}" y1="{cy:.1f}" x2="{left + plot_w}" y2="{cy:.1f}" stroke="#f0f0f0"/>']
+    vals = np.array([v if v is not None and math.isfinite(v) else np.nan for v in r["values"]], dtype=float)
+    good = vals[~np.isnan(vals)]
+    if len(good):
+        q1, med, q3 = np.percentile(good, [25, 50, 75])
+        x1, x3, xm = xpos(q1), xpos(q3), xpos(med)
+        out.append(f'<rect x="{x1:.1f}" y="{cy - 12:.1f}" width="{max(x3 - x1, 1.5):.1f}" height="24" '
+                   f'fill="{color}" fill-opacity="0.15" stroke="{color}"/>'
+                   f'<line x1="{xm:.1f}" y1="{cy - 13:.1f}" x2="{xm:.1f}" y2="{cy + 13:.1f}" '
+                   f'stroke="{color}" stroke-width="2.5"/>')
+    names = r.get("names") or []
+    for j, v in enumerate(vals):
+        jitter = ((j * 0.6180339887) % 1.0 - 0.5) * 18
+        if np.isnan(v):
+            # NaN/Inf outputs: a cross at the right edge, so they cannot go unnoticed.
+            x = left + plot_w - 4
+            out.append(f'<text x="{x:.1f}" y="{cy + jitter + 4:.1f}" fill="#C44E52" text-anchor="middle">x</text>')
+            continue
+        tip = f"{names[j] if j < len(names) else '#' + str(j)}: {v:.3g}"
+        out.append(f'<circle cx="{xpos(v):.1f}" cy="{cy + jitter:.1f}" r="3" fill="{color}" '
+                   f'fill-opacity="0.7"><title>{_esc(tip)}</title></circle>')
+    t = r.get("threshold")
+    if t is not None and (t > 0 or not log):
+        xt = xpos(t)
+        out.append(f'<line x1="{xt:.1f}" y1="{cy - 16:.1f}" x2="{xt:.1f}" y2="{cy + 16:.1f}" stroke="#C44E52" '
+                   f'stroke-width="2" stroke-dasharray="4,3"><title>tolerance {t:.3g}</title></line>')
+    return out
+
+
+def strip_plot(plot_id: str, title: str, rows: list[dict], xlabel: str, *, log: bool = True,
+               floor: float = COSINE_FLOOR, width: int = 1080) -> str:
+    """One row per artifact: every sample as a dot, the quartiles as a box, the median as a bar.
+
+    ``rows``: dicts with ``label``, ``values`` (list of floats), ``color``, optional
+    ``threshold`` (a dashed red mark: the tolerance) and ``names`` (per-dot tooltips).
+    """
+    left, right, top, row_h = label_margin(r["label"] for r in rows), 24, 30, 38
+    height = top + row_h * max(len(rows), 1) + 48
+    plot_w = width - left - right
+    xpos, ticks = _strip_axis(rows, log, floor, left, plot_w)
     out = _svg_open(plot_id, width, height, title)
     out.append(f'<text x="{left}" y="18" font-weight="bold">{_esc(title)}</text>')
     bottom = top + row_h * len(rows)
@@ -144,35 +181,7 @@ def strip_plot(plot_id: str, title: str, rows: list[dict], xlabel: str, *, log: 
     out.append(f'<text x="{left + plot_w / 2:.1f}" y="{bottom + 36}" text-anchor="middle" fill="#222">'
                f"{_esc(xlabel)}</text>")
     for i, r in enumerate(rows):
-        cy = top + row_h * i + row_h / 2
-        color = r["color"]
-        out.append(_row_label(left - 8, cy + 4, r["label"]))
-        out.append(f'<line x1="{left}" y1="{cy:.1f}" x2="{left + plot_w}" y2="{cy:.1f}" stroke="#f0f0f0"/>')
-        vals = np.array([v if v is not None and math.isfinite(v) else np.nan for v in r["values"]], dtype=float)
-        good = vals[~np.isnan(vals)]
-        if len(good):
-            q1, med, q3 = np.percentile(good, [25, 50, 75])
-            x1, x3, xm = xpos(q1), xpos(q3), xpos(med)
-            out.append(f'<rect x="{x1:.1f}" y="{cy - 12:.1f}" width="{max(x3 - x1, 1.5):.1f}" height="24" '
-                       f'fill="{color}" fill-opacity="0.15" stroke="{color}"/>'
-                       f'<line x1="{xm:.1f}" y1="{cy - 13:.1f}" x2="{xm:.1f}" y2="{cy + 13:.1f}" '
-                       f'stroke="{color}" stroke-width="2.5"/>')
-        names = r.get("names") or []
-        for j, v in enumerate(vals):
-            jitter = ((j * 0.6180339887) % 1.0 - 0.5) * 18
-            if np.isnan(v):
-                # NaN/Inf outputs: a cross at the right edge, so they cannot go unnoticed.
-                x = left + plot_w - 4
-                out.append(f'<text x="{x:.1f}" y="{cy + jitter + 4:.1f}" fill="#C44E52" text-anchor="middle">x</text>')
-                continue
-            tip = f"{names[j] if j < len(names) else '#' + str(j)}: {v:.3g}"
-            out.append(f'<circle cx="{xpos(v):.1f}" cy="{cy + jitter:.1f}" r="3" fill="{color}" '
-                       f'fill-opacity="0.7"><title>{_esc(tip)}</title></circle>')
-        t = r.get("threshold")
-        if t is not None and (t > 0 or not log):
-            xt = xpos(t)
-            out.append(f'<line x1="{xt:.1f}" y1="{cy - 16:.1f}" x2="{xt:.1f}" y2="{cy + 16:.1f}" stroke="#C44E52" '
-                       f'stroke-width="2" stroke-dasharray="4,3"><title>tolerance {t:.3g}</title></line>')
+        out += _strip_row(r, top + row_h * i + row_h / 2, xpos, left, plot_w, log)
     out.append("</svg>")
     return "\n".join(out)
 

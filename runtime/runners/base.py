@@ -15,6 +15,10 @@ import numpy as np
 from runtime.errors import EdgeportError, UsageError
 
 
+class MissingOutputError(EdgeportError):
+    """A run gave no value for an output asked for (an artifact that does not match its manifest)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TensorSpec:
     name: str
@@ -48,6 +52,30 @@ class Runner(abc.ABC):
             raise UsageError(f"infer() takes a numpy array or a dict of them, got {type(feed).__name__}.")
         self._validate(feed)
         return self.infer_impl(feed)
+
+    def infer_batched(self, inputs: np.ndarray, batch: int, *, outputs=None, progress=None) -> dict[str, np.ndarray]:
+        """Run a single-input model on ``inputs`` (samples stacked on axis 0) in batches of
+        ``batch``: the one batched-run loop of edgeport. Returns {output name: the batches'
+        results concatenated}, for ``outputs`` (names; default every output). ``progress``
+        (a console.Progress) counts samples."""
+        if len(self.inputs) != 1:
+            raise UsageError(f"infer_batched() runs single-input models; this one takes {len(self.inputs)} inputs.")
+        if batch < 1:
+            raise UsageError(f"batch must be at least 1, got {batch}.")
+        names = list(outputs) if outputs is not None else [t.name for t in self.outputs]
+        parts: dict[str, list] = {n: [] for n in names}
+        for start in range(0, len(inputs), batch):
+            chunk = np.ascontiguousarray(inputs[start:start + batch])
+            result = self.infer(chunk)
+            missing = [n for n in names if n not in result]
+            if missing:
+                raise MissingOutputError(f"The artifact gives no output {', '.join(map(repr, missing))} (it gives "
+                                    f"{', '.join(map(repr, result))}).")
+            for n in names:
+                parts[n].append(_batch_first(n, np.asarray(result[n]), len(chunk)))
+            if progress is not None:
+                progress.update(len(chunk))
+        return {n: np.concatenate(v, axis=0) for n, v in parts.items()}
 
     @abc.abstractmethod
     def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -98,3 +126,12 @@ class Runner(abc.ABC):
                     f"Batch {arr.shape[0]} exceeds the artifact's maximum batch {self.max_batch}.",
                     hint="Split the input or rebuild with a larger --max-batch.",
                 )
+
+
+def _batch_first(name: str, value: np.ndarray, batch: int) -> np.ndarray:
+    """``value`` when its first axis is the batch (results of batches are joined on it)."""
+    if value.ndim == 0 or value.shape[0] != batch:
+        raise EdgeportError(f"The model's output '{name}' has shape {list(value.shape)} for a batch of {batch}: it "
+                            "has no batch axis first, which edgeport requires.",
+                            hint="Export the model so that every output starts with the batch axis.")
+    return value

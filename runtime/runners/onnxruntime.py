@@ -89,7 +89,7 @@ def create_session(model, *, provider: str = "cpu", threads: int | None = None, 
         opts.optimized_model_filepath = str(optimized_model_path)
     providers: list = [full] if full == "CPUExecutionProvider" else [full, "CPUExecutionProvider"]
     if provider_options:
-        # e.g. the TensorRT EP's engine cache inside the bundle (runtime/engines/ort_ep.py)
+        # e.g. the TensorRT EP's engine cache in edgeport's cache folder (runtime/engines/ort_ep.py)
         providers[0] = (full, dict(provider_options))
     if hasattr(model, "SerializeToString"):
         source, label = model.SerializeToString(), what or "an in-memory ONNX graph"
@@ -104,14 +104,22 @@ def create_session(model, *, provider: str = "cpu", threads: int | None = None, 
 
 
 class OnnxRuntimeRunner(Runner):
+    """Runs an ONNX graph on ONNX Runtime. ``model``: a path, serialized bytes, an onnx ModelProto,
+    or an already created ``InferenceSession`` (Polygraphy-style: the exporter hands over the
+    sessions and graphs it holds instead of running them by hand)."""
+
     backend = "onnxruntime"
 
-    def __init__(self, path: str | Path, *, provider: str = "cpu", threads: int | None = None,
-                 max_batch: int | None = None, optimization: str = "all", provider_options: dict | None = None):
+    def __init__(self, model, *, provider: str = "cpu", threads: int | None = None,
+                 max_batch: int | None = None, optimization: str = "all", provider_options: dict | None = None,
+                 what: str | None = None):
         super().__init__()
         self.provider = provider
-        self.session = create_session(path, provider=provider, threads=threads, optimization=optimization,
-                                      provider_options=provider_options)
+        if _is_session(model):
+            self.session = model
+        else:
+            self.session = create_session(model, provider=provider, threads=threads, optimization=optimization,
+                                          provider_options=provider_options, what=what)
         self.inputs = [
             TensorSpec(i.name, np.dtype(_ORT_TYPES.get(i.type, np.float32)), tuple(
                 d if isinstance(d, int) else None for d in i.shape))
@@ -124,11 +132,17 @@ class OnnxRuntimeRunner(Runner):
         ]
         self._output_names = [o.name for o in self.outputs]
         self.max_batch = max_batch
+        self.run_options = None  # an ort.RunOptions for every run (e.g. a quieter log level)
 
     @property
     def description(self) -> str:
         return f"onnxruntime/{self.provider}"
 
     def infer_impl(self, feed):
-        values = self.session.run(self._output_names, feed)
+        values = self.session.run(self._output_names, feed, self.run_options)
         return dict(zip(self._output_names, values))
+
+
+def _is_session(model) -> bool:
+    """An InferenceSession (or anything that runs like one), as opposed to a graph to load."""
+    return callable(getattr(model, "run", None)) and callable(getattr(model, "get_inputs", None))

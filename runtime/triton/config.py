@@ -231,9 +231,10 @@ def _round_trip_problems(m, spec: ModelSpec) -> list[str]:
 
 
 # -- names ------------------------------------------------------------------------------------------
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+# fullmatch, never match with "$": "$" also matches before a trailing newline ("name\n").
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 
 
 def valid_model_name(name: str) -> bool:
     """A model name that is also a safe folder name (no path separators, not hidden)."""
-    return bool(_NAME.match(name)) and len(name) <= 128
+    return bool(_NAME.fullmatch(name)) and len(name) <= 128

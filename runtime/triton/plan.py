@@ -12,12 +12,14 @@ from pathlib import Path
 
 from runtime.bundle import Bundle, sha256_file
 from runtime.errors import BundleError, UsageError
+from runtime.precision import PRECISIONS as _REGISTRY
+from runtime.precision import artifact_keys, engine_keys
 from runtime.triton.config import KINDS, ModelSpec, Tensor, valid_model_name
 
 BACKENDS = ("python", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
+PRECISIONS = artifact_keys()
 # --trt-precision -> the onnxruntime backend's TensorRT precision_mode.
-TRT_PRECISION_MODES = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8"}
+TRT_PRECISION_MODES = {k: _REGISTRY[k].label for k in engine_keys("tensorrt")}
 MODEL_FILES = {"python": "model.onnx", "onnxruntime": "model.onnx", "tensorrt": "model.plan"}
 WARMUP_FILE = "golden_input.raw"
 LABELS_FILE = "labels.txt"
@@ -117,15 +119,15 @@ def _provider(options: TritonOptions) -> tuple[str, str]:
 
 
 def _artifact_key(bundle: Bundle, options: TritonOptions) -> str:
-    from runtime.precision import select_precisions
+    from runtime.precision import select_artifacts
 
     backend, provider = _provider(options)
     if backend == "tensorrt":
         from runtime.precision import resolve_precision
 
         return resolve_precision(bundle.precisions, options.precision, backend=backend, provider=provider)
-    (key,) = select_precisions(bundle.precisions, [options.precision], backend=backend, provider=provider,
-                               where=f"Bundle '{bundle.root}'")
+    (key,) = select_artifacts(bundle.precisions, [options.precision], backend=backend, provider=provider,
+                              where=f"Bundle '{bundle.root}'")
     return key
 
 
@@ -163,9 +165,9 @@ def _engine_source(bundle: Bundle, key: str, env, warn) -> tuple[Path, dict, int
 def _accelerator(options: TritonOptions, key: str) -> dict | None:
     if not options.trt_accel:
         return None
-    base = "int8" if key.startswith("int8") else key
+    base = _REGISTRY[key].cpu_variant_of or key  # the TensorRT-style graph of a CPU variant
     mode = options.trt_precision or base
-    if (mode == "int8") != (base == "int8"):
+    if _REGISTRY[mode].quantized != _REGISTRY[base].quantized:
         raise UsageError(f"--trt-precision {mode} with the {key} artifact: TensorRT runs the INT8 Q/DQ graph "
                          "(model.int8.onnx) only in INT8 mode, and INT8 mode only with that graph (no calibration "
                          "table is shipped for the others).",

@@ -17,9 +17,11 @@ How it stays consistent:
   included, and a server starting beside a half-written folder would fail to load it.
   Only when the parent folder is not writable, or on another file system, is the entry
   staged inside the repository (with a warning).
-- The swap renames the old entry aside, renames the staged one into place and deletes the
-  old one; an interruption leaves the old or the new entry, and the next run cleans up
-  (or restores the old entry when the swap was cut in the middle).
+- The swap is one atomic exchange of the staged entry with the old one (runtime/atomic.py,
+  with a fallback that puts the old entry back on any error); an interruption, SIGKILL
+  included, leaves the old or the new entry, and the next run cleans up leftovers of dead
+  runs (or restores the old entry when a fallback swap was killed in the middle). Leftovers
+  are matched by exact prefix, never by glob: ``*`` or ``[`` in a name touch only its own.
 - An existing entry is replaced only when it serves the same model file (same sha256, e.g.
   other options) or with ``force``: a folder holding another model is never overwritten
   or mixed with this one.
@@ -37,8 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime import atomic
 from runtime.bundle import Bundle, sha256_file
 from runtime.errors import EdgeportError, UsageError
+from runtime.fsutil import LockHeld, lock_file
 from runtime.triton.config import WARMUP_DIR, build_config, check_schema, render_pbtxt
 from runtime.triton.plan import LABELS_FILE, EntryPlan, TritonOptions, plan_entry
 
@@ -129,18 +133,12 @@ def _prepare(repo: Path) -> Path:
 @contextlib.contextmanager
 def _locked(repo: Path):
     """An exclusive lock on the repository folder for the duration of one write."""
-    import fcntl
-
-    fd = os.open(repo, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise EdgeportError(f"Another edgeport triton command is writing into '{repo}' right now.",
-                                hint="Wait for it to finish, then run this one again.") from None
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+        with lock_file(repo, wait=False):
+            yield
+    except LockHeld:
+        raise EdgeportError(f"Another edgeport triton command is writing into '{repo}' right now.",
+                            hint="Wait for it to finish, then run this one again.") from None
 
 
 def _staging_place(repo: Path, name: str, warn) -> tuple[Path, str]:
@@ -158,14 +156,17 @@ def _staging_place(repo: Path, name: str, warn) -> tuple[Path, str]:
 
 
 def _recover(root: Path, prefix: str, final: Path) -> None:
-    """With the lock held, staged folders are stale; an entry set aside by a cut swap is restored."""
-    for p in root.glob(f"{prefix}tmp-*"):
-        shutil.rmtree(p, ignore_errors=True)
-    for p in sorted(root.glob(f"{prefix}old-*")):
-        if not final.exists() and (p / CONFIG).is_file():
-            os.replace(p, final)
-        else:
-            shutil.rmtree(p, ignore_errors=True)
+    """With the lock held, staged folders of dead runs are removed; an entry set aside by a swap
+    cut by SIGKILL is restored when nothing is at the path."""
+    for kind in ("tmp-", "old-"):
+        for p in atomic.leftovers(root, prefix + kind):
+            pid = atomic.pid_of(p, prefix + kind)
+            if pid is None or (pid != os.getpid() and atomic.pid_alive(pid)):
+                continue  # another entry's folder, or a live run's
+            if kind == "old-":
+                atomic.restore_aside(final, p, CONFIG)
+            else:
+                atomic.remove(p)
 
 
 def read_provenance(entry: Path) -> dict | None:
@@ -251,17 +252,9 @@ def _provenance(bundle: Bundle, plan: EntryPlan, options: TritonOptions) -> dict
 
 
 def _swap(staging: Path, final: Path, old: Path) -> None:
-    """Put the staged entry in place of ``final`` (see the module docstring)."""
-    aside = None
-    if final.exists() or final.is_symlink():
-        if final.is_dir() and not final.is_symlink():
-            os.replace(final, old)
-            aside = old
-        else:
-            final.unlink()
-    os.replace(staging, final)
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+    """Put the staged entry in place of ``final`` (see the module docstring); a file or link there
+    (replaced only with --force) is exchanged like a folder, then removed without following it."""
+    atomic.replace_dir(staging, final, old)
 
 
 @contextlib.contextmanager

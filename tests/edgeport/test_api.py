@@ -40,13 +40,29 @@ def test_runner_infer_takes_a_bare_array_or_a_dict(seed_bundle):
 
 
 def test_export_defaults_match_the_cli():
-    from exporter.pipeline import ExportConfig
+    """The options are declared once (exporter/options.py): every option of `edgeport export` is a
+    field of ExportConfig or ModelRequest, with that field's default."""
+    import dataclasses
 
-    api = inspect.signature(edgeport.export).parameters
-    cli = {p.name: p.default for p in __import__("edgeport.cli.export", fromlist=["export"]).export.params}
-    assert api["engine"].default == cli["engine"] == ExportConfig.__dataclass_fields__["engine"].default == "auto"
-    assert api["max_batch"].default == cli["max_batch"] == 32
-    assert api["weights"].default is None and cli["weights"] is None  # the model's own default, decided once
+    from edgeport.cli.export import export
+    from exporter.models.registry import ModelRequest
+    from exporter.options import ExportConfig
+
+    cli = {p.name: p.default for p in export.params}
+    fields = {f.name: f for cls in (ModelRequest, ExportConfig) for f in dataclasses.fields(cls)}
+    assert cli["engine"] == fields["engine"].default == "auto"
+    assert cli["max_batch"] == fields["max_batch"].default == 32
+    assert cli["weights"] is None and fields["weights"].default is None  # the model's own default, decided once
+    assert cli["verify"] is True and cli["int8_cpu"] is True  # --no-verify / --no-int8-cpu turn them off
+    assert set(cli) - {"model", "as_json", "debug_", "quiet", "trusted_keys_"} <= set(fields)  # CLI-only wrappers
+
+
+def test_export_refuses_unknown_options_by_name(tmp_path):
+    # The old names of the renamed options are unknown now, and say so before any work.
+    for old in ("verify_data", "budget_data", "verify_samples"):
+        with pytest.raises(UsageError, match=f"unknown option\\(s\\) {old}; it takes .*golden_data"):
+            edgeport.export("seed_resnet", output=tmp_path, **{old: 1})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_weights_default_on_a_seed_model_is_refused_not_random(tmp_path):
@@ -92,17 +108,32 @@ def test_corrupt_report_json_is_refused_not_replaced(seed_bundle, copy_bundle):
     assert result.exit_code == 3 and "is not valid JSON" in result.output
 
 
+def test_report_json_with_a_malformed_section_is_refused_before_verifying(seed_bundle, copy_bundle):
+    bundle = copy_bundle(seed_bundle)
+    data = json.loads((bundle / "report.json").read_text())
+    data["benchmarks"] = "fast"
+    text = json.dumps(data)
+    (bundle / "report.json").write_text(text)
+    for command in (("verify", bundle), ("report", bundle), ("bench", bundle, "--iterations", "1")):
+        result = invoke(*command)
+        assert result.exit_code == 3 and "has a malformed section" in result.output, result.output
+        assert "verifying" not in result.output and "timing" not in result.output  # refused before the long part
+    assert (bundle / "report.json").read_text() == text  # untouched
+
+
 def test_tensorrt_runner_has_no_max_batch_to_ignore():
     from runtime.runners.tensorrt import TensorRTRunner
 
     assert "max_batch" not in inspect.signature(TensorRTRunner.__init__).parameters
 
 
-def test_ort_tensorrt_provider_keeps_the_profile_and_warns_without_a_writable_cache(seed_bundle, copy_bundle):
-    from runtime.engines.ort_ep import ENGINE_CACHE_DIR, tensorrt_ep_options
+def test_ort_tensorrt_provider_keeps_the_profile_and_warns_without_a_writable_cache(seed_bundle, copy_bundle,
+                                                                                     tmp_path, monkeypatch):
+    from runtime.engines.ort_ep import tensorrt_ep_options
 
     bundle_dir = copy_bundle(seed_bundle)
-    (bundle_dir / ENGINE_CACHE_DIR).write_text("a file where the cache folder would go")  # mkdir fails
+    (tmp_path / "cache-file").write_text("a file where the cache folder would go")  # mkdir fails
+    monkeypatch.setenv("EDGEPORT_CACHE", str(tmp_path / "cache-file"))
     warnings = []
     options = tensorrt_ep_options(edgeport.Bundle.open(bundle_dir), "fp32", warn=warnings.append)
     assert options["trt_profile_max_shapes"] == "input:4x3x32x32"

@@ -125,21 +125,21 @@ def test_preprocess_modes_match_rgb(tmp_path):
     assert (gray[..., 0] == gray[..., 1]).all()
 
 
-def test_verify_data_folder_problems(tmp_path):
+def test_golden_data_folder_problems(tmp_path):
     out = tmp_path / "o"
-    r = run_cli("export", *SEED, "--verify-data", tmp_path / "missing", "-o", out)
+    r = run_cli("export", *SEED, "--golden-data", tmp_path / "missing", "-o", out)
     assert r.returncode == 3 and "does not exist" in r.stderr and no_traceback(r)
     (tmp_path / "empty").mkdir()
-    r = run_cli("export", *SEED, "--verify-data", tmp_path / "empty", "-o", out)
+    r = run_cli("export", *SEED, "--golden-data", tmp_path / "empty", "-o", out)
     assert r.returncode == 3 and "no image files" in r.stderr
     (tmp_path / "texts").mkdir()
     (tmp_path / "texts" / "a.txt").write_text("x")
     (tmp_path / "texts" / "b.jpg").write_text("not a jpeg")
-    r = run_cli("export", *SEED, "--verify-data", tmp_path / "texts", "-o", out)
+    r = run_cli("export", *SEED, "--golden-data", tmp_path / "texts", "-o", out)
     assert r.returncode == 3 and "could be read" in r.stderr and "b.jpg" in r.stderr
     assert not (out / "seed_resnet").exists()
     _write_images(tmp_path / "mixed")
-    r = run_cli("export", "--model", "seed_resnet", "--verify-data", tmp_path / "mixed", "-o", out)
+    r = run_cli("export", "--model", "seed_resnet", "--golden-data", tmp_path / "mixed", "-o", out)
     assert r.returncode == 0, r.stderr
     assert "skipped 1 unreadable" in r.stderr and "corrupt.jpg" in r.stderr
     manifest = json.loads((out / "seed_resnet" / "manifest.json").read_text())
@@ -346,10 +346,8 @@ def test_a_swallowed_interrupt_still_stops_the_export_before_it_is_published(tmp
         return real(model, inputs)  # ... while the exception itself was lost in native code
 
     monkeypatch.setattr(onnx_export, "simplify", simplify_that_swallows_ctrl_c)
-    try:
-        r = invoke("export", *SEED, "--fp16", "-o", out)
-    finally:
-        interrupts.reset()
+    monkeypatch.setattr(interrupts, "_received", [])  # the recorded signal ends with the test
+    r = invoke("export", *SEED, "--fp16", "-o", out)
     assert r.exit_code == 130 and "interrupted" in r.output
     assert (out / "seed_resnet" / "manifest.json").read_text() == before
     assert leftovers(out) == []

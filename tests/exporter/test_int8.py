@@ -17,6 +17,7 @@ import pytest
 from conftest import edit_manifest, invoke
 
 from exporter.int8 import calibration as C
+from exporter.int8 import ort_quant, ranges as R
 from exporter.int8 import quantize as Q
 from runtime.errors import EdgeportError, UsageError
 from runtime.preprocess import Preprocessing
@@ -43,7 +44,7 @@ def test_resnet18_int8_passes_lint_and_quantizes_every_residual_add(exported):
     bundle = exported(*RESNET18)
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["artifacts"]["int8"]["file"] == "model.int8.onnx"
-    assert manifest["int8"]["method"] == Q.DEFAULT_METHOD
+    assert manifest["int8"]["method"] == R.DEFAULT_METHOD
     assert manifest["int8"]["samples"] == 80  # the shipped calib_data, all of it
     assert Path(manifest["int8"]["calibration_source"]["path"]) == C.DEFAULT_CALIB_DIR
 
@@ -176,7 +177,7 @@ def test_fp32_regions_reads_the_fp16_graph_back_exactly(exported, tmp_path):
     bundle = exported(*RESNET18)
     fp32 = onnx.load(str(bundle / "model.onnx"))
     ranges = {t: [v["min"], v["max"]] for t, v in json.loads((bundle / "calibration.json").read_text())["tensors"].items()}
-    pre = Q.prepare_for_quantization((bundle / "model.onnx").read_bytes(), tmp_path)
+    pre = ort_quant.prepare_for_quantization((bundle / "model.onnx").read_bytes(), tmp_path)
     reference, _ = Q.quantize_qdq(pre, ranges, tmp_path / "q.onnx", tmp_path)
     back = fp32_regions(onnx.load(str(bundle / "model.int8.onnx")), fp32)
     assert not [n for n in back.graph.node if n.op_type == "Cast"]
@@ -251,7 +252,7 @@ def ort_quantized(exported, tmp_path_factory):
     paths = {}
     for name, kwargs in (("default", {}), ("uint8", {"activation_type": QuantType.QUInt8})):
         paths[name] = out / f"{name}.onnx"
-        with Q.quiet_ort():
+        with ort_quant.quiet_ort():
             quantize_static(str(bundle / "model.onnx"), str(paths[name]), C.CalibrationReader(calib, "input"),
                             quant_format=QuantFormat.QDQ, **kwargs)
     return paths
@@ -541,13 +542,60 @@ def test_calibration_cache_reuse_and_invalidation(trained_model, tmp_path, monke
     assert len(keys) == 4
 
 
+def _calibration_doc(**tensors) -> dict:
+    return {"format": "edgeport-calibration", "version": 1, "key": "k" * 64, "recipe_version": 2,
+            "method": "minmax", "percentile": None, "samples": 8,
+            "source": {"path": "/c", "kind": "folder", "digest": "d", "skipped": 0},
+            "tensors": tensors or {"x": {"min": -2.0, "max": 2.0, "amax": 2.0, "observed": [-0.5, 2.0]}}}
+
+
+def test_calibration_file_round_trip(tmp_path):
+    from exporter.int8.calibration_file import CalibrationRanges
+
+    doc = _calibration_doc()
+    ranges = CalibrationRanges.from_dict(doc)
+    assert ranges.ranges == {"x": (-2.0, 2.0)} and ranges.observed == {"x": (-0.5, 2.0)}
+    ranges.write(tmp_path / "c" / "calibration.json")
+    assert json.loads((tmp_path / "c" / "calibration.json").read_text()) == doc
+    assert CalibrationRanges.read(tmp_path / "c" / "calibration.json") == ranges
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"format": "other"}, "edgeport-calibration"),
+    ({"samples": 0}, "samples"),
+    ({"samples": True}, "samples"),
+    ({"tensors": {}}, "tensors"),
+    ({"tensors": {"x": {"min": -1.0, "max": "2"}}}, "tensors.x.min/max"),
+    ({"tensors": {"x": {"min": 3.0, "max": 2.0, "observed": [0.0, 1.0]}}}, "tensors.x.min/max"),
+    ({"tensors": {"x": {"min": -1.0, "max": 1.0, "observed": [0.0]}}}, "tensors.x.observed"),
+    ({"tensors": {"x": {"min": -1.0, "max": 1.0, "observed": [0.0, float("nan")]}}}, "tensors.x.observed"),
+])
+def test_calibration_file_refuses_malformed_documents_naming_the_field(change, field):
+    from exporter.int8.calibration_file import CalibrationFileError, CalibrationRanges
+
+    with pytest.raises(CalibrationFileError, match=re.escape(field)):
+        CalibrationRanges.from_dict({**_calibration_doc(), **change})
+
+
+def test_malformed_cached_ranges_are_a_cache_miss(tmp_path):
+    from exporter.int8.ranges import _read_cached
+
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(_calibration_doc()))
+    bad.write_text(json.dumps(_calibration_doc(x={"min": -1.0, "max": 1.0})))  # no observed range
+    assert _read_cached(good, "k" * 64).ranges == {"x": (-2.0, 2.0)}
+    assert _read_cached(good, "other-key") is None
+    assert _read_cached(bad, "k" * 64) is None
+    assert _read_cached(tmp_path / "absent.json", "k" * 64) is None
+
+
 def test_calibration_key_covers_every_input():
     base = dict(graph_bytes=b"graph", preprocessing={"resize": 73}, calib_digest="d", method="minmax", samples=8)
-    key = Q.calibration_key(**base)
-    assert key == Q.calibration_key(**base) and re.fullmatch(r"[0-9a-f]{64}", key)
+    key = R.calibration_key(**base)
+    assert key == R.calibration_key(**base) and re.fullmatch(r"[0-9a-f]{64}", key)
     for field, value in (("graph_bytes", b"graph2"), ("preprocessing", {"resize": 74}), ("calib_digest", "e"),
                          ("method", "entropy"), ("samples", 9)):
-        assert Q.calibration_key(**{**base, field: value}) != key, field
+        assert R.calibration_key(**{**base, field: value}) != key, field
 
 
 # -- TensorRT calibration cache --------------------------------------------------------------------

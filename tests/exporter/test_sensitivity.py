@@ -84,7 +84,7 @@ def test_search_doubles_then_bisects_and_is_bounded():
 def test_budget_options_are_checked_before_the_export():
     result = invoke("export", "--model", "resnet18", "--weights", "none", "--max-drop", "0.5")
     assert result.exit_code == 2 and "add --int8" in result.output
-    result = invoke("export", "--model", "resnet18", "--weights", "none", "--int8", "--budget-data", "x")
+    result = invoke("export", "--model", "resnet18", "--weights", "none", "--int8", "--labeled-data", "x")
     assert result.exit_code == 2 and "--labeled-data" in result.output and "--max-drop" in result.output
     result = invoke("export", "--model", "resnet18", "--weights", "none", "--int8", "--max-drop", "-1")
     assert result.exit_code == 2 and "0..100" in result.output
@@ -201,14 +201,14 @@ def test_budget_not_met_stops_and_says_the_best_reached(trained_model, poor_cali
 
 
 def test_labeled_budget_data(trained_model, poor_calib, tmp_path):
-    """--budget-data: an ImageFolder of held-out crops; the budget is on top-1 accuracy drop."""
+    """--labeled-data: an ImageFolder of held-out crops; the budget is on top-1 accuracy drop."""
     tm = trained_model
     folder = tmp_path / "labeled"
     for f in sorted(tm.heldout.iterdir()):
         (folder / tm.classes[tm.label_of(f.name)]).mkdir(parents=True, exist_ok=True)
         shutil.copy(f, folder / tm.classes[tm.label_of(f.name)] / f.name)
     out = tmp_path / "out"
-    result = _export(tm, out, "--calib-data", poor_calib, "--max-drop", "1", "--budget-data", folder,
+    result = _export(tm, out, "--calib-data", poor_calib, "--max-drop", "1", "--labeled-data", folder,
                      "--class-names", _class_names(tm, tmp_path), *TOLS)
     assert result.exit_code == 0, result.output
     mp = _json(_bundle(out) / "manifest.json")["int8"]["mixed_precision"]

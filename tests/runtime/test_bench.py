@@ -6,6 +6,7 @@ structure and internal consistency. Speed targets are checked by `make bench`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -62,13 +63,13 @@ def test_quantize_cpu_reduce_range_uses_7_bit_weights(int8_bundle, tmp_path, red
     import onnxruntime as ort
     from onnx import numpy_helper
 
+    from exporter.int8.calibration_file import CalibrationRanges
     from exporter.int8.cpu_int8 import quantize_cpu
-    from exporter.int8.quantize import observed_ranges
     from runtime.bundle import Bundle
 
     b = Bundle.open(int8_bundle)
     pre = b.preprocessing
-    ranges = observed_ranges(json.loads((int8_bundle / "calibration.json").read_text()))
+    ranges = CalibrationRanges.read(int8_bundle / "calibration.json").observed
     qmodel, stats = quantize_cpu(onnx.load(str(b.artifact_path("fp32"))), ranges, b.input_name,
                                  reduce_range=reduce_range, tmp=tmp_path)
     assert stats["ort_cpu_ops"]["QLinearConv"] == 20
@@ -117,7 +118,7 @@ def _bn_graph(rng):
 def test_preactivation_bn_becomes_an_exact_depthwise_conv():
     import onnxruntime as ort
 
-    from exporter.int8.cpu_int8 import fold_preactivation_bn
+    from exporter.graph.rewrites import fold_preactivation_bn
 
     rng = np.random.default_rng(0)
     model = _bn_graph(rng)
@@ -189,28 +190,28 @@ ALL4 = ["fp32", "fp16", "int8", "int8-cpu"]
     (("all",), {"provider": "cuda"}, ["fp32", "fp16", "int8"]),
     ((), {}, ALL4),
 ])
-def test_precision_selection(requested, kwargs, expected):
-    from runtime.precision import select_precisions
+def test_artifact_selection(requested, kwargs, expected):
+    from runtime.precision import select_artifacts
 
-    assert select_precisions(ALL4, requested, **kwargs) == expected
+    assert select_artifacts(ALL4, requested, **kwargs) == expected
 
 
-def test_precision_selection_refusals():
+def test_artifact_selection_refusals():
     from runtime.errors import UsageError
-    from runtime.precision import select_precisions
+    from runtime.precision import select_artifacts
 
     # A bundle exported before int8-cpu existed: int8 stays the Q/DQ graph.
-    assert select_precisions(["fp32", "int8"], ("int8",)) == ["int8"]
+    assert select_artifacts(["fp32", "int8"], ("int8",)) == ["int8"]
     with pytest.raises(UsageError, match="no int8-cpu artifact"):
-        select_precisions(["fp32", "int8"], ("int8-cpu",))
+        select_artifacts(["fp32", "int8"], ("int8-cpu",))
     with pytest.raises(UsageError, match="does not run"):
-        select_precisions(ALL4, ("int8-cpu",), backend="tensorrt")
+        select_artifacts(ALL4, ("int8-cpu",), backend="tensorrt")
     with pytest.raises(UsageError, match="does not run"):
-        select_precisions(ALL4, ("int8-cpu",), provider="cuda")
+        select_artifacts(ALL4, ("int8-cpu",), provider="cuda")
     with pytest.raises(UsageError, match="--qdq"):
-        select_precisions(ALL4, ("int8-cpu",), qdq=True)
+        select_artifacts(ALL4, ("int8-cpu",), qdq=True)
     with pytest.raises(UsageError, match="no int8 artifact"):
-        select_precisions(["fp32"], ("int8",))
+        select_artifacts(["fp32"], ("int8",))
 
 
 def test_verify_and_predict_pick_the_cpu_graph_for_int8(int8_bundle, copy_bundle):
@@ -257,7 +258,7 @@ def test_int8_cpu_warning_without_vnni():
     from types import SimpleNamespace
 
     from runtime.manifest import Int8CpuInfo
-    from runtime.precision import int8_cpu_warning
+    from runtime.machine import int8_cpu_warning
 
     manifest = SimpleNamespace(int8_cpu=Int8CpuInfo(reduce_range=False, quantized_on={"cpu": "AMD EPYC", "vnni": True}))
     message = int8_cpu_warning(manifest, flags={"avx2"})
@@ -300,16 +301,6 @@ def test_latency_stats():
     assert stats["p90_ms"] == pytest.approx(3.7) and stats["p99_ms"] == pytest.approx(3.97)
     assert stats["throughput_ips"] == pytest.approx(8 * 4 / 0.010)
     assert stats["iterations"] == 4 and stats["min_ms"] == 1.0 and stats["max_ms"] == 4.0
-
-
-def test_parse_batches():
-    from runtime.benchmark import parse_batches
-
-    assert parse_batches("1,8") == (1, 8)
-    assert parse_batches(" 4 , 1,4") == (4, 1)
-    for bad in ("0", "abc", "", "1,-2", "2.5"):
-        with pytest.raises(ValueError):
-            parse_batches(bad)
 
 
 def _check_result(r, batch):
@@ -366,17 +357,26 @@ def test_bench_json_report_merge(int8_bundle, copy_bundle, tmp_path):
 
 
 def test_merge_drops_other_machines():
-    from runtime.benchmark import merge_benchmarks
+    from runtime.benchmark import BenchmarkResult, Latency
 
-    old = {"machine": {"cpu": "Other CPU", "arch": "aarch64", "usable_cores": 8},
-           "results": [{"backend": "onnxruntime", "provider": "cpu", "precision": "fp32", "batch": 1, "threads": None}]}
-    new = {"machine": {"cpu": "AMD EPYC", "arch": "x86_64", "usable_cores": 2},
-           "results": [{"backend": "onnxruntime", "provider": "cpu", "precision": "fp16", "batch": 1, "threads": None}]}
-    merged = merge_benchmarks(old, new)
-    assert merged["results"] == new["results"] and merged["machine"] == new["machine"]
-    same = {"machine": dict(new["machine"]), "results": old["results"]}
-    assert len(merge_benchmarks(same, new)["results"]) == 2
-    assert len(merge_benchmarks(old["results"], new)["results"]) == 1  # a bare list: machine unknown
+    def row(precision):
+        return Latency(precision=precision, backend="onnxruntime", provider="cpu", artifact="model.onnx", batch=1,
+                       threads=None, p50_ms=1.0, p90_ms=1.0, p99_ms=1.0, mean_ms=1.0, min_ms=1.0, max_ms=1.0,
+                       throughput_ips=1000.0, iterations=10, warmup=1, measured_at="2026-01-01T00:00:00+00:00")
+
+    other = {"cpu": "Other CPU", "arch": "aarch64", "usable_cores": 8}
+    here = {"cpu": "AMD EPYC", "arch": "x86_64", "usable_cores": 2}
+    old = BenchmarkResult(machine=other, results=[row("fp32")])
+    new = BenchmarkResult(machine=here, results=[row("fp16")])
+    merged = old.merge(new)
+    assert merged.results == new.results and merged.machine == new.machine
+    same = BenchmarkResult(machine=dict(here), results=old.results)
+    assert [r.precision for r in same.merge(new).results] == ["fp32", "fp16"]
+    assert len(BenchmarkResult(machine={}, results=old.results).merge(new).results) == 1  # machine unknown
+    # A same-key result is replaced, not duplicated; the section reads back as it was written.
+    assert [r.p50_ms for r in new.merge(BenchmarkResult(here, [dataclasses.replace(row("fp16"), p50_ms=2.0)])).results] \
+        == [2.0]
+    assert BenchmarkResult.from_dict(json.loads(json.dumps(merged.to_dict()))) == merged
 
 
 @pytest.mark.parametrize("args, message", [

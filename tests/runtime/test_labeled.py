@@ -1,4 +1,4 @@
-"""Labeled accuracy: `edgeport verify BUNDLE --data DIR [--labels FILE]` (runtime/labeled.py)."""
+"""Labeled accuracy: `edgeport verify BUNDLE --labeled-data DIR [--labels FILE]` (runtime/labeled.py)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_imagefolder_top1_top5_for_every_artifact(color_bundle, copy_bundle, tmp
     bundle = copy_bundle(color_bundle)
     data = tmp_path / "val"
     pairs = write_color_images(data, per_class=6, seed=11)
-    result = invoke("verify", bundle, "--data", data)
+    result = invoke("verify", bundle, "--labeled-data", data)
     assert result.exit_code == 0, result.output
     assert "labeled accuracy on 36 images" in result.output
     acc = json.loads((bundle / "report.json").read_text())["accuracy"]
@@ -87,7 +87,7 @@ def test_labels_file_with_wrong_labels_lowers_accuracy_exactly(color_bundle, cop
     lines += [f"{f},{NAMES.index(n) if i % 2 else n}" for i, (f, n) in enumerate(labeled)]
     labels = tmp_path / "labels.csv"
     labels.write_text("\n".join(lines) + "\n")
-    result = invoke("verify", bundle, "--precision", "fp16", "--data", data, "--labels", labels)
+    result = invoke("verify", bundle, "--precision", "fp16", "--labeled-data", data, "--labels", labels)
     assert result.exit_code == 0, result.output
     acc = json.loads((bundle / "report.json").read_text())["accuracy"]
     top1, top5 = expected_accuracy(bundle, data, labeled)
@@ -103,14 +103,14 @@ def test_unreadable_images_are_skipped_and_counted(color_bundle, copy_bundle, tm
     data = tmp_path / "val"
     write_color_images(data, per_class=2, seed=13)
     (data / "red" / "broken.jpg").write_bytes(b"not a jpeg")
-    result = invoke("verify", bundle, "--data", data)
+    result = invoke("verify", bundle, "--labeled-data", data)
     assert result.exit_code == 0, result.output
     acc = json.loads((bundle / "report.json").read_text())["accuracy"]
     assert acc["samples"] == 12 and acc["skipped"] == 1
     assert "red/broken.jpg" in acc["skipped_examples"][0]
 
 
-def test_data_samples_spreads_over_classes(tmp_path):
+def test_labeled_samples_spread_over_classes(tmp_path):
     from runtime.labeled import load_labeled_set
 
     write_color_images(tmp_path, per_class=5, seed=14)
@@ -158,13 +158,13 @@ def test_data_option_errors(color_bundle, copy_bundle, tmp_path, case):
         labels.write_text("red_000.png red\n")
         result, code, text = invoke("verify", bundle, "--labels", labels), 2, "need --labeled-data"
     elif case == "flat-without-labels":
-        result, code, text = invoke("verify", bundle, "--data", flat), 2, "no class sub-folders"
+        result, code, text = invoke("verify", bundle, "--labeled-data", flat), 2, "no class sub-folders"
     elif case == "missing-file":
         labels.write_text("red_000.png red\nnope.png green\n")
-        result, code, text = invoke("verify", bundle, "--data", flat, "--labels", labels), 3, "nope.png"
+        result, code, text = invoke("verify", bundle, "--labeled-data", flat, "--labels", labels), 3, "nope.png"
     else:
         labels.write_text("red_000.png 7\n")
-        result, code, text = invoke("verify", bundle, "--data", flat, "--labels", labels), 3, "outside the model's classes 0..5"
+        result, code, text = invoke("verify", bundle, "--labeled-data", flat, "--labels", labels), 3, "outside the model's classes 0..5"
     assert result.exit_code == code, result.output
     assert text in result.output
     # Option errors come before any verification: the report was not rewritten.
@@ -172,16 +172,23 @@ def test_data_option_errors(color_bundle, copy_bundle, tmp_path, case):
 
 
 def test_merge_keeps_other_backends_for_the_same_data():
-    from runtime.labeled import merge_accuracy
+    from runtime.labeled import AccuracyReference, AccuracyRow, LabeledAccuracy, merge_accuracy
 
     def section(backend, data="d", samples=10):
-        return {"data": data, "samples": samples, "reference": {},
-                "results": [{"backend": backend, "provider": "cpu", "precision": "fp32", "top1": 0.5}]}
+        row = AccuracyRow(backend=backend, provider="cpu", precision="fp32", samples=samples, top1=0.5, top5=0.9,
+                          top1_drop_points=0.0, top5_drop_points=0.0, agreement_with_reference=1.0)
+        ref = AccuracyReference(label="model.onnx FP32", precision="fp32", backend="onnxruntime", provider="cpu",
+                                description="", top1=0.5, top5=0.9)
+        return LabeledAccuracy(data=data, layout="imagefolder", label_source="integer labels", samples=samples,
+                               classes_present=2, skipped=0, skipped_examples=[], reference=ref, results=[row],
+                               evaluated_at="")
 
     merged = merge_accuracy(section("tensorrt"), section("onnxruntime"))
-    assert [r["backend"] for r in merged["results"]] == ["tensorrt", "onnxruntime"]
-    assert [r["backend"] for r in merge_accuracy(section("tensorrt", data="other"),
-                                                 section("onnxruntime"))["results"]] == ["onnxruntime"]
+    assert [r.backend for r in merged.results] == ["tensorrt", "onnxruntime"]
+    assert [r.backend for r in merge_accuracy(section("tensorrt", data="other"),
+                                              section("onnxruntime")).results] == ["onnxruntime"]
+    # The section reads back from report.json as it was written.
+    assert LabeledAccuracy.from_dict(json.loads(json.dumps(merged.to_dict()))) == merged
 
 
 def test_read_class_names(tmp_path):
@@ -202,12 +209,12 @@ def test_progress_plain_lines_in_pipes_and_quiet(color_bundle, copy_bundle, tmp_
     bundle = copy_bundle(color_bundle)
     data = tmp_path / "val"
     write_color_images(data, per_class=2, seed=17)
-    proc = run_cli("verify", bundle, "--data", data)
+    proc = run_cli("verify", bundle, "--labeled-data", data)
     assert proc.returncode == 0, proc.stderr
     assert "[edgeport] labeled accuracy: 12/12 done in" in proc.stderr
     assert "[edgeport] fp16 golden set: 21/21 done in" in proc.stderr
     assert "\r" not in proc.stderr and "\x1b[" not in proc.stderr  # no terminal codes in logs
-    quiet = run_cli("verify", bundle, "--data", data, "-q")
+    quiet = run_cli("verify", bundle, "--labeled-data", data, "-q")
     assert quiet.returncode == 0 and "done in" not in quiet.stderr
 
 

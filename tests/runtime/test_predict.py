@@ -139,16 +139,16 @@ def test_predict_backend_tensorrt_runs_the_resolved_engine(tmp_path, monkeypatch
     e = np.exp(logits - logits.max(axis=1, keepdims=True))  # softmax, computed here
     expected = e / e.sum(axis=1, keepdims=True)
     for pred, probs in zip(preds, expected):
-        assert pred["backend"] == "tensorrt" and pred["provider"] == "gpu"
+        assert pred.backend == "tensorrt" and pred.provider == "gpu"
         order = np.argsort(-probs)[:3]
-        assert [t["index"] for t in pred["top"]] == order.tolist()
-        assert [t["name"] for t in pred["top"]] == [f"class {i}" for i in order]
-        assert [t["probability"] for t in pred["top"]] == pytest.approx(probs[order].tolist())
+        assert [t.index for t in pred.top] == order.tolist()
+        assert [t.name for t in pred.top] == [f"class {i}" for i in order]
+        assert [t.probability for t in pred.top] == pytest.approx(probs[order].tolist())
     assert trt.called("context.execute_async_v3")
 
 
-def test_predict_report_and_verify_data_need_no_torch(color_bundle, copy_bundle, color_photos, tmp_path):
-    """The device side: predict, report and verify --data run with torch unimportable."""
+def test_predict_report_and_labeled_verify_need_no_torch(color_bundle, copy_bundle, color_photos, tmp_path):
+    """The device side: predict, report and verify --labeled-data run with torch unimportable."""
     from conftest import EDGEPORT, REPO, write_color_images
 
     site = tmp_path / "blocker"
@@ -166,7 +166,7 @@ def test_predict_report_and_verify_data_need_no_torch(color_bundle, copy_bundle,
     data = tmp_path / "val"
     write_color_images(data, per_class=1, seed=31)
     for args in (("predict", bundle, color_photos["cyan"], "--topk", "1"), ("report", bundle),
-                 ("verify", bundle, "--data", data)):
+                 ("verify", bundle, "--labeled-data", data)):
         proc = subprocess.run([*EDGEPORT, *map(str, args)], cwd=REPO,
                               env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, (args, proc.stderr[-2000:])

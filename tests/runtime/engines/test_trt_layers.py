@@ -88,10 +88,11 @@ def test_layer_line_parsing_details():
 
 def test_engine_composition_in_report_md_and_html():
     from runtime.report.engines import engine_entry, engines_html, engines_markdown
+    from runtime.report.sections import EnginesSection
 
     summary = summarize_build_log(RECORDED.read_text().splitlines())
     entry = engine_entry("int8", "tensorrt-rtx", "1.7.1.116", summary.to_dict())
-    report = {"engines": {"int8.rtx.engine": entry}}
+    report = EnginesSection({"int8.rtx.engine": entry})
     md = "\n".join(engines_markdown(report))
     # layers 13; tensors Float 41 / Half 0 / Int8 20; compute 6 INT8; 8101640 and 166547456 bytes.
     assert "| int8.rtx.engine | int8 | tensorrt-rtx 1.7.1.116 | 13 | 41 / 0 / 20 | 6 / 0 / 0 | 8.1 | 166.5 |" in md
@@ -103,8 +104,8 @@ def test_engine_composition_in_report_md_and_html():
     fp32_conv = next(ln for ln in RECORDED.read_text().splitlines() if ln.startswith("Name: /features/conv0/Conv"))
     fp32_conv = fp32_conv.replace("Datatype: Int8", "Datatype: Float")
     other = summarize_build_log(["VERBOSE: Layers:\n" + fp32_conv])
-    report["engines"]["b.engine"] = engine_entry("int8", "tensorrt-rtx", "1.7.1.116", other.to_dict())
+    report.entries["b.engine"] = engine_entry("int8", "tensorrt-rtx", "1.7.1.116", other.to_dict())
     assert "b.engine: compute layers not reading INT8: `/features/conv0/Conv_myl0_2` (correlation, fp32)" in \
         "\n".join(engines_markdown(report))
     assert "0 compute layers run INT8, 1 do not" in engines_html(report)
-    assert engines_markdown({}) == [] and engines_html({"engines": {}}) == ""
+    assert engines_markdown(None) == [] and engines_html(EnginesSection({})) == ""

@@ -114,7 +114,7 @@ def test_report_output_option_leaves_bundle_untouched(color_bundle, copy_bundle,
     bundle = copy_bundle(color_bundle)
     before = (bundle / "report.md").read_text()
     out = tmp_path / "elsewhere.html"
-    result = invoke("report", bundle, "--output", out)
+    result = invoke("report", bundle, "--html", out)
     assert result.exit_code == 0, result.output
     assert out.is_file() and parse(out.read_text()).summary_rows == 2
     assert (bundle / "report.md").read_text() == before
@@ -203,7 +203,7 @@ def report_bundle(exported, tmp_path_factory):
     bundle = work / built.name
     shutil.copytree(built, bundle)
     for args in (("bench", bundle, "--batch", "1,4", "--iterations", "5", "--warmup", "1"),
-                 ("sensitivity", bundle, "--samples", "8")):
+                 ("sensitivity", bundle, "--sensitivity-samples", "8")):
         result = invoke(*args)
         assert result.exit_code == 0, result.output
     return bundle

@@ -1,0 +1,105 @@
+"""The typed report.json: ``Report`` and its sections. Read and written only by
+runtime/report/summary.py (``load_report`` / ``save_report``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from runtime.benchmark import BenchmarkResult
+from runtime.compare import Comparison
+from runtime.labeled import LabeledAccuracy
+from runtime.report.sections import (EnginesSection, LintSection, MixedPrecision, Notes, Sensitivity,
+                                     VerificationSection)
+
+REPORT_VERSION = 1
+
+# report.json key (also the Report attribute that holds it) -> the section's type (``from_dict``).
+# These are what a re-export can carry over; the header (model, weights, golden, reference,
+# calibration) is written anew from the bundle by every verification.
+SECTIONS = {
+    "lint": LintSection,
+    "benchmarks": BenchmarkResult,
+    "accuracy": LabeledAccuracy,
+    "sensitivity": Sensitivity,
+    "mixed_precision": MixedPrecision,
+    "engines": EnginesSection,
+}
+_HEADER = ("report_version", "model", "weights", "golden", "reference", "calibration")
+
+
+@dataclasses.dataclass
+class Report:
+    """A bundle's report.json. ``passed`` is derived from the verification results."""
+
+    model: str | None = None
+    weights: dict = dataclasses.field(default_factory=dict)  # manifest weights (Weights.to_dict)
+    golden: dict = dataclasses.field(default_factory=dict)  # {"samples", "source"} of the golden set
+    reference: str | None = None  # what the golden outputs came from ("PyTorch FP32", ...)
+    calibration: dict = dataclasses.field(default_factory=dict)  # precision -> CalibrationInfo.to_dict()
+    verification: VerificationSection = dataclasses.field(default_factory=VerificationSection)
+    lint: LintSection | None = None
+    benchmarks: BenchmarkResult | None = None
+    accuracy: LabeledAccuracy | None = None
+    sensitivity: Sensitivity | None = None
+    mixed_precision: MixedPrecision | None = None
+    engines: EnginesSection | None = None
+    report_version: int = REPORT_VERSION
+    extra: dict = dataclasses.field(default_factory=dict)  # sections of a newer edgeport: kept as they are
+
+    @property
+    def results(self) -> list[Comparison]:
+        return self.verification.results
+
+    @property
+    def passed(self) -> bool:
+        """Some artifact was verified and every verified artifact passed."""
+        return bool(self.results) and self.verification.passed
+
+    def to_dict(self) -> dict:
+        d: dict = {k: getattr(self, k) for k in _HEADER}
+        if not self.calibration:
+            del d["calibration"]
+        d["results"] = [r.to_dict() for r in self.results]
+        if self.verification.golden_names is not None:
+            d["golden_names"] = self.verification.golden_names
+        for key in SECTIONS:
+            section = getattr(self, key)
+            if section is not None:
+                d[key] = section.to_dict()
+        d.update(self.extra)
+        if self.results:
+            d["passed"] = self.passed
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Report":
+        """The typed report; a section of the wrong shape raises TypeError, ValueError, KeyError or
+        AttributeError (summary.read_report turns them into a BundleError)."""
+        report = cls(**{k: data[k] for k in _HEADER if data.get(k) is not None})
+        report.verification = VerificationSection(
+            results=[Comparison.from_dict(r) for r in data["results"]], golden_names=data.get("golden_names"))
+        for key, section in SECTIONS.items():
+            if data.get(key) is not None:
+                setattr(report, key, section.from_dict(data[key]))
+        known = set(_HEADER) | set(SECTIONS) | {"results", "golden_names", "passed"}
+        report.extra = {k: v for k, v in data.items() if k not in known}
+        return report
+
+    def carry_over(self, changes, fresh: set = frozenset()) -> tuple["Report", Notes]:
+        """What still describes a re-exported bundle (``changes``: what it left byte-identical),
+        section by section; ``fresh``: sections the new export writes itself."""
+        notes = Notes()
+        carried = Report(report_version=self.report_version,
+                         verification=self.verification.carry_over(changes, notes))
+        for key in SECTIONS:
+            section = getattr(self, key)
+            if section is not None and key not in fresh:
+                setattr(carried, key, section.carry_over(changes, notes))
+        if self.extra:
+            notes.dropped.append(f"section(s) {', '.join(sorted(self.extra))}")
+        return carried, notes
+
+    @property
+    def empty(self) -> bool:
+        """Nothing worth writing (no results and no section)."""
+        return not self.results and all(getattr(self, k) is None for k in SECTIONS)
