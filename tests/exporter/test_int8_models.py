@@ -69,14 +69,14 @@ class Tiny(nn.Module):
             self.c1.weight.mul_(1e-9)
             self.c1.bias.mul_(1e-9)
             self.c2.weight.mul_(3e4)
-            self.c3.weight.mul_(3e5)  # logits of ~1-10: the head's bias (~0.3) is not what they carry
+            self.c3.weight.mul_(1e5)  # logits of ~1: the head's bias (~0.3) is not what they carry
             self.c2.bias.zero_()
             self.c3.bias.zero_()
 
     def forward(self, x):
         x = nn.functional.relu6(self.c1(x))  # Clip: ONNX Runtime CPU runs it in FP16 in an FP16 region
         x = nn.functional.relu6(self.c2(x))
-        x = nn.functional.relu6(self.c3(x))
+        x = torch.relu(self.c3(x))
         return self.head(x.mean((2, 3)))
 
 
@@ -165,8 +165,10 @@ def test_fp16_underflow_keeps_int8_float_regions_fp32_and_fails_the_fp16_artifac
     import torch
 
     out = tmp_path / "out"
+    # 0.98: this random toy loses ~0.01 of centered cosine to INT8 rounding itself (the CPU U8S8 graph, without
+    # FP16 regions, reaches 0.99999); with c1's output flushed the INT8 graph scored 0.92.
     result = invoke("export", "--model", f"{nets}:tiny", "--input-size", "32", "--fp16", "--int8", "--engine", "no",
-                    "--output", out)
+                    "--tol", "int8.cosine_min=0.98", "--output", out)
     assert result.exit_code == 1, result.output  # the FP16 artifact fails; reports are written
     assert "below FP16's smallest normal" in result.output and "/c1/Conv_output_0" in result.output
     bundle = out / "nets_tiny"
@@ -189,4 +191,4 @@ def test_fp16_underflow_keeps_int8_float_regions_fp32_and_fails_the_fp16_artifac
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(int8.SerializeToString(), options, providers=["CPUExecutionProvider"])
     got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    assert _cosine(got, expected) > 0.98
+    assert _cosine(got, expected) > 0.999  # with c1's output flushed to zero: 0.967
