@@ -218,6 +218,8 @@ def add_int8(staged, manifest, model, built, config) -> Int8Graph:
              "zero_points": 0, "bias": "float", "residual_add_inputs_fused": fused,
              "concat": "inputs share one scale", "pools": "inputs quantized",
              "float_regions": "fp16" if regions is not None else "fp32"}
+    if regions is not None and regions.underflow:
+        rules["float_regions_fp32_for_underflow"] = regions.underflow  # tensors FP16 would flush
     info = _int8_info(staged, ranges, counts, {"format": "QDQ", "calibrated": calibrated,
                                                 "calibration_seconds": seconds, "recipe_version": RECIPE_VERSION,
                                                 "rules": rules})
@@ -252,8 +254,8 @@ def _log_int8(regions, counts: dict, fused: int) -> None:
                     f"{regions.int8_adjacent_fp32} nodes next to Q/DQ keep FP32 types"
                     + (f", {len(regions.fp32_nodes)} kept FP32 for their range" if regions.fp32_nodes else "") + ")")
         if regions.underflow:
-            console.warn(f"INT8: {len(regions.underflow)} float-region node(s) kept FP32: tensors they read or write lie below "
-                         f"FP16's smallest normal (6.1e-5) and FP16 would flush them to zero: "
+            console.warn(f"INT8: {len(regions.underflow)} float-region node(s) kept FP32: tensors they read or write "
+                         f"lie below FP16's smallest normal (6.1e-5) and FP16 would flush them to zero: "
                          f"{', '.join(regions.underflow[:5])}{' ...' if len(regions.underflow) > 5 else ''}")
     console.log(f"INT8: {sum(counts['int8'].values())} layers in INT8, {sum(counts['float'].values())} left in float; "
                 f"{fused} residual Add inputs fused; lint clean")
