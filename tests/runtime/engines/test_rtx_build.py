@@ -398,12 +398,13 @@ def test_runtime_cache_default_path_and_options(exported, tmp_path, rtx, monkeyp
 
     monkeypatch.setenv("EDGEPORT_CACHE", str(tmp_path / "cache"))
     gpu = GpuInfo(*GEFORCE_4090)
-    default = tmp_path / "cache" / "rtx-runtime" / "rtx1.7.1.116-sm89-nvidia-geforce-rtx-4090.cache"
-    assert runtime_cache_path({"enabled": True, "path": None}, "1.7.1.116", gpu) == default
-    assert runtime_cache_path(None, "1.7.1.116", gpu) == default
-    assert runtime_cache_path({"enabled": True, "path": str(tmp_path / "x.cache")}, "1.7.1.116", gpu) == \
-        tmp_path / "x.cache"
-    assert runtime_cache_path({"enabled": False, "path": None}, "1.7.1.116", gpu) is None
+    sha = "0123456789abcdef" * 4
+    default = tmp_path / "cache" / "rtx-runtime" / "rtx1.7.1.116-sm89-nvidia-geforce-rtx-4090-0123456789abcdef.cache"
+    assert runtime_cache_path({"enabled": True, "path": None}, "1.7.1.116", gpu, sha) == default
+    assert runtime_cache_path(None, "1.7.1.116", gpu, sha) == default
+    # A path in the sidecar (bundle data) is never where the cache goes.
+    assert runtime_cache_path({"enabled": True, "path": str(tmp_path / "x.cache")}, "1.7.1.116", gpu, sha) == default
+    assert runtime_cache_path({"enabled": False, "path": None}, "1.7.1.116", gpu, sha) is None
     assert load_runtime_cache(default) == b""
     save_runtime_cache(default, b"jit kernels")
     assert load_runtime_cache(default) == b"jit kernels"
