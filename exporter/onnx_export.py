@@ -160,6 +160,8 @@ def save(model, path: Path) -> None:
 
 
 FP16_MAX = 65504.0
+FP16_MIN_NORMAL = 6.103515625e-05  # 2**-14: below it FP16 values are subnormal, then flushed to zero
+UNDERFLOW_FRACTION = 0.5  # a tensor underflows when at least this share of its nonzero values is below that
 
 
 def fp16_range_check(model, inputs: np.ndarray, limit: int = 8) -> dict:
@@ -168,7 +170,9 @@ def fp16_range_check(model, inputs: np.ndarray, limit: int = 8) -> dict:
     ONNX Runtime's CPU provider runs most FP16 nodes through float kernels, so it does not
     reproduce an FP16 overflow between layers; TensorRT would. This check runs the FP32
     graph with every intermediate tensor exposed (one image at a time, to bound memory) and
-    lists the tensors and initializers whose magnitude exceeds 65504.
+    lists the tensors and initializers whose magnitude exceeds 65504, and the tensors that
+    underflow: at least half of their nonzero values below FP16's smallest normal (6.1e-5),
+    which FP16 keeps as subnormals or flushes to zero (TensorRT's FP16 kernels flush).
     """
     import copy
 
@@ -190,12 +194,19 @@ def fp16_range_check(model, inputs: np.ndarray, limit: int = 8) -> dict:
     sess = create_session(probe, optimization="none", what="the FP16 range probe")
     out_names = [o.name for o in sess.get_outputs()]
     peaks: dict[str, float] = {}
+    tiny: dict[str, list[int]] = {}  # tensor -> [nonzero values, of them below FP16's smallest normal]
     for i in range(min(limit, len(inputs))):
         values = sess.run(out_names, {sess.get_inputs()[0].name: inputs[i:i + 1]})
         for name, v in zip(out_names, values):
             if isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.size:
-                peaks[name] = max(peaks.get(name, 0.0), float(np.abs(v).max()))
+                mag = np.abs(v)
+                peaks[name] = max(peaks.get(name, 0.0), float(mag.max()))
+                counts = tiny.setdefault(name, [0, 0])
+                counts[0] += int(np.count_nonzero(mag))
+                counts[1] += int(np.count_nonzero((mag > 0) & (mag < FP16_MIN_NORMAL)))
     over = sorted(((n, p) for n, p in peaks.items() if p > FP16_MAX), key=lambda t: -t[1])
+    under = sorted(((n, c[1] / c[0]) for n, c in tiny.items() if c[0] and c[1] >= UNDERFLOW_FRACTION * c[0]),
+                   key=lambda t: -t[1])
     big_weights = []
     for init in model.graph.initializer:
         if init.data_type == onnx.TensorProto.FLOAT:
@@ -208,4 +219,6 @@ def fp16_range_check(model, inputs: np.ndarray, limit: int = 8) -> dict:
         "overflowing_tensors": [{"name": n, "max_abs": p} for n, p in over[:20]],
         "overflowing_count": len(over),
         "overflowing_initializers": [{"name": n, "max_abs": p} for n, p in big_weights[:20]],
+        "underflowing_tensors": [{"name": n, "below_normal": round(f, 4), "max_abs": peaks[n]} for n, f in under[:20]],
+        "underflowing_count": len(under),
     }

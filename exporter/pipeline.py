@@ -211,6 +211,10 @@ def _add_graphs(staged, config: ExportConfig, built, ref, timings: dict):
             console.warn(f"{fp16_range.overflowing_count} tensors exceed the FP16 range (max |x| = "
                          f"{fp16_range.max_abs_activation:.3g} > 65504) on the golden set; the FP16 "
                          "artifact will overflow on TensorRT")
+        if fp16_range.underflows:
+            console.warn(f"{fp16_range.underflowing_count} tensors lie mostly below FP16's smallest normal (6.1e-5) "
+                         f"on the golden set: {fp16_range.underflow_names()}; the FP16 artifact flushes them to zero "
+                         "(its verification fails; model.int8.onnx keeps such regions FP32)")
     return model, simplify_stats, fp16_range
 
 

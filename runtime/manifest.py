@@ -213,17 +213,29 @@ class GoldenInfo(FileEntry):
 
 @dataclasses.dataclass
 class Fp16Range(Section):
-    """Export-time check: FP32 activations / weights beyond FP16's 65504 on the golden set."""
+    """Export-time check: FP32 activations / weights beyond FP16's 65504 on the golden set, and
+    activations mostly below FP16's smallest normal (6.1e-5), which FP16 flushes to zero."""
 
     overflowing_count: int = 0
     max_abs_activation: float = 0.0
     overflowing_tensors: list = dataclasses.field(default_factory=list)
     overflowing_initializers: list = dataclasses.field(default_factory=list)
+    underflowing_count: int = 0
+    underflowing_tensors: list = dataclasses.field(default_factory=list)
     extra: dict = dataclasses.field(default_factory=dict)
 
     @property
     def overflows(self) -> bool:
         return bool(self.overflowing_count or self.overflowing_initializers)
+
+    @property
+    def underflows(self) -> bool:
+        return bool(self.underflowing_count)
+
+    def underflow_names(self, limit: int = 5) -> str:
+        """The first underflowing tensors, for messages."""
+        names = [t["name"] for t in self.underflowing_tensors[:limit]]
+        return ", ".join(names) + (" ..." if self.underflowing_count > len(names) else "")
 
 
 @dataclasses.dataclass

@@ -159,3 +159,7 @@ def _fp16_range_into(result: Comparison, fp16_range) -> None:
         result.failures.append(
             f"FP16 overflow: {count} activations and {len(weights)} weights exceed 65504 on the golden set "
             f"(largest {fp16_range.max_abs_activation:.3g}; e.g. {first['name']})")
+    if fp16_range.underflows:
+        result.failures.append(
+            f"FP16 underflow: {fp16_range.underflowing_count} activations lie mostly below FP16's smallest normal "
+            f"(6.1e-5) on the golden set and would flush to zero: {fp16_range.underflow_names()}")

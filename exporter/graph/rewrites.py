@@ -6,6 +6,8 @@ Every rewrite of a quantized or about-to-be-quantized graph lives here or next d
 - ``quantize_pool_inputs``: Q/DQ on pool inputs (TensorRT pools INT8 data);
 - ``fold_preactivation_bn``: pre-activation BatchNorms as depthwise 1x1 Convs (ORT CPU);
 - ``float_graph_outputs``: graph outputs written in float, without a last Q/DQ (ORT CPU);
+- ``constant_weights_as_initializers``: weights held by Constant nodes (onnxsim folds GELU's x0.5
+  into the next Conv that way) become initializers, so the quantizer quantizes them;
 - ``release_orphan_qdq`` / ``prune_dead_qdq`` / ``prune_unused_initializers``: clean-up;
 - FP16 float regions: exporter/graph/float_regions.py; layers back to float and FP16
   regions read back: exporter/graph/qdq_graph.py.
@@ -157,6 +159,35 @@ def float_graph_outputs(model) -> int:
         model.graph.node.remove(n)
     prune_unused_initializers(model.graph)
     return changed
+
+
+WEIGHT_SLOTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (1,)}
+
+
+def constant_weights_as_initializers(model) -> int:
+    """Turn Constant nodes read as a Conv/ConvTranspose/Gemm weight or bias (or a MatMul's B) into
+    initializers of the same name, in place; returns how many were.
+
+    ONNX Runtime's quantizer treats only initializers as weights: a weight held by a Constant
+    node (onnxsim folds GELU's x0.5 into the next Conv's weight that way) would be quantized
+    as an activation, per tensor, and the lint rightly refuses that graph.
+    """
+    from onnx import numpy_helper
+
+    index = GraphIndex(model)
+    slots = {n.input[i] for n in index.nodes for i in WEIGHT_SLOTS.get(n.op_type, ()) if i < len(n.input)}
+    moved = []
+    for node in index.nodes:
+        if node.op_type != "Constant" or not node.output or node.output[0] not in slots:
+            continue
+        value = index.const_tensors.get(node.output[0])
+        if value is None:  # value_float(s)/value_int(s): not a weight tensor
+            continue
+        model.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(value), node.output[0]))
+        moved.append(node)
+    for node in moved:
+        model.graph.node.remove(node)
+    return len(moved)
 
 
 def ensure_node_names(model) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime import console
 from runtime.errors import DependencyError
 
 
@@ -42,10 +43,22 @@ def prepare_for_quantization(graph_bytes: bytes, tmp: Path, *, optimize: bool = 
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     stem = "fp32.cpu" if optimize else "fp32"
+    tmp = Path(tmp).resolve()
     src, dst = tmp / f"{stem}.onnx", tmp / f"{stem}.pre.onnx"
     src.write_bytes(graph_bytes)
-    with quiet_ort():
-        quant_pre_process(str(src), str(dst), skip_optimization=not optimize, skip_symbolic_shape=not optimize)
+    # ORT's symbolic shape inference saves its partial result (sym_shape_infer_temp.onnx and a
+    # <uuid>.data) into the current directory when it fails: run it in ``tmp``.
+    with quiet_ort(), contextlib.chdir(tmp):
+        try:
+            quant_pre_process(str(src), str(dst), skip_optimization=not optimize, skip_symbolic_shape=not optimize)
+        except Exception as exc:  # noqa: BLE001 - ORT raises a bare Exception
+            if not optimize or "symbolic shape inference" not in str(exc):
+                raise
+            # Resize/Upsample with a skip connection: symbolic inference gives up where ONNX's
+            # own shape inference (still run) does not; a CNN needs nothing more from it.
+            quant_pre_process(str(src), str(dst), skip_optimization=False, skip_symbolic_shape=True)
+            console.log("int8-cpu: ONNX Runtime's symbolic shape inference gave up on this graph "
+                        f"({str(exc)[:120]}); prepared with ONNX shape inference only")
     return dst
 
 

@@ -36,7 +36,8 @@ from runtime.graph.index import GraphIndex
 from runtime.precision import precision
 from runtime.engines.calibration import TABLE_VERSION, write_table
 
-from exporter.graph.rewrites import ensure_node_names, fuse_residual_inputs, quantize_pool_inputs
+from exporter.graph.rewrites import constant_weights_as_initializers, ensure_node_names, fuse_residual_inputs, \
+    quantize_pool_inputs
 from exporter.int8.calibration_file import CALIBRATION_FILE, CalibrationRanges
 from exporter.int8.ort_quant import prepare_for_quantization, quantize_with_ranges
 from exporter.int8.ranges import DEFAULT_METHOD, METHODS, RECIPE_VERSION, cached_or_calibrated, calibration_key, \
@@ -96,6 +97,7 @@ def quantize_qdq(pre_path: Path, ranges: dict, out_path: Path, tmp: Path):
     from onnxruntime.quantization import QuantType
 
     model = onnx.load(str(pre_path))
+    constant_weights_as_initializers(model)  # quantized as weights, per channel, not as activations
     ensure_node_names(model)
     named = tmp / "fp32.named.onnx"
     onnx.save(model, str(named))
@@ -216,6 +218,8 @@ def add_int8(staged, manifest, model, built, config) -> Int8Graph:
              "zero_points": 0, "bias": "float", "residual_add_inputs_fused": fused,
              "concat": "inputs share one scale", "pools": "inputs quantized",
              "float_regions": "fp16" if regions is not None else "fp32"}
+    if regions is not None and regions.underflow:
+        rules["float_regions_fp32_for_underflow"] = regions.underflow  # tensors FP16 would flush
     info = _int8_info(staged, ranges, counts, {"format": "QDQ", "calibrated": calibrated,
                                                 "calibration_seconds": seconds, "recipe_version": RECIPE_VERSION,
                                                 "rules": rules})
@@ -249,5 +253,9 @@ def _log_int8(regions, counts: dict, fused: int) -> None:
         console.log(f"INT8: float regions in FP16 ({regions.fp16_nodes} nodes, {regions.casts} Casts; "
                     f"{regions.int8_adjacent_fp32} nodes next to Q/DQ keep FP32 types"
                     + (f", {len(regions.fp32_nodes)} kept FP32 for their range" if regions.fp32_nodes else "") + ")")
+        if regions.underflow:
+            console.warn(f"INT8: {len(regions.underflow)} float-region node(s) kept FP32: tensors they read or write "
+                         f"lie below FP16's smallest normal (6.1e-5) and FP16 would flush them to zero: "
+                         f"{', '.join(regions.underflow[:5])}{' ...' if len(regions.underflow) > 5 else ''}")
     console.log(f"INT8: {sum(counts['int8'].values())} layers in INT8, {sum(counts['float'].values())} left in float; "
                 f"{fused} residual Add inputs fused; lint clean")
