@@ -64,9 +64,11 @@ def test_lint_on_the_cpu_int8_artifact_says_first_it_is_not_for_tensorrt(int8_bu
     fp32 = invoke("lint", int8_bundle / "model.onnx")
     assert result.exit_code == fp32.exit_code == 1
     assert fp32.output.startswith("note: model.onnx is the bundle's FP32 graph")
-    doc = json.loads(invoke("lint", int8_bundle / "model.int8-cpu.onnx", "--json").output)
+    envelope = json.loads(invoke("lint", int8_bundle / "model.int8-cpu.onnx", "--json").stdout)
+    assert envelope["exit_code"] == 1 and envelope["bundle"] == str(int8_bundle)
+    doc = envelope["result"]
     assert doc["bundle_artifact"] == "int8-cpu" and doc["meant_for_tensorrt"] is False and not doc["passed"]
-    clean = json.loads(invoke("lint", int8_bundle / "model.int8.onnx", "--json").output)
+    clean = json.loads(invoke("lint", int8_bundle / "model.int8.onnx", "--json").stdout)["result"]
     assert clean["meant_for_tensorrt"] is True and clean["note"] is None
 
 

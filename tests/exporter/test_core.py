@@ -39,14 +39,15 @@ def golden_inputs(bundle: Path):
 def test_models_lists_every_architecture():
     result = invoke("models", "--json")
     assert result.exit_code == 0, result.output
-    rows = {r["name"]: r for r in json.loads(result.output)}
+    rows = {r["name"]: r for r in json.loads(result.stdout)["result"]["models"]}
     for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
                  "resnext101_32x8d", "wide_resnet50_2", "densenet121", "densenet161", "densenet169",
                  "densenet201", "seed_resnet", "seed_densenet"):
         assert name in rows
     assert rows["resnet50"]["gmacs"] == pytest.approx(4.089, abs=1e-3)
     assert rows["resnet50"]["resize"] == 232  # V2 weights are the default
-    assert "IMAGENET1K_V1" in " ".join(rows["resnet50"]["weights"])
+    assert rows["resnet50"]["weights"] == ["none", "IMAGENET1K_V1", "IMAGENET1K_V2"]
+    assert rows["resnet50"]["default_weights"] == "IMAGENET1K_V2"
     assert rows["seed_resnet"]["input_size"] == 32
     assert rows["seed_densenet"]["params_m"] > 0.1
 
