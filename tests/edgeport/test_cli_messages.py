@@ -48,7 +48,7 @@ def test_lint_on_a_bundle_folder_lints_its_int8_artifact(int8_bundle):
 
 def test_lint_on_a_folder_that_is_not_a_bundle_names_the_bundles_inside(int8_bundle):
     result = invoke("lint", int8_bundle.parent)
-    assert result.exit_code == 3
+    assert result.exit_code == 2  # a path of the wrong kind: what the user typed
     assert "not a bundle" in result.output and str(int8_bundle) in result.output
     assert "does not exist" not in result.output
 

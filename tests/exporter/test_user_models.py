@@ -461,7 +461,7 @@ def test_onnx_files_edgeport_cannot_take_are_refused_clearly(nets, tmp_path):
     assert r.exit_code == 2 and "is an ONNX file, not a PyTorch checkpoint" in r.output
     assert f"--model {two_inputs}" in r.output
     r = invoke("export", "--model", tmp_path / "missing.onnx", "--engine", "no", "-o", tmp_path / "o")
-    assert r.exit_code == 3 and "does not exist" in r.output and "Did you mean" not in r.output
+    assert r.exit_code == 2 and "does not exist" in r.output and "Did you mean" not in r.output
 
 
 # -- 4. factories with arguments --------------------------------------------------------------------

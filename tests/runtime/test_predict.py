@@ -88,7 +88,7 @@ def test_predict_errors_name_the_problem(color_bundle, tmp_path, color_photos):
     assert proc.returncode == 3
     assert f"Cannot read image '{broken}'" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("predict", color_bundle, tmp_path / "missing.png")
-    assert proc.returncode == 3 and "missing.png' does not exist" in proc.stderr
+    assert proc.returncode == 2 and "missing.png' does not exist" in proc.stderr  # a path typed: usage
     result = invoke("predict", color_bundle, color_photos["red"], "--precision", "int8")
     assert result.exit_code == 2 and "has no int8 artifact" in result.output
     result = invoke("predict", color_bundle)
