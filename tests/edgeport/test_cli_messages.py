@@ -92,7 +92,7 @@ def test_models_lists_without_importing_torch():
     wall = time.perf_counter() - t0
     assert run.returncode == 0, run.stderr
     assert "HEAVY []" in run.stderr, run.stderr
-    rows = json.loads(run.stdout)
+    rows = json.loads(run.stdout)["result"]["models"]
     assert len(rows) == 14
     print(f"`edgeport models --json` in a fresh process: {wall:.2f} s")
 

@@ -236,7 +236,7 @@ def test_output_path_that_is_a_file(tmp_path):
     f = tmp_path / "out"
     f.write_text("x")
     r = run_cli("export", *SEED, "-o", f)
-    assert r.returncode == 3 and "not a folder" in r.stderr and no_traceback(r)
+    assert r.returncode == 2 and "not a folder" in r.stderr and no_traceback(r)
 
 
 def test_unwritable_output_folder(tmp_path):
