@@ -10,12 +10,14 @@ ARCH := $(shell uname -m)
 # PyTorch builds known to work here: CUDA build on x86_64 (runs on the CPU too), CPU build on aarch64.
 # TensorRT-RTX (edgeport[rtx]: real NVIDIA engine builds in `make test`, no GPU needed) has x86_64
 # wheels only; on aarch64 its tests skip with that reason.
+# edgeport[openvino] (OpenVINO + NNCF: --backend openvino, export --int8-openvino, the OpenVINO rows
+# of make bench) is installed on x86_64 only, where it was checked (a clean 10 s install).
 ifeq ($(ARCH),aarch64)
 TORCH_PIN := torch==2.9.1 torchvision==0.24.1
 EXTRAS := cpu,export,test,triton,sign
 else
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
-EXTRAS := cpu,export,test,triton,rtx,sign
+EXTRAS := cpu,export,test,triton,rtx,sign,openvino
 endif
 
 # A second environment for a real Triton server in the tests (tests/triton_server.py): pytriton's
@@ -24,7 +26,7 @@ TRITON_VENV := .venv-triton
 TRITON_STAMP := $(TRITON_VENV)/.edgeport-installed
 WHEELHOUSE := .wheelhouse-py310
 
-.PHONY: setup system-tools demo test test-fast clean gpu-check bench triton-bench
+.PHONY: setup system-tools demo test test-fast clean gpu-check bench triton-bench conformance
 
 setup: $(STAMP) $(TRITON_STAMP) $(WHEELHOUSE)/.done system-tools
 
@@ -63,9 +65,17 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
+# Every torchvision classifier through export, verify and TensorRT-RTX builds for 7.5/8.6/12.0
+# (not part of `make test`; hours on 2 cores): docs/conformance.md and .json. Results are kept per
+# model in conformance-results/, so a rerun resumes where the last one stopped.
+conformance: setup
+	nice -n 10 $(PY) scripts/conformance.py
+
 # Speed on this machine (not part of `make test`): PyTorch eager vs edgeport's FP32/FP16/INT8/INT8-CPU
 # for resnet18/resnet50/densenet121, the export's wall time and peak RSS per stage, and the
-# issue's targets (met / NOT met). Several minutes on 2 cores; results in benchmarks/results/.
+# issue's targets (met / NOT met); with edgeport[openvino] (x86_64 here) also OpenVINO FP32/INT8 (NNCF)
+# beside edgeport's CPU variants at batch 1 and 8 (docs/benchmarks.md). Several minutes on 2 cores;
+# results in benchmarks/results/.
 bench: setup
 	$(PY) benchmarks/run.py
 

@@ -14,7 +14,13 @@ The issue's targets are checked at the end (met / NOT met); the machine and its 
 average (before and after) are printed with the numbers, since on a shared machine they
 explain them. Results go to benchmarks/results/latest.json and latest.md.
 
+With OpenVINO installed (edgeport[openvino]) the bundles are exported with --int8-openvino too
+and OpenVINO FP32 / INT8 (NNCF) are measured beside edgeport's CPU variants at batch 1 and 8
+(benchmarks/openvino_bench.py); ``--openvino`` runs only that comparison (with the trained
+model's agreement unless --skip-trained), e.g. ``--models resnet18 --openvino`` for a quick look.
+
     .venv/bin/python benchmarks/run.py [--threads 2] [--batch 1] [--rounds 10] [--block 5] [--skip-export] [--skip-trained]
+                                       [--openvino | --no-openvino] [--ov-batches 1,8]
 """
 
 from __future__ import annotations
@@ -69,14 +75,16 @@ def run_export(args: list[str], check: bool = True) -> int:
     return proc.returncode
 
 
-def export_bundles(workdir: Path, models, reuse: bool) -> dict[str, Path]:
-    """Export each model (random weights, FP16 + both INT8 graphs) once; reused with --reuse."""
+def export_bundles(workdir: Path, models, reuse: bool, openvino: bool = False) -> dict[str, Path]:
+    """Export each model (random weights, FP16 + the INT8 graphs) once; reused with --reuse."""
     out = {}
+    extra = ["--int8-openvino"] if openvino else []
     for model in models:
         bundle = workdir / model
-        if not (reuse and (bundle / "manifest.json").is_file()):
-            log(f"exporting {model} (--weights none --fp16 --int8) into {workdir}")
-            run_export(["--model", model, "--weights", "none", "--fp16", "--int8", "--max-batch", "8",
+        ready = (bundle / "manifest.json").is_file() and (not openvino or (bundle / "model.int8-ov.onnx").is_file())
+        if not (reuse and ready):
+            log(f"exporting {model} (--weights none --fp16 --int8 {' '.join(extra)}) into {workdir}")
+            run_export(["--model", model, "--weights", "none", "--fp16", "--int8", *extra, "--max-batch", "8",
                         "--output", str(workdir), "-q"])
         out[model] = bundle
     return out
@@ -179,27 +187,50 @@ def runner_overhead(runner, feed: dict, pairs: int) -> dict:
             "validate_us": validate_us, "validate_share": validate_us / 1e3 / b_med}
 
 
-def trained_agreement(workdir: Path) -> dict:
-    """Top-1 agreement of int8-cpu with PyTorch on the trained test model's held-out crops."""
+def trained_agreement(workdir: Path, openvino: bool = False, threads: int = 2) -> dict:
+    """Top-1 agreement of the INT8 graphs with PyTorch on the trained test model's held-out crops
+    (with ``openvino``: also edgeport's OpenVINO INT8 and OpenVINO's NNCF INT8, key "openvino")."""
     sys.path.insert(0, str(REPO / "tests"))
     from trained_model import build_trained_model
 
     tm = build_trained_model(workdir / "trained")
     out = workdir / "trained_bundle"
-    run_export([*tm.export_args(), "--int8", "--calib-data", str(tm.calib), "--output", str(out), "-q"],
-               check=False)
+    run_export([*tm.export_args(), "--int8", *(["--int8-openvino"] if openvino else []), "--calib-data",
+                str(tm.calib), "--output", str(out), "-q"], check=False)
     bundle = next(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
     rows = {r["precision"]: r for r in json.loads((bundle / "report.json").read_text())["results"]}
-    return {p: {"top1_agreement": rows[p]["top1_agreement"], "cosine_min": rows[p]["cosine_min"],
-                "samples": rows[p]["samples"]} for p in ("int8", "int8-cpu") if p in rows} | {
+    result = {p: {"top1_agreement": rows[p]["top1_agreement"], "cosine_min": rows[p]["cosine_min"],
+                  "samples": rows[p]["samples"]} for p in ("int8", "int8-cpu", "int8-ov") if p in rows} | {
         "heldout_accuracy_fp32": tm.heldout_accuracy}
+    if openvino:
+        from openvino_bench import trained_agreement as ov_agreement
+
+        from runtime.bundle import Bundle
+
+        b = Bundle.open(bundle)
+        result["openvino"] = ov_agreement(b, calibration_set(b, tm.calib), threads)
+    return result
+
+
+def calibration_set(bundle, path: Path | None = None):
+    """The calibration set edgeport's export used (default: the shipped one), for NNCF."""
+    from exporter.int8.calibration import default_calib_dir, load_calibration
+
+    return load_calibration(path or default_calib_dir(), bundle.preprocessing, tuple(bundle.manifest.input.chw),
+                            None, input_name=bundle.input_name)
+
+
+def openvino_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("openvino", "nncf"))
 
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=1)
@@ -212,14 +243,28 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-export", action="store_true", help="Skip the export wall/RSS measurement.")
     ap.add_argument("--skip-trained", action="store_true", help="Skip the trained-model top-1 check.")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    ov = ap.add_mutually_exclusive_group()
+    ov.add_argument("--openvino", action="store_true", help="Only the OpenVINO comparison (and the trained model).")
+    ov.add_argument("--no-openvino", action="store_true", help="Skip the OpenVINO comparison.")
+    ap.add_argument("--ov-batches", default="1,8", help="Batches of the OpenVINO comparison (default 1,8).")
     args = ap.parse_args(argv)
     if min(args.threads, args.batch, args.rounds, args.block) < 1 or args.gap < 0:
         ap.error("--threads, --batch, --rounds and --block must be at least 1, --gap at least 0")
+    args.ov_batches = [int(b) for b in args.ov_batches.split(",") if b]
+    if args.openvino and not openvino_available():
+        ap.error("--openvino needs openvino and nncf: pip install 'edgeport[openvino]'")
+    args.use_ov = not args.no_openvino and openvino_available()
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    use_ov = args.use_ov
 
     from runtime.machine import describe_machine_line
     from runtime.machine import describe_machine, load_average
 
-    machine = describe_machine(args.threads, extra_versions=("torch", "torchvision", "onnx", "onnxsim"))
+    machine = describe_machine(args.threads, extra_versions=("torch", "torchvision", "onnx", "onnxsim", "nncf"))
     machine["load_avg_before"] = load_average()
     log(f"machine: {describe_machine_line(machine)}")
     tmp = None
@@ -231,11 +276,14 @@ def main(argv=None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
     models = [m for m in args.models.split(",") if m]
     results = {"machine": machine, "threads": args.threads, "batch": args.batch, "models": {}}
-    bundles = export_bundles(workdir, models, args.reuse)
+    bundles = export_bundles(workdir, models, args.reuse, openvino=use_ov)
     for model in models:
-        results["models"][model] = bench_model(model, bundles[model], args.threads, args.batch, args.rounds,
-                                               args.block, args.gap)
-    if not args.skip_export:
+        if not args.openvino:
+            results["models"][model] = bench_model(model, bundles[model], args.threads, args.batch, args.rounds,
+                                                   args.block, args.gap)
+        if use_ov:
+            results.setdefault("openvino", {})[model] = run_openvino(bundles[model], args)
+    if not args.skip_export and not args.openvino:
         from export_profile import merge_stages, profile_export
 
         log("measuring `edgeport export --model densenet121 --weights none --int8` in a subprocess")
@@ -245,7 +293,7 @@ def main(argv=None) -> int:
         results["export"] = prof
     if not args.skip_trained:
         log("training the small test model and exporting it with --int8 (top-1 agreement)")
-        results["trained"] = trained_agreement(workdir)
+        results["trained"] = trained_agreement(workdir, openvino=use_ov, threads=args.threads)
     machine["load_avg_after"] = load_average()
     results["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     text = render(results)
@@ -259,14 +307,19 @@ def main(argv=None) -> int:
     return 0
 
 
-def render(results: dict) -> str:
-    """Markdown: per-model medians, ratios, export stages, targets."""
-    from runtime.machine import describe_machine_line
+def run_openvino(bundle_dir: Path, args) -> dict:
+    from openvino_bench import bench_openvino
 
-    lines = [f"Machine: {describe_machine_line(results['machine'])}.",
-             f"Batch {results['batch']}, {results['threads']} threads, median of "
-             f"{next(iter(results['models'].values()))['calls'] if results['models'] else 0} calls per variant, "
-             "variants interleaved in blocks (random weights).", ""]
+    from runtime.bundle import Bundle
+
+    b = Bundle.open(bundle_dir)
+    return bench_openvino(b, calibration_set(b), threads=args.threads, batches=args.ov_batches, rounds=args.rounds,
+                          block=args.block, gap_s=args.gap, log=log)
+
+
+def _models_table(results: dict) -> list[str]:
+    """PyTorch and edgeport's variants, interleaved at one batch: medians and ratios."""
+    lines = []
     header = ["model"] + [LABELS[v] for v in VARIANTS] + ["ORT FP32 vs PyTorch", "INT8-CPU vs ORT FP32",
                                                           "INT8 (Q/DQ) vs ORT FP32", "runner vs bare session.run"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -280,6 +333,25 @@ def render(results: dict) -> str:
     lines += ["", "Fidelity vs PyTorch (golden set, centered cosine min): " + "; ".join(
         f"{m}: " + ", ".join(f"{p} {f['cosine_min']:.4f}" for p, f in r["fidelity"].items() if p.startswith("int8"))
         for m, r in results["models"].items())]
+    return lines
+
+
+def render(results: dict) -> str:
+    """Markdown: per-model medians, ratios, export stages, targets."""
+    from runtime.machine import describe_machine_line
+
+    lines = [f"Machine: {describe_machine_line(results['machine'])}.",
+             f"Batch {results['batch']}, {results['threads']} threads, median of "
+             f"{next(iter(results['models'].values()))['calls'] if results['models'] else 0} calls per variant, "
+             "variants interleaved in blocks (random weights).", ""]
+    if not results["models"]:  # --openvino: only the OpenVINO comparison ran
+        lines = lines[:1]
+    if results["models"]:
+        lines += _models_table(results)
+    if results.get("openvino"):
+        from openvino_bench import render as render_openvino
+
+        lines += render_openvino(results["openvino"])
     exp = results.get("export")
     if exp:
         lines += ["", f"`{exp['command']}` (fresh calibration cache): wall {exp['wall_s']:.1f} s, peak RSS "
@@ -292,7 +364,11 @@ def render(results: dict) -> str:
     if tr:
         lines += ["", "Trained test model (tests/trained_model.py, 70 held-out crops): FP32 accuracy "
                       f"{tr['heldout_accuracy_fp32']:.1%}; top-1 agreement with PyTorch: " + ", ".join(
-                          f"{p} {v['top1_agreement']:.1%}" for p, v in tr.items() if isinstance(v, dict))]
+                          f"{p} {v['top1_agreement']:.1%}" for p, v in tr.items()
+                          if isinstance(v, dict) and "top1_agreement" in v)]
+        if "openvino" in tr:
+            lines[-1] += "; " + ", ".join(f"{label} {tr['openvino'][v]:.1%}" for v, label in (
+                ("epov-int8", "edgeport OpenVINO INT8"), ("ov-int8", "OpenVINO INT8 (NNCF)")) if v in tr["openvino"])
     lines += ["", "Targets:"] + [f"- {t}" for t in check_targets(results)]
     return "\n".join(lines)
 

@@ -72,6 +72,7 @@ class VerifyResult:
     lint: dict[str, ArtifactLint]  # precision -> Q/DQ lint of the TensorRT-style INT8 graph
     accuracy: LabeledAccuracy | None = None  # with data=...
     reports: list[Path] = dataclasses.field(default_factory=list)
+    report_error: str | None = None  # why the reports could not be written after the work (a warning)
 
     @property
     def passed(self) -> bool:
@@ -81,32 +82,37 @@ class VerifyResult:
         return {"bundle": str(self.bundle), "passed": self.passed, "results": [c.to_dict() for c in self.comparisons],
                 "lint": {p: lint.to_dict() for p, lint in self.lint.items()},
                 "accuracy": self.accuracy.to_dict() if self.accuracy else None,
-                "reports": [str(p) for p in self.reports]}
+                "reports": [str(p) for p in self.reports], "report_error": self.report_error}
 
 
 def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provider: str = "cpu",
            threads: int | None = None, qdq: bool = False, batch: int | None = None, tolerances=None,
            labeled_data: str | Path | None = None, labels: str | Path | None = None,
-           labeled_samples: int | None = None, write_report: bool = True, progress: Progress = None) -> VerifyResult:
+           labeled_samples: int | None = None, write_report: bool = True, trust_engine_host_code: bool = False,
+           progress: Progress = None) -> VerifyResult:
     """Check each artifact of ``bundle`` against the reference outputs it carries.
 
     With ``labeled_data`` (an ImageFolder tree, or a flat folder with ``labels``), also measures
     top-1/top-5 of every artifact. Writes report.json/.md/.html unless ``write_report`` is False.
+    ``trust_engine_host_code``: load version-compatible engines, whose embedded host code runs in
+    this process (docs/security.md); without it they are refused.
     """
     from runtime import console
     from runtime.compare import parse_tolerances
     from runtime.verify import VerifyConfig, verify_bundle
 
     b = _bundle(bundle)
-    target = Target(backend=backend, provider=provider, threads=threads, qdq=qdq)
+    target = Target(backend=backend, provider=provider, threads=threads, qdq=qdq,
+                    trust_engine_host_code=trust_engine_host_code)
     config = VerifyConfig(precisions=_precisions(precisions), target=target, batch=batch,
                           tolerances=parse_tolerances(tolerances or ()))
     with progress_to(progress):
         dataset = _labeled_set(b, labeled_data, labels, labeled_samples)  # before the long part: fail early
         if write_report:
-            from runtime.report.summary import load_report
+            from runtime.report.summary import check_writable, load_report
 
             load_report(b)  # a report.json edgeport cannot read is refused before the long part, too
+            check_writable(b, "verify")  # so is a folder the reports cannot be written into
         verification = verify_bundle(b, config, log=console.log)
         accuracy = None
         if dataset is not None:
@@ -114,14 +120,14 @@ def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provide
 
             accuracy = evaluate_accuracy(b, dataset, AccuracyConfig(precisions=config.precisions, target=target,
                                                                     batch=batch), log=console.log)
-        reports = []
+        reports, error = [], None
         if write_report:
-            from runtime.report.summary import write_reports
+            from runtime.report.summary import save_after_work, write_reports
 
-            write_reports(b, verification, accuracy=accuracy)
-            reports = [b.report_path(s) for s in ("json", "md", "html")]
+            error = save_after_work(b, lambda: write_reports(b, verification, accuracy=accuracy), console.warn)
+            reports = [] if error else [b.report_path(s) for s in ("json", "md", "html")]
     return VerifyResult(bundle=b.root, comparisons=verification.comparisons, lint=verification.lint,
-                        accuracy=accuracy, reports=reports)
+                        accuracy=accuracy, reports=reports, report_error=error)
 
 
 def _labeled_set(bundle: Bundle, data, labels, limit):
@@ -140,38 +146,42 @@ def _labeled_set(bundle: Bundle, data, labels, limit):
 def benchmark(bundle, precisions=("all",), *, batches: Iterable[int] = (1,), backend: str = "onnxruntime",
               provider: str = "cpu", threads: int | None = None, qdq: bool = False, warmup: int = 10,
               iterations: int | None = None, duration: float | None = None, write_report: bool = True,
-              progress: Progress = None) -> BenchmarkResult:
+              trust_engine_host_code: bool = False, progress: Progress = None) -> BenchmarkResult:
     """Latency (p50/p90/p99, mean) and throughput of each artifact per batch size, through the
     same runners verify uses; merged into report.json unless ``write_report`` is False."""
     from runtime import console
     from runtime.benchmark import BenchConfig, run_benchmarks
-    from runtime.report.summary import load_report, write_benchmarks
+    from runtime.report.summary import check_writable, load_report, save_after_work, write_benchmarks
 
     b = _bundle(bundle)
     if isinstance(batches, int):
         batches = (batches,)
     config = BenchConfig(precisions=_precisions(precisions), batches=tuple(dict.fromkeys(batches)),
-                         target=Target(backend=backend, provider=provider, threads=threads, qdq=qdq),
+                         target=Target(backend=backend, provider=provider, threads=threads, qdq=qdq,
+                                       trust_engine_host_code=trust_engine_host_code),
                          warmup=warmup, iterations=iterations, duration=duration)
     with progress_to(progress):
         if write_report:
             load_report(b)  # a report.json edgeport cannot read is refused before the long part
+            check_writable(b, "bench")  # so is a folder the report cannot be written into
         run = run_benchmarks(b, config, log=console.log, warn=console.warn)
         if write_report:
-            write_benchmarks(b, run, log=console.log)
+            run.report_error = save_after_work(b, lambda: write_benchmarks(b, run, log=console.log), console.warn)
     return run
 
 
 # -- predict -----------------------------------------------------------------------------------------
 def predict(bundle, images: Sequence[str | Path], precision: str = "fp32", *, backend: str = "onnxruntime",
-            provider: str = "cpu", threads: int | None = None, qdq: bool = False, topk: int = 5) -> list[Prediction]:
+            provider: str = "cpu", threads: int | None = None, qdq: bool = False, topk: int = 5,
+            trust_engine_host_code: bool = False) -> list[Prediction]:
     """Top-k classes and softmax probabilities for each image (the bundle's preprocessing)."""
     from runtime.predict import PredictConfig
     from runtime.predict import predict as run_predict
 
     b = _bundle(bundle)
-    config = PredictConfig(precision=precision, target=Target(backend=backend, provider=provider, threads=threads,
-                                                               qdq=qdq), topk=topk)
+    target = Target(backend=backend, provider=provider, threads=threads, qdq=qdq,
+                    trust_engine_host_code=trust_engine_host_code)
+    config = PredictConfig(precision=precision, target=target, topk=topk)
     return run_predict(b, list(images), config)
 
 

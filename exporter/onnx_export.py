@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import DependencyError, EdgeportError, require
+from runtime.errors import DependencyError, EdgeportError, UsageError, require
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -44,11 +44,26 @@ def export_onnx(module, input_chw, opset: int = DEFAULT_OPSET, output_names: lis
             raise EdgeportError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc)[:500]}",
                                 hint="Rerun with --debug for the traceback; unusual layers may need a newer --opset.") from exc
     model = onnx.load_from_string(buf.getvalue())
+    _require_one_input(model)
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # noqa: BLE001
         raise EdgeportError(f"The exported ONNX graph does not pass onnx.checker: {exc}") from exc
     return model
+
+
+def _require_one_input(model) -> None:
+    """The tracer turns some defaulted forward arguments (a float ``scale=1.0``) into graph inputs:
+    refuse the graph as a usage error rather than fail later on the missing input feed."""
+    initializers = {i.name for i in model.graph.initializer}
+    extra = [i.name for i in model.graph.input if i.name not in initializers and i.name != INPUT_NAME]
+    if extra:
+        names = ", ".join(repr(e) for e in extra)
+        raise UsageError(f"The traced graph takes {len(extra) + 1} inputs ('{INPUT_NAME}' and {names}: a forward"
+                         " argument with a default value the tracer kept as an input); edgeport exports "
+                         "single-input models only (one NCHW image tensor).",
+                         hint="Drop the argument from forward, or fix it inside the module (e.g. as an attribute set "
+                              "in __init__).")
 
 
 def ort_all_outputs(model_or_path, inputs: np.ndarray, batch: int = 8) -> list[np.ndarray]:

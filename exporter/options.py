@@ -79,6 +79,9 @@ class ExportConfig:
     int8_cpu: bool = option(True, "With --int8: skip model.int8-cpu.onnx, ONNX Runtime CPU's U8S8 graph (for "
                                   "TensorRT-only deployments; ONNX Runtime CPU then runs model.int8.onnx, slower "
                                   "than FP32 there).", "--no-int8-cpu", kind=bool, negate=True)
+    int8_openvino: bool = option(False, f"With --int8: also write {PRECISIONS['int8-ov'].artifact}, NNCF's INT8 "
+                                        "graph for --backend openvino (needs edgeport[openvino]).",
+                                 PRECISIONS["int8-ov"].export_flag, kind=bool)
     # --max-drop: INT8 accuracy budget in points; the most sensitive layers leave INT8 until it holds
     # (exporter/int8/mixed_precision.py). --labeled-data: labeled held-out images to judge it on.
     max_drop: float | None = option(None, "With --int8: accuracy budget in percentage points (top-1 agreement "

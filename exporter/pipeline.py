@@ -17,7 +17,7 @@ import numpy as np
 from runtime import console
 from runtime.bundle import GOLDEN, Bundle
 from runtime.errors import UsageError
-from runtime.precision import CPU_INT8, PRECISIONS
+from runtime.precision import CPU_INT8, OV_INT8, PRECISIONS
 from runtime.manifest import Fp16Range, GoldenInfo, InputSpec, Manifest, ModelInfo, OutputSpec, WeightsInfo
 
 from exporter.models.registry import ModelRequest
@@ -237,6 +237,11 @@ def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, re
             outcome = apply_budget(staged, manifest, config, model, int8, data, ref.inputs, ref.outputs)
         manifest.artifacts["int8"], manifest.int8 = outcome.entry, outcome.info
         sections, budget = outcome.sections, outcome.budget
+    if config.int8_openvino:
+        from exporter.int8.openvino_int8 import add_int8_openvino
+
+        with _Stage(timings, "int8_ov", "quantizing for OpenVINO (NNCF, model.int8-ov.onnx)"):
+            manifest.artifacts[OV_INT8] = add_int8_openvino(staged, manifest, model, built, config)
     if not config.int8_cpu:
         console.log("--no-int8-cpu: no model.int8-cpu.onnx (ONNX Runtime CPU then runs model.int8.onnx, slower "
                     "than FP32 there)")

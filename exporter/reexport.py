@@ -269,14 +269,12 @@ def _carry_engines(old_root: Path, staged, cmp: _Compare, kept: list, dropped: l
     for sidecar in sorted(old_root.glob("*" + SIDECAR_SUFFIX)):
         engine = sidecar.name[: -len(".json")]
         names |= {sidecar.name, engine}
-        why = _engine_stale(sidecar, old_root / engine, cmp)
+        why = _engine_stale(sidecar, old_root / engine, cmp) or _carry_checked(old_root, staged, engine)
         if why:
             stale.append(f"{engine} ({why})")
             continue
-        for name in (engine, sidecar.name):
-            staged.add_file(old_root / name, name)
         cmp.engines.add(engine)
-        cmp.engine_precisions.add(read_sidecar(sidecar).precision)
+        cmp.engine_precisions.add(read_sidecar(staged.path(sidecar.name)).precision)
     orphans = sorted(p.name for p in old_root.glob("*" + ENGINE_SUFFIX) if p.name not in names)
     names |= set(orphans)
     stale += [f"{n} (no sidecar)" for n in orphans]
@@ -288,13 +286,37 @@ def _carry_engines(old_root: Path, staged, cmp: _Compare, kept: list, dropped: l
     return names
 
 
+def _carry_checked(old_root: Path, staged, engine: str) -> str | None:
+    """Link an engine and its sidecar into the staged bundle, then check the staged copies (the
+    files that will be published, so nothing can be swapped after the check): regular files
+    only, and the engine's sha256 the one its sidecar records. Returns why not, having removed
+    them; None when both were kept. A link to a file outside the bundle is never carried."""
+    from runtime.fsutil import open_regular, sha256_fileobj
+
+    names = (engine, engine + ".json")
+    for name in names:
+        staged.add_file(old_root / name, name)
+    why = None
+    try:
+        expected = read_sidecar(staged.path(names[1])).engine.sha256
+        with open_regular(staged.path(engine)) as f:
+            if sha256_fileobj(f) != expected:
+                why = "its sha256 is not the one its sidecar records"
+    except BundleError as exc:
+        why = f"not a regular file of the bundle: {exc}"
+    if why:
+        for name in names:
+            staged.path(name).unlink(missing_ok=True)
+    return why
+
+
 def _engine_stale(sidecar_path: Path, engine: Path, cmp: _Compare) -> str | None:
     try:
         sidecar = read_sidecar(sidecar_path)
-    except BundleError as exc:  # malformed: the engine is dropped, the reason kept
+    except BundleError as exc:  # malformed (or a link): the engine is dropped, the reason kept
         return f"unreadable sidecar: {exc}"
-    if not engine.is_file():
-        return "incomplete"
+    if engine.is_symlink() or not engine.is_file():
+        return "not a regular file" if engine.is_symlink() else "incomplete"
     new = cmp.new.artifacts.get(sidecar.source.artifact)
     if new is None:
         return f"its source, the {sidecar.source.artifact} artifact, is not in the new bundle"

@@ -102,6 +102,8 @@ class BenchmarkResult:
 
     machine: dict  # CPU, cores, threads, load average, library versions (runtime/machine.py)
     results: list[Latency]
+    # Why the report could not be written after the run (not part of report.json); None: written or not asked.
+    report_error: str | None = dataclasses.field(default=None, compare=False)
 
     def to_dict(self) -> dict:
         return {"machine": self.machine, "results": [r.to_dict() for r in self.results]}
@@ -181,7 +183,7 @@ def batch_input(images: np.ndarray, batch: int) -> np.ndarray:
 
 # -- the run --------------------------------------------------------------------------------------
 def _gpu_description(backend: str, provider: str) -> str | None:
-    if backend == "onnxruntime" and provider == "cpu":
+    if backend in ("onnxruntime", "openvino") and provider == "cpu":
         return None
     try:
         from runtime.engines.device import probe_gpu

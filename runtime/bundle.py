@@ -337,15 +337,17 @@ class Bundle:
                       other_outputs={o.name: v for o, v in zip(self.outputs[1:], outputs[1:])})
 
     def runner(self, precision: str = "fp32", *, backend: str = "onnxruntime", provider: str = "cpu",
-               threads: int | None = None, qdq: bool = False):
+               threads: int | None = None, qdq: bool = False, trust_engine_host_code: bool = False):
         """A runner (a context manager) for one artifact: ``infer(array)`` -> {output name: array}.
 
         ``precision``: fp32, fp16, int8 (the INT8 graph that suits the target: model.int8-cpu.onnx
         on ONNX Runtime CPU unless ``qdq``), int8-cpu. ``backend``: onnxruntime or tensorrt.
+        ``trust_engine_host_code``: load a version-compatible engine (its host code runs here).
         """
         from runtime.runners import Target, open_runner
 
-        return open_runner(self, precision, Target(backend=backend, provider=provider, threads=threads, qdq=qdq))
+        return open_runner(self, precision, Target(backend=backend, provider=provider, threads=threads, qdq=qdq,
+                                                   trust_engine_host_code=trust_engine_host_code))
 
     def report_path(self, suffix: str) -> Path:
         return self.root / f"report.{suffix}"

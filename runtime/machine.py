@@ -88,7 +88,8 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict:
 
     out = {"python": platform.python_version()}
     engines = tuple(d for rt in ENGINE_RUNTIMES.values() for d in rt.distributions)
-    for dist in ("edgeport", "numpy", "onnxruntime", "onnxruntime-gpu", *engines, *extra):
+    for dist in ("edgeport", "numpy", "onnxruntime", "onnxruntime-gpu", *engines, "openvino",
+                 *extra):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:

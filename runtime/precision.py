@@ -73,9 +73,14 @@ PRECISIONS: Mapping[str, Precision] = MappingProxyType({p.key: p for p in (
          opt_out="--no-int8-cpu", tolerance={"cosine_min": 0.99}, color="#8172B3", engines=(),
          role="for ONNX Runtime CPU", cpu_only=True, cpu_variant_of="int8", quantized=True,
          section="int8_cpu"),
+    _row(key="int8-ov", artifact="model.int8-ov.onnx", label="INT8",
+         summary="NNCF's INT8 graph (with --int8), made for OpenVINO's CPU plugin", export_flag="--int8-openvino",
+         tolerance={"cosine_min": 0.99}, color="#C44E52", engines=(), role="for OpenVINO", cpu_only=True,
+         quantized=True),
 )})
 
-CPU_INT8 = next(p.key for p in PRECISIONS.values() if p.cpu_only)  # "int8-cpu"
+CPU_INT8 = next(p.key for p in PRECISIONS.values() if p.cpu_variant_of)  # "int8-cpu"
+OV_INT8 = "int8-ov"  # what --backend openvino runs for int8 (runtime/runners/openvino.py)
 
 
 def precision(key: str) -> Precision:

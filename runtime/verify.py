@@ -16,6 +16,7 @@ import numpy as np
 from runtime.bundle import Bundle
 from runtime.compare import DEFAULT_TOLERANCES, Comparison, OutputComparison, Tolerance, compare
 from runtime.console import Progress
+from runtime.precision import PRECISIONS
 from runtime.errors import BundleError, UsageError
 from runtime.runners import Target, open_runner, select_precisions
 from runtime.runners.base import MissingOutputError
@@ -121,9 +122,9 @@ def verify_bundle(
         _other_outputs_into(result, bundle, outputs, golden, tol)
         if precision == "fp16":
             _fp16_range_into(result, bundle.manifest.fp16_range)
-        # The TensorRT-style Q/DQ artifact: TensorRT's rules, checked on the ONNX file. (int8-cpu is
-        # ONNX Runtime's U8S8 graph: asymmetric uint8 by design, never built by TensorRT.)
-        if precision == "int8":
+        # A Q/DQ artifact an engine runtime builds: TensorRT's rules, checked on the ONNX file. (int8-cpu
+        # is ONNX Runtime's U8S8 graph: asymmetric uint8 by design, never built by TensorRT.)
+        if PRECISIONS[precision].quantized and PRECISIONS[precision].engines:
             _lint_into(results, result, precision, bundle.artifact_path(precision), log)
     return results
 

@@ -137,6 +137,40 @@ def copy_bundle(tmp_path):
     return copy
 
 
+# -- signing keys and a signed bundle (tests/runtime/test_signing.py, test_trusted_keys.py) --------
+SIGN_SEED = ("--model", "seed_resnet", "--weights", "none", "--int8", "--max-batch", "2")
+
+
+def keypair(folder: Path, name: str) -> tuple[Path, Path]:
+    """(private PEM, public PEM) of a fresh P-256 key: what `openssl ecparam -name prime256v1` makes."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = folder / f"{name}.pem", folder / f"{name}.pub.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keys")
+    return {"ours": keypair(folder, "ours"), "theirs": keypair(folder, "theirs")}
+
+
+@pytest.fixture
+def signed(exported, copy_bundle, keys) -> Path:
+    """A copy of a small bundle, signed with keys["ours"] by `edgeport sign`."""
+    bundle = copy_bundle(exported(*SIGN_SEED))
+    result = invoke("sign", bundle, "--key", keys["ours"][0])
+    assert result.exit_code == 0, result.output
+    assert (bundle / "bundle.sig").is_file()
+    return bundle
+
+
 # -- headless Chromium (report.html tests) ------------------------------------------------------
 def _find_chromium():
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):

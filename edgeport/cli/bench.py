@@ -54,7 +54,8 @@ def bench(bundle, precisions, backend, provider, threads, qdq, batches, warmup, 
         return
     out(render_table(BENCH_HEADER, bench_rows(result.results)))
     out(f"\nmachine: {describe_machine_line(result.machine)}")
-    out(f"report: {b.report_path('md')}")
-    out(f"report: {b.report_path('html')}")
+    if result.report_error is None:  # else a warning said why the report was not written
+        out(f"report: {b.report_path('md')}")
+        out(f"report: {b.report_path('html')}")
     if json_path is not None:
         out(f"json: {json_path}")

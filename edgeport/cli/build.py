@@ -28,8 +28,9 @@ BUILD_PRECISIONS = choices(engine_keys())
               help=f"tensorrt-rtx: target GPUs, from {', '.join(COMPUTE_CAPABILITIES)} (e.g. 8.6,8.9 or sm86; "
                    f"repeatable). Default: the library's default targets ({', '.join(DEFAULT_TARGETS)}).")
 @click.option("--runtime-cache", type=click.Path(path_type=Path), default=None,
-              help="tensorrt-rtx: JIT cache file on the target (default: per TensorRT-RTX version and GPU under "
-                   "$EDGEPORT_CACHE/rtx-runtime or ~/.cache/edgeport/rtx-runtime).")
+              help="tensorrt-rtx: recorded in the sidecar only; the target keeps its JIT cache under "
+                   "$EDGEPORT_CACHE/rtx-runtime (or ~/.cache/edgeport/rtx-runtime), per engine, version and GPU, "
+                   "never at a path a bundle names (docs/security.md).")
 @click.option("--no-runtime-cache", is_flag=True, help="tensorrt-rtx: run the engines without a JIT cache.")
 @precision_option(choices=BUILD_PRECISIONS,
                   help_text="Engines to build (repeat or comma-separate); all = every precision the bundle has.")

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import os
@@ -96,15 +97,34 @@ def common_options(fn):
     return wrapper
 
 
+# --trust-engine-host-code, handed from target_options' wrapper to target_kwargs: the commands'
+# signatures stay (backend, provider, threads, qdq).
+_TRUST_HOST_CODE: contextvars.ContextVar[bool] = contextvars.ContextVar("trust_engine_host_code", default=False)
+
+
 def target_options(fn):
-    """--backend, --provider, --threads and --qdq (verify, bench, predict): a runners.Target."""
+    """--backend, --provider, --threads, --qdq and --trust-engine-host-code (verify, bench, predict):
+    a runners.Target."""
     from runtime.runners import BACKEND_CHOICES, PROVIDER_CHOICES, backend_help
 
+    command = fn
+
+    @functools.wraps(command)
+    def wrapper(*args, trust_engine_host_code=False, **kwargs):
+        token = _TRUST_HOST_CODE.set(trust_engine_host_code)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            _TRUST_HOST_CODE.reset(token)
+
+    fn = click.option("--trust-engine-host-code", is_flag=True,
+                      help="tensorrt/tensorrt-rtx: load version-compatible engines, whose embedded host code runs "
+                           "in this process; only for engines from a builder you trust (docs/security.md).")(wrapper)
     fn = click.option("--qdq", is_flag=True,
                       help="With --precision int8 on the CPU provider: run the TensorRT-style Q/DQ graph "
                            "(model.int8.onnx) instead of model.int8-cpu.onnx.")(fn)
     fn = click.option("--threads", type=click.IntRange(min=1), default=None,
-                      help="Intra-op threads (ONNX Runtime; default: one per physical core).")(fn)
+                      help="Intra-op threads (ONNX Runtime, OpenVINO; default: one per physical core).")(fn)
     fn = click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="cpu", show_default=True,
                       help="ONNX Runtime execution provider.")(fn)
     fn = click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="onnxruntime", show_default=True,
@@ -113,7 +133,8 @@ def target_options(fn):
 
 
 def target_kwargs(backend, provider, threads, qdq) -> dict:
-    return {"backend": backend, "provider": provider, "threads": threads, "qdq": qdq}
+    return {"backend": backend, "provider": provider, "threads": threads, "qdq": qdq,
+            "trust_engine_host_code": _TRUST_HOST_CODE.get()}
 
 
 # -- output ------------------------------------------------------------------------------------------

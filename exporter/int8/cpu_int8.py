@@ -190,7 +190,7 @@ def add_int8_cpu(staged, manifest, model, built, config, observed: dict, budget=
         tmp = Path(tmpdir)
         try:
             kept, fitted, qmodel, stats = _quantize_fitted(model, observed, reduce_range, budget, tmp,
-                                                           _calibration_loader(built, manifest, config),
+                                                           calibration_loader(built, manifest, config),
                                                            manifest.input.name)
         except EdgeportError:
             raise
@@ -220,7 +220,7 @@ def _quantize_fitted(model, observed: dict, reduce_range: bool, budget, tmp: Pat
     return kept, fitted, qmodel, {**stats, **qstats}
 
 
-def _calibration_loader(built, manifest, config):
+def calibration_loader(built, manifest, config):
     """The calibration set, loaded only if some tensor of the CPU graph needs measuring."""
     def load():
         from exporter.int8.ranges import calibration_set

@@ -283,8 +283,33 @@ def build_model(req: ModelRequest, log=lambda s: None) -> BuiltModel:
     if is_onnx_model(req.model):
         return _from_onnx(req, log)
     if not isinstance(req.model, str):
-        return _from_instance(req)
-    return _build_named(dataclasses.replace(req, weights=resolve_weights(req)), log)
+        built = _from_instance(req)
+    else:
+        built = _build_named(dataclasses.replace(req, weights=resolve_weights(req)), log)
+    require_single_input(built.module, req.label)
+    return built
+
+
+def require_single_input(module, label: str) -> None:
+    """Refuse a module whose forward needs more than one input, before any tracing (a usage error).
+
+    edgeport's graphs, engines and runners feed one NCHW image tensor; a second required
+    argument would otherwise surface as torch's TypeError deep inside the export.
+    """
+    import inspect
+
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C++ forward: nothing to read, tracing decides
+        return
+    required = [p.name for p in params if p.default is inspect.Parameter.empty
+                and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    if len(required) > 1:
+        raise UsageError(
+            f"{label}: its forward({', '.join(required)}) takes {len(required)} inputs; edgeport exports "
+            "single-input models only (one NCHW image tensor).",
+            hint="Wrap it in a module whose forward(x) supplies the other inputs (as constants or computed from "
+                 "x), or give them default values.")
 
 
 def _from_onnx(req: ModelRequest, log) -> BuiltModel:

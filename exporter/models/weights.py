@@ -7,8 +7,10 @@ run code is refused unless ``--trust-checkpoint`` is given (unsafe, documented a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
 from pathlib import Path
 
 from runtime.bundle import sha256_file
@@ -85,8 +87,10 @@ def load_named_weights(module, model_name: str, weights, log=lambda s: None) -> 
     if not cached.is_file():
         log(f"downloading {weights} from {url} into {cached.parent}")
     try:
-        state_dict = torch.hub.load_state_dict_from_url(url, progress=not cached.is_file(), check_hash=True,
-                                                        map_location="cpu", weights_only=True)
+        # torch.hub writes its "Downloading: ..." line to stdout, which `--json` keeps for JSON alone.
+        with contextlib.redirect_stdout(sys.stderr):
+            state_dict = torch.hub.load_state_dict_from_url(url, progress=not cached.is_file(), check_hash=True,
+                                                            map_location="cpu", weights_only=True)
     except (OSError, RuntimeError) as exc:  # URLError is an OSError
         if cached.is_file():
             raise EdgeportError(f"The cached weights file {cached} could not be loaded ({exc}).",

@@ -168,8 +168,7 @@ def build_serialized(
         raise EdgeportError(
             f"{engine_runtime.product} {trt.__version__} failed to build the {plan.precision} engine ({plan.path}): "
             f"{'; '.join(_without_noise(e, engine_runtime.builder_noise) for e in errors[-5:]) or 'no message'}.",
-            hint="On a Jetson, out-of-memory builds end like this: lower --workspace or --max-batch, close other "
-            "GPU programs, or add swap.")
+            hint=getattr(engine_runtime, "build_failure_hint", None) or None)
     new_cache = None
     if timing_cache is not None:
         new_cache = bytes(memoryview(config.get_timing_cache().serialize()))

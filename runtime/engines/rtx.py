@@ -3,8 +3,9 @@
 TensorRT-RTX builds engines ahead of time on any x86_64 machine (no GPU needed) and compiles
 them for the user's GPU when they load ("JIT"); the runtime cache keeps those compiled
 kernels, so the second start is fast. The cache is only valid for one TensorRT-RTX version,
-GPU and CUDA driver major, so its default file carries the version and the GPU:
-``$EDGEPORT_CACHE/rtx-runtime/rtx<version>-sm<CC>-<gpu>.cache``.
+GPU and CUDA driver major, so its file carries the version, the GPU and the engine's sha256:
+``$EDGEPORT_CACHE/rtx-runtime/rtx<version>-sm<CC>-<gpu>-<sha256[:16]>.cache``, never a path
+named by the bundle.
 
 Python module: ``tensorrt_rtx`` when NVIDIA's ``tensorrt-rtx-cu12`` metapackage is installed
 (it re-exports the bindings plus plugin helpers), else ``tensorrt_rtx_bindings`` from the
@@ -108,26 +109,32 @@ def _sentence(text: str) -> str:
 
 
 # -- the runtime (JIT) cache ----------------------------------------------------------------------------
-def default_runtime_cache_path(version: str, gpu_name: str, compute_capability: str, root: Path | None = None) -> Path:
-    """Where the runtime cache for this TensorRT-RTX version and GPU lives by default."""
+def default_runtime_cache_path(version: str, gpu_name: str, compute_capability: str, engine_sha256: str,
+                               root: Path | None = None) -> Path:
+    """The runtime cache of one engine (by its sha256) on this TensorRT-RTX version and GPU.
+
+    Always under edgeport's cache folder and named by content: a cache file's location never
+    comes from a bundle (docs/security.md), and one engine's kernels never mix with another's."""
     from runtime.engines.timing_cache import gpu_slug
     from runtime.fsutil import cache_root
 
+    if not (len(engine_sha256) == 64 and all(c in "0123456789abcdef" for c in engine_sha256)):
+        raise ValueError(f"not a sha256: {engine_sha256!r}")
     v = TrtVersion.parse(version)
     root = cache_root() if root is None else Path(root)
-    return root / "rtx-runtime" / f"rtx{v}-{cc_tag(compute_capability)}-{gpu_slug(gpu_name)}.cache"
+    name = f"rtx{v}-{cc_tag(compute_capability)}-{gpu_slug(gpu_name)}-{engine_sha256[:16]}.cache"
+    return root / "rtx-runtime" / name
 
 
-def runtime_cache_path(setting: dict | None, version: str, gpu) -> Path | None:
-    """The cache file for an engine's sidecar setting ({"enabled", "path"}) on ``gpu``; None when off."""
+def runtime_cache_path(setting: dict | None, version: str, gpu, engine_sha256: str) -> Path | None:
+    """The cache file for an engine's sidecar setting ({"enabled", "path"}) on ``gpu``; None when off.
+
+    The setting's ``path`` is ignored: a sidecar is bundle data, and a path taken from it would
+    let a bundle author overwrite any file the user can write with cache bytes."""
     setting = setting or {}
-    if setting.get("enabled") is False:
+    if setting.get("enabled") is False or gpu is None:
         return None
-    if setting.get("path"):
-        return Path(setting["path"]).expanduser()
-    if gpu is None:
-        return None
-    return default_runtime_cache_path(version, gpu.name, gpu.compute_capability)
+    return default_runtime_cache_path(version, gpu.name, gpu.compute_capability, engine_sha256)
 
 
 def load_runtime_cache(path: Path) -> bytes:

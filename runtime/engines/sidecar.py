@@ -36,7 +36,7 @@ import shlex
 from pathlib import Path
 
 from runtime.errors import BundleError, EdgeportError
-from runtime.fsutil import sha256_file
+from runtime.fsutil import open_regular, sha256_fileobj
 from runtime.engines.registry import DEFAULT_RUNTIME, engine_runtime, product_name
 from runtime.engines.sidecar_schema import (  # noqa: F401 - the sidecar's types, public here
     SIDECAR_VERSION, BuildGpu, EngineFile, EngineSidecar, SourceArtifact)
@@ -103,7 +103,8 @@ def read_sidecar(path: Path) -> EngineSidecar:
     path = Path(path)
     hint = "Rebuild the engine with `edgeport build`, or delete the engine and its sidecar."
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open_regular(path) as f:  # never a link out of the bundle, nor a FIFO
+            data = json.loads(f.read().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"engine sidecar {path.name} cannot be read as JSON: {exc}.", hint=hint) from None
     sidecar = EngineSidecar.from_dict(data, path.name)
@@ -206,7 +207,8 @@ def integrity_problems(record: EngineRecord, bundle, *, check_engine_hash: bool 
         if not expected:
             problems.append("the sidecar records no sha256 for the engine")
         else:
-            actual = sha256_file(record.engine_path)
+            with open_regular(record.engine_path) as f:  # a link to a file outside the bundle: BundleError
+                actual = sha256_fileobj(f)
             if actual != expected:
                 problems.append(f"the engine's sha256 is {actual[:16]}..., the sidecar recorded {expected[:16]}... "
                                 "(the file was truncated, corrupted or replaced)")

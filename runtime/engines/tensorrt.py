@@ -353,6 +353,9 @@ class TensorRT:
     builder_noise: tuple[str, ...] = ()
     parse_hint = ("Also check that the bundle's opset is one this TensorRT parses (8.6 parses up to opset 17; "
                   "`edgeport export --opset 17`).")
+    # The build runs on the target's own GPU, a Jetson's shared memory included.
+    build_failure_hint = ("On a Jetson, out-of-memory builds end like this: lower --workspace or --max-batch, close "
+                          "other GPU programs, or add swap.")
 
     def capabilities(self, version: TrtVersion) -> Capabilities:
         return capabilities(version)

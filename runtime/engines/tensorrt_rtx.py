@@ -126,6 +126,7 @@ def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=N
     from runtime.engines import policy
     from runtime.engines.target import BuildTarget, batch_profile, precisions_to_build
     from runtime.engines.rtx import import_tensorrt_rtx
+    from runtime.engines.turing import turing_refusal
 
     if options.timing_cache is not None:
         raise UsageError("--timing-cache does not apply to TensorRT-RTX: its ahead-of-time build times no kernels "
@@ -140,6 +141,9 @@ def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=N
         dla_core=options.dla_core, gpu_fallback=options.gpu_fallback, hardware_compat=options.hardware_compat,
         version_compatible=options.version_compatible)
         for p in precisions_to_build(options.precisions, bundle.precisions, False, log)]
+    refusal = turing_refusal(bundle, plans, targets)
+    if refusal is not None:
+        raise UsageError(refusal[0], hint=refusal[1])
     profile, shapes = batch_profile(bundle, options, False)
     if options.workspace_mib is not None:
         policy.validate_workspace(options.workspace_mib, None)
@@ -188,6 +192,8 @@ class TensorRTRX:
     # they would only bury the parser's or builder's real error.
     builder_noise = ("cudaError 35", "Thread context has not been set")
     parse_hint = ""
+    # An ahead-of-time build runs on this machine's CPU for RTX GPUs: no Jetson, no GPU memory.
+    build_failure_hint = ""
 
     def capabilities(self, version: TrtVersion) -> Capabilities:
         return capabilities(version)

@@ -45,15 +45,16 @@ def engines_markdown(section: EnginesSection | None) -> list[str]:
     engines = section.entries if section else {}
     if not engines:
         return []
+    from runtime.report.mdtext import md, md_code, md_table  # engine and layer names are bundle text
+
     rows = [_row(n, e) for n, e in sorted(engines.items())]
-    lines = ["", "### Engine composition (from the builder's layer information)", "",
-             "| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines = ["", "### Engine composition (from the builder's layer information)", "", md_table(HEADER, rows)]
     for name, e in sorted(engines.items()):
         other = (e.get("composition") or {}).get("other_compute_layers") or []
         if e.get("precision") == "int8" and other:
-            shown = ", ".join(f"`{x.get('layer')}` ({x.get('type')}, {x.get('reads')})" for x in other[:10])
-            lines += ["", f"{name}: compute layers not reading INT8: {shown}"
+            shown = ", ".join(md_code(x.get("layer")) + " " + md(f"({x.get('type')}, {x.get('reads')})")
+                              for x in other[:10])
+            lines += ["", f"{md(name)}: compute layers not reading INT8: {shown}"
                           + (f" and {len(other) - 10} more" if len(other) > 10 else "")]
     return lines
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from runtime.report.mdtext import md, md_code, md_table, render_table  # noqa: F401 - public here too
 from runtime.report.svg_plots import fmt_number as _fmt
 
 if TYPE_CHECKING:
@@ -20,33 +21,27 @@ def summary_rows(results: list[Comparison]) -> list[list[str]]:
              "PASS" if r.passed else "FAIL"] for r in results]
 
 
-def render_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def render_markdown(report: Report) -> str:
     results = report.results
-    lines = [f"## edgeport: {report.model or '?'} - {'PASS' if report.passed else 'FAIL'}", ""]
+    lines = [f"## edgeport: {md(report.model or '?')} - {'PASS' if report.passed else 'FAIL'}", ""]
     failed = [r for r in results if not r.passed]
     if failed:
-        lines += [f"- **{r.precision} on {r.backend}/{r.provider} failed**: " + "; ".join(r.failures)
-                  for r in failed]
+        lines += [f"- **{md(r.precision)} on {md(r.backend)}/{md(r.provider)} failed**: "
+                  + md("; ".join(r.failures)) for r in failed]
         lines.append("")
-    lines += [render_table(SUMMARY_HEADER, summary_rows(results)), ""]
+    lines += [md_table(SUMMARY_HEADER, summary_rows(results)), ""]
     weights, golden = report.weights, report.golden
-    lines.append(f"Weights: {weights.get('description', weights.get('spec', '?'))}. "
-                 f"Reference: {report.reference or 'PyTorch FP32'} on {golden.get('samples', '?')} held-out images "
-                 f"({golden.get('source', '?')}). Cosine is over centered logits; "
+    lines.append(f"Weights: {md(weights.get('description', weights.get('spec', '?')))}. "
+                 f"Reference: {md(report.reference or 'PyTorch FP32')} on {md(golden.get('samples', '?'))} held-out "
+                 f"images ({md(golden.get('source', '?'))}). Cosine is over centered logits; "
                  "max rel diff is relative to each sample's reference logit range.")
     if weights.get("random_init"):
         lines += ["", "> Random-init weights: only fidelity to PyTorch is meaningful, not task accuracy; "
                       "top-1 agreement on a random-init net is not informative."]
     lines.append("")
-    lines.append("Tolerances: " + "; ".join(
+    lines.append("Tolerances: " + md("; ".join(
         f"{r.precision}: " + ", ".join(f"{k}={v}" for k, v in r.tolerance.items() if v is not None)
-        for r in results))
+        for r in results)))
     lines += output_lines(results)
     lines += markdown_sections(report)
     return "\n".join(lines) + "\n"
@@ -64,8 +59,8 @@ def _calibration_lines(calibration: dict) -> list[str]:
         else:
             ranges = "reused from the calibration cache" if c.get("calibrated") is False else "calibrated"
         skipped = f", {c['skipped']} unreadable files skipped" if c.get("skipped") else ""
-        lines.append(f"- {precision}: {c.get('samples', '?')} samples ({c.get('kind') or '?'} "
-                     f"{c.get('source') or '?'}{skipped}), method {c.get('method', '?')}, ranges {ranges}")
+        lines.append("- " + md(f"{precision}: {c.get('samples', '?')} samples ({c.get('kind') or '?'} "
+                               f"{c.get('source') or '?'}{skipped}), method {c.get('method', '?')}, ranges {ranges}"))
         if c.get("few"):
             few.append((c.get("samples"), c.get("recommended_min")))
     if few:
@@ -85,7 +80,7 @@ def output_lines(results: list[Comparison]) -> list[str]:
         return []
     return ["", "### Further outputs", "",
             "The table above compares the classifier output; every other output of the model is compared "
-            "here with the same tolerance (top-1 agreement aside).", "", render_table(OUTPUTS_HEADER, rows)]
+            "here with the same tolerance (top-1 agreement aside).", "", md_table(OUTPUTS_HEADER, rows)]
 
 
 def markdown_sections(report: Report) -> list[str]:
@@ -95,7 +90,7 @@ def markdown_sections(report: Report) -> list[str]:
     lines = _calibration_lines(report.calibration)
     if report.lint and report.lint.artifacts:
         lines += ["", "### Q/DQ lint (TensorRT's INT8 rules)", ""]
-        lines += [f"- {p} ({d.file}): {'' if d.passed else 'FAIL, '}{d.summary}"
+        lines += ["- " + md(f"{p} ({d.file}): {'' if d.passed else 'FAIL, '}{d.summary}")
                   for p, d in report.lint.artifacts.items()]
     lines += engines_markdown(report.engines)  # edgeport build: what each engine is made of
     lines += _budget_lines(report)
@@ -110,11 +105,11 @@ def _budget_lines(report: Report) -> list[str]:
     if not isinstance(mp.get("budget_points"), (int, float)):
         return []
     lines = ["", "### INT8 accuracy budget", "",
-             f"Budget {mp['budget_points']:g} points ({mp.get('metric', '?')}, {mp.get('data', '?')}): "
+             f"Budget {mp['budget_points']:g} points ({md(mp.get('metric', '?'))}, {md(mp.get('data', '?'))}): "
              f"{_fmt(mp.get('drop_points'))} reached (full INT8: {_fmt(mp.get('full_int8_drop_points'))}); "
              f"{mp.get('layers_out_of_int8', '?')} of {mp.get('quantized_layers', '?')} layers out of INT8, "
              f"{_fmt(100 * float(mp.get('int8_macs_share') or 0), 1)} % of MACs in INT8.", ""]
-    return lines + [f"- `{r.get('layer')}` ({r.get('op_type')}, {r.get('precision')}): {r.get('reason', '')}"
+    return lines + [f"- {md_code(r.get('layer'))} " + md(f"({r.get('op_type')}, {r.get('precision')}): {r.get('reason', '')}")
                     for r in (mp.get("kept_float") or [])[:30] if isinstance(r, dict)]
 
 
@@ -127,9 +122,9 @@ def _accuracy_lines(report: Report) -> list[str]:
              "-", "-"]]
     rows += [[r.precision, f"{r.backend}/{r.provider}", f"{r.top1:.2%}", f"{r.top5:.2%}",
               f"{r.top1_drop_points:+.2f}", f"{r.top5_drop_points:+.2f}"] for r in acc.results]
-    return ["", f"### Labeled accuracy: {acc.samples} images ({acc.data})", "",
-            render_table(["model", "backend", "top-1", "top-5", "top-1 drop (points)", "top-5 drop (points)"], rows),
-            "", f"Reference: {ref.description}. Drop = reference minus artifact, in percentage points."]
+    return ["", f"### Labeled accuracy: {acc.samples} images ({md(acc.data)})", "",
+            md_table(["model", "backend", "top-1", "top-5", "top-1 drop (points)", "top-5 drop (points)"], rows),
+            "", f"Reference: {md(ref.description)}. Drop = reference minus artifact, in percentage points."]
 
 
 def _latency_lines(report: Report) -> list[str]:
@@ -139,9 +134,9 @@ def _latency_lines(report: Report) -> list[str]:
     rows = [[b.precision, f"{b.backend}/{b.provider}", _fmt(b.batch), _fmt(b.threads), _fmt(b.p50_ms),
              _fmt(b.p90_ms), _fmt(b.p99_ms), _fmt(b.throughput_ips)] for b in bench.results]
     lines = ["", "### Latency", "",
-             render_table(["precision", "backend", "batch", "threads", "p50 ms", "p90 ms", "p99 ms", "img/s"], rows)]
+             md_table(["precision", "backend", "batch", "threads", "p50 ms", "p90 ms", "p99 ms", "img/s"], rows)]
     if bench.machine:
         from runtime.machine import describe_machine_line
 
-        lines += ["", f"Measured on: {describe_machine_line(bench.machine)}."]
+        lines += ["", f"Measured on: {md(describe_machine_line(bench.machine))}."]
     return lines

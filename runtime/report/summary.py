@@ -21,8 +21,11 @@ from runtime.report.sections import EnginesSection, LintSection
 def read_report(path, *, fix: str = "") -> Report:
     """Parse the report.json at ``path``; anything that is not an edgeport report is a BundleError
     (the file is then never overwritten: that would lose its sections)."""
+    from runtime.fsutil import open_regular
+
     try:
-        data = json.loads(path.read_text())
+        with open_regular(path) as f:  # a link out of the bundle is refused (BundleError), never followed
+            data = json.loads(f.read().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{path} is not valid JSON ({exc}).", hint=fix) from exc
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
@@ -44,6 +47,42 @@ def load_report(bundle: Bundle, *, required: bool = False) -> Report:
         return Report()
     return read_report(path, fix=f"Move it aside (it is not overwritten) and run `edgeport verify {bundle.root}` "
                                  "to write a fresh one.")
+
+
+def check_writable(bundle: Bundle, command: str) -> None:
+    """Refuse, before any work, a bundle folder ``command`` cannot write its reports into.
+
+    Reports are replaced atomically (a temp file renamed over the old one), so what matters is
+    creating a file in the folder: try exactly that. Minutes of verification should not end in
+    "permission denied" with the verdict lost."""
+    import os
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".report-write-test.", dir=bundle.root)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BundleError(
+            f"Cannot write the reports of bundle '{bundle.root}' ({exc.strerror or exc}): `edgeport {command}` "
+            "writes report.json, report.md and report.html into the bundle folder, so it stops before the work.",
+            hint="Copy the bundle somewhere writable, or fix the folder's permissions (from Python: "
+                 "write_report=False runs without writing reports).") from exc
+
+
+def save_after_work(bundle: Bundle, write: Callable[[], object], warn: Callable[[str], None]) -> str | None:
+    """Run ``write`` (a report writer) after the work is done: an OSError (a full disk, a folder
+    made read-only meanwhile) becomes a warning naming the report, so the caller still shows
+    the verdict. Returns the error's text, or None when the reports were written."""
+    try:
+        write()
+    except OSError as exc:
+        why = f"{exc.strerror or exc}" + (f": {exc.filename}" if getattr(exc, "filename", None) else "")
+        message = (f"the results above stand, but the report {bundle.report_path('json')} (and .md/.html) could "
+                   f"not be written ({why})")
+        warn(message)
+        return message
+    return None
 
 
 def write_reports(bundle: Bundle, verification, accuracy: LabeledAccuracy | None = None,

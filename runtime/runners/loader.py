@@ -8,12 +8,15 @@ labeled accuracy) and the Python API go through ``select_precisions`` and
 Rules kept here:
 
 - ONNX Runtime runs the bundle's ONNX artifacts (which INT8 graph ``int8`` means on which
-  provider: runtime/precision.py); its TensorRT provider gets an engine cache inside the
-  bundle (runtime/engines/ort_ep.py).
+  provider: runtime/precision.py); its TensorRT provider gets an engine cache in edgeport's
+  cache folder, keyed by the graph's sha256 (runtime/engines/ort_ep.py).
 - Every engine runtime of runtime/engines/registry.py (TensorRT, TensorRT-RTX) is a backend
   of the same name: it runs the engine built for the precision, after its sidecar check
   (runtime/engines/sidecar.py), with the runner class the runtime names; ``all`` there means
   the precisions that have engines of that runtime.
+- OpenVINO (edgeport[openvino]) runs the ONNX artifacts it reads alike on the CPU;
+  ``int8`` is model.int8-ov.onnx (else model.int8-cpu.onnx) there, model.int8.onnx is refused with the reason
+  (runtime/runners/openvino.py).
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class Target:
     provider: str = "cpu"  # ONNX Runtime execution provider (onnxruntime backend only)
     threads: int | None = None  # intra-op threads (None: the backend's default)
     qdq: bool = False  # int8 on the CPU provider: run model.int8.onnx, not model.int8-cpu.onnx
+    # Load version-compatible engines, whose embedded host code runs in this process: only on the
+    # user's word (--trust-engine-host-code), never because a sidecar says so (docs/security.md).
+    trust_engine_host_code: bool = False
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -68,6 +74,13 @@ class _Backend:
 
         return select_artifacts(bundle.precisions, requested, backend=target.backend, provider=target.provider,
                                  qdq=target.qdq, where=f"Bundle '{bundle.root}'")
+
+    def key(self, bundle, precision: str, target: Target) -> str:
+        """The artifact key a user's ``precision`` means here (runtime/precision.py)."""
+        from runtime.precision import resolve_precision
+
+        return resolve_precision(bundle.precisions, precision, backend=target.backend, provider=target.provider,
+                                 qdq=target.qdq)
 
     def resolve(self, bundle, precision: str, target: Target, warn) -> Resolved:
         raise NotImplementedError
@@ -125,13 +138,54 @@ class _Engines(_Backend):
         if target.threads is not None:
             raise UsageError(f"--threads applies to ONNX Runtime; {self.name} engines run on the GPU.",
                              hint=f"Drop --threads with --backend {self.name}.")
-        return self.runtime.runner_class()(resolved.path, sidecar=resolved.options.get("sidecar"))
+        return self.runtime.runner_class()(resolved.path, sidecar=resolved.options.get("sidecar"),
+                                           trust_engine_host_code=target.trust_engine_host_code)
+
+
+class _OpenVINO(_Backend):
+    """OpenVINO on the CPU (edgeport[openvino]): the ONNX artifacts it reads alike
+    (runtime/runners/openvino.py says which, and why not model.int8.onnx)."""
+
+    name = "openvino"
+    help = "the ONNX artifacts on the CPU with OpenVINO (edgeport[openvino]; int8 = model.int8-ov.onnx, else " \
+           "model.int8-cpu.onnx)"
+
+    def precisions(self, bundle, requested, target):
+        from runtime.runners.openvino import runnable
+
+        if not requested or "all" in requested:
+            return runnable(bundle.precisions)
+        chosen = list(dict.fromkeys(self.key(bundle, p, target) for p in requested))
+        return super().precisions(bundle, chosen, Target())  # exact keys now: checked against the bundle
+
+    def key(self, bundle, precision, target):
+        from runtime.runners.openvino import artifact_key
+
+        return artifact_key(bundle.precisions, precision, target.qdq)
+
+    def resolve(self, bundle, precision, target, warn):
+        if precision == "int8":  # an exact key (artifact=True) reaches here without key()
+            self.key(bundle, precision, Target(qdq=True))
+        return Resolved(precision, bundle.artifact_path(precision), "cpu", {})
+
+    def open(self, bundle, resolved, target):
+        from runtime.runners.openvino import OpenVINORunner
+
+        if target.provider != "cpu":
+            raise UsageError(f"--provider {target.provider} is an ONNX Runtime execution provider; OpenVINO runs "
+                             "on the CPU here.", hint="Drop --provider with --backend openvino.")
+        runner = OpenVINORunner(resolved.path, threads=target.threads, max_batch=bundle.max_batch,
+                                precision_hint="f32" if resolved.precision == "fp32" else None)
+        from runtime.bundle_check import check_graph_io
+
+        check_graph_io(bundle.manifest, runner.inputs, runner.outputs, resolved.path.name)
+        return runner
 
 
 def _backends() -> dict[str, _Backend]:
     from runtime.engines.registry import ENGINE_RUNTIMES
 
-    return {b.name: b for b in (_OnnxRuntime(), *(_Engines(rt) for rt in ENGINE_RUNTIMES.values()))}
+    return {b.name: b for b in (_OnnxRuntime(), *(_Engines(rt) for rt in ENGINE_RUNTIMES.values()), _OpenVINO())}
 
 
 BACKENDS: dict[str, _Backend] = _backends()
@@ -158,13 +212,9 @@ def resolve(bundle, precision: str, target: Target | None = None,
     returns them (``int8`` = model.int8.onnx, exactly).
     """
     target = target or Target()
-    key = precision
-    if not artifact:
-        from runtime.precision import resolve_precision
-
-        key = resolve_precision(bundle.precisions, precision, backend=target.backend, provider=target.provider,
-                                qdq=target.qdq)
-    return BACKENDS[target.backend].resolve(bundle, key, target, warn)
+    backend = BACKENDS[target.backend]
+    key = precision if artifact else backend.key(bundle, precision, target)
+    return backend.resolve(bundle, key, target, warn)
 
 
 def open_runner(bundle, precision: str = "fp32", target: Target | None = None, *,

@@ -89,7 +89,7 @@ def create_session(model, *, provider: str = "cpu", threads: int | None = None, 
         opts.optimized_model_filepath = str(optimized_model_path)
     providers: list = [full] if full == "CPUExecutionProvider" else [full, "CPUExecutionProvider"]
     if provider_options:
-        # e.g. the TensorRT EP's engine cache inside the bundle (runtime/engines/ort_ep.py)
+        # e.g. the TensorRT EP's engine cache in edgeport's cache folder (runtime/engines/ort_ep.py)
         providers[0] = (full, dict(provider_options))
     if hasattr(model, "SerializeToString"):
         source, label = model.SerializeToString(), what or "an in-memory ONNX graph"

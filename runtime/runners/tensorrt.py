@@ -54,11 +54,15 @@ class TensorRTRunner(Runner):
     backend = "tensorrt"
     product = "TensorRT"
 
-    def __init__(self, path: str | Path, *, sidecar=None, dla_core: int | None = None, memory=None, trt=None):
+    def __init__(self, path: str | Path, *, sidecar=None, dla_core: int | None = None, memory=None, trt=None,
+                 trust_engine_host_code: bool = False):
         """Deserialize ``path``. ``sidecar`` (an EngineSidecar from resolve_engine) says whether
         the engine is version-compatible and which DLA core it targets (batches are split/padded
-        to the engine's own profile); ``memory`` and ``trt`` let tests inject fakes."""
+        to the engine's own profile); ``memory`` and ``trt`` let tests inject fakes.
+        ``trust_engine_host_code``: the user's explicit consent (``--trust-engine-host-code``) to
+        run the host code a version-compatible engine embeds; without it such an engine is refused."""
         super().__init__()
+        self.trust_engine_host_code = bool(trust_engine_host_code)
         from runtime.engines.builder import make_logger
 
         self.trt = trt if trt is not None else self._import_library()
@@ -81,8 +85,10 @@ class TensorRTRunner(Runner):
             memory = default_memory()
         self.memory = memory
         if getattr(self.sidecar, "version_compatible", False):
-            # Version-compatible plans embed TensorRT's lean runtime (host code): allow it,
-            # since resolve_engine has matched the plan's sha256 with its sidecar.
+            # Version-compatible plans embed TensorRT's lean runtime: host code that runs in this
+            # process. The sidecar's sha256 is written by whoever wrote the engine, so it proves
+            # nothing about who that was: only the user can allow the code (docs/security.md).
+            self._require_host_code_trust()
             self.runtime.engine_host_code_allowed = True
         dla = dla_core if dla_core is not None else getattr(self.sidecar, "dla_core", None)
         if dla is not None:
@@ -100,6 +106,16 @@ class TensorRTRunner(Runner):
                                 f"{'; '.join(self._messages[-3:]) or 'out of GPU memory?'}.")
         self._stream = self.memory.stream()
         self._read_io()
+
+    def _require_host_code_trust(self) -> None:
+        if not self.trust_engine_host_code:
+            raise EdgeportError(
+                f"{self.path.name} is a version-compatible engine (its sidecar says so): such a plan embeds "
+                f"{self.product}'s lean runtime, host code that runs inside this process with your permissions, "
+                "and whoever can write the bundle can replace the engine and its sidecar together, so edgeport "
+                "loads it only with --trust-engine-host-code (trust_engine_host_code=True in the Python API).",
+                hint="Pass --trust-engine-host-code only if you trust whoever built this engine; otherwise rebuild "
+                     "it on this machine without --version-compatible (`edgeport build`).")
 
     # Hooks for the TensorRT-RTX runner (runtime/runners/tensorrt_rtx.py).
     def _import_library(self):

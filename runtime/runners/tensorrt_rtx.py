@@ -27,15 +27,17 @@ class TensorRTRXRunner(TensorRTRunner):
     product = "TensorRT-RTX"
 
     def __init__(self, path: str | Path, *, sidecar=None, memory=None, trt=None,
-                 runtime_cache: Path | None | bool = True, warn=None):
-        """``runtime_cache``: True = the sidecar's setting (or the default file for this GPU),
-        False = none, a path = that file."""
+                 runtime_cache: Path | None | bool = True, warn=None, trust_engine_host_code: bool = False):
+        """``runtime_cache``: True = the engine's cache under edgeport's cache folder (keyed by the
+        engine's sha256; off when the sidecar disables it), False = none, a path = that file (the
+        caller's choice; a sidecar's ``runtime_cache.path`` is never used)."""
         self._runtime_cache_arg = runtime_cache
         self._warn = warn
         self.runtime_cache_path: Path | None = None
         self.runtime_cache_loaded = False
         self._cache = None
-        super().__init__(path, sidecar=sidecar, memory=memory, trt=trt)
+        self._plan_sha256 = ""
+        super().__init__(path, sidecar=sidecar, memory=memory, trt=trt, trust_engine_host_code=trust_engine_host_code)
 
     def _import_library(self):
         from runtime.engines.rtx import import_tensorrt_rtx
@@ -45,7 +47,10 @@ class TensorRTRXRunner(TensorRTRunner):
     def _check_plan(self, data: bytes) -> None:
         from runtime.engines.rtx import require_valid_engine
 
+        import hashlib
+
         require_valid_engine(self.trt, self.runtime, data, self.path.name, self._messages, warn=self._warn)
+        self._plan_sha256 = hashlib.sha256(data).hexdigest()  # the runtime cache's key: the bytes loaded
 
     def _cache_path(self) -> Path | None:
         from runtime.engines.device import probe_gpu
@@ -57,7 +62,7 @@ class TensorRTRXRunner(TensorRTRunner):
         if arg is not True:
             return Path(arg)
         setting = self.sidecar.runtime_cache if self.sidecar is not None else None
-        return runtime_cache_path(setting, str(self.trt.__version__), probe_gpu()[0])
+        return runtime_cache_path(setting, str(self.trt.__version__), probe_gpu()[0], self._plan_sha256)
 
     def _create_context(self):
         from runtime.engines.rtx import load_runtime_cache, runtime_config_with_cache

@@ -127,11 +127,13 @@ def test_tensorrt_runner_has_no_max_batch_to_ignore():
     assert "max_batch" not in inspect.signature(TensorRTRunner.__init__).parameters
 
 
-def test_ort_tensorrt_provider_keeps_the_profile_and_warns_without_a_writable_cache(seed_bundle, copy_bundle):
-    from runtime.engines.ort_ep import ENGINE_CACHE_DIR, tensorrt_ep_options
+def test_ort_tensorrt_provider_keeps_the_profile_and_warns_without_a_writable_cache(seed_bundle, copy_bundle,
+                                                                                     tmp_path, monkeypatch):
+    from runtime.engines.ort_ep import tensorrt_ep_options
 
     bundle_dir = copy_bundle(seed_bundle)
-    (bundle_dir / ENGINE_CACHE_DIR).write_text("a file where the cache folder would go")  # mkdir fails
+    (tmp_path / "cache-file").write_text("a file where the cache folder would go")  # mkdir fails
+    monkeypatch.setenv("EDGEPORT_CACHE", str(tmp_path / "cache-file"))
     warnings = []
     options = tensorrt_ep_options(edgeport.Bundle.open(bundle_dir), "fp32", warn=warnings.append)
     assert options["trt_profile_max_shapes"] == "input:4x3x32x32"

@@ -143,3 +143,36 @@ def test_reexport_keeps_what_is_unchanged_and_lists_what_it_drops(tmp_path):
     assert "input 3x32x32 -> 3x48x48" in result.output
     assert "2 TensorRT engine(s) built from files that changed" in result.output
     assert not any((bundle / e).exists() for e in engines) and _benchmarked(bundle) == set()
+
+
+def test_reexport_keeps_only_regular_engines_whose_sha256_matches(tmp_path):
+    """An "engine" that is a link to a secret (its sidecar claiming the secret's sha256), or a
+    regular file the sidecar's sha256 does not describe, never survives a re-export."""
+    out = tmp_path / "out"
+    bundle = out / "seed_resnet"
+    assert _export(out).exit_code == 0
+    good, = _fake_engines(bundle, ("fp32",))
+    secret = tmp_path / "secret.key"
+    secret.write_bytes(b"PRIVATE KEY MATERIAL")
+    # A second fp32 "engine": a link to the secret, its sidecar forged to claim the secret's sha256.
+    planted = "model.fp32.sm86.trt10.3.0.engine"
+    sidecar = _json(bundle / (good + ".json"))
+    sidecar["engine"] = {"file": planted, "sha256": _sha(secret), "bytes": secret.stat().st_size}
+    (bundle / (planted + ".json")).write_text(json.dumps(sidecar))
+    (bundle / planted).symlink_to(secret)
+    # A third: a regular file whose sidecar records another sha256 (the file was swapped).
+    swapped = "model.fp32.sm80.trt10.3.0.engine"
+    sidecar["engine"] = {"file": swapped, "sha256": _sha(bundle / good), "bytes": 10}
+    (bundle / (swapped + ".json")).write_text(json.dumps(sidecar))
+    (bundle / swapped).write_bytes(b"not the plan the sidecar describes")
+
+    result = _export(out)
+    assert result.exit_code == 0, result.output
+    assert (bundle / good).is_file() and (bundle / (good + ".json")).is_file()
+    for name in (planted, swapped):
+        assert not (bundle / name).exists() and not (bundle / name).is_symlink(), name
+        assert not (bundle / (name + ".json")).exists(), name
+        assert name in result.output  # listed as dropped, with the reason
+    assert "1 TensorRT engine(s)" in result.output
+    assert not any(p.is_symlink() for p in bundle.iterdir())
+    assert secret.read_bytes() == b"PRIVATE KEY MATERIAL"

@@ -12,39 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import invoke, run_cli
+from conftest import SIGN_SEED as SEED, invoke, run_cli
 
 pytest.importorskip("model_signing", reason="model-signing is not installed (edgeport[sign]; make setup adds it)")
-
-SEED = ("--model", "seed_resnet", "--weights", "none", "--int8", "--max-batch", "2")
-
-
-def _keypair(folder: Path, name: str) -> tuple[Path, Path]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    private, public = folder / f"{name}.pem", folder / f"{name}.pub.pem"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
-    return private, public
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("keys")
-    return {"ours": _keypair(folder, "ours"), "theirs": _keypair(folder, "theirs")}
-
-
-@pytest.fixture
-def signed(exported, copy_bundle, keys) -> Path:
-    bundle = copy_bundle(exported(*SEED))
-    result = invoke("sign", bundle, "--key", keys["ours"][0])
-    assert result.exit_code == 0, result.output
-    assert (bundle / "bundle.sig").is_file()
-    return bundle
 
 
 def _openssf_verify(bundle: Path, public: Path) -> subprocess.CompletedProcess:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, invoke
-from test_signing import SEED, _keypair
+from conftest import REPO, SIGN_SEED as SEED, invoke
 
 pytest.importorskip("model_signing", reason="model-signing is not installed (edgeport[sign]; make setup adds it)")
 
@@ -29,21 +28,8 @@ COMMANDS = {
     "build": lambda tmp: ["--runtime", "tensorrt-rtx", "--precision", "fp32"],
     "triton": lambda tmp: ["--repository", tmp / "repo"],
     "lint": lambda tmp: [],
-    "sensitivity": lambda tmp: ["--samples", "2", "--no-report"],
+    "sensitivity": lambda tmp: ["--sensitivity-samples", "2", "--no-report"],
 }
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("trust-keys")
-    return {"ours": _keypair(folder, "ours"), "theirs": _keypair(folder, "theirs")}
-
-
-@pytest.fixture
-def signed(exported, copy_bundle, keys) -> Path:
-    bundle = copy_bundle(exported(*SEED))
-    assert invoke("sign", bundle, "--key", keys["ours"][0]).exit_code == 0
-    return bundle
 
 
 def _run(command: str, bundle: Path, tmp: Path, *extra):

@@ -39,7 +39,8 @@ def test_cli_runtime_choices_are_the_registry():
 def test_backend_choices_and_help_list_every_backend():
     from runtime.runners.loader import BACKENDS
 
-    assert list(BACKENDS) == ["onnxruntime", *ENGINE_RUNTIMES]
+    # ONNX Runtime, one backend per engine runtime, and OpenVINO (the CPU runtimes beside them)
+    assert list(BACKENDS) == ["onnxruntime", *ENGINE_RUNTIMES, "openvino"]
     help_text = " ".join(invoke("verify", "--help").output.split())
     for name in BACKENDS:
         assert f"{name}:" in help_text, name

@@ -234,6 +234,46 @@ def test_options_tensorrt_rtx_lacks_are_refused_before_building(exported, tmp_pa
     assert not list(bundle.glob("*.engine*"))
 
 
+# -- Turing (7.5): what TensorRT-RTX cannot build there is refused before building -------------------
+def test_turing_fp32_and_int8_are_refused_before_building_with_the_reason(exported, tmp_path):
+    bundle = copy(exported(*SEED), tmp_path)
+    for precision in ("fp32", "int8"):
+        r = run_cli("build", bundle, "--runtime", "tensorrt-rtx", "--compute-capability", "7.5,8.6",
+                    "--precision", precision, *PROFILE, env={"EDGEPORT_CACHE": str(tmp_path / "cache")})
+        assert r.returncode == 2, r.stdout + r.stderr
+        lines = r.stderr.strip().splitlines()
+        errors = [line for line in lines if line.startswith("edgeport: error:")]
+        assert errors == lines[-1:] and "Traceback" not in r.stderr, r.stderr
+        assert f"cannot build {precision} for Turing (compute capability 7.5)" in errors[0]
+        assert "FP32 GEMM" in errors[0] and "--precision fp16 --compute-capability 7.5" in errors[0]
+        assert "--compute-capability 8.6" in errors[0] and "Jetson" not in r.stderr
+        assert f"building {precision}" not in r.stderr  # refused before any build started
+    assert not list(bundle.glob("*.engine*"))
+
+
+def test_without_the_check_the_library_refuses_the_same_build_with_no_jetson_hint(exported, tmp_path, monkeypatch):
+    # The check mirrors NVIDIA's builder, not a guess: with it switched off, TensorRT-RTX itself
+    # stops on the GEMM; and an ahead-of-time build's error carries no Jetson memory hint.
+    from runtime.engines import turing
+
+    monkeypatch.setattr(turing, "turing_refusal", lambda *args: None)
+    bundle = copy(exported(*SEED), tmp_path)
+    for precision in ("fp32", "int8"):
+        r = invoke("build", bundle, "--runtime", "tensorrt-rtx", "--compute-capability", "7.5",
+                   "--precision", precision, *PROFILE)
+        assert r.exit_code == 3, r.output
+        assert "for Turing (SM75): FP32 GEMM is not supported" in r.output, r.output
+        assert "Jetson" not in r.output and "--workspace" not in r.output, r.output
+
+
+def test_turing_builds_what_it_can_run(exported, tmp_path, rtx):
+    # The control: no GEMM (a Q/DQ Conv graph) builds INT8 for 7.5; FP16 GEMMs build for 7.5.
+    bundle = copy(exported(*SEED), tmp_path)
+    with_int8_graph(bundle)
+    build(bundle, "--precision", "int8,fp16", "--compute-capability", "7.5")
+    check_engines(bundle, rtx, ["int8", "fp16"], targets=("7.5",))
+
+
 # -- NVIDIA's parser refuses broken Q/DQ graphs, and edgeport says so -------------------------------
 def qdq_graph(path: Path, input_name: str, output_name: str, size: int, classes: int, *, zero_point: int = 0,
               zero_point_type: str = "int8", int32_bias: bool = False) -> None:
@@ -398,12 +438,13 @@ def test_runtime_cache_default_path_and_options(exported, tmp_path, rtx, monkeyp
 
     monkeypatch.setenv("EDGEPORT_CACHE", str(tmp_path / "cache"))
     gpu = GpuInfo(*GEFORCE_4090)
-    default = tmp_path / "cache" / "rtx-runtime" / "rtx1.7.1.116-sm89-nvidia-geforce-rtx-4090.cache"
-    assert runtime_cache_path({"enabled": True, "path": None}, "1.7.1.116", gpu) == default
-    assert runtime_cache_path(None, "1.7.1.116", gpu) == default
-    assert runtime_cache_path({"enabled": True, "path": str(tmp_path / "x.cache")}, "1.7.1.116", gpu) == \
-        tmp_path / "x.cache"
-    assert runtime_cache_path({"enabled": False, "path": None}, "1.7.1.116", gpu) is None
+    sha = "0123456789abcdef" * 4
+    default = tmp_path / "cache" / "rtx-runtime" / "rtx1.7.1.116-sm89-nvidia-geforce-rtx-4090-0123456789abcdef.cache"
+    assert runtime_cache_path({"enabled": True, "path": None}, "1.7.1.116", gpu, sha) == default
+    assert runtime_cache_path(None, "1.7.1.116", gpu, sha) == default
+    # A path in the sidecar (bundle data) is never where the cache goes.
+    assert runtime_cache_path({"enabled": True, "path": str(tmp_path / "x.cache")}, "1.7.1.116", gpu, sha) == default
+    assert runtime_cache_path({"enabled": False, "path": None}, "1.7.1.116", gpu, sha) is None
     assert load_runtime_cache(default) == b""
     save_runtime_cache(default, b"jit kernels")
     assert load_runtime_cache(default) == b"jit kernels"

@@ -227,11 +227,11 @@ def test_dla_build_skips_fp32_and_needs_the_calibration_cache(tmp_path, monkeypa
 
 
 # -- runner ---------------------------------------------------------------------------------------------
-def _runner(bundle, precision, trt, mem, env):
+def _runner(bundle, precision, trt, mem, env, **kw):
     from runtime.runners.tensorrt import TensorRTRunner
 
     record = resolve_engine(bundle, precision, env=env)
-    return TensorRTRunner(record.engine_path, sidecar=record.sidecar, trt=trt, memory=mem)
+    return TensorRTRunner(record.engine_path, sidecar=record.sidecar, trt=trt, memory=mem, **kw)
 
 
 def test_runner_io_tensor_api_and_chunking(bundle):
@@ -269,11 +269,11 @@ def test_runner_pads_to_a_static_dla_batch_and_sets_the_core(tmp_path, monkeypat
     assert ("runtime.DLA_core", 1) in trt.calls
 
 
-def test_runner_allows_host_code_only_for_version_compatible_engines(bundle):
+def test_runner_allows_host_code_only_for_version_compatible_engines_the_user_trusts(bundle):
     mem = FakeMemory()
     trt = FakeTRT("10.3.0", memory=mem)
     build_engines(bundle, BuildOptions(precisions=("fp32",), version_compatible=True), trt=trt, env=env_for(trt))
-    with _runner(bundle, "fp32", trt, mem, env_for(trt)):
+    with _runner(bundle, "fp32", trt, mem, env_for(trt), trust_engine_host_code=True):
         pass
     assert ("runtime.engine_host_code_allowed", True) in trt.calls
     trt2 = FakeTRT("10.3.0", memory=mem)
@@ -281,6 +281,60 @@ def test_runner_allows_host_code_only_for_version_compatible_engines(bundle):
     with _runner(bundle, "fp16", trt2, mem, env_for(trt2)):
         pass
     assert not trt2.called("runtime.engine_host_code_allowed")
+
+
+def test_a_version_compatible_sidecar_alone_does_not_enable_host_code(bundle, monkeypatch):
+    """A sidecar saying "version_compatible": true (written by whoever wrote the bundle) is refused
+    before deserializing, in one paragraph naming the option; the option loads it."""
+    from runtime.engines import cuda_mem, device
+    from runtime.runners import Target
+    from runtime.verify import VerifyConfig, verify_bundle
+
+    mem = FakeMemory()
+    trt = FakeTRT("10.3.0.30", memory=mem)
+    build_engines(bundle, BuildOptions(precisions=("fp32",), version_compatible=True), trt=trt, env=env_for(trt))
+    with pytest.raises(EdgeportError, match="version-compatible engine") as err:
+        _runner(bundle, "fp32", trt, mem, env_for(trt))
+    assert "--trust-engine-host-code" in err.value.render() and "\n" not in str(err.value)
+    assert not trt.called("runtime.engine_host_code_allowed")
+    assert not trt.called("runtime.deserialize_cuda_engine")
+    # Through verify (the path every command takes): refused by default, loaded with the Target's consent.
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(device, "probe_env", lambda trt=None, dla=False: env_for(trt))
+    monkeypatch.setattr(cuda_mem, "default_memory", lambda: mem)
+    with pytest.raises(EdgeportError, match="--trust-engine-host-code"):
+        verify_bundle(bundle, VerifyConfig(target=Target(backend="tensorrt"), precisions=("fp32",)))
+    assert not trt.called("runtime.engine_host_code_allowed")
+    target = Target(backend="tensorrt", trust_engine_host_code=True)
+    results = verify_bundle(bundle, VerifyConfig(target=target, precisions=("fp32",))).comparisons
+    assert [r.passed for r in results] == [True]
+    assert ("runtime.engine_host_code_allowed", True) in trt.calls
+
+
+def test_trust_engine_host_code_option_reaches_the_target(monkeypatch, tmp_path):
+    """verify/bench/predict take --trust-engine-host-code and hand it to the API as a keyword."""
+    import edgeport.api as api
+    from conftest import invoke
+
+    seen = {}
+
+    def fake(name):
+        def run(*args, **kwargs):
+            seen[name] = kwargs.get("trust_engine_host_code")
+            raise UsageError("stop here")
+        return run
+
+    for name in ("verify", "benchmark", "predict"):
+        monkeypatch.setattr(api, name, fake(name))
+    b = make_bundle(tmp_path / "net")
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    for command, name in (("verify", "verify"), ("bench", "benchmark"), ("predict", "predict")):
+        extra = [str(image)] if command == "predict" else []
+        invoke(command, b, *extra, "--backend", "tensorrt")
+        assert seen.pop(name) is False, command
+        invoke(command, b, *extra, "--backend", "tensorrt", "--trust-engine-host-code")
+        assert seen.pop(name) is True, command
 
 
 def test_runner_stops_when_tensorrt_refuses_a_tensor_address(bundle):

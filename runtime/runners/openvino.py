@@ -1,0 +1,121 @@
+"""OpenVINO runner: the bundle's ONNX artifacts compiled by OpenVINO for the CPU.
+
+``edgeport[openvino]`` (PyPI ``openvino``) is optional and imported only when this backend
+is used. Which artifact runs (``artifact_key``):
+
+- ``fp32`` (model.onnx) and ``fp16`` (model.fp16.onnx, upcast by OpenVINO's CPU plugin);
+- ``int8`` means ``int8-ov`` when the bundle has it (model.int8-ov.onnx, NNCF's graph for
+  OpenVINO: ``export --int8 --int8-openvino``), else ``int8-cpu`` (model.int8-cpu.onnx, ONNX
+  Runtime's U8S8 graph: read correctly, but slower on OpenVINO; exporter/int8/openvino_int8.py
+  says why). OpenVINO reads Q/DQ pairs as FakeQuantize and runs those layers in int8;
+- ``--qdq`` / model.int8.onnx (the TensorRT graph, with FP16 regions) is refused: OpenVINO
+  does not read its FP16 regions the way ONNX Runtime and ONNX's reference evaluator do
+  (measured: densenet121, centered cosine 0.964 against their 0.9997), so its results would
+  say nothing about the artifact (tests/runtime/runners/test_openvino.py keeps this true).
+
+The CPU plugin's hint follows the batch: ``LATENCY`` for batch 1, ``THROUGHPUT`` above; each
+hint is compiled once, on first use. Both with ``NUM_STREAMS`` 1: the runner makes one
+synchronous call at a time, and THROUGHPUT's default streams would split the threads between
+streams that one request cannot use together (2 threads, 2 streams: the call runs on one).
+``threads`` sets ``INFERENCE_NUM_THREADS``. ``fp32`` runs with ``INFERENCE_PRECISION_HINT f32``: on CPUs
+with native bfloat16 (AVX512_BF16, AMX) OpenVINO's default is bf16 arithmetic, which is not
+what an FP32 artifact promises (it fails fp32's tolerance); the other artifacts keep the
+plugin's default (bf16 there, f32 elsewhere), within their tolerances.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import DependencyError, EdgeportError, UsageError
+from runtime.runners.base import Runner, TensorSpec
+
+INSTALL_HINT = "Install it with `pip install 'edgeport[openvino]'` (openvino; x86_64 and ARM64 CPUs)."
+QDQ_REFUSED = ("OpenVINO does not read model.int8.onnx (the TensorRT graph with FP16 regions) the way ONNX Runtime "
+               "and ONNX's reference evaluator do (measured on densenet121: centered cosine 0.964 against their "
+               "0.9997), so edgeport does not run it there.")
+
+
+def import_openvino():
+    try:
+        import openvino
+    except ImportError as exc:
+        raise DependencyError("--backend openvino needs OpenVINO, which is not installed.",
+                              hint=INSTALL_HINT) from exc
+    return openvino
+
+
+def artifact_key(available: list[str], precision: str, qdq: bool) -> str:
+    """The artifact key ``precision`` selects on OpenVINO (module docstring)."""
+    from runtime.precision import CPU_INT8, OV_INT8
+
+    ours = [k for k in (OV_INT8, CPU_INT8) if k in available]
+    if precision == "int8" and (qdq or not ours and "int8" in available):
+        raise UsageError(QDQ_REFUSED, hint="Run --precision int8 (model.int8-ov.onnx or model.int8-cpu.onnx) on "
+                                           "OpenVINO, or check model.int8.onnx with --backend onnxruntime --qdq.")
+    if precision == "int8":
+        return ours[0] if ours else OV_INT8
+    return precision
+
+
+def runnable(keys: list[str]) -> list[str]:
+    """What ``all`` means on OpenVINO: every artifact but the TensorRT INT8 graph."""
+    return [k for k in keys if k != "int8"]
+
+
+def _spec(port) -> TensorSpec:
+    shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+    return TensorSpec(port.get_any_name(), np.dtype(port.get_element_type().to_dtype()), shape)
+
+
+class OpenVINORunner(Runner):
+    backend = "openvino"
+
+    def __init__(self, model: str | Path, *, threads: int | None = None, max_batch: int | None = None,
+                 device: str = "CPU", precision_hint: str | None = None):
+        super().__init__()
+        ov = import_openvino()
+        if threads is not None and threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {threads}.")
+        self.core = ov.Core()
+        self.device, self.threads, self.precision_hint = device, threads, precision_hint
+        try:
+            self.model = self.core.read_model(str(model))
+        except Exception as exc:  # OpenVINO raises RuntimeError with its frontend's message
+            raise EdgeportError(f"OpenVINO could not read {model}: {type(exc).__name__}: {str(exc)[:400]}.") from exc
+        self.inputs = [_spec(p) for p in self.model.inputs]
+        self.outputs = [_spec(p) for p in self.model.outputs]
+        self.max_batch = max_batch
+        self._requests: dict[str, object] = {}
+        self._request("LATENCY")  # compile now: a broken artifact fails at open, not at the first call
+
+    @property
+    def description(self) -> str:
+        return f"openvino/{self.device.lower()}"
+
+    def _request(self, hint: str):
+        if hint not in self._requests:
+            config = {"PERFORMANCE_HINT": hint, "NUM_STREAMS": 1}
+            if self.threads is not None:
+                config["INFERENCE_NUM_THREADS"] = self.threads
+            if self.precision_hint is not None:
+                config["INFERENCE_PRECISION_HINT"] = self.precision_hint
+            try:
+                compiled = self.core.compile_model(self.model, self.device, config)
+            except Exception as exc:
+                raise EdgeportError(f"OpenVINO could not compile the model for {self.device} ({hint}): "
+                                    f"{type(exc).__name__}: {str(exc)[:400]}.") from exc
+            self._requests[hint] = compiled.create_infer_request()
+        return self._requests[hint]
+
+    def infer_impl(self, feed):
+        batch = next(iter(feed.values())).shape[0]
+        request = self._request("LATENCY" if batch == 1 else "THROUGHPUT")
+        result = request.infer({t.name: feed[t.name] for t in self.inputs})
+        # Copies: the request's output buffers are overwritten by its next call.
+        return {t.name: np.array(result[i]) for i, t in enumerate(self.outputs)}
+
+    def close(self) -> None:
+        self._requests.clear()
