@@ -165,7 +165,7 @@ def prepare_output(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise EdgeportError(f"Output path '{out_dir}' exists and is not a folder.",
+        raise UsageError(f"Output path '{out_dir}' exists and is not a folder.",
                             hint="Pass --output DIR pointing to a folder.") from None
     except OSError as exc:
         raise _os_error(exc, out_dir) from exc

@@ -126,6 +126,9 @@ def _check_config(config: ExportConfig) -> None:
     from exporter.int8.options import check_options
 
     check_options(config)
+    from exporter.prechecks import check_paths
+
+    check_paths(config)  # every path and data option, before the model loads (exit 2, or 3 for unusable data)
     if config.max_drop is not None or config.labeled_data is not None or config.fallback_precision is not None \
             or config.max_float_layers is not None:
         from exporter.int8.mixed_precision import check_config

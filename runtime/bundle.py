@@ -24,7 +24,7 @@ from typing import BinaryIO
 import numpy as np
 
 from runtime.bundle_check import check_golden, check_golden_values, check_manifest, golden_key
-from runtime.errors import BundleError
+from runtime.errors import BundleError, BundleUsageError
 from runtime.fsutil import open_regular, sha256_file, sha256_fileobj
 from runtime.manifest import MANIFEST, SCHEMA_VERSION, FileEntry, InputSpec, Manifest, OutputSpec
 from runtime.preprocess import Preprocessing
@@ -99,15 +99,15 @@ _REEXPORT = "Re-export it with `edgeport export`."
 def _check_folder(root: Path) -> None:
     """The path is a bundle folder with a manifest (the message says what was passed instead)."""
     if not root.exists():
-        raise BundleError(f"Bundle '{root}' does not exist.",
+        raise BundleUsageError(f"Bundle '{root}' does not exist.",
                           hint="Pass the folder that `edgeport export` wrote (e.g. exports/resnet18).")
     if not root.is_dir():
-        raise BundleError(f"Bundle path '{root}' is a file, not a bundle folder.",
+        raise BundleUsageError(f"Bundle path '{root}' is a file, not a bundle folder.",
                           hint="Pass the folder that contains manifest.json.")
     if not (root / MANIFEST).exists() and not (root / MANIFEST).is_symlink():
         inner = sorted(p.parent.name for p in root.glob(f"*/{MANIFEST}"))
         if inner:
-            raise BundleError(f"'{root}' is not a bundle but holds {len(inner)}: {', '.join(inner[:8])}.",
+            raise BundleUsageError(f"'{root}' is not a bundle but holds {len(inner)}: {', '.join(inner[:8])}.",
                               hint=f"Pass one of them, e.g. {root / inner[0]}.")
         raise BundleError(f"'{root}' has no {MANIFEST}, so it is not an edgeport bundle (or it is incomplete).",
                           hint=_REEXPORT)

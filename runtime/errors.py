@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-# Exit codes shared by every command.
-EXIT_CHECK_FAILED = 1  # an accuracy check failed; reports are still written
-EXIT_USAGE = 2  # bad options (click's own code for usage errors)
-EXIT_ERROR = 3  # anything else: missing files, bad bundle, missing dependency...
+# Exit codes shared by every command: one rule, whatever the command (README "Exit status").
+EXIT_CHECK_FAILED = 1  # the work ran and a check failed; its results (reports) are written
+EXIT_USAGE = 2  # what the user typed: unknown names, paths that do not exist or are of the wrong kind,
+#                 options the bundle cannot satisfy; checked before any heavy work
+EXIT_ERROR = 3  # a failure while working: bad content (bundle, image, checkpoint), missing dependency...
 
 
 class EdgeportError(Exception):
@@ -39,6 +40,13 @@ class UsageError(EdgeportError):
 
 class BundleError(EdgeportError):
     """A bundle that is missing, incomplete, tampered with or too new."""
+
+
+class BundleUsageError(BundleError):
+    """A bundle path that does not exist or is no bundle folder, or an option the bundle cannot
+    satisfy (a precision it lacks): what the user typed, so exit 2 like any usage error."""
+
+    exit_code = EXIT_USAGE
 
 
 class DependencyError(EdgeportError):

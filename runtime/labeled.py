@@ -38,6 +38,10 @@ CHUNK = 64  # images decoded at a time (memory bound: CHUNK x channels x height 
 def read_class_names(path: str | Path) -> list[str]:
     """Class names from a text file, one per line (blank lines ignored; duplicates refused)."""
     p = Path(path)
+    if not p.is_file():  # a path the user typed: exit 2 (unreadable content stays 3)
+        raise UsageError(f"The class-names file '{p}' does not exist." if not p.exists() else
+                         f"The class-names path '{p}' is a folder, not a text file.",
+                         hint="Pass a UTF-8 text file with one class name per line.")
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

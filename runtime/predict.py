@@ -72,9 +72,9 @@ def load_inputs(bundle: Bundle, images: list[str | Path]) -> np.ndarray:
     for item in images:
         path = Path(item)
         if not path.exists():
-            raise EdgeportError(f"Image '{path}' does not exist.", hint="Check the path.")
+            raise UsageError(f"Image '{path}' does not exist.", hint="Check the path.")
         if path.is_dir():
-            raise EdgeportError(f"'{path}' is a folder, not an image.",
+            raise UsageError(f"'{path}' is a folder, not an image.",
                                 hint="Pass image files (a shell glob like DIR/*.jpg works).")
         try:
             crops.append(resize_crop(load_image(path, pre), pre))

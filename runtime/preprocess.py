@@ -248,9 +248,9 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     """Every image file below ``folder``, recursively, in a deterministic (sorted) order."""
     root = Path(folder)
     if not root.exists():
-        raise EdgeportError(f"Image folder '{root}' does not exist.", hint="Check the path.")
+        raise UsageError(f"Image folder '{root}' does not exist.", hint="Check the path.")
     if not root.is_dir():
-        raise EdgeportError(f"'{root}' is not a folder of images.", hint="Pass a directory.")
+        raise UsageError(f"'{root}' is not a folder of images.", hint="Pass a directory.")
     files = [
         p
         for p in root.rglob("*")

@@ -1,9 +1,10 @@
 """The ``edgeport`` command line: a thin layer over the Python API (edgeport/api.py).
 
 Each command parses options, calls one API function and prints. Errors become one
-paragraph on stderr and an exit code (runtime/errors.py): 0 ok, 1 a check failed, 2 usage,
-3 anything else. Command modules import only click at top level; the export side (torch)
-is imported by ``export`` and ``models`` alone, so the device commands run on an install
+paragraph on stderr and an exit code (runtime/errors.py): 0 ok, 1 the work ran and a check
+failed (results written), 2 what the user typed (checked before heavy work), 3 a failure while
+working. With --json, stdout carries one envelope (edgeport/cli/options.py), errors included.
+Command modules import only click at top level; the export side (torch) is imported by ``export`` and ``models`` alone, so the device commands run on an install
 without torch and never import the ``exporter`` package.
 """
 
@@ -23,6 +24,12 @@ class EdgeportGroup(click.Group):
     def list_commands(self, ctx):
         return list(self.commands)  # the command table's order: export first, tools last
 
+    def parse_args(self, ctx, args):
+        # The command's raw arguments: an error before (or while) its options are parsed still
+        # knows whether --json was asked for, and answers in JSON on stdout.
+        ctx.meta[_RAW_ARGS] = list(args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):
         debug = bool(ctx.params.get("debug"))
         try:
@@ -30,7 +37,9 @@ class EdgeportGroup(click.Group):
         except click.UsageError as exc:
             # Option errors read like every other error: one paragraph, exit 2.
             where = exc.ctx.command_path if exc.ctx is not None else "edgeport"
-            click.echo(f"edgeport: error: {_paragraph(exc.format_message())} See `{where} --help`.", err=True)
+            message = _paragraph(exc.format_message())
+            click.echo(f"edgeport: error: {message} See `{where} --help`.", err=True)
+            _json_error(ctx, exc.exit_code, message, f"See `{where} --help`.")
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
@@ -38,6 +47,7 @@ class EdgeportGroup(click.Group):
             if debug or _debug_requested():
                 traceback.print_exc()
             click.echo(f"edgeport: error: {_paragraph(exc.render())}", err=True)
+            _json_error(ctx, exc.exit_code, _paragraph(str(exc)), _paragraph(exc.hint) if exc.hint else None)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             from runtime import interrupts
@@ -52,12 +62,23 @@ class EdgeportGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             if debug or _debug_requested():
                 traceback.print_exc()
-            click.echo(
-                f"edgeport: error: unexpected {type(exc).__name__}: {exc}. "
-                "This is probably a bug in edgeport; rerun with --debug for the traceback and report it.",
-                err=True,
-            )
+            hint = "This is probably a bug in edgeport; rerun with --debug for the traceback and report it."
+            click.echo(f"edgeport: error: unexpected {type(exc).__name__}: {exc}. {hint}", err=True)
+            _json_error(ctx, EXIT_ERROR, f"unexpected {type(exc).__name__}: {exc}", hint)
             ctx.exit(EXIT_ERROR)
+
+
+_RAW_ARGS = "edgeport.raw_args"
+
+
+def _json_error(ctx, exit_code: int, message: str, hint: str | None) -> None:
+    """With --json, the error also goes to stdout in the envelope every command's output has."""
+    if "--json" not in ctx.meta.get(_RAW_ARGS, ()):
+        return
+    from edgeport.cli.options import envelope, out_json
+
+    out_json(envelope(ctx.invoked_subcommand, exit_code=exit_code,
+                      error={"message": message, "hint": hint}))
 
 
 def _paragraph(text: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgeport.cli.options import (batch_option, common_options, json_option, out, out_json, precision_option, target_kwargs, target_options)
+from edgeport.cli.options import (batch_option, common_options, json_option, out, out_envelope, precision_option, target_kwargs, target_options)
 from edgeport.cli.options import trusted_key_option
 
 
@@ -50,7 +50,7 @@ def bench(bundle, precisions, backend, provider, threads, qdq, batches, warmup, 
         json_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(json_path, json.dumps(doc, indent=2) + "\n")
     if as_json:
-        out_json(doc)
+        out_envelope({"model": b.name, **result.to_dict()}, bundle=b.root)
         return
     out(render_table(BENCH_HEADER, bench_rows(result.results)))
     out(f"\nmachine: {describe_machine_line(result.machine)}")

@@ -14,7 +14,7 @@ from runtime.engines.registry import DEFAULT_RUNTIME, ENGINE_RUNTIMES
 from runtime.engines.tensorrt_rtx import COMPUTE_CAPABILITIES, DEFAULT_TARGETS
 from runtime.precision import choices, engine_keys
 
-from edgeport.cli.options import common_options, json_option, out, out_json, precision_option
+from edgeport.cli.options import common_options, json_option, out, out_envelope, precision_option
 
 # The precisions an engine runtime builds (the registry's; int8-cpu is ONNX Runtime's only).
 BUILD_PRECISIONS = choices(engine_keys())
@@ -84,8 +84,9 @@ def build(bundle, runtime, compute_capabilities, runtime_cache, no_runtime_cache
                       runtime=runtime, compute_capabilities=tuple(compute_capabilities), runtime_cache=runtime_cache,
                       no_runtime_cache=no_runtime_cache)
     if as_json:
-        out_json([{"precision": e.precision, "path": e.path, "seconds": e.seconds, "warnings": e.warnings,
-                   "sidecar": e.sidecar.to_dict()} for e in built])
+        out_envelope({"engines": [{"precision": e.precision, "path": str(e.path), "seconds": e.seconds,
+                                   "warnings": list(e.warnings), "sidecar": e.sidecar.to_dict()} for e in built]},
+                     bundle=b.root)
         return
     rows = [[e.precision, e.sidecar.build_path, e.path.name, f"{e.path.stat().st_size / 2**20:.1f} MiB",
              f"{e.seconds:.1f} s"] for e in built]

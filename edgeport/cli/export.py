@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgeport.cli.options import common_options, comparisons_table, json_option, out, out_json
+from edgeport.cli.options import common_options, comparisons_table, json_option, out, out_envelope
 from edgeport.cli.options import trusted_key_option
 
 
@@ -95,10 +95,11 @@ def export(model, as_json, **options):
         options["class_names"] = read_class_names(options["class_names"])
     result = run_export(model, **options)
     if as_json:
-        out_json({"bundle": result.bundle, "passed": result.passed,
-                  "results": [c.to_dict() for c in result.comparisons], "timings_s": result.timings,
-                  "engines": [{"precision": e.precision, "path": e.path} for e in result.engines],
-                  "engine_hint": result.engine_hint})
+        out_envelope({"passed": result.passed, "results": [c.to_dict() for c in result.comparisons],
+                      "timings_s": result.timings,
+                      "engines": [{"precision": e.precision, "path": str(e.path)} for e in result.engines],
+                      "engine_hint": result.engine_hint},
+                     bundle=result.bundle, exit_code=_exit_code(result))
         return _exit(result)
     _print_result(result)
     return _exit(result)
@@ -119,11 +120,22 @@ def _print_result(result) -> None:
         out(f"report: {result.bundle / 'report.html'}")
 
 
+def _exit_code(result) -> int:
+    from runtime.errors import EXIT_CHECK_FAILED
+
+    return 0 if result.passed else EXIT_CHECK_FAILED
+
+
 def _exit(result) -> None:
     if not result.passed:
-        from runtime.errors import EXIT_CHECK_FAILED
+        sys.exit(_exit_code(result))
 
-        sys.exit(EXIT_CHECK_FAILED)
+
+def _model_row(row: dict) -> dict:
+    """A `models` row for machines: weight names without the display suffix, the default apart."""
+    names = [w.removesuffix(" (DEFAULT)") for w in row["weights"]]
+    default = next((n for n, w in zip(names, row["weights"]) if w.endswith(" (DEFAULT)")), None)
+    return {**row, "weights": names, "default_weights": default}
 
 
 @click.command()
@@ -135,7 +147,7 @@ def models(as_json):
 
     rows = list_models()
     if as_json:
-        out_json(rows)
+        out_envelope({"models": [_model_row(r) for r in rows]})
         return
     out(f"{'model':<18} {'params':>9} {'GMACs':>7} {'input':>9}  weights")
     for r in rows:

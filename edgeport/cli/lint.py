@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from edgeport.cli.options import common_options, json_option, out, out_json
+from edgeport.cli.options import common_options, json_option, out, out_envelope
 from edgeport.cli.options import trusted_key_option
 
 def _not_for_tensorrt(role: str | None) -> str | None:
@@ -73,10 +73,12 @@ def lint(path, as_json, max_nodes, strict):
     bundle artifact not meant for TensorRT (model.int8-cpu.onnx), which the output names first.
     """
     from runtime import console
-    from runtime.errors import EXIT_CHECK_FAILED
+    from runtime.errors import EXIT_CHECK_FAILED, UsageError
     from runtime.graph.qdq_lint import lint_model
 
     target = Path(path)
+    if not target.exists():  # a path the user typed: exit 2, before onnx is imported
+        raise UsageError(f"'{path}' does not exist.", hint="Pass a .onnx file or a bundle folder.")
     if target.is_dir():
         target = _bundle_int8(target)
         console.log(f"linting {target}, the TensorRT INT8 artifact of bundle {path}")
@@ -87,12 +89,14 @@ def lint(path, as_json, max_nodes, strict):
         note = (f"{target.name} is {reason}. The violations below are expected; the bundle's "
                 f"TensorRT INT8 graph is checked with: edgeport lint {target.parent}")
     report = lint_model(target)
+    failed = not report.passed or (strict and not report.clean)
     if as_json:
-        out_json({**report.to_dict(), "path": str(target), "bundle_artifact": role,
-                  "meant_for_tensorrt": reason is None, "note": note})
+        out_envelope({**report.to_dict(), "path": str(target), "bundle_artifact": role,
+                      "meant_for_tensorrt": reason is None, "note": note},
+                     bundle=target.parent if role is not None else None, exit_code=EXIT_CHECK_FAILED if failed else 0)
     else:
         _print_report(report, target, note, max_nodes)
-    if not report.passed or (strict and not report.clean):
+    if failed:
         sys.exit(EXIT_CHECK_FAILED)
 
 

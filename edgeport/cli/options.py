@@ -153,6 +153,24 @@ def out_json(data) -> None:
     out(json.dumps(data, indent=2, default=_json_default))
 
 
+# -- the --json envelope -----------------------------------------------------------------------------
+# Every command's --json output has these top-level keys, success or failure (docs/api.md):
+# ``result`` is the command's typed result (its to_dict()), ``error`` {"message", "hint"} or null.
+ENVELOPE_KEYS = ("command", "ok", "exit_code", "bundle", "result", "error")
+
+
+def envelope(command: str | None, *, exit_code: int = 0, bundle=None, result=None, error=None) -> dict:
+    """The one JSON shape of every command (ok: exit code 0)."""
+    return {"command": command, "ok": exit_code == 0, "exit_code": exit_code,
+            "bundle": None if bundle is None else str(bundle), "result": result, "error": error}
+
+
+def out_envelope(result, *, bundle=None, exit_code: int = 0) -> None:
+    """Print a command's result in the envelope; ``exit_code`` 1 when the work ran and a check failed."""
+    ctx = click.get_current_context(silent=True)
+    out_json(envelope(ctx.info_name if ctx else None, exit_code=exit_code, bundle=bundle, result=result))
+
+
 def _json_default(value):
     import dataclasses
     from pathlib import Path

@@ -8,7 +8,7 @@ import click
 
 from runtime.precision import CPU_INT8, PRECISIONS, artifact_keys
 
-from edgeport.cli.options import common_options, json_option, out, out_json, target_kwargs, target_options
+from edgeport.cli.options import common_options, json_option, out, out_envelope, target_kwargs, target_options
 from edgeport.cli.options import trusted_key_option
 
 
@@ -38,8 +38,9 @@ def report(bundle, html_path, as_json):
         console.log(f"wrote {b.report_path('md')}")
     target = write_html(b, data, html_path)
     if as_json:
-        out_json({"html": target, "markdown": None if html_path is not None else b.report_path("md"),
-                  "passed": data.passed if data.results else None})
+        markdown = None if html_path is not None else str(b.report_path("md"))
+        out_envelope({"html": str(target), "markdown": markdown, "passed": data.passed if data.results else None},
+                     bundle=b.root)
     else:
         out(f"report: {target}")
 
@@ -72,6 +73,6 @@ def predict(bundle, images, precision, backend, provider, threads, qdq, topk, as
         console.warn("this bundle has random-init weights: its predictions are meaningless")
     predictions = run_predict(b, list(images), precision, topk=topk, **target_kwargs(backend, provider, threads, qdq))
     if as_json:
-        out_json([p.to_dict() for p in predictions])
+        out_envelope({"predictions": [p.to_dict() for p in predictions]}, bundle=b.root)
     else:
         out(format_predictions(predictions))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeport.cli.options import common_options, json_option, out, out_json
+from edgeport.cli.options import common_options, json_option, out, out_envelope
 from edgeport.cli.options import trusted_key_option
 
 
@@ -41,7 +41,7 @@ def sensitivity(bundle, sensitivity_samples, threads, top, as_json, no_report):
         report.sensitivity = result
         save_report(b, report)
     if as_json:
-        out_json(result.to_dict())
+        out_envelope({"rows": result.to_dict(), "samples": result.samples, "units": result.units}, bundle=b.root)
         return
     out(f"{result.units} quantized layers, each alone in INT8, on {result.samples} golden images "
         "(most harmful first: lowest centered cosine):")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeport.cli.options import common_options, json_option, out, out_json
+from edgeport.cli.options import common_options, json_option, out, out_envelope
 
 
 @click.command()
@@ -25,6 +25,6 @@ def sign(bundle, private_key, as_json):
 
     signature = run_sign(bundle, private_key)
     if as_json:
-        out_json({"bundle": str(signature.parent), "signature": str(signature)})
+        out_envelope({"signature": str(signature)}, bundle=signature.parent)
     else:
         out(f"signed: {signature}")

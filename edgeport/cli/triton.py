@@ -11,7 +11,7 @@ import click
 
 from runtime.precision import CPU_INT8, PRECISIONS, artifact_keys, engine_keys
 
-from edgeport.cli.options import common_options, json_option, list_callback, out, out_json
+from edgeport.cli.options import common_options, json_option, list_callback, out, out_envelope
 from edgeport.cli.options import trusted_key_option
 
 
@@ -75,13 +75,15 @@ def triton(bundle, repository, backend, precision, kind, instances, preferred_ba
                             trt_precision=trt_precision, trt_workspace_mib=trt_workspace_mib,
                             trt_engine_cache=trt_engine_cache, schema_check=not no_schema_check)
     options.validate()  # option errors before the bundle is read
-    entry = write_repository(Bundle.open(bundle), repository, options, log=console.log, warn=console.warn)
+    b = Bundle.open(bundle)
+    entry = write_repository(b, repository, options, log=console.log, warn=console.warn)
     for note in entry.notes:
         console.warn(note)
     if as_json:
-        out_json({"path": entry.path, "replaced": entry.replaced, "backend": entry.backend,
+        out_envelope({"entry": str(entry.path), "replaced": entry.replaced, "backend": entry.backend,
                   "precision": entry.precision, "max_batch_size": entry.max_batch_size, "instances": entry.instances,
-                  "kind": entry.kind, "files": [str(f) for f in entry.files], "schema": entry.schema})
+                  "kind": entry.kind, "files": [str(f) for f in entry.files], "schema": entry.schema},
+                     bundle=b.root)
         return
     verb = "replaced" if entry.replaced else "wrote"
     out(f"{verb} {entry.path}: {entry.backend} backend, {entry.precision} artifact, max_batch_size "

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from edgeport.cli.options import (batch_option, common_options, comparisons_table, json_option, out, out_json, precision_option, target_kwargs, target_options)
+from edgeport.cli.options import (batch_option, common_options, comparisons_table, json_option, out, out_envelope, precision_option, target_kwargs, target_options)
 from edgeport.cli.options import trusted_key_option
 
 
@@ -48,7 +48,8 @@ def verify(bundle, precisions, backend, provider, threads, qdq, batches, tols, l
                         batch=batches[0] if batches else None, tolerances=tols, labeled_data=labeled_data,
                         labels=labels_file, labeled_samples=labeled_samples)
     if as_json:
-        out_json(result.to_dict())
+        out_envelope(result.to_dict(), bundle=result.bundle,
+                     exit_code=0 if result.passed else EXIT_CHECK_FAILED)
     else:
         out(comparisons_table(result.comparisons))
         if result.accuracy is not None:

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime import console
-from runtime.errors import EXIT_CHECK_FAILED, EdgeportError, UsageError
+from runtime.errors import EXIT_ERROR, EdgeportError, UsageError
 
 DEFAULT_FALLBACK = "fp16"
 MAX_BUDGET_SAMPLES = 2000  # --labeled-data images kept in memory (spread over the classes)
@@ -53,7 +53,7 @@ _EPS = 1e-9
 class BudgetNotMet(EdgeportError):
     """The accuracy budget cannot be met within the allowed number of float layers."""
 
-    exit_code = EXIT_CHECK_FAILED
+    exit_code = EXIT_ERROR  # nothing was written: a failure while working, not a check with results
 
 
 @dataclasses.dataclass(frozen=True)

@@ -151,7 +151,7 @@ def load_user_factory(spec: str) -> tuple[Callable, str]:
     if target.endswith(".py") or "/" in target or "\\" in target:
         path = Path(target)
         if not path.is_file():
-            raise EdgeportError(f"Model file '{path}' does not exist.",
+            raise UsageError(f"Model file '{path}' does not exist.",
                                 hint="Pass an existing Python file, e.g. --model my_net.py:build.")
         mod_name = f"edgeport_user_{abs(hash(str(path.resolve())))}"
         module_spec = importlib.util.spec_from_file_location(mod_name, path)

@@ -48,7 +48,7 @@ def _dims(value_info) -> list:
 def _read(path: Path):
     onnx = require("onnx", purpose="Exporting an ONNX model", install="pip install 'edgeport[export]'")
     if not path.is_file():
-        raise EdgeportError(f"ONNX model '{path}' does not exist." if not path.exists() else
+        raise UsageError(f"ONNX model '{path}' does not exist." if not path.exists() else
                             f"ONNX model path '{path}' is a folder, not a file.",
                             hint="Pass an existing .onnx file, e.g. --model path/to/model.onnx.")
     try:

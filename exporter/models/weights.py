@@ -127,10 +127,10 @@ def apply_weights(module, req, family: str, log=lambda s: None) -> dict:
                              hint="Pass --weights PATH to a checkpoint, or --weights none.")
     path = Path(spec)
     if not path.exists():
-        raise EdgeportError(f"Weights file '{path}' does not exist.",
+        raise UsageError(f"Weights file '{path}' does not exist.",
                             hint="Check the path, or use --weights none for random init.")
     if path.is_dir():
-        raise EdgeportError(f"Weights path '{path}' is a folder, not a checkpoint file.")
+        raise UsageError(f"Weights path '{path}' is a folder, not a checkpoint file.")
     state_dict = load_checkpoint(path, trust=req.trust_checkpoint)
     if family == "torchvision" and req.model.startswith("densenet"):
         state_dict = remap_densenet_keys(state_dict)

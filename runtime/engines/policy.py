@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from runtime.errors import BundleError, EdgeportError, UsageError
+from runtime.errors import BundleError, BundleUsageError, EdgeportError, UsageError
 from runtime.precision import PRECISIONS as _REGISTRY
 from runtime.precision import engine_keys
 
@@ -113,7 +113,7 @@ def missing_artifact(precision: str, version: TrtVersion, product: str, also: st
     graph = _REGISTRY[precision].artifact
     what = f"Re-export it with `edgeport export ... {option}`." if option else "Re-export the bundle."
     what += f" ({also})" if also else ""
-    return BundleError(f"The bundle has no {precision} graph ({graph}), which a {precision} engine is built from "
+    return BundleUsageError(f"The bundle has no {precision} graph ({graph}), which a {precision} engine is built from "
                        f"on {product} {version}.", hint=what)
 
 

@@ -146,10 +146,10 @@ def test_bench_repeated_batch_options_time_every_batch(seed_bundle, copy_bundle)
     bundle = copy_bundle(seed_bundle)
     result = invoke("bench", bundle, "--batch", "1", "--batch", "4", "--iterations", "2", "--warmup", "0", "--json")
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)  # --json: stdout holds only the JSON, messages go to stderr
+    doc = json.loads(result.stdout)["result"]  # --json: stdout holds only the JSON, messages go to stderr
     assert sorted(r["batch"] for r in doc["results"]) == [1, 4]
     result = invoke("verify", bundle, "--precision", "fp32,fp32", "--json")
-    assert result.exit_code == 0 and [r["precision"] for r in json.loads(result.stdout)["results"]] == ["fp32"]
+    assert result.exit_code == 0 and [r["precision"] for r in json.loads(result.stdout)["result"]["results"]] == ["fp32"]
 
 
 def test_progress_callback_receives_messages_and_results_are_dataclasses(seed_bundle, copy_bundle):

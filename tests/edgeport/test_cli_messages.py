@@ -48,7 +48,7 @@ def test_lint_on_a_bundle_folder_lints_its_int8_artifact(int8_bundle):
 
 def test_lint_on_a_folder_that_is_not_a_bundle_names_the_bundles_inside(int8_bundle):
     result = invoke("lint", int8_bundle.parent)
-    assert result.exit_code == 3
+    assert result.exit_code == 2  # a path of the wrong kind: what the user typed
     assert "not a bundle" in result.output and str(int8_bundle) in result.output
     assert "does not exist" not in result.output
 
@@ -64,9 +64,11 @@ def test_lint_on_the_cpu_int8_artifact_says_first_it_is_not_for_tensorrt(int8_bu
     fp32 = invoke("lint", int8_bundle / "model.onnx")
     assert result.exit_code == fp32.exit_code == 1
     assert fp32.output.startswith("note: model.onnx is the bundle's FP32 graph")
-    doc = json.loads(invoke("lint", int8_bundle / "model.int8-cpu.onnx", "--json").output)
+    envelope = json.loads(invoke("lint", int8_bundle / "model.int8-cpu.onnx", "--json").stdout)
+    assert envelope["exit_code"] == 1 and envelope["bundle"] == str(int8_bundle)
+    doc = envelope["result"]
     assert doc["bundle_artifact"] == "int8-cpu" and doc["meant_for_tensorrt"] is False and not doc["passed"]
-    clean = json.loads(invoke("lint", int8_bundle / "model.int8.onnx", "--json").output)
+    clean = json.loads(invoke("lint", int8_bundle / "model.int8.onnx", "--json").stdout)["result"]
     assert clean["meant_for_tensorrt"] is True and clean["note"] is None
 
 
@@ -90,7 +92,7 @@ def test_models_lists_without_importing_torch():
     wall = time.perf_counter() - t0
     assert run.returncode == 0, run.stderr
     assert "HEAVY []" in run.stderr, run.stderr
-    rows = json.loads(run.stdout)
+    rows = json.loads(run.stdout)["result"]["models"]
     assert len(rows) == 14
     print(f"`edgeport models --json` in a fresh process: {wall:.2f} s")
 

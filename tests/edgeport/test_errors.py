@@ -74,7 +74,7 @@ def test_factory_that_raises(tmp_path):
 # -- weights --------------------------------------------------------------------------------------
 def test_missing_and_truncated_weights(tmp_path):
     r = run_cli("export", "--model", "seed_resnet", "--weights", tmp_path / "none.pth", "-o", tmp_path / "o")
-    assert r.returncode == 3 and "does not exist" in r.stderr and no_traceback(r)
+    assert r.returncode == 2 and "does not exist" in r.stderr and no_traceback(r)
     import torch
 
     from exporter.models.seed import seed_resnet
@@ -128,10 +128,10 @@ def test_preprocess_modes_match_rgb(tmp_path):
 def test_golden_data_folder_problems(tmp_path):
     out = tmp_path / "o"
     r = run_cli("export", *SEED, "--golden-data", tmp_path / "missing", "-o", out)
-    assert r.returncode == 3 and "does not exist" in r.stderr and no_traceback(r)
+    assert r.returncode == 2 and "does not exist" in r.stderr and no_traceback(r)
     (tmp_path / "empty").mkdir()
     r = run_cli("export", *SEED, "--golden-data", tmp_path / "empty", "-o", out)
-    assert r.returncode == 3 and "no image files" in r.stderr
+    assert r.returncode == 2 and "no image files" in r.stderr
     (tmp_path / "texts").mkdir()
     (tmp_path / "texts" / "a.txt").write_text("x")
     (tmp_path / "texts" / "b.jpg").write_text("not a jpeg")
@@ -165,7 +165,7 @@ def test_bundle_problems(exported, copy_bundle, tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
     r = run_cli("verify", f)
-    assert r.returncode == 3 and "is a file" in r.stderr and no_traceback(r)
+    assert r.returncode == 2 and "is a file" in r.stderr and no_traceback(r)
     (bundle / "golden.npz").unlink()
     r = run_cli("verify", bundle)
     assert r.returncode == 3 and "missing golden.npz" in r.stderr
@@ -236,7 +236,7 @@ def test_output_path_that_is_a_file(tmp_path):
     f = tmp_path / "out"
     f.write_text("x")
     r = run_cli("export", *SEED, "-o", f)
-    assert r.returncode == 3 and "not a folder" in r.stderr and no_traceback(r)
+    assert r.returncode == 2 and "not a folder" in r.stderr and no_traceback(r)
 
 
 def test_unwritable_output_folder(tmp_path):

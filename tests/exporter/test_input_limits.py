@@ -85,7 +85,8 @@ def test_a_two_input_model_is_a_usage_error_before_tracing(nets, tmp_path):
     assert len(errors) == 1 and "Traceback" not in r.stderr and "TypeError" not in r.stderr, r.stderr
     assert "single-input models only" in errors[0] and "forward(image, extra)" in errors[0], errors[0]
     assert "exporting to ONNX" not in r.stderr.lower()  # refused before the export (tracing) started
-    assert r.stdout == "" and not (tmp_path / "o" / "nets_pair").exists()
+    assert json.loads(r.stdout)["error"]["message"] in errors[0]  # stdout: only the --json error envelope
+    assert not (tmp_path / "o" / "nets_pair").exists()
 
 
 def test_a_defaulted_argument_the_tracer_keeps_as_an_input_is_a_usage_error(nets, tmp_path):
@@ -96,7 +97,8 @@ def test_a_defaulted_argument_the_tracer_keeps_as_an_input_is_a_usage_error(nets
     assert r.returncode == 2, r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("edgeport: error:")]
     assert len(errors) == 1 and "bug in edgeport" not in r.stderr and "single-input models only" in errors[0]
-    assert r.stdout == "" and not (tmp_path / "o" / "nets_scaled").exists()
+    assert json.loads(r.stdout)["error"]["message"] in errors[0]  # stdout: only the --json error envelope
+    assert not (tmp_path / "o" / "nets_scaled").exists()
 
 
 def test_a_defaulted_argument_the_tracer_drops_exports(nets, tmp_path):

@@ -56,7 +56,7 @@ def test_prints_and_chdir_of_user_code_leave_json_and_the_output_alone(tmp_path)
     ''')
     r = export(tmp_path, "build", "--json")
     assert r.returncode == 0, r.stderr
-    data = json.loads(r.stdout)  # only edgeport's JSON on stdout
+    data = json.loads(r.stdout)  # only edgeport's JSON envelope on stdout
     for text in ("IMPORT PRINT", "FACTORY PRINT", "SHELL PRINT", "FORWARD PRINT"):
         assert text in r.stderr and text not in r.stdout
     assert Path(data["bundle"]) == tmp_path / "out" / "usernet_build"

@@ -235,7 +235,7 @@ def test_verify_and_predict_pick_the_cpu_graph_for_int8(int8_bundle, copy_bundle
                            (("--precision", "int8-cpu"), "int8-cpu")):
         result = invoke("predict", bundle, image, "--json", *args)
         assert result.exit_code == 0, result.output
-        assert json.loads(result.stdout)[0]["precision"] == expected
+        assert json.loads(result.stdout)["result"]["predictions"][0]["precision"] == expected
     result = invoke("predict", bundle, image, "--precision", "int8-cpu", "--backend", "tensorrt")
     assert result.exit_code == 2 and "does not run" in result.output
 

@@ -43,7 +43,7 @@ def test_predict_json_every_colour_and_precision(color_bundle, color_photos):
     for precision in ("fp32", "fp16"):
         result = invoke("predict", color_bundle, *color_photos.values(), "--json", "--precision", precision)
         assert result.exit_code == 0, result.output
-        preds = json.loads(result.output)
+        preds = json.loads(result.stdout)["result"]["predictions"]
         assert [p["image"] for p in preds] == [str(p) for p in color_photos.values()]
         for (name, _), pred in zip(color_photos.items(), preds):
             top = pred["top"]
@@ -68,7 +68,7 @@ def test_predict_probabilities_are_the_softmax_of_the_logits(color_bundle, color
     logits = sess.run(None, {b.input_name: x})[0][0].astype(np.float64)
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     result = invoke("predict", color_bundle, color_photos["green"], "--json", "--topk", "6")
-    top = json.loads(result.stdout)[0]["top"]
+    top = json.loads(result.stdout)["result"]["predictions"][0]["top"]
     for t in top:
         assert t["probability"] == pytest.approx(expected[t["index"]], rel=1e-5)
 
@@ -88,7 +88,7 @@ def test_predict_errors_name_the_problem(color_bundle, tmp_path, color_photos):
     assert proc.returncode == 3
     assert f"Cannot read image '{broken}'" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("predict", color_bundle, tmp_path / "missing.png")
-    assert proc.returncode == 3 and "missing.png' does not exist" in proc.stderr
+    assert proc.returncode == 2 and "missing.png' does not exist" in proc.stderr  # a path typed: usage
     result = invoke("predict", color_bundle, color_photos["red"], "--precision", "int8")
     assert result.exit_code == 2 and "has no int8 artifact" in result.output
     result = invoke("predict", color_bundle)

@@ -97,7 +97,7 @@ def test_verify_all_on_openvino_checks_every_artifact_but_the_tensorrt_graph(ov_
     bundle = copy_bundle(ov_bundle)
     result = invoke("verify", str(bundle), "--backend", "openvino", "--threads", "2", "--json")
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)["results"]
+    rows = json.loads(result.stdout)["result"]["results"]
     assert sorted(r["precision"] for r in rows) == ["fp16", "fp32", "int8-cpu", "int8-ov"]
     assert all(r["backend"] == "openvino" and r["passed"] for r in rows), rows
 
@@ -109,7 +109,7 @@ def test_bench_and_predict_run_on_openvino(ov_bundle, copy_bundle, tmp_path):
     result = invoke("bench", str(bundle), "--backend", "openvino", "--precision", "int8", "--batch", "1,2",
                     "--iterations", "2", "--warmup", "1", "--threads", "1", "--json")
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)["results"]
+    rows = json.loads(result.stdout)["result"]["results"]
     assert [(r["backend"], r["artifact"], r["batch"], r["threads"]) for r in rows] == [
         ("openvino", "model.int8-ov.onnx", 1, 1), ("openvino", "model.int8-ov.onnx", 2, 1)]
     image = tmp_path / "x.png"
