@@ -328,7 +328,7 @@ def test_code_executing_pickle_is_refused(tmp_path):
     assert r.returncode == 3
     assert "Refused" in r.stderr and "--trust-checkpoint" in r.stderr and "Traceback" not in r.stderr
     assert not marker.exists()  # the payload never ran
-    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all")
+    (tmp_path / "junk.pth").write_bytes(bytes(range(256)) * 4)  # binary junk (text files have their own message)
     r = run_cli("export", "--model", "resnet18", "--weights", tmp_path / "junk.pth", "-o", tmp_path / "o")
     assert r.returncode == 3 and "not a readable PyTorch checkpoint" in r.stderr
     # the same file with --trust-checkpoint does unpickle (the refusal above was the check, not luck)
