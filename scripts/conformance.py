@@ -68,10 +68,15 @@ def failure(rc: int, stderr: str) -> dict:
 
 
 def _json(stdout: str):
+    """The ``result`` of a command's --json envelope (``{"command", "ok", "exit_code", "bundle",
+    "result", "error"}``), or None when stdout is not that envelope."""
     try:
-        return json.loads(stdout)
+        data = json.loads(stdout)
     except ValueError:
         return None
+    if not isinstance(data, dict) or "command" not in data:
+        return None
+    return data.get("result") if data.get("result") is not None else {}
 
 
 def export_step(entry: dict, size: int, out: Path, timeout: int) -> dict:
@@ -113,7 +118,10 @@ def build_step(bundle: Path, precision: str, cc: str, timeout: int) -> dict:
     data = _json(stdout)
     if rc != 0 or not data:
         return {"seconds": round(seconds, 1), **failure(rc, stderr)}
-    built = data[0]
+    engines = data.get("engines") or []
+    if not engines:
+        return {"seconds": round(seconds, 1), "status": "fail", "exit": rc, "reason": "no engine reported"}
+    built = engines[0]
     for engine in bundle.glob("*.engine"):  # the next build's disk space; the sidecar is kept
         engine.unlink()
     return {"seconds": round(built.get("seconds", seconds), 1), "status": "pass",

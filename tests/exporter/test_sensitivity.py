@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import invoke
+from conftest import REPO, invoke
 
 from exporter.int8.mixed_precision import search
 
@@ -81,11 +81,17 @@ def test_search_doubles_then_bisects_and_is_bounded():
     assert not result.met and result.float_layers == 3 and result.drop == 2.0 and calls == [0, 1, 2, 3]
 
 
-def test_budget_options_are_checked_before_the_export():
+def test_budget_options_are_checked_before_the_export(tmp_path):
     result = invoke("export", "--model", "resnet18", "--weights", "none", "--max-drop", "0.5")
     assert result.exit_code == 2 and "add --int8" in result.output
-    result = invoke("export", "--model", "resnet18", "--weights", "none", "--int8", "--labeled-data", "x")
-    assert result.exit_code == 2 and "--labeled-data" in result.output and "--max-drop" in result.output
+    labeled = tmp_path / "labeled" / "cat"  # a usable ImageFolder tree, so only the combination is wrong
+    labeled.mkdir(parents=True)
+    shutil.copy(next((REPO / "exporter" / "assets" / "golden").glob("*.jpg")), labeled)
+    result = invoke("export", "--model", "resnet18", "--weights", "none", "--int8", "--labeled-data", labeled.parent)
+    assert result.exit_code == 2 and "--labeled-data" in result.output and "--max-drop" in result.output, \
+        result.output
+    missing = invoke("export", "--model", "resnet18", "--weights", "none", "--int8", "--labeled-data", "x")
+    assert missing.exit_code == 2 and "does not exist" in missing.output
     result = invoke("export", "--model", "resnet18", "--weights", "none", "--int8", "--max-drop", "-1")
     assert result.exit_code == 2 and "0..100" in result.output
 
