@@ -14,6 +14,7 @@ import ast
 import concurrent.futures
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -176,8 +177,15 @@ def test_concurrent_requests_are_merged_by_the_dynamic_batcher(served, small_bun
         results = list(pool.map(lambda i: http_infer(served, "rn_fp32", x[i % len(x):i % len(x) + 1]), range(n)))
     assert all(status == 200 for status, _ in results)
     assert_within(np.concatenate([o for _, o in results]), ref[[i % len(x) for i in range(n)]], FP32_TOL)
-    after = model_stats(served, "rn_fp32")
-    inferences = int(after["inference_count"]) - int(before["inference_count"])
+    # Triton records a request's statistics after its response is sent: under load the last one can
+    # lag the client by a moment, so poll (bounded) until every request is counted.
+    deadline = time.monotonic() + 10
+    while True:
+        after = model_stats(served, "rn_fp32")
+        inferences = int(after["inference_count"]) - int(before["inference_count"])
+        if inferences >= n or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     executions = int(after["execution_count"]) - int(before["execution_count"])
     assert inferences == n
     assert executions < n, (executions, after["batch_stats"])  # several requests ran as one batch
