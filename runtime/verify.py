@@ -160,6 +160,12 @@ def _fp16_range_into(result: Comparison, fp16_range) -> None:
             f"FP16 overflow: {count} activations and {len(weights)} weights exceed 65504 on the golden set "
             f"(largest {fp16_range.max_abs_activation:.3g}; e.g. {first['name']})")
     if fp16_range.underflows:
-        result.failures.append(
-            f"FP16 underflow: {fp16_range.underflowing_count} activations lie mostly below FP16's smallest normal "
-            f"(6.1e-5) on the golden set and would flush to zero: {fp16_range.underflow_names()}")
+        # A warning, not a failure: below FP16's smallest normal values go subnormal (less precise) and
+        # flush to zero only on kernels that flush subnormals; ONNX Runtime CPU keeps them (the
+        # conformance matrix saw cosine 1.0000 on 21 such models). The INT8 graph keeps these
+        # regions in FP32 at export instead.
+        from runtime.console import warn
+
+        warn(f"FP16 underflow: {fp16_range.underflowing_count} activations lie mostly below FP16's smallest "
+             f"normal (6.1e-5) on the golden set and can flush to zero on FP16 kernels that flush subnormals: "
+             f"{fp16_range.underflow_names()}; check the FP16 engine with `edgeport verify --backend tensorrt`")
