@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -243,6 +244,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-params", type=int, default=MAX_PARAMS)
     ap.add_argument("--small", type=int, default=SMALL, help="input size where the model allows it")
     ap.add_argument("--docs", type=Path, default=ROOT / "docs")
+    ap.add_argument("--keep-bundles", action="store_true", help="keep each model's bundle (default: removed once recorded)")
     args = ap.parse_args(argv)
     results, work = args.results, args.work or args.results / "bundles"
     results.mkdir(parents=True, exist_ok=True)
@@ -265,6 +267,8 @@ def main(argv=None) -> int:
             print(f"[conformance] {entry['model']} ...", file=sys.stderr, flush=True)
             record = run_model(entry, work, small=args.small)
             wall_file.write_text(str(wall + time.monotonic() - started))
+            if not args.keep_bundles:  # a large model's bundle and engines take gigabytes
+                shutil.rmtree(work / entry["model"], ignore_errors=True)
         out.write_text(json.dumps(record, indent=1) + "\n")
     wall += time.monotonic() - started
     wall_file.write_text(str(wall))
