@@ -118,19 +118,63 @@ def test_bench_and_predict_run_on_openvino(ov_bundle, copy_bundle, tmp_path):
     assert result.exit_code == 0 and "(int8-ov, openvino/cpu)" in result.output, result.output
 
 
-def test_hint_follows_the_batch_and_threads_reach_the_plugin(ov_bundle):
+def _compiled_batch(request) -> int:
+    shape = request.get_compiled_model().inputs[0].get_partial_shape()
+    assert shape.is_static, shape  # compiled for one shape, not OpenVINO's dynamic path
+    return shape[0].get_length()
+
+
+def test_each_batch_compiles_a_static_model_with_its_hint_and_threads(ov_bundle):
     from runtime.runners.openvino import OpenVINORunner
 
     b, x = _golden(ov_bundle)
     runner = OpenVINORunner(b.artifact_path("int8-ov"), threads=1)
-    runner.infer(x[:1])
-    runner.infer(x[:2])
-    compiled = {h: r.get_compiled_model() for h, r in runner._requests.items()}
-    assert sorted(compiled) == ["LATENCY", "THROUGHPUT"]
-    for hint, c in compiled.items():
-        assert str(c.get_property("PERFORMANCE_HINT")) == hint
+    assert runner.inputs[0].shape[0] is None  # the artifact itself keeps its dynamic batch
+    for n in (1, 2, 3):
+        runner.infer(x[:n])
+    compiled = {_compiled_batch(r): r.get_compiled_model() for r in runner._requests.values()}
+    assert sorted(compiled) == [1, 2, 3]
+    for batch, c in compiled.items():
+        assert str(c.get_property("PERFORMANCE_HINT")) == ("LATENCY" if batch == 1 else "THROUGHPUT")
         assert c.get_property("INFERENCE_NUM_THREADS") == 1
         assert c.get_property("NUM_STREAMS") == 1  # one synchronous request: all threads on it
+
+
+def test_static_batches_match_onnxruntime_row_by_row(ov_bundle):
+    """Every batch size, interleaved, gives ONNX Runtime's numbers for its own rows: a request
+    compiled for one shape never serves another, and outputs are not overwritten by later calls."""
+    from runtime.compare import DEFAULT_TOLERANCES
+    from runtime.runners.openvino import OpenVINORunner
+
+    b, x = _golden(ov_bundle)
+    _, ort = _run(b, "fp32", x)
+    runner = OpenVINORunner(b.artifact_path("fp32"), threads=2, precision_hint="f32")
+    outs = [(n, runner.infer(x[:n])[b.output_name]) for n in (3, 1, 4, 2, 3)]
+    for n, out in outs:
+        assert out.shape == ort[:n].shape
+        rel = np.abs(out - ort[:n]).max() / np.abs(ort[:n]).max()
+        assert rel <= DEFAULT_TOLERANCES["fp32"].max_rel_diff, (n, rel)
+
+
+def test_compiled_models_are_bounded_least_recently_used_first(ov_bundle):
+    from runtime.bundle import Bundle
+    from runtime.compare import centered_cosine
+    from runtime.runners.openvino import COMPILED_SHAPES, OpenVINORunner
+
+    b = Bundle.open(ov_bundle)
+    x = np.ascontiguousarray(b.golden().inputs(b.preprocessing), dtype=np.float32)
+    sizes = list(range(2, COMPILED_SHAPES + 3))
+    assert len(x) >= sizes[-1]
+    runner = OpenVINORunner(b.artifact_path("int8-ov"), threads=1)  # batch 1 compiled at open
+    first = runner.infer(x[:1])[b.output_name]
+    for n in sizes:
+        runner.infer(x[:n])
+        runner.infer(x[:1])  # batch 1 stays the most recently used
+    kept = sorted(_compiled_batch(r) for r in runner._requests.values())
+    assert kept == sorted([1, *sizes[-(COMPILED_SHAPES - 1):]])
+    again = runner.infer(x[:sizes[0]])[b.output_name]  # evicted: compiled again, same numbers
+    assert sorted(_compiled_batch(r) for r in runner._requests.values()) == sorted([1, sizes[0], *sizes[-2:]])
+    assert centered_cosine(again[:1], first).min() >= 0.9999
 
 
 def test_missing_openvino_is_a_dependency_error_with_the_install_hint(monkeypatch, tmp_path):
