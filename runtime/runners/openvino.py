@@ -138,8 +138,10 @@ class OpenVINORunner(Runner):
 
     def infer_impl(self, feed):
         request = self._request(tuple(tuple(feed[t.name].shape) for t in self.inputs))
-        result = request.infer({t.name: feed[t.name] for t in self.inputs})
-        # Copies: the request's output buffers are overwritten by its next call.
+        # Shared buffers: OpenVINO reads the caller's arrays in place (no input copy: 4.8 MB at
+        # batch 8, 224 px) and returns views of its output buffers, copied once here because the
+        # request's next call overwrites them.
+        result = request.infer({t.name: feed[t.name] for t in self.inputs}, share_inputs=True, share_outputs=True)
         return {t.name: np.array(result[i]) for i, t in enumerate(self.outputs)}
 
     def close(self) -> None:
