@@ -16,8 +16,8 @@ is used. Which artifact runs (``artifact_key``):
 **One compiled model per input shape.** The bundle's graphs have a dynamic batch; compiled as
 they are, OpenVINO's CPU plugin runs every call through its dynamic-shape path. The runner knows
 each call's shape, so it reshapes a copy of the model to that static shape and compiles it on
-first use (measured with process CPU time, one thread: densenet121 INT8 5-8 % faster static, FP16
-1-8 %; resnet18/resnet50 0-2 %, within noise). At most ``COMPILED_SHAPES`` compiled models are
+first use (process CPU time per call, one thread: densenet121 INT8 5-8 % less, resnet18 INT8 at
+batch 1 6-11 %, the rest 0-10 %; docs/benchmarks.md has the table). At most ``COMPILED_SHAPES`` compiled models are
 kept (least recently used goes first): each holds its own copy of the weights in the plugin's
 layout. The hint follows the batch: ``LATENCY`` for batch 1, ``THROUGHPUT`` above, both with
 ``NUM_STREAMS`` 1: the runner makes one synchronous call at a time, and THROUGHPUT's default
