@@ -138,7 +138,9 @@ def _composition_line(summary) -> str:
     counts = summary.by_precision(compute_only=True)
     total = sum(counts.values())
     parts = ", ".join(f"{n} {p.upper()}" for p, n in counts.items())
-    mem = f", activations {summary.activation_bytes / 1e6:.1f} MB" if summary.activation_bytes is not None else ""
+    from runtime.report.numbers import size  # MiB, as the report's engine table
+
+    mem = f", activations {size(summary.activation_bytes)}" if summary.activation_bytes is not None else ""
     return f"{total} compute layers ({parts or 'none'}){mem}"
 
 
