@@ -301,7 +301,8 @@ def test_latency_table_has_human_names_units_and_the_machine(report_bundle, copy
     bench = json.loads((bundle / "report.json").read_text())["benchmarks"]
     assert len(rows) == len(bench["results"]) == 8  # 4 artifacts x batch 1, 4
     col = header.index("p50 (ms)")
-    assert sorted(float(r[col].replace(",", "")) for r in rows) == pytest.approx(sorted(b["p50_ms"] for b in bench["results"]), rel=5e-3)
+    # Shown to two significant digits at least (under 1 ms: "0.42"), so within 5% of report.json's.
+    assert sorted(float(r[col].replace(",", "")) for r in rows) == pytest.approx(sorted(b["p50_ms"] for b in bench["results"]), rel=0.05)
     # The machine and its load sit next to the numbers.
     machine = root.find_id("bench-machine")
     assert machine is not None
