@@ -131,17 +131,6 @@ def test_failed_artifact_is_marked_on_the_page(color_bundle, copy_bundle):
     assert "max_rel_diff" in page
 
 
-def test_strip_plot_handles_zero_and_nonfinite_values():
-    from runtime.report.html import strip_plot
-
-    svg = strip_plot("p", "t", [{"label": "fp32", "color": "#000", "values": [0.0, 1e-7, float("nan")],
-                                 "threshold": 1e-5}], "x")
-    assert svg.count("<circle") == 2  # zero drawn at the floor, NaN as a red cross
-    assert ">x</text>" in svg
-
-
-
-
 # -- a bundle with every section, all written by edgeport itself ---------------------------------
 # 11 residual blocks: 24 quantized layers (more than the 20 the sensitivity section shows), with
 # long ONNX node names (/features/residual_block_03/pointwise_mixing_convolution/Conv) that the

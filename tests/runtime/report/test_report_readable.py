@@ -181,3 +181,12 @@ def test_report_md_has_the_same_numbers_and_words(rendered):
     assert "weights (MiB)" in text and "| 25.0 | 3.0 |" in text
     assert not [k for k in RAW_KEYS if k in text]
     assert "### Further outputs" in text and "| FAIL |" in text and "| PASS |" in text
+
+
+def test_strip_plot_handles_zero_and_nonfinite_values():
+    from runtime.report.html import strip_plot
+
+    svg = strip_plot("p", "t", [{"label": "fp32", "color": "#000", "values": [0.0, 1e-7, float("nan")],
+                                 "threshold": 1e-5}], "x")
+    assert svg.count("<circle") == 2  # zero drawn at the floor (the page's note counts it), NaN as a red cross
+    assert ">x</text>" in svg
