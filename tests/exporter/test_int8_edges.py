@@ -178,3 +178,33 @@ def test_cpu_int8_that_misses_the_budget_stops_the_export_unless_skipped(trained
     result = invoke("export", *args, "--no-int8-cpu", "--output", tmp_path / "b")
     assert result.exit_code == 0, result.output
     assert set(_json(_bundle(tmp_path / "b") / "manifest.json")["artifacts"]) == {"fp32", "int8"}
+
+
+def test_fp16_range_probe_loads_graphs_with_integer_tensors():
+    """An attention block slices its input's shape (an int64 tensor): the FP16 range probe once
+    declared every node output float, and ONNX Runtime refused to load it (exit 3 on any
+    attention model). The float tensors must still be probed: Relu's output overflows FP16."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from exporter.onnx_export import fp16_range_check
+
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Slice", ["shape", "zero", "one"], ["batch"]),  # int64, like an attention mask size
+        helper.make_node("Concat", ["batch", "minus_one"], ["new_shape"], axis=0),
+        helper.make_node("Reshape", ["x", "new_shape"], ["flat"]),
+        helper.make_node("Mul", ["flat", "big"], ["scaled"]),
+        helper.make_node("Relu", ["scaled"], ["y"]),
+    ]
+    inits = [helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+             helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+             helper.make_tensor("minus_one", TensorProto.INT64, [1], [-1]),
+             helper.make_tensor("big", TensorProto.FLOAT, [], [1.0e5])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 48])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    inputs = np.ones((2, 3, 4, 4), dtype=np.float32)
+    found = fp16_range_check(model, inputs)
+    assert {t["name"] for t in found["overflowing_tensors"]} >= {"scaled", "y"}
