@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exporter.graph.rewrites import lowercase_einsum
 from runtime.errors import DependencyError, EdgeportError, UsageError, require
 
 INPUT_NAME = "input"
@@ -45,6 +46,7 @@ def export_onnx(module, input_chw, opset: int = DEFAULT_OPSET, output_names: lis
                                 hint="Rerun with --debug for the traceback; unusual layers may need a newer --opset.") from exc
     model = onnx.load_from_string(buf.getvalue())
     _require_one_input(model)
+    lowercase_einsum(model)  # TensorRT parses lowercase subscripts only
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # noqa: BLE001

@@ -208,3 +208,30 @@ def test_fp16_range_probe_loads_graphs_with_integer_tensors():
     inputs = np.ones((2, 3, 4, 4), dtype=np.float32)
     found = fp16_range_check(model, inputs)
     assert {t["name"] for t in found["overflowing_tensors"]} >= {"scaled", "y"}
+
+
+def test_einsum_equations_become_lowercase_letters_with_the_same_result():
+    """torchvision's MaxViT writes einsum("B G H I D, B G H J D -> B G H I J"); TensorRT's parser
+    accepts lowercase subscripts only, so every MaxViT build failed to parse. The rewritten
+    equation must compute what the original does (ONNX Runtime on both)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from exporter.graph.rewrites import lowercase_einsum
+
+    node = helper.make_node("Einsum", ["q", "k"], ["y"], equation="B H I D, B H J D -> B H I J")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3, 4, 5])
+                                            for n in ("q", "k")],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    rng = np.random.default_rng(0)
+    feeds = {n: rng.normal(size=(2, 3, 4, 5)).astype(np.float32) for n in ("q", "k")}
+    expected = np.einsum("bhid,bhjd->bhij", feeds["q"], feeds["k"])
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+    np.testing.assert_allclose(run(model), expected, rtol=1e-5, atol=1e-5)
+    assert lowercase_einsum(model) == 1
+    assert model.graph.node[0].attribute[0].s == b"abcd,abed->abce"
+    np.testing.assert_allclose(run(model), expected, rtol=1e-5, atol=1e-5)

@@ -561,3 +561,28 @@ def test_build_verify_and_bench_on_a_gpu(exported, tmp_path):
     assert list((tmp_path / "cache" / "rtx-runtime").glob("rtx*.cache"))  # the JIT cache was saved
     r = run_cli("bench", bundle, "--backend", "tensorrt-rtx", "--batch", "1", "--iterations", "5", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_nvidia_parser_takes_the_lowercased_einsum_and_refuses_torchvisions_spelling(rtx):
+    # exporter/graph/rewrites.py lowercase_einsum: why it exists, checked against NVIDIA's parser.
+    from onnx import TensorProto, helper
+
+    from exporter.graph.rewrites import lowercase_einsum
+
+    node = helper.make_node("Einsum", ["q", "k"], ["y"], equation="B H I D, B H J D -> B H I J")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [-1, 3, 4, 5])
+                                            for n in ("q", "k")],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 3, 4, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    def parse_errors(m) -> list[str]:
+        logger = rtx.Logger(rtx.Logger.ERROR)
+        builder = rtx.Builder(logger)  # kept alive while the parser fills its network
+        network = builder.create_network(0)
+        parser = rtx.OnnxParser(network, logger)
+        parser.parse(m.SerializeToString())
+        return [parser.get_error(i).desc() for i in range(parser.num_errors)]
+
+    assert any("Invalid character" in e for e in parse_errors(model))
+    lowercase_einsum(model)
+    assert parse_errors(model) == []
