@@ -28,18 +28,16 @@ import time
 
 import numpy as np
 
-from runtime.compare import centered_cosine
+from runtime.int8_variants import BATCH, carrier_of, next_steps, session_with_outputs, stream_metrics
 
 JUMP_SHARE = 0.5  # the first jump at least this share of the largest one is "the" jump
-MIN_JUMP = 0.002  # below this (in 1 - cosine) no layer stands out: the error builds up gradually
+MIN_JUMP = 0.0005  # below this (in 1 - cosine) no layer stands out: the error builds up gradually
 MAX_SAMPLES = 32  # golden images the diagnosis reads (of the golden set's up to 64)
 MAX_BOUNDARIES = 96  # layer outputs compared; a larger graph is sampled evenly in topological order
-BATCH = 4  # images per ONNX Runtime call: the extra outputs of one batch are what memory holds
 # The ops whose inputs edgeport's quantizers put Q/DQ in front of (an op reading a DequantizeLinear
 # only because a producer's output was quantized, such as a ReLU in ONNX Runtime's U8S8 graph, is not a layer).
 LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Concat", "AveragePool", "MaxPool",
              "GlobalAveragePool")
-CARRIER_RATIO = 2.0  # weights or activations carry the error when their error is this many times the other's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,45 +170,6 @@ def _evenly(items: list, cap: int) -> list:
 
 
 # -- running -----------------------------------------------------------------------------------------
-def session_with_outputs(model, names: list[str]):
-    """An ONNX Runtime CPU session of a copy of ``model`` that also outputs ``names``."""
-    import onnx
-    import onnxruntime as ort
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
-    m.graph.output.extend([onnx.ValueInfoProto(name=n) for n in names if n not in have])
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-
-
-def stream_metrics(sessions: list, inputs: np.ndarray, names: list[str], batch: int,
-                   other_names: list[str] | None = None) -> list[dict]:
-    """Run ``inputs`` through ``sessions`` (the first is the reference) batch by batch; per other
-    session, {tensor: (per-sample cosine list, per-sample relative error list)} against the first.
-    ``other_names``: the other sessions' names of the same tensors (default: ``names``)."""
-    input_name = sessions[0].get_inputs()[0].name
-    other_names = other_names or names
-    acc = [{n: ([], []) for n in names} for _ in sessions[1:]]
-    for start in range(0, len(inputs), batch):
-        x = np.ascontiguousarray(inputs[start:start + batch], dtype=np.float32)
-        ref = dict(zip(names, sessions[0].run(names, {input_name: x})))
-        for sess, into in zip(sessions[1:], acc):
-            got = dict(zip(names, sess.run(other_names, {input_name: x})))
-            for n in names:
-                r = np.asarray(ref[n], dtype=np.float64).reshape(len(x), -1)
-                g = np.asarray(got[n], dtype=np.float64).reshape(len(x), -1)
-                cos = np.where(np.isfinite(g).all(axis=1), centered_cosine(np.nan_to_num(g), r), -1.0)
-                norm = np.linalg.norm(r, axis=1)
-                rel = np.linalg.norm(np.nan_to_num(g) - r, axis=1) / np.where(norm > 0, norm, 1.0)
-                into[n][0].extend(cos.tolist())
-                into[n][1].extend(rel.tolist())
-        del ref
-    return acc
-
-
 def find_jump(layers: list[tuple], metrics: dict, upstream: dict) -> tuple[list[Boundary], int | None]:
     """The boundaries with their jumps, and the culprit's index (None: no layer stands out)."""
     error = {t: 1.0 - float(np.mean(metrics[t][0])) for _, _, t, _ in layers}
@@ -232,8 +191,6 @@ def diagnose(fp32_model, int8_model, inputs: np.ndarray, *, precision: str = "in
     """Diagnose ``int8_model`` (a Q/DQ ModelProto) against ``fp32_model`` on ``inputs`` (golden,
     preprocessed NCHW). ``calibration``: the manifest's calibration info of that artifact
     ({"method", "samples", "few", ...}), which shapes the next steps."""
-    from runtime.int8_variants import carrier_of, next_steps
-
     t0 = time.perf_counter()
     inputs = inputs[:max_samples]
     layers = _evenly(quantized_layers(int8_model, fp32_model), max_boundaries)
@@ -258,7 +215,7 @@ def diagnose(fp32_model, int8_model, inputs: np.ndarray, *, precision: str = "in
                            "upstream that the layer outputs do not show (an op between the measured layers)")
         result.next_steps = next_steps(result, fp32_model, calibration)
     else:
-        result.next_steps = next_steps(None, None, calibration)
+        result.next_steps = next_steps(result, fp32_model, calibration)
     result.seconds = round(time.perf_counter() - t0, 2)
     return result
 

@@ -1,5 +1,6 @@
 """The second half of the INT8 diagnosis (runtime/int8_diagnosis.py): does the culprit layer's
-error come from its weights or its activations, and which export options help.
+error come from its weights or its activations, and which export options help; and the
+streaming comparison of graph outputs both halves run on ONNX Runtime CPU.
 
 Two variants of the FP32 graph, each with one kind of the culprit's Q/DQ copied back from the
 INT8 graph (same scales, same INT8 weights): only the DequantizeLinear of its weight, or only
@@ -11,9 +12,50 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.int8_diagnosis import BATCH, CARRIER_RATIO, session_with_outputs, stream_metrics
+from runtime.compare import centered_cosine
 
 PREFIX = "edgeport_diag_"
+BATCH = 4  # images per ONNX Runtime call: the extra outputs of one batch are what memory holds
+CARRIER_RATIO = 2.0  # weights or activations carry the error when their error is this many times the other's
+
+
+def session_with_outputs(model, names: list[str]):
+    """An ONNX Runtime CPU session of a copy of ``model`` that also outputs ``names``."""
+    import onnx
+    import onnxruntime as ort
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    m.graph.output.extend([onnx.ValueInfoProto(name=n) for n in names if n not in have])
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def stream_metrics(sessions: list, inputs: np.ndarray, names: list[str], batch: int,
+                   other_names: list[str] | None = None) -> list[dict]:
+    """Run ``inputs`` through ``sessions`` (the first is the reference) batch by batch; per other
+    session, {tensor: (per-sample cosine list, per-sample relative error list)} against the first.
+    ``other_names``: the other sessions' names of the same tensors (default: ``names``)."""
+    input_name = sessions[0].get_inputs()[0].name
+    other_names = other_names or names
+    acc = [{n: ([], []) for n in names} for _ in sessions[1:]]
+    for start in range(0, len(inputs), batch):
+        x = np.ascontiguousarray(inputs[start:start + batch], dtype=np.float32)
+        ref = dict(zip(names, sessions[0].run(names, {input_name: x})))
+        for sess, into in zip(sessions[1:], acc):
+            got = dict(zip(names, sess.run(other_names, {input_name: x})))
+            for n in names:
+                r = np.asarray(ref[n], dtype=np.float64).reshape(len(x), -1)
+                g = np.asarray(got[n], dtype=np.float64).reshape(len(x), -1)
+                cos = np.where(np.isfinite(g).all(axis=1), centered_cosine(np.nan_to_num(g), r), -1.0)
+                norm = np.linalg.norm(r, axis=1)
+                rel = np.linalg.norm(np.nan_to_num(g) - r, axis=1) / np.where(norm > 0, norm, 1.0)
+                into[n][0].extend(cos.tolist())
+                into[n][1].extend(rel.tolist())
+        del ref
+    return acc
 
 
 def _copy_chain(onnx, int8_model, nodes: list, into, tag: str) -> str:
@@ -150,6 +192,17 @@ def _reads_gate(fp32_model, tensor: str) -> str | None:
     return None
 
 
+def _gated_jumps(diagnosis, fp32_model) -> int:
+    """How many of the 5 largest jumps are at layers reading a Sigmoid-gated Mul; 0 unless the
+    culprit is one of them or at least two are (one gated layer among many is no pattern)."""
+    if diagnosis is None or fp32_model is None or not diagnosis.boundaries:
+        return 0
+    top = sorted(diagnosis.boundaries, key=lambda b: -b.jump)[:5]
+    gated = [b for b in top if b.jump > 0 and _reads_gate(fp32_model, b.tensor)]
+    culprit = diagnosis.layer is not None and _reads_gate(fp32_model, diagnosis.tensor)
+    return len(gated) if culprit or len(gated) >= 2 else 0
+
+
 def next_steps(diagnosis, fp32_model, calibration: dict | None) -> list[str]:
     """The export options that help, most direct first, chosen from the finding."""
     calibration = calibration or {}
@@ -158,10 +211,10 @@ def next_steps(diagnosis, fp32_model, calibration: dict | None) -> list[str]:
     steps = []
     layer = getattr(diagnosis, "layer", None)
     carrier = getattr(diagnosis, "carrier", None)
-    gate = _reads_gate(fp32_model, diagnosis.tensor) if layer and fp32_model is not None else None
-    if gate:
-        steps.append(f"--int8-exclude {gate} (keeps the layers that read a Sigmoid-gated Mul, as in SE blocks "
-                     f"and SiLU, out of INT8)")
+    gated = _gated_jumps(diagnosis, fp32_model)
+    if gated:
+        steps.append(f"--int8-exclude Mul (keeps the layers that read a Sigmoid-gated Mul, as in SE blocks and "
+                     f"SiLU, out of INT8: {gated} of the 5 largest error jumps are at such layers)")
     if layer and carrier == "weights":
         steps.append(f"--int8-exclude '{layer}' (its weights do not fit INT8 per channel; calibration cannot "
                      f"change that)")
