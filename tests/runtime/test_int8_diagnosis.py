@@ -26,12 +26,17 @@ from runtime.int8_variants import variant  # noqa: E402
 RNG_SEED = 7
 
 
-def _net(dead_channel: bool):
+def _net(dead_channel: bool, gate: bool = False):
+    """``gate``: relu2's output is multiplied by its own Sigmoid (SiLU-like) before conv3."""
     rng = np.random.default_rng(RNG_SEED)
     inits, nodes = [], []
     chans = [3, 8, 8, 8]
     x = "input"
     for i in range(1, 4):
+        if gate and i == 3:
+            nodes += [helper.make_node("Sigmoid", [x], ["sig"], name="sigmoid"),
+                      helper.make_node("Mul", [x, "sig"], ["gated"], name="gate_mul")]
+            x = "gated"
         w = rng.normal(0, 0.3, (chans[i], chans[i - 1], 3, 3)).astype(np.float32)
         b = rng.normal(0, 0.1, chans[i]).astype(np.float32)
         if dead_channel and i == 1:
@@ -128,6 +133,15 @@ def test_poisoned_activation_scale_is_blamed_on_that_layers_activations(activati
     assert any(s.startswith("--calib-data") for s in d.next_steps)
     lines = "\n".join(d.lines())
     assert "conv3" in lines and "activations" in lines and "--calib-method percentile" in lines
+
+
+def test_a_culprit_reading_a_sigmoid_gated_mul_suggests_excluding_mul(tmp_path):
+    fp32 = _net(dead_channel=False, gate=True)
+    q = _quantize(fp32, tmp_path)
+    _scale_activation_q(q, "conv3", 300.0)
+    d = diagnose(fp32, q, _inputs(), calibration={"method": "minmax", "samples": 16})
+    assert (d.layer, d.carrier) == ("conv3", "activations")
+    assert d.next_steps[0].startswith("--int8-exclude Mul")
 
 
 def test_streaming_caps_the_samples(activation_fault):
