@@ -7,6 +7,7 @@ import html
 from typing import TYPE_CHECKING
 
 from runtime.report.mdtext import md, md_code, md_table
+from runtime.report.numbers import significant
 
 if TYPE_CHECKING:
     from runtime.int8_diagnosis import Int8Diagnosis, Int8DiagnosisSection
@@ -36,11 +37,11 @@ def _num(v) -> str:
 
 def _cost(d: Int8Diagnosis) -> str:
     return (f"Measured on ONNX Runtime CPU over {d.samples} golden images at {len(d.boundaries)} quantized layer "
-            f"outputs in {d.seconds:g} s. Criterion: {d.criterion}.")
+            f"outputs in {significant(d.seconds, 2)} s. Criterion: {d.criterion}.")
 
 
 def _rows(d: Int8Diagnosis) -> list[list[str]]:
-    return [[b.layer, b.op_type, f"{b.cosine:.4f}", f"{b.rel_error:.3g}", f"{b.jump:+.4f}"] for b in d.boundaries]
+    return [[b.layer, b.op_type, f"{b.cosine:.4f}", significant(b.rel_error), f"{b.jump:+.4f}"] for b in d.boundaries]
 
 
 def diagnosis_markdown(section: Int8DiagnosisSection | None) -> list[str]:
