@@ -44,6 +44,16 @@ class ExportResult:
         """The written bundle (runtime.bundle.Bundle); this process wrote it, so no signature is checked."""
         return Bundle.open(self.bundle, trusted_keys=())
 
+    def int8_diagnosis(self) -> dict:
+        """{precision: Int8Diagnosis} of the INT8 artifacts that failed verification, as report.json
+        holds them (empty when every artifact passed or verification was skipped)."""
+        if not self.comparisons or self.passed:
+            return {}
+        from runtime.report.summary import load_report
+
+        section = load_report(self.open()).int8_diagnosis
+        return dict(section.entries) if section else {}
+
 
 def make_config(model, **options) -> ExportConfig:
     """``ExportConfig`` from ``edgeport.export``'s keyword arguments: the ModelRequest fields go to
@@ -80,6 +90,8 @@ def _value(name: str, value, spec: OptionSpec):
         return parse_factory_args(value) or None
     if name == "class_names":
         return tuple(value)
+    if name == "int8_exclude":
+        return (value,) if isinstance(value, str) else tuple(value)
     return Path(value) if spec.kind is Path else value
 
 

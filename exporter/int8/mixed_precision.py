@@ -275,7 +275,7 @@ def apply_budget(staged, manifest, config, fp32, int8, data: BudgetData, golden_
     """
     from exporter.graph.qdq_graph import MixedGraph
     from exporter.int8.quantize import INT8_FILE
-    from exporter.int8.sensitivity import report_rows
+    from exporter.int8.sensitivity import explain_failure, report_rows
 
     budget = float(config.max_drop)
     fallback = config.fallback_precision or DEFAULT_FALLBACK
@@ -296,6 +296,7 @@ def apply_budget(staged, manifest, config, fp32, int8, data: BudgetData, golden_
     result = search(ranked, lambda units: judge(variants.build(units)), budget, cap, log=console.log)
     kept = ranked[:result.float_layers]
     if not result.met:
+        explain_failure(graph, int8.calibration, golden_inputs)  # where full INT8 breaks, and what to try
         raise _budget_not_met(result, graph, ranked, sensitivity_of, kept, cap, budget, data)
 
     counts = _write_final(staged, variants.build(kept))

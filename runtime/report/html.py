@@ -27,6 +27,7 @@ from runtime.report.engines import engines_html
 from runtime.report.html_sections import (PRECISION_COLORS, PageFacts, calibration_section,  # noqa: F401
                                           definition_list, deployment_section, latency_section, lint_section,
                                           sensitivity_section)
+from runtime.report.diagnosis_sections import diagnosis_html
 from runtime.report.html_sections import color as _color
 from runtime.report.html_sections import label as _label
 from runtime.report.html_sections import table as _table
@@ -428,7 +429,8 @@ def render_html(report: Report, manifest: Manifest | None = None, golden: dict |
     (``PageFacts.of(bundle)``) the calibration and deployment sections."""
     golden_names = list((golden or {}).get("names") or report.verification.golden_names or [])
     parts = _head(report, manifest)
-    parts += [_summary_section(report, manifest, bundle_root), _outputs_section(report),
+    parts += [_summary_section(report, manifest, bundle_root), diagnosis_html(report.int8_diagnosis),
+              _outputs_section(report),
               _plots_section(report, golden_names), latency_section(report.benchmarks), _accuracy_section(report),
               _changed_section(report, golden), calibration_section(page_facts), deployment_section(page_facts),
               lint_section(report.lint),

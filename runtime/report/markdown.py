@@ -88,9 +88,11 @@ def output_lines(results: list[Comparison]) -> list[str]:
 
 def markdown_sections(report: Report) -> list[str]:
     """The sections after the verification table, for those the report has."""
+    from runtime.report.diagnosis_sections import diagnosis_markdown
     from runtime.report.engines import engines_markdown
 
-    lines = _calibration_lines(report.calibration)
+    lines = diagnosis_markdown(report.int8_diagnosis)  # why INT8 failed: first, next to the verdict
+    lines += _calibration_lines(report.calibration)
     if report.lint and report.lint.artifacts:
         lines += ["", "### Q/DQ lint (TensorRT's INT8 rules)", ""]
         lines += ["- " + md(f"{p} ({d.file}): {'' if d.passed else 'FAIL, '}{d.summary}")
