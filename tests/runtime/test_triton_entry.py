@@ -242,3 +242,13 @@ def test_the_docs_client_example_runs_against_the_server(tmp_path, small_bundle,
     top = [int(e.decode().split(":")[1]) for e in namespace["top3"][0]]
     assert top == list(np.argsort(-ref[0])[:3])
     assert printed.getvalue().startswith("[[b'")
+
+
+def test_help_says_how_instances_and_threads_share_the_cores():
+    r = invoke("triton", "--help")
+    assert r.exit_code == 0
+    text = " ".join(r.output.split())  # click wraps the help text
+    assert "Without --threads, the instances share the cores: each ONNX Runtime gets max(1, usable cores // " \
+           "instances) intra-op threads." in text
+    assert "Default: usable cores // --instances, of the server at model load (python) or of this machine " \
+           "(onnxruntime, whose config needs a number)." in text
