@@ -365,7 +365,9 @@ def _export_built(config: ExportConfig, built, staged, timings: dict) -> list:
             input_name = built.onnx_model.graph.input[0].name
     outputs = f", outputs {', '.join(ref.all_outputs)} (classifier: {next(iter(ref.all_outputs))})" \
         if len(ref.all_outputs) > 1 else ""
-    gmacs = f"{macs / 1e9:.3f} GMACs" if macs is not None else "MACs not counted"
+    from runtime.report.numbers import macs as macs_text  # the report's words: "14.9 GMACs", "3.1 MMACs"
+
+    gmacs = macs_text(macs) if macs is not None else "MACs not counted"
     console.log(f"{built.name}: {params / 1e6:.2f} M parameters, {gmacs} at {pre.channels}x{format_hw(pre.size)}, "
                 f"{ref.num_classes} classes{outputs}; {len(ref.gold.names)} golden samples ({ref.gold.source})")
     if ref.gold.skipped:

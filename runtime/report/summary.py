@@ -155,5 +155,5 @@ def save_report(bundle: Bundle, report: Report) -> None:
     from runtime.report.html import write_html
 
     atomic_write_text(bundle.report_path("json"), json.dumps(report.to_dict(), indent=2) + "\n")
-    atomic_write_text(bundle.report_path("md"), render_markdown(report))
+    atomic_write_text(bundle.report_path("md"), render_markdown(report, bundle.manifest))
     write_html(bundle, report)
