@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import TypedDict
 
 import numpy as np
 
@@ -38,6 +39,13 @@ MAX_BOUNDARIES = 96  # layer outputs compared; a larger graph is sampled evenly 
 # only because a producer's output was quantized, such as a ReLU in ONNX Runtime's U8S8 graph, is not a layer).
 LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Concat", "AveragePool", "MaxPool",
              "GlobalAveragePool")
+
+
+class QdqOnly(TypedDict, total=False):
+    """The culprit with only one kind of its Q/DQ put back (runtime/int8_variants.py: carrier_of)."""
+
+    layer_cosine: float | None
+    logits_cosine: float | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +76,8 @@ class Int8Diagnosis:
     cosine_before: float | None = None  # the worst upstream boundary's cosine
     cosine_at: float | None = None  # the culprit's output cosine
     carrier: str | None = None  # "weights", "activations" or "both"
-    weights_only: dict | None = None  # {"layer_cosine", "logits_cosine"} with only the weight Q/DQ
-    activations_only: dict | None = None  # same with only the activation Q/DQ
+    weights_only: QdqOnly | None = None  # {"layer_cosine", "logits_cosine"} with only the weight Q/DQ
+    activations_only: QdqOnly | None = None  # same with only the activation Q/DQ
     next_steps: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     note: str | None = None  # why the diagnosis is partial (names that do not map, ...)
@@ -100,10 +108,9 @@ class Int8Diagnosis:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Int8Diagnosis":
-        names = {f.name for f in dataclasses.fields(cls)}
-        fields = {k: v for k, v in data.items() if k in names}
-        fields["boundaries"] = [Boundary(**b) for b in data.get("boundaries") or [] if isinstance(b, dict)]
-        return cls(**fields)
+        from runtime.report.typed import fields_of
+
+        return cls(**fields_of(cls, data))
 
 
 # -- graph facts -----------------------------------------------------------------------------------
@@ -245,7 +252,9 @@ class Int8DiagnosisSection:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Int8DiagnosisSection":
-        return cls({p: Int8Diagnosis.from_dict(d) for p, d in data.items() if isinstance(d, dict)})
+        from runtime.report.typed import check
+
+        return cls(check(data, dict[str, Int8Diagnosis]))
 
     def carry_over(self, changes, notes) -> None:
         # Export verifies every INT8 artifact again and diagnoses the ones that fail: never carried.

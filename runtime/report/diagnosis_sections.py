@@ -22,7 +22,7 @@ def _finding(d: Int8Diagnosis) -> str:
     if d.layer is None:
         return d.note or "No single layer stands out: the error builds up gradually over the layers."
     text = (f"The error against FP32 jumps at {d.layer} ({d.op_type}): its output's centered cosine is "
-            f"{d.cosine_at:.4f} where its inputs' was {d.cosine_before:.4f}.")
+            f"{_num(d.cosine_at)} where its inputs' was {_num(d.cosine_before)}.")
     w, a = d.weights_only or {}, d.activations_only or {}
     if d.carrier:
         text += (f" Its {d.carrier} carry the error: with only its weights quantized the layer output's cosine is "

@@ -64,7 +64,7 @@ def _calibration_lines(calibration: dict) -> list[str]:
         skipped = f", {c['skipped']} unreadable files skipped" if c.get("skipped") else ""
         lines.append("- " + md(f"{precision}: {c.get('samples', '?')} samples ({c.get('kind') or '?'} "
                                f"{c.get('source') or '?'}{skipped}), method {c.get('method', '?')}, ranges {ranges}"))
-        if c.get("few"):
+        if c.get("few") and isinstance(c.get("samples"), int):  # the count is what the note compares
             few.append((c.get("samples"), c.get("recommended_min")))
     if few:
         samples, minimum = min(few, key=lambda t: t[0])

@@ -27,6 +27,8 @@ def significant(v: float, digits: int = 3) -> str:
     dropped); from 10**digits on, a whole number with thousands separators."""
     if v == 0:
         return "0"
+    if not math.isfinite(v):  # NaN/Inf as report.json may hold them: printed as they are
+        return str(v)
     if abs(v) >= 10 ** digits:
         return f"{v:,.0f}"
     decimals = max(0, digits - 1 - math.floor(math.log10(abs(v))))

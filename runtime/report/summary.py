@@ -16,6 +16,7 @@ from runtime.labeled import LabeledAccuracy
 from runtime.report.document import REPORT_VERSION, SECTIONS, Report
 from runtime.report.markdown import SUMMARY_HEADER, render_markdown, render_table, summary_rows  # noqa: F401
 from runtime.report.sections import EnginesSection, LintSection
+from runtime.report.typed import FieldError
 
 
 def read_report(path, *, fix: str = "") -> Report:
@@ -32,6 +33,9 @@ def read_report(path, *, fix: str = "") -> Report:
         raise BundleError(f"{path} has no 'results' list, so it is not an edgeport report.", hint=fix)
     try:
         return Report.from_dict(data)
+    except FieldError as exc:  # a value of the wrong type: its path and what was expected say it all
+        raise BundleError(f"{path} has a malformed section ({exc}), so it is not a report this edgeport wrote.",
+                          hint=fix) from exc
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise BundleError(f"{path} has a malformed section ({type(exc).__name__}: {exc}), so it is not a report "
                           "this edgeport wrote.", hint=fix) from exc
