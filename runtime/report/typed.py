@@ -25,6 +25,7 @@ import types
 import typing
 
 _INT64 = 2 ** 63
+_MISSING = object()  # a field without a default that report.json does not have
 
 
 class FieldError(ValueError):
@@ -40,6 +41,8 @@ class FieldError(ValueError):
 
 
 def _describe(value) -> str:
+    if value is _MISSING:
+        return "nothing (the key is missing)"
     kind = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
             list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
     text = repr(value)
@@ -100,7 +103,10 @@ def fields_of(cls, data, path: str = "") -> dict:
         if f.name in data:
             out[f.name] = check(data[f.name], hints[f.name], _join(path, f.name))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            out[f.name] = check(None, hints[f.name], _join(path, f.name))
+            try:
+                out[f.name] = check(None, hints[f.name], _join(path, f.name))
+            except FieldError as exc:
+                raise FieldError(exc.path, exc.expected, _MISSING) from None
     return out
 
 
