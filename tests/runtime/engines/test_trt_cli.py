@@ -88,13 +88,17 @@ def test_verify_backend_tensorrt_without_tensorrt_is_clean(tmp_path, bare_env):
     bundle = make_bundle(tmp_path / "net")
     r = run_cli("verify", bundle, "--backend", "tensorrt", env=bare_env)
     assert r.returncode == 3 and "Traceback" not in r.stderr
-    assert "has no TensorRT engines yet" in r.stderr and f"edgeport build {bundle} --precision all" in r.stderr
-    # With an engine present, the missing TensorRT is what is reported.
+    # The missing part is named, with how to get it and the backend that runs without it; `edgeport build`
+    # is not suggested: it would fail for the same reason.
+    assert "--backend tensorrt needs NVIDIA TensorRT's Python package" in r.stderr
+    assert "pip install tensorrt" in r.stderr and "JetPack" in r.stderr and "--backend onnxruntime" in r.stderr
+    assert "edgeport build" not in r.stderr and "engines yet" not in r.stderr
+    # With an engine present, the missing TensorRT is what is reported too.
     (bundle / "model.fp16.sm87.trt10.3.0.engine").write_bytes(b"x")
     (bundle / "model.fp16.sm87.trt10.3.0.engine.json").write_text(json.dumps(sidecar_dict()))
     r = run_cli("verify", bundle, "--backend", "tensorrt", env=bare_env)
     assert r.returncode == 3 and "Traceback" not in r.stderr
-    assert "Running TensorRT engines needs NVIDIA TensorRT's Python package" in r.stderr
+    assert "--backend tensorrt needs NVIDIA TensorRT's Python package" in r.stderr
 
 
 IMPORT_ALL = r'''
