@@ -132,8 +132,7 @@ def _load_folder(root: Path, pre: Preprocessing, cap: int, log) -> CalibrationSe
     digest = hashlib.sha256()
     for name in names:
         digest.update(name.encode("utf-8") + b"\0" + sha256_file(root / name).encode() + b"\n")
-    if skipped:
-        log(f"calibration: skipped {len(skipped)} unreadable file(s) (first: {skipped[0][0]}: {skipped[0][1]})")
+    # Skipped files are reported once, by the caller that checks the set (exporter/int8/ranges.py).
     return CalibrationSet(source="folder", path=root, names=names, skipped=skipped, digest=digest.hexdigest(),
                           available=len(files), images=np.stack(images), preprocessing=pre)
 
