@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import invoke
-from runtime.errors import DependencyError
+from runtime.errors import DependencyError, EdgeportError
 
 TINY = '''
 import torch.nn as nn
@@ -89,3 +89,34 @@ def test_gpu_provider_that_fell_back_to_cpu_is_refused(int8_export, monkeypatch)
         OnnxRuntimeRunner(bundle / "model.onnx", provider="cuda")
     text = err.value.render()
     assert "could not start" in text and "no NVIDIA GPU is visible" in text and "--provider cpu" in text
+
+
+class _Err(int):
+    """A cudaError_t as cuda-python returns it: an int with a name."""
+
+    def __new__(cls, value, name):
+        obj = super().__new__(cls, value)
+        obj.name = name
+        return obj
+
+
+class _NoDeviceCudart:
+    """cuda-python's answer on a machine with the driver and no device (cudaErrorNoDevice = 100)."""
+
+    @staticmethod
+    def cudaGetDeviceCount():
+        return _Err(100, "cudaErrorNoDevice"), 0
+
+
+def test_no_visible_gpu_is_named_not_an_install(monkeypatch):
+    from runtime.engines import cuda_mem, device
+
+    monkeypatch.setattr(device, "import_cudart", lambda: _NoDeviceCudart)
+    monkeypatch.setattr(device, "optional_import", lambda name: None)  # no PyTorch with CUDA either
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(EdgeportError) as err:
+        cuda_mem.default_memory()
+    text = err.value.render()
+    assert "needs an NVIDIA GPU, and CUDA sees none here (cudaGetDeviceCount: cudaErrorNoDevice" in text
+    assert "CUDA_VISIBLE_DEVICES=)" in text and "--backend onnxruntime" in text
+    assert "pip install" not in text  # installing cuda-python would not help
