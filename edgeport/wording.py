@@ -26,7 +26,7 @@ from runtime.errors import EdgeportError
 _CLI: contextvars.ContextVar[bool] = contextvars.ContextVar("edgeport_cli_speaking", default=False)
 
 # A flag's spelling; group 2 is the value written after it, when there is one.
-_FLAG = re.compile(r"(?<![\w`-])--([a-z0-9][a-z0-9-]*)(?:([ =])([^\s]+))?")
+_FLAG = re.compile(r"(?<![\w`-])--([a-z0-9][a-z0-9-]*)(?:([ =])([^\s-][^\s]*))?")
 # Command lines to run stay command lines: `...` spans and "edgeport CMD ..." up to the sentence's end.
 _PROTECTED = re.compile(r"`[^`]*`|\bedgeport [a-z][a-z-]*\b.*?(?=\.\s+[A-Z]|\.?$|;)")
 # Words that follow a flag in prose ("--calib-data folder", "--max-batch or less") are no value.

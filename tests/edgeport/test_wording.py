@@ -42,6 +42,14 @@ ROWS = {
         ("export", "--model", "seed_resnet", "--max-drop", "1", "--output", "{t}"),
         lambda b, t: edgeport.export("seed_resnet", max_drop=1.0, output=t),
         "add --int8", "add int8=True"),
+    "missing checkpoint": (
+        ("export", "--model", "seed_resnet", "--weights", "{t}/nope.pt", "--output", "{t}"),
+        lambda b, t: edgeport.export("seed_resnet", weights=f"{t}/nope.pt", output=t),
+        "or --weights none for random init", "or weights='none' for random init"),
+    "a bundle name with a slash": (
+        ("export", "--model", "seed_resnet", "--name", "a/b", "--output", "{t}"),
+        lambda b, t: edgeport.export("seed_resnet", name="a/b", output=t),
+        "such as --name resnet18_v2; use --output to choose", "such as name='resnet18_v2'; use output to choose"),
 }
 
 
@@ -73,6 +81,7 @@ def test_flags_and_prose_after_an_option():
     flags = {"--int8": "True", "--no-verify": "False"}
     params = {"--no-verify": "verify"}
     assert to_api("add --int8.", params, flags) == "add int8=True."
+    assert to_api("Add --int8 --max-drop 0.5", params, flags) == "Add int8=True max_drop=0.5"
     assert to_api("or pass --no-verify.", params, flags) == "or pass verify=False."
     assert to_api("--calib-data folder is empty", {}) == "calib_data folder is empty"
     assert to_api("--calib-data '/x' does not exist", {}) == "calib_data='/x' does not exist"
