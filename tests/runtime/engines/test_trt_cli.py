@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import sys
 
 import pytest
@@ -99,6 +100,22 @@ def test_verify_backend_tensorrt_without_tensorrt_is_clean(tmp_path, bare_env):
     r = run_cli("verify", bundle, "--backend", "tensorrt", env=bare_env)
     assert r.returncode == 3 and "Traceback" not in r.stderr
     assert "--backend tensorrt needs NVIDIA TensorRT's Python package" in r.stderr
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="elsewhere the hint is to build on x86_64 or with JetPack's TensorRT")
+def test_verify_backend_tensorrt_rtx_without_its_libraries_names_them(tmp_path, bare_env):
+    from runtime.engines.rtx import MODULES
+
+    site = tmp_path / "blocker"  # bare_env's blocker, extended to TensorRT-RTX's modules
+    (site / "sitecustomize.py").write_text(BLOCKER.replace('"torchvision"}', '"torchvision", ' +
+                                                           ", ".join(map(repr, MODULES)) + "}"))
+    bundle = make_bundle(tmp_path / "net")
+    r = run_cli("verify", bundle, "--backend", "tensorrt-rtx", env=bare_env)
+    assert r.returncode == 3 and "Traceback" not in r.stderr
+    assert "--backend tensorrt-rtx needs NVIDIA TensorRT-RTX's Python package" in r.stderr
+    assert "edgeport[rtx]" in r.stderr and "--backend onnxruntime" in r.stderr
+    assert "edgeport build" not in r.stderr  # TensorRT-RTX builds need the same libraries
 
 
 IMPORT_ALL = r'''
