@@ -32,7 +32,8 @@ _PROTECTED = re.compile(r"`[^`]*`|\bedgeport [a-z][a-z-]*\b.*?(?=\.\s+[A-Z]|\.?$
 # Words that follow a flag in prose ("--calib-data folder", "--max-batch or less") are no value.
 _PROSE = frozenset("""a an and are as at but by for from given here if in is it must need needs not of on only
 option options or so than that the then there this to too was when which with without alone also applies
-folder file files flag value values instead before after""".split())
+folder file files flag value values instead before after takes take selects select does do has have sets set
+means mean keeps keep runs run requires require contradict precision metric lists sizes names""".split())
 _TRAILING = ".,;:)'\""
 
 
@@ -82,7 +83,9 @@ def _rewrite(text: str, params: dict[str, str], flags: dict[str, str]) -> str:
 
 def _is_prose(value: str) -> bool:
     word = value.rstrip(_TRAILING)
-    return not word or word.startswith(("-", "(", "`")) or word.lower() in _PROSE
+    # An operator between options ("--min-batch <= --opt-batch") has no letter or digit.
+    return (not any(c.isalnum() for c in word) or word.startswith(("-", "(", "`"))
+            or word.lower() in _PROSE)
 
 
 def _is_number(text: str) -> bool:

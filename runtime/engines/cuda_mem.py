@@ -109,7 +109,7 @@ def _no_gpu(reported: str):
     raise EdgeportError(
         f"Running TensorRT engines needs an NVIDIA GPU, and CUDA sees none here (cudaGetDeviceCount: {reported}; "
         f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}).",
-        hint="Check that `nvidia-smi` lists a GPU and that CUDA_VISIBLE_DEVICES (or the container's --gpus) exposes "
+        hint="Check that `nvidia-smi` lists a GPU and that CUDA_VISIBLE_DEVICES (or the container's `--gpus`) exposes "
              "it, or run the bundle's ONNX artifacts on the CPU: --backend onnxruntime.")
 
 
