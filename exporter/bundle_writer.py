@@ -60,7 +60,16 @@ class StagedBundle:
 
         interrupts.forget_completed()  # an earlier export in this process says nothing about this one
         prepare_output(self.out_dir)
-        self._lock()
+        try:
+            self._lock()
+        except FileNotFoundError:
+            # A failed export removed the folder it had created, between our mkdir and our lock
+            # (created_output): create it again; our lock file then keeps it.
+            prepare_output(self.out_dir)
+            try:
+                self._lock()
+            except FileNotFoundError as exc:
+                raise _os_error(exc, self.out_dir) from exc
         self._recover()
         try:
             self.staging.mkdir()
@@ -86,6 +95,8 @@ class StagedBundle:
             raise EdgeportError(
                 f"Another edgeport export is writing '{self.final}' right now (lock {path} is held).",
                 hint="Wait for it to finish, or export into another --output folder.") from None
+        except FileNotFoundError:
+            raise
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # lock_file does not follow a symlink planted at the lock's path
                 raise EdgeportError(f"The lock file '{path}' is a symbolic link; edgeport does not follow it.",
