@@ -95,6 +95,8 @@ class VerifyResult:
     accuracy: LabeledAccuracy | None = None  # with data=...
     reports: list[Path] = dataclasses.field(default_factory=list)
     report_error: str | None = None  # why the reports could not be written after the work (a warning)
+    # {precision: runtime.int8_diagnosis.Int8Diagnosis}: why a failing INT8 artifact failed
+    int8_diagnosis: dict = dataclasses.field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -104,7 +106,8 @@ class VerifyResult:
         return {"bundle": str(self.bundle), "passed": self.passed, "results": [c.to_dict() for c in self.comparisons],
                 "lint": {p: lint.to_dict() for p, lint in self.lint.items()},
                 "accuracy": self.accuracy.to_dict() if self.accuracy else None,
-                "reports": [str(p) for p in self.reports], "report_error": self.report_error}
+                "reports": [str(p) for p in self.reports], "report_error": self.report_error,
+                "int8_diagnosis": {p: d.to_dict() for p, d in self.int8_diagnosis.items()}}
 
 
 @speaks_api(_PRECISIONS, {"--qdq": "True", "--trust-engine-host-code": "True"})
@@ -150,7 +153,8 @@ def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provide
             error = save_after_work(b, lambda: write_reports(b, verification, accuracy=accuracy), console.warn)
             reports = [] if error else [b.report_path(s) for s in ("json", "md", "html")]
     return VerifyResult(bundle=b.root, comparisons=verification.comparisons, lint=verification.lint,
-                        accuracy=accuracy, reports=reports, report_error=error)
+                        accuracy=accuracy, reports=reports, report_error=error,
+                        int8_diagnosis=dict(verification.diagnoses))
 
 
 def _labeled_set(bundle: Bundle, data, labels, limit):

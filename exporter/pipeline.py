@@ -44,6 +44,16 @@ class ExportResult:
         """The written bundle (runtime.bundle.Bundle); this process wrote it, so no signature is checked."""
         return Bundle.open(self.bundle, trusted_keys=())
 
+    def int8_diagnosis(self) -> dict:
+        """{precision: Int8Diagnosis} of the INT8 artifacts that failed verification, as report.json
+        holds them (empty when every artifact passed or verification was skipped)."""
+        if not self.comparisons or self.passed:
+            return {}
+        from runtime.report.summary import load_report
+
+        section = load_report(self.open()).int8_diagnosis
+        return dict(section.entries) if section else {}
+
 
 def make_config(model, **options) -> ExportConfig:
     """``ExportConfig`` from ``edgeport.export``'s keyword arguments: the ModelRequest fields go to
@@ -80,6 +90,8 @@ def _value(name: str, value, spec: OptionSpec):
         return parse_factory_args(value) or None
     if name == "class_names":
         return tuple(value)
+    if name == "int8_exclude":
+        return (value,) if isinstance(value, str) else tuple(value)
     return Path(value) if spec.kind is Path else value
 
 
@@ -375,7 +387,9 @@ def _export_built(config: ExportConfig, built, staged, timings: dict) -> list:
             input_name = built.onnx_model.graph.input[0].name
     outputs = f", outputs {', '.join(ref.all_outputs)} (classifier: {next(iter(ref.all_outputs))})" \
         if len(ref.all_outputs) > 1 else ""
-    gmacs = f"{macs / 1e9:.3f} GMACs" if macs is not None else "MACs not counted"
+    from runtime.report.numbers import macs as macs_text  # the report's words: "14.9 GMACs", "3.1 MMACs"
+
+    gmacs = macs_text(macs) if macs is not None else "MACs not counted"
     console.log(f"{built.name}: {params / 1e6:.2f} M parameters, {gmacs} at {pre.channels}x{format_hw(pre.size)}, "
                 f"{ref.num_classes} classes{outputs}; {len(ref.gold.names)} golden samples ({ref.gold.source})")
     if ref.gold.skipped:

@@ -100,10 +100,25 @@ def verify_step(bundle: Path, timeout: int) -> dict:
     if data is None or rc not in (0, 1):
         return {"seconds": round(seconds, 1), **failure(rc, stderr)}
     cells = {}
+    diagnoses = data.get("int8_diagnosis") or {}
     for r in data.get("results", []):
+        reason = "; ".join(r.get("failures") or []) or None
+        if reason and r["precision"] in diagnoses:
+            reason += f" ({diagnosis_text(diagnoses[r['precision']])})"
         cells[r["precision"]] = {"status": "pass" if r["passed"] else "fail", "cosine": r.get("cosine_min"),
-                                 "reason": "; ".join(r.get("failures") or []) or None}
+                                 "reason": reason}
     return {"seconds": round(seconds, 1), "status": "pass" if rc == 0 else "fail", "precisions": cells}
+
+
+def diagnosis_text(d: dict) -> str:
+    """verify's INT8 diagnosis in one sentence: where the error jumps, which half carries it, what to try."""
+    if not d.get("layer"):
+        where = d.get("note") or "no single layer stands out"
+    else:
+        where = (f"error jumps at {d['layer']} ({d.get('op_type')}), cosine {d.get('cosine_before', 0):.4f} -> "
+                 f"{d.get('cosine_at', 0):.4f}" + (f", carried by its {d['carrier']}" if d.get("carrier") else ""))
+    steps = d.get("next_steps") or []
+    return where + (f"; try {steps[0]}" if steps else "")
 
 
 def layer_counts(sidecar: dict) -> dict:

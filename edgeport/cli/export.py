@@ -98,7 +98,8 @@ def export(model, as_json, **options):
         out_envelope({"passed": result.passed, "results": [c.to_dict() for c in result.comparisons],
                       "timings_s": result.timings,
                       "engines": [{"precision": e.precision, "path": str(e.path)} for e in result.engines],
-                      "engine_hint": result.engine_hint},
+                      "engine_hint": result.engine_hint,
+                      "int8_diagnosis": {p: d.to_dict() for p, d in result.int8_diagnosis().items()}},
                      bundle=result.bundle, exit_code=_exit_code(result))
         return _exit(result)
     _print_result(result)

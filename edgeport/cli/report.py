@@ -52,7 +52,7 @@ def report(bundle, html_path, as_json):
         _html_folder(html_path)
     data = load_report(b, required=True)
     if html_path is None:
-        atomic_write_text(b.report_path("md"), render_markdown(data))
+        atomic_write_text(b.report_path("md"), render_markdown(data, b.manifest))
         console.log(f"wrote {b.report_path('md')}")
     target = write_html(b, data, html_path)
     if as_json:

@@ -7,6 +7,7 @@ import dataclasses
 
 from runtime.benchmark import BenchmarkResult
 from runtime.compare import Comparison
+from runtime.int8_diagnosis import Int8DiagnosisSection
 from runtime.labeled import LabeledAccuracy
 from runtime.report.sections import (EnginesSection, LintSection, MixedPrecision, Notes, Sensitivity,
                                      VerificationSection)
@@ -23,6 +24,7 @@ SECTIONS = {
     "sensitivity": Sensitivity,
     "mixed_precision": MixedPrecision,
     "engines": EnginesSection,
+    "int8_diagnosis": Int8DiagnosisSection,
 }
 _HEADER = ("report_version", "model", "weights", "golden", "reference", "calibration")
 
@@ -43,6 +45,7 @@ class Report:
     sensitivity: Sensitivity | None = None
     mixed_precision: MixedPrecision | None = None
     engines: EnginesSection | None = None
+    int8_diagnosis: Int8DiagnosisSection | None = None
     report_version: int = REPORT_VERSION
     extra: dict = dataclasses.field(default_factory=dict)  # sections of a newer edgeport: kept as they are
 

@@ -105,12 +105,25 @@ def write_reports(bundle: Bundle, verification, accuracy: LabeledAccuracy | None
     if verification.lint:
         report.lint = report.lint or LintSection()
         report.lint.artifacts.update(verification.lint)
+    _merge_diagnoses(report, verification)
     if accuracy is not None:
         report.accuracy = merge_accuracy(report.accuracy, accuracy)
     for key, value in (sections or {}).items():
         setattr(report, key, SECTIONS[key].from_dict(value))
     save_report(bundle, report)
     return report
+
+
+def _merge_diagnoses(report: Report, verification) -> None:
+    """The INT8 diagnoses of this run in; an artifact verified again without one (it passed now,
+    or its diagnosis could not run) loses its old one."""
+    from runtime.int8_diagnosis import Int8DiagnosisSection
+
+    entries = dict(report.int8_diagnosis.entries) if report.int8_diagnosis else {}
+    for c in verification.comparisons:
+        entries.pop(c.precision, None)
+    entries.update(getattr(verification, "diagnoses", {}))
+    report.int8_diagnosis = Int8DiagnosisSection(entries) if entries else None
 
 
 def write_benchmarks(bundle: Bundle, run: BenchmarkResult,
@@ -155,5 +168,5 @@ def save_report(bundle: Bundle, report: Report) -> None:
     from runtime.report.html import write_html
 
     atomic_write_text(bundle.report_path("json"), json.dumps(report.to_dict(), indent=2) + "\n")
-    atomic_write_text(bundle.report_path("md"), render_markdown(report))
+    atomic_write_text(bundle.report_path("md"), render_markdown(report, bundle.manifest))
     write_html(bundle, report)
