@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runtime import console
-from runtime.errors import EdgeportError, UsageError
+from runtime.errors import UsageError
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 _WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".tar")
@@ -92,11 +92,9 @@ def check_calibration(path: Path, channels: int | None = None) -> None:
         return  # an array file: its shape is checked against the model once the model is known
     bands, problems = _scan_headers(files[:_HEADER_SCAN])
     if not bands:
-        first = problems[0] if problems else ("?", "?")
-        raise EdgeportError(
-            f"None of the {len(files[:_HEADER_SCAN])} image files checked in calibration folder '{path}' could be "
-            f"read (first problem: {first[0]}: {first[1]}).",
-            hint="Check the files (are they real images?), or pass another --calib-data.")
+        from exporter.int8.calibration import none_readable
+
+        raise none_readable(f"{len(files[:_HEADER_SCAN])} image files checked in", path, problems)
     _warn_grayscale(path, channels, bands)
 
 
