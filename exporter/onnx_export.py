@@ -43,7 +43,7 @@ def export_onnx(module, input_chw, opset: int = DEFAULT_OPSET, output_names: lis
             )
         except Exception as exc:  # noqa: BLE001 - the exporter raises many types
             raise EdgeportError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc)[:500]}",
-                                hint="Rerun with --debug for the traceback; unusual layers may need a newer --opset.") from exc
+                                hint=_export_hint(str(exc), input_chw)) from exc
     model = onnx.load_from_string(buf.getvalue())
     _require_one_input(model)
     lowercase_einsum(model)  # TensorRT parses lowercase subscripts only
@@ -52,6 +52,16 @@ def export_onnx(module, input_chw, opset: int = DEFAULT_OPSET, output_names: lis
     except Exception as exc:  # noqa: BLE001
         raise EdgeportError(f"The exported ONNX graph does not pass onnx.checker: {exc}") from exc
     return model
+
+
+def _export_hint(message: str, input_chw) -> str:
+    """The next step for a failed trace; the one common case is named (AlexNet and VGG at a small
+    input: their AdaptiveAvgPool2d(6 or 7) gets a 1x1 or 2x2 map, which ONNX cannot express)."""
+    if "adaptive_avg_pool2d" in message and "factor" in message:
+        return (f"An AdaptiveAvgPool2d's output size must divide its input for ONNX, and at --input-size "
+                f"{input_chw[1]}x{input_chw[2]} it does not (AlexNet and VGG pool to 6x6 / 7x7 after 32x "
+                f"downsampling): pass a larger --input-size, e.g. 224.")
+    return "Rerun with --debug for the traceback; unusual layers may need a newer --opset."
 
 
 def _require_one_input(model) -> None:

@@ -124,5 +124,6 @@ def check_choices(config: ExportConfig) -> None:
     for field, spec in specs(type(config)):
         value = getattr(config, field.name)
         if spec.choices is not None and value is not None and value not in spec.choices:
-            raise UsageError(f"{field.name} ({spec.flags[0]}) must be one of {', '.join(spec.choices)}, "
+            # Named by its flag alone: edgeport.export() renders it as the parameter (edgeport/wording.py).
+            raise UsageError(f"{spec.flags[0]} must be one of {', '.join(spec.choices)}, "
                              f"got {value!r}.")

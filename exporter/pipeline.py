@@ -238,7 +238,9 @@ def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, re
     """The INT8 artifacts (TensorRT Q/DQ, budget, CPU U8S8) into ``manifest``; returns report sections."""
     from exporter.int8.options import warn_few_samples
     from exporter.int8.quantize import add_int8
+    from exporter.prechecks import check_calibration_channels
 
+    check_calibration_channels(config, manifest.input.chw[0])
     with _Stage(timings, "int8", "calibrating and quantizing to INT8 (Q/DQ)"):
         int8 = add_int8(staged, manifest, model, built, config)
     manifest.artifacts["int8"], manifest.int8 = int8.entry, int8.info
@@ -291,8 +293,8 @@ def run_export(config: ExportConfig) -> ExportResult:
     """Export ``config.request`` to a verified bundle under ``config.output`` (see the module docstring)."""
     from runtime.errors import require
 
-    from exporter.bundle_writer import StagedBundle, prepare_output
-    from exporter.models.registry import build_model, check_request, default_name, is_onnx_model
+    from exporter.bundle_writer import created_output
+    from exporter.models.registry import check_request, is_onnx_model
 
     _check_config(config)
     check_request(config.request)  # a typo is a usage error, before seconds of importing torch
@@ -303,7 +305,15 @@ def run_export(config: ExportConfig) -> ExportResult:
 
         require_engine_support()  # fail before a minutes-long export, not after it
     config = _absolute_paths(config)  # before user code runs: a factory's chdir moves nothing
-    prepare_output(config.output)  # fail fast, before loading the model
+    # Fail fast, before loading the model; a failed export then removes the folders it created.
+    with created_output(config.output):
+        return _export_into(config)
+
+
+def _export_into(config: ExportConfig) -> ExportResult:
+    from exporter.bundle_writer import StagedBundle
+    from exporter.models.registry import build_model, default_name
+
     _precheck_replace(config)
     timings: dict[str, float] = {}
     # The lock first: a second export into the same bundle fails at once, not after the load.
