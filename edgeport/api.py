@@ -22,6 +22,8 @@ from runtime.labeled import LabeledAccuracy
 from runtime.predict import ClassScore, Prediction  # noqa: F401  (public names: edgeport/__init__.py)
 from runtime.runners import Target
 
+from edgeport.wording import speaks_api
+
 Progress = Callable[[str], None] | None
 
 
@@ -37,7 +39,27 @@ def _precisions(precisions) -> tuple[str, ...]:
     return tuple(precisions)
 
 
+# Each function's exceptions to "--x-y is x_y" (edgeport/wording.py): how its errors name options.
+_PRECISIONS = {"--precision": "precisions", "--tol": "tolerances"}
+
+
+def _export_wording() -> tuple[dict[str, str], dict[str, str]]:
+    """export's options as declared once (exporter/options.py): flag -> field, and what a bare flag sets."""
+    from exporter.models.registry import ModelRequest
+    from exporter.options import ExportConfig, specs
+
+    params, flags = {"--tol": "tolerances"}, {}
+    for field, spec in specs(ModelRequest) + specs(ExportConfig):
+        for flag in spec.flags:
+            if flag.startswith("--"):
+                params[flag] = field.name
+                if spec.kind is bool:
+                    flags[flag] = str(not spec.negate)
+    return params, flags
+
+
 # -- export ------------------------------------------------------------------------------------------
+@speaks_api(lambda: _export_wording()[0], lambda: _export_wording()[1])
 def export(model, *, progress: Progress = None, **options):
     """Export ``model`` to a verified bundle in ``output/<name>``; returns an ``ExportResult``.
 
@@ -73,6 +95,8 @@ class VerifyResult:
     accuracy: LabeledAccuracy | None = None  # with data=...
     reports: list[Path] = dataclasses.field(default_factory=list)
     report_error: str | None = None  # why the reports could not be written after the work (a warning)
+    # {precision: runtime.int8_diagnosis.Int8Diagnosis}: why a failing INT8 artifact failed
+    int8_diagnosis: dict = dataclasses.field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -82,9 +106,11 @@ class VerifyResult:
         return {"bundle": str(self.bundle), "passed": self.passed, "results": [c.to_dict() for c in self.comparisons],
                 "lint": {p: lint.to_dict() for p, lint in self.lint.items()},
                 "accuracy": self.accuracy.to_dict() if self.accuracy else None,
-                "reports": [str(p) for p in self.reports], "report_error": self.report_error}
+                "reports": [str(p) for p in self.reports], "report_error": self.report_error,
+                "int8_diagnosis": {p: d.to_dict() for p, d in self.int8_diagnosis.items()}}
 
 
+@speaks_api(_PRECISIONS, {"--qdq": "True", "--trust-engine-host-code": "True"})
 def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provider: str = "cpu",
            threads: int | None = None, qdq: bool = False, batch: int | None = None, tolerances=None,
            labeled_data: str | Path | None = None, labels: str | Path | None = None,
@@ -127,7 +153,8 @@ def verify(bundle, precisions=("all",), *, backend: str = "onnxruntime", provide
             error = save_after_work(b, lambda: write_reports(b, verification, accuracy=accuracy), console.warn)
             reports = [] if error else [b.report_path(s) for s in ("json", "md", "html")]
     return VerifyResult(bundle=b.root, comparisons=verification.comparisons, lint=verification.lint,
-                        accuracy=accuracy, reports=reports, report_error=error)
+                        accuracy=accuracy, reports=reports, report_error=error,
+                        int8_diagnosis=dict(verification.diagnoses))
 
 
 def _labeled_set(bundle: Bundle, data, labels, limit):
@@ -143,6 +170,7 @@ def _labeled_set(bundle: Bundle, data, labels, limit):
 
 
 # -- benchmark ---------------------------------------------------------------------------------------
+@speaks_api({**_PRECISIONS, "--batch": "batches"}, {"--qdq": "True", "--trust-engine-host-code": "True"})
 def benchmark(bundle, precisions=("all",), *, batches: Iterable[int] = (1,), backend: str = "onnxruntime",
               provider: str = "cpu", threads: int | None = None, qdq: bool = False, warmup: int = 10,
               iterations: int | None = None, duration: float | None = None, write_report: bool = True,
@@ -171,6 +199,7 @@ def benchmark(bundle, precisions=("all",), *, batches: Iterable[int] = (1,), bac
 
 
 # -- predict -----------------------------------------------------------------------------------------
+@speaks_api(None, {"--qdq": "True", "--trust-engine-host-code": "True"})
 def predict(bundle, images: Sequence[str | Path], precision: str = "fp32", *, backend: str = "onnxruntime",
             provider: str = "cpu", threads: int | None = None, qdq: bool = False, topk: int = 5,
             trust_engine_host_code: bool = False) -> list[Prediction]:
@@ -186,6 +215,7 @@ def predict(bundle, images: Sequence[str | Path], precision: str = "fp32", *, ba
 
 
 # -- build -------------------------------------------------------------------------------------------
+@speaks_api({**_PRECISIONS, "--workspace": "workspace_mib", "--compute-capability": "compute_capabilities"})
 def build(bundle, precisions=("all",), *, progress: Progress = None, **options) -> list:
     """Build TensorRT engines for ``bundle`` on this machine, or TensorRT-RTX engines on any
     x86_64 machine (``runtime="tensorrt-rtx"``, ``compute_capabilities=("8.6",)``); returns
@@ -205,6 +235,7 @@ def build(bundle, precisions=("all",), *, progress: Progress = None, **options) 
 
 
 # -- sign --------------------------------------------------------------------------------------------
+@speaks_api()
 def sign(bundle, private_key) -> Path:
     """Write ``bundle.sig`` (OpenSSF model-signing, elliptic-curve key) covering every file of
     the bundle except what the device writes later; returns the signature's path. Devices read

@@ -1,7 +1,9 @@
 """Writing a bundle atomically: stage in a temp folder, then swap it into place.
 
 - A lock file (``OUT/.<name>.lock``, fcntl) serializes exports into the same bundle, so two
-  concurrent exports never produce a mix; the second one fails fast with a clear message.
+  concurrent exports never produce a mix; the second one fails fast with a clear message. It is
+  deleted when the export ends (runtime/fsutil.py lock_file(remove=True) keeps that safe), and a
+  failed export removes the output folders it created while they are empty (``created_output``).
 - Everything is written into ``OUT/.<name>.tmp-<pid>/``; the manifest is written last.
 - The swap is one atomic exchange of the staged folder with the old bundle
   (runtime/atomic.py: ``renameat2(RENAME_EXCHANGE)``, or two renames that put the old bundle
@@ -58,7 +60,16 @@ class StagedBundle:
 
         interrupts.forget_completed()  # an earlier export in this process says nothing about this one
         prepare_output(self.out_dir)
-        self._lock()
+        try:
+            self._lock()
+        except FileNotFoundError:
+            # A failed export removed the folder it had created, between our mkdir and our lock
+            # (created_output): create it again; our lock file then keeps it.
+            prepare_output(self.out_dir)
+            try:
+                self._lock()
+            except FileNotFoundError as exc:
+                raise _os_error(exc, self.out_dir) from exc
         self._recover()
         try:
             self.staging.mkdir()
@@ -79,11 +90,13 @@ class StagedBundle:
         path = self.out_dir / f".{self.name}.lock"
         stack = contextlib.ExitStack()
         try:
-            stack.enter_context(lock_file(path, wait=False))
+            stack.enter_context(lock_file(path, wait=False, remove=True))  # no .NAME.lock stays behind
         except LockHeld:
             raise EdgeportError(
                 f"Another edgeport export is writing '{self.final}' right now (lock {path} is held).",
                 hint="Wait for it to finish, or export into another --output folder.") from None
+        except FileNotFoundError:
+            raise
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # lock_file does not follow a symlink planted at the lock's path
                 raise EdgeportError(f"The lock file '{path}' is a symbolic link; edgeport does not follow it.",
@@ -153,6 +166,25 @@ class StagedBundle:
             atomic.replace_dir(self.staging, self.final, self.out_dir / f".{self.name}.old-{os.getpid()}",
                                swapped=lambda: interrupts.completed(f"the bundle '{self.final}' is complete"))
         return self.final
+
+
+@contextlib.contextmanager
+def created_output(out_dir: Path):
+    """``prepare_output``, and when the block fails, the folders it created are removed again while
+    they are empty: a failed export leaves no empty ``exports/`` behind. A folder another export
+    wrote into meanwhile is not empty, and stays."""
+    out_dir = Path(out_dir).absolute()
+    missing = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # deepest first
+    prepare_output(out_dir)
+    try:
+        yield
+    except BaseException:
+        for folder in missing:
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (someone else's files), or gone: the folders above stay too
+        raise
 
 
 def prepare_output(out_dir: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exporter.graph.rewrites import lowercase_einsum
 from runtime.errors import DependencyError, EdgeportError, UsageError, require
 
 INPUT_NAME = "input"
@@ -42,14 +43,25 @@ def export_onnx(module, input_chw, opset: int = DEFAULT_OPSET, output_names: lis
             )
         except Exception as exc:  # noqa: BLE001 - the exporter raises many types
             raise EdgeportError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc)[:500]}",
-                                hint="Rerun with --debug for the traceback; unusual layers may need a newer --opset.") from exc
+                                hint=_export_hint(str(exc), input_chw)) from exc
     model = onnx.load_from_string(buf.getvalue())
     _require_one_input(model)
+    lowercase_einsum(model)  # TensorRT parses lowercase subscripts only
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # noqa: BLE001
         raise EdgeportError(f"The exported ONNX graph does not pass onnx.checker: {exc}") from exc
     return model
+
+
+def _export_hint(message: str, input_chw) -> str:
+    """The next step for a failed trace; the one common case is named (AlexNet and VGG at a small
+    input: their AdaptiveAvgPool2d(6 or 7) gets a 1x1 or 2x2 map, which ONNX cannot express)."""
+    if "adaptive_avg_pool2d" in message and "factor" in message:
+        return (f"An AdaptiveAvgPool2d's output size must divide its input for ONNX, and at --input-size "
+                f"{input_chw[1]}x{input_chw[2]} it does not (AlexNet and VGG pool to 6x6 / 7x7 after 32x "
+                f"downsampling): pass a larger --input-size, e.g. 224.")
+    return "Rerun with --debug for the traceback; unusual layers may need a newer --opset."
 
 
 def _require_one_input(model) -> None:
@@ -159,6 +171,20 @@ def save(model, path: Path) -> None:
     onnx.save(model, str(path))
 
 
+def _float_tensors(model) -> set[str] | None:
+    """Names of the FP32 tensors nodes produce, by ONNX shape inference: a probe that declared an
+    int64 tensor (a Slice of a shape, an attention mask's index) as float would not load. None
+    when inference fails (then every node output is probed, as a graph of float ops needs)."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - inference is best effort
+        return None
+    infos = [*inferred.graph.value_info, *inferred.graph.output]
+    return {v.name for v in infos if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+
+
 FP16_MAX = 65504.0
 FP16_MIN_NORMAL = 6.103515625e-05  # 2**-14: below it FP16 values are subnormal, then flushed to zero
 UNDERFLOW_FRACTION = 0.5  # a tensor underflows when at least this share of its nonzero values is below that
@@ -183,14 +209,13 @@ def fp16_range_check(model, inputs: np.ndarray, limit: int = 8) -> dict:
 
     probe = copy.deepcopy(model)
     existing = {o.name for o in probe.graph.output}
-    names = []
+    floats = _float_tensors(probe)
     for node in probe.graph.node:
         if node.op_type in ("Constant", "Shape"):
             continue
         for out in node.output:
-            if out and out not in existing:
+            if out and out not in existing and (floats is None or out in floats):
                 probe.graph.output.append(onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None))
-                names.append(out)
     sess = create_session(probe, optimization="none", what="the FP16 range probe")
     out_names = [o.name for o in sess.get_outputs()]
     peaks: dict[str, float] = {}

@@ -76,6 +76,11 @@ class ExportConfig:
                                        "--calib-samples", kind=int, low=1)
     calib_method: str | None = option(None, "With --int8: INT8 range estimation (default: see docs).",
                                       "--calib-method", choices=CALIB_METHODS)
+    int8_exclude: tuple[str, ...] = option(
+        (), "With --int8: keep out of INT8 (in float) the layer with this node name (e.g. /layer3/conv2/Conv), or "
+            "every quantized layer of this op type (e.g. Gemm) or reading this op type's output (Mul: the layers "
+            "after an SE block's or SiLU's Sigmoid-gated Mul). Repeatable; `edgeport verify` names the layer to "
+            "try when INT8 fails (docs/int8.md).", "--int8-exclude", multiple=True, metavar="NAME_OR_OPTYPE")
     int8_cpu: bool = option(True, "With --int8: skip model.int8-cpu.onnx, ONNX Runtime CPU's U8S8 graph (for "
                                   "TensorRT-only deployments; ONNX Runtime CPU then runs model.int8.onnx, slower "
                                   "than FP32 there).", "--no-int8-cpu", kind=bool, negate=True)
@@ -119,5 +124,6 @@ def check_choices(config: ExportConfig) -> None:
     for field, spec in specs(type(config)):
         value = getattr(config, field.name)
         if spec.choices is not None and value is not None and value not in spec.choices:
-            raise UsageError(f"{field.name} ({spec.flags[0]}) must be one of {', '.join(spec.choices)}, "
+            # Named by its flag alone: edgeport.export() renders it as the parameter (edgeport/wording.py).
+            raise UsageError(f"{spec.flags[0]} must be one of {', '.join(spec.choices)}, "
                              f"got {value!r}.")

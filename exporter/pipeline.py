@@ -44,6 +44,16 @@ class ExportResult:
         """The written bundle (runtime.bundle.Bundle); this process wrote it, so no signature is checked."""
         return Bundle.open(self.bundle, trusted_keys=())
 
+    def int8_diagnosis(self) -> dict:
+        """{precision: Int8Diagnosis} of the INT8 artifacts that failed verification, as report.json
+        holds them (empty when every artifact passed or verification was skipped)."""
+        if not self.comparisons or self.passed:
+            return {}
+        from runtime.report.summary import load_report
+
+        section = load_report(self.open()).int8_diagnosis
+        return dict(section.entries) if section else {}
+
 
 def make_config(model, **options) -> ExportConfig:
     """``ExportConfig`` from ``edgeport.export``'s keyword arguments: the ModelRequest fields go to
@@ -80,6 +90,8 @@ def _value(name: str, value, spec: OptionSpec):
         return parse_factory_args(value) or None
     if name == "class_names":
         return tuple(value)
+    if name == "int8_exclude":
+        return (value,) if isinstance(value, str) else tuple(value)
     return Path(value) if spec.kind is Path else value
 
 
@@ -226,7 +238,9 @@ def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, re
     """The INT8 artifacts (TensorRT Q/DQ, budget, CPU U8S8) into ``manifest``; returns report sections."""
     from exporter.int8.options import warn_few_samples
     from exporter.int8.quantize import add_int8
+    from exporter.prechecks import check_calibration_channels
 
+    check_calibration_channels(config, manifest.input.chw[0])
     with _Stage(timings, "int8", "calibrating and quantizing to INT8 (Q/DQ)"):
         int8 = add_int8(staged, manifest, model, built, config)
     manifest.artifacts["int8"], manifest.int8 = int8.entry, int8.info
@@ -279,8 +293,8 @@ def run_export(config: ExportConfig) -> ExportResult:
     """Export ``config.request`` to a verified bundle under ``config.output`` (see the module docstring)."""
     from runtime.errors import require
 
-    from exporter.bundle_writer import StagedBundle, prepare_output
-    from exporter.models.registry import build_model, check_request, default_name, is_onnx_model
+    from exporter.bundle_writer import created_output
+    from exporter.models.registry import check_request, is_onnx_model
 
     _check_config(config)
     check_request(config.request)  # a typo is a usage error, before seconds of importing torch
@@ -291,7 +305,15 @@ def run_export(config: ExportConfig) -> ExportResult:
 
         require_engine_support()  # fail before a minutes-long export, not after it
     config = _absolute_paths(config)  # before user code runs: a factory's chdir moves nothing
-    prepare_output(config.output)  # fail fast, before loading the model
+    # Fail fast, before loading the model; a failed export then removes the folders it created.
+    with created_output(config.output):
+        return _export_into(config)
+
+
+def _export_into(config: ExportConfig) -> ExportResult:
+    from exporter.bundle_writer import StagedBundle
+    from exporter.models.registry import build_model, default_name
+
     _precheck_replace(config)
     timings: dict[str, float] = {}
     # The lock first: a second export into the same bundle fails at once, not after the load.
@@ -365,7 +387,9 @@ def _export_built(config: ExportConfig, built, staged, timings: dict) -> list:
             input_name = built.onnx_model.graph.input[0].name
     outputs = f", outputs {', '.join(ref.all_outputs)} (classifier: {next(iter(ref.all_outputs))})" \
         if len(ref.all_outputs) > 1 else ""
-    gmacs = f"{macs / 1e9:.3f} GMACs" if macs is not None else "MACs not counted"
+    from runtime.report.numbers import macs as macs_text  # the report's words: "14.9 GMACs", "3.1 MMACs"
+
+    gmacs = macs_text(macs) if macs is not None else "MACs not counted"
     console.log(f"{built.name}: {params / 1e6:.2f} M parameters, {gmacs} at {pre.channels}x{format_hw(pre.size)}, "
                 f"{ref.num_classes} classes{outputs}; {len(ref.gold.names)} golden samples ({ref.gold.source})")
     if ref.gold.skipped:

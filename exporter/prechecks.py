@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runtime import console
-from runtime.errors import EdgeportError, UsageError
+from runtime.errors import UsageError
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 _WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".tar")
@@ -92,15 +92,28 @@ def check_calibration(path: Path, channels: int | None = None) -> None:
         return  # an array file: its shape is checked against the model once the model is known
     bands, problems = _scan_headers(files[:_HEADER_SCAN])
     if not bands:
-        first = problems[0] if problems else ("?", "?")
-        raise EdgeportError(
-            f"None of the {len(files[:_HEADER_SCAN])} image files checked in calibration folder '{path}' could be "
-            f"read (first problem: {first[0]}: {first[1]}).",
-            hint="Check the files (are they real images?), or pass another --calib-data.")
-    if channels == 3 and all(b == 1 for b in bands):
+        from exporter.int8.calibration import none_readable
+
+        raise none_readable(f"{len(files[:_HEADER_SCAN])} image files checked in", path, problems)
+    _warn_grayscale(path, channels, bands)
+
+
+def _warn_grayscale(path: Path, channels: int | None, bands: list[int]) -> None:
+    if channels == 3 and bands and all(b == 1 for b in bands):
         console.warn(f"--calib-data '{path}' holds only grayscale images, but the model takes 3-channel (RGB) "
                      "input: they are calibrated as gray RGB, so the INT8 ranges of colour inputs are likely wrong. "
                      "Pass colour images typical of your inputs")
+
+
+def check_calibration_channels(config, channels: int) -> None:
+    """Once the model is loaded: the grayscale check of --calib-data that ``check_paths`` could not
+    make because the options did not say the model's channels (a user factory, an ONNX file)."""
+    if config.calib_data is None or _known_channels(config.request) is not None:
+        return  # the shipped set, or already checked before the load
+    path = Path(config.calib_data)
+    if path.is_dir():
+        bands, _ = _scan_headers(_check_data(path, "--calib-data", "a folder of images")[:_HEADER_SCAN])
+        _warn_grayscale(path, channels, bands)
 
 
 def _scan_headers(files: list[Path]) -> tuple[list[int], list[tuple[str, str]]]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import time
-from typing import Callable
+from typing import Callable, TypedDict
 
 import numpy as np
 
@@ -61,6 +61,23 @@ class BenchConfig:
             raise UsageError(f"--duration must be a positive number of seconds, got {self.duration}.")
 
 
+class MachineInfo(TypedDict, total=False):
+    """The keys of a benchmark's machine (runtime/machine.py: describe_machine) the pages read."""
+
+    cpu: str | None
+    arch: str | None
+    logical_cores: int | None
+    usable_cores: int | None
+    threads: int | None
+    vnni: bool
+    gpu: str | None
+    os: str | None
+    hostname: str | None
+    versions: dict[str, str]
+    load_avg_before: list[float] | None
+    load_avg_after: list[float] | None
+
+
 @dataclasses.dataclass(frozen=True)
 class Latency:
     """One (artifact, batch) timing: percentiles of one call and images per second."""
@@ -92,7 +109,9 @@ class Latency:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Latency":
-        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
+        from runtime.report.typed import fields_of
+
+        return cls(**fields_of(cls, data))
 
 
 @dataclasses.dataclass
@@ -100,7 +119,7 @@ class BenchmarkResult:
     """``run_benchmarks``' result, and report.json's ``benchmarks`` section: the machine of the
     newest run and its results (older results of the same machine kept by ``merge``)."""
 
-    machine: dict  # CPU, cores, threads, load average, library versions (runtime/machine.py)
+    machine: MachineInfo  # CPU, cores, threads, load average, library versions (runtime/machine.py)
     results: list[Latency]
     # Why the report could not be written after the run (not part of report.json); None: written or not asked.
     report_error: str | None = dataclasses.field(default=None, compare=False)
@@ -110,9 +129,9 @@ class BenchmarkResult:
 
     @classmethod
     def from_dict(cls, data: dict) -> "BenchmarkResult":
-        machine = data.get("machine")
-        return cls(machine=machine if isinstance(machine, dict) else {},
-                   results=[Latency.from_dict(r) for r in data.get("results") or [] if isinstance(r, dict)])
+        from runtime.report.typed import fields_of
+
+        return cls(**fields_of(cls, data))
 
     def merge(self, new: "BenchmarkResult", log: Callable[[str], None] = lambda s: None) -> "BenchmarkResult":
         """This section after ``new``: same-key results replaced, other machines' results dropped

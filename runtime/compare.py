@@ -103,7 +103,9 @@ class OutputComparison:
 
     @classmethod
     def from_dict(cls, data: dict) -> "OutputComparison":
-        return cls(**_known(cls, data))
+        from runtime.report.typed import fields_of
+
+        return cls(**fields_of(cls, data))
 
 
 @dataclasses.dataclass
@@ -124,7 +126,7 @@ class Comparison:
     top5_overlap: float
     nonfinite: int
     failures: list[str]
-    tolerance: dict
+    tolerance: dict[str, float | None]
     per_sample_cosine: list[float] = dataclasses.field(default_factory=list)
     per_sample_max_abs: list[float] = dataclasses.field(default_factory=list)
     top1_changed: list[int] = dataclasses.field(default_factory=list)
@@ -155,16 +157,11 @@ class Comparison:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Comparison":
-        """A result read back from report.json (its ``passed`` is recomputed from ``failures``)."""
-        fields = _known(cls, data)
-        fields["outputs"] = [OutputComparison.from_dict(o) for o in data.get("outputs") or [] if isinstance(o, dict)]
-        return cls(**fields)
+        """A result read back from report.json (its ``passed`` is recomputed from ``failures``);
+        every field checked against its type (runtime/report/typed.py)."""
+        from runtime.report.typed import fields_of
 
-
-def _known(cls, data: dict) -> dict:
-    """The entries of ``data`` that are fields of ``cls`` (derived keys such as ``passed`` left out)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in data.items() if k in names}
+        return cls(**fields_of(cls, data))
 
 
 def centered_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

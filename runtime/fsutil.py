@@ -100,24 +100,47 @@ class LockHeld(OSError):
 
 
 @contextlib.contextmanager
-def lock_file(path: str | Path, *, wait: bool = True):
+def lock_file(path: str | Path, *, wait: bool = True, remove: bool = False):
     """An exclusive advisory lock (flock) on ``path``, held for the ``with`` block.
 
     The file is created when missing. O_NOFOLLOW: a symlink planted at ``path`` (a shared
     cache or output folder) is refused instead of followed, so the lock never creates or
     truncates a file elsewhere. ``path`` may also be an existing folder (the Triton model
     repository locks itself). ``wait=False`` raises ``LockHeld`` at once when the lock is taken.
+    ``remove=True``: the file is deleted when the block ends, so no lock file stays behind; the
+    lock still excludes, because a holder checks that ``path`` is still the file it locked (a
+    process that locked a file deleted meanwhile tries again on the new one).
     """
     import fcntl
 
     path = Path(path)
-    flags = os.O_RDONLY if path.is_dir() else os.O_RDWR | os.O_CREAT
-    fd = os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
-    try:
+    while True:
+        flags = os.O_RDONLY if path.is_dir() else os.O_RDWR | os.O_CREAT
+        fd = os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
+            os.close(fd)
             raise LockHeld(f"{path} is locked by another process") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        if not remove or _same_file(fd, path):
+            break
+        os.close(fd)  # locked a file its holder deleted on release: lock the one at the path now
+    try:
         yield
     finally:
+        if remove and _same_file(fd, path):
+            with contextlib.suppress(OSError):
+                path.unlink()  # while still holding the lock: a waiter then sees a deleted file and retries
         os.close(fd)  # closing releases the flock
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)

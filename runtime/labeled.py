@@ -248,13 +248,10 @@ class LabeledAccuracy:
 
     @classmethod
     def from_dict(cls, data: dict) -> "LabeledAccuracy":
-        fields = {f.name: data.get(f.name) for f in dataclasses.fields(cls)}
-        fields["reference"] = AccuracyReference(**{f.name: (data.get("reference") or {}).get(f.name)
-                                                   for f in dataclasses.fields(AccuracyReference)})
-        fields["results"] = [AccuracyRow(**{f.name: r.get(f.name) for f in dataclasses.fields(AccuracyRow)})
-                             for r in data.get("results") or [] if isinstance(r, dict)]
-        fields["skipped_examples"] = list(fields["skipped_examples"] or [])
-        return cls(**fields)
+        """The section as report.json holds it, every field checked (runtime/report/typed.py)."""
+        from runtime.report.typed import fields_of
+
+        return cls(**fields_of(cls, data))
 
     def carry_over(self, changes, notes) -> "LabeledAccuracy | None":
         """Kept by a re-export while its reference (model.onnx) is byte-identical: the rows whose

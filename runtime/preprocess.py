@@ -127,6 +127,12 @@ class Preprocessing:
                 hint="Pass preprocessed NCHW float arrays (.npy/.npz) instead: --golden-data FILE.npy and "
                      "--calib-data FILE.npy at export; from Python, bundle.runner().infer(array).")
 
+    def load(self, paths: str | os.PathLike | Sequence[str | os.PathLike]) -> np.ndarray:
+        """Image file(s) -> the model's float32 NCHW input, exactly as edgeport preprocesses them
+        (e.g. for a client of a served model). An unreadable file raises its decoder's error."""
+        files = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        return normalize(np.stack([resize_crop(load_image(f, self), self) for f in files]), self)
+
     def to_dict(self) -> dict:
         return {
             "resize": self.resize,

@@ -86,6 +86,8 @@ class Verification:
 
     comparisons: list[Comparison] = dataclasses.field(default_factory=list)
     lint: dict = dataclasses.field(default_factory=dict)
+    # {precision: runtime.int8_diagnosis.Int8Diagnosis} of the INT8 artifacts that failed on accuracy
+    diagnoses: dict = dataclasses.field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -93,7 +95,8 @@ class Verification:
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "results": [c.to_dict() for c in self.comparisons],
-                "lint": {p: lint.to_dict() for p, lint in self.lint.items()}}
+                "lint": {p: lint.to_dict() for p, lint in self.lint.items()},
+                "int8_diagnosis": {p: d.to_dict() for p, d in self.diagnoses.items()}}
 
 
 def verify_bundle(
@@ -122,11 +125,34 @@ def verify_bundle(
         _other_outputs_into(result, bundle, outputs, golden, tol)
         if precision == "fp16":
             _fp16_range_into(result, bundle.manifest.fp16_range)
+        if PRECISIONS[precision].quantized and not result.passed:
+            _diagnose_into(results, bundle, precision, inputs)
         # A Q/DQ artifact an engine runtime builds: TensorRT's rules, checked on the ONNX file. (int8-cpu
         # is ONNX Runtime's U8S8 graph: asymmetric uint8 by design, never built by TensorRT.)
         if PRECISIONS[precision].quantized and PRECISIONS[precision].engines:
             _lint_into(results, result, precision, bundle.artifact_path(precision), log)
     return results
+
+
+def _diagnose_into(results: Verification, bundle: Bundle, precision: str, inputs) -> None:
+    """Why a quantized artifact failed (runtime/int8_diagnosis.py), printed and kept for the reports.
+
+    A diagnosis that cannot run (an op ONNX Runtime's CPU provider lacks in a graph variant, a
+    missing package) costs the user the explanation, not the verification: a warning says so.
+    """
+    from runtime.console import warn
+
+    try:
+        from runtime.int8_diagnosis import diagnose_artifact
+
+        diagnosis = diagnose_artifact(bundle, precision, inputs)
+    except Exception as exc:  # noqa: BLE001 - the verdict stands without the explanation
+        warn(f"INT8 diagnosis of {precision} could not run ({type(exc).__name__}: {str(exc)[:200]}); "
+             "`edgeport sensitivity` ranks the layers instead")
+        return
+    if diagnosis is not None:
+        results.diagnoses[precision] = diagnosis
+        warn("\n".join(diagnosis.lines()))
 
 
 def _lint_into(results: Verification, result: Comparison, precision: str, path, log) -> None:

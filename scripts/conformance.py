@@ -2,7 +2,8 @@
 
 `make conformance` (not part of `make test`): each model of
 ``torchvision.models.list_models(module=torchvision.models)``, random-init weights (nothing
-downloads), at a small input the model allows (64 px, or its documented minimum), goes through
+downloads), at a small input the model allows (64 px, or its documented minimum; 224 px when export
+refuses the small one with its AdaptiveAvgPool2d hint), goes through
 ``edgeport export --fp16 --int8``, ``edgeport verify`` and ``edgeport build --runtime
 tensorrt-rtx`` per precision for compute capabilities 7.5, 8.6 and 12.0, as a user would run
 them (subprocesses: the CLI's exit codes and messages are what is measured). One JSON per model
@@ -27,6 +28,7 @@ PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
 BUILT = ("fp32", "fp16", "int8")  # TensorRT-RTX engines (int8-cpu is ONNX Runtime's CPU graph)
 CCS = ("7.5", "8.6", "12.0")
 SMALL = 64
+FULL = 224
 # Parameters above which export (ONNX copy, onnxsim, FP16 and INT8 graphs, calibration all in
 # memory at once) does not fit next to other work on this 2-core, 24 GB machine.
 MAX_PARAMS = 150_000_000
@@ -100,10 +102,25 @@ def verify_step(bundle: Path, timeout: int) -> dict:
     if data is None or rc not in (0, 1):
         return {"seconds": round(seconds, 1), **failure(rc, stderr)}
     cells = {}
+    diagnoses = data.get("int8_diagnosis") or {}
     for r in data.get("results", []):
+        reason = "; ".join(r.get("failures") or []) or None
+        if reason and r["precision"] in diagnoses:
+            reason += f" ({diagnosis_text(diagnoses[r['precision']])})"
         cells[r["precision"]] = {"status": "pass" if r["passed"] else "fail", "cosine": r.get("cosine_min"),
-                                 "reason": "; ".join(r.get("failures") or []) or None}
+                                 "reason": reason}
     return {"seconds": round(seconds, 1), "status": "pass" if rc == 0 else "fail", "precisions": cells}
+
+
+def diagnosis_text(d: dict) -> str:
+    """verify's INT8 diagnosis in one sentence: where the error jumps, which half carries it, what to try."""
+    if not d.get("layer"):
+        where = d.get("note") or "no single layer stands out"
+    else:
+        where = (f"error jumps at {d['layer']} ({d.get('op_type')}), cosine {d.get('cosine_before', 0):.4f} -> "
+                 f"{d.get('cosine_at', 0):.4f}" + (f", carried by its {d['carrier']}" if d.get("carrier") else ""))
+    steps = d.get("next_steps") or []
+    return where + (f"; try {steps[0]}" if steps else "")
 
 
 def layer_counts(sidecar: dict) -> dict:
@@ -134,6 +151,11 @@ def run_model(entry: dict, work: Path, *, small: int = SMALL, ccs=CCS, timeout: 
     size = input_size(entry, small)
     record = {**entry, "input_size": size, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     record["export"] = export_step(entry, size, work, timeout)
+    if record["export"].get("exit") == 3 and "AdaptiveAvgPool2d's output size must divide" in record["export"]["reason"]:
+        # AlexNet/VGG: ONNX cannot express their 6x6/7x7 adaptive pool of a smaller map (export's
+        # own hint says so); the smallest input they export at is 224 (7 x 32).
+        record["small_input_refused"], size = record["export"], FULL
+        record["input_size"], record["export"] = size, export_step(entry, size, work, timeout)
     bundle = work / entry["model"]
     if record["export"]["status"] != "pass":
         return record
@@ -206,7 +228,8 @@ def write_docs(records: list[dict], pending: list[str], wall_s: float, md: Path,
         "# Conformance matrix: every torchvision classifier", "",
         "Written by `make conformance` (scripts/conformance.py): each classifier "
         "`torchvision.models.list_models(module=torchvision.models)` knows, random-init weights, at 64 px or the "
-        "model's minimum input, through `edgeport export --fp16 --int8`, `edgeport verify` and `edgeport build "
+        "model's minimum input (224 px where export refuses the small one: AlexNet and VGG, whose 6x6/7x7 adaptive "
+        "pool ONNX cannot express on a smaller map; the cell keeps that refusal), through `edgeport export --fp16 --int8`, `edgeport verify` and `edgeport build "
         f"--runtime tensorrt-rtx --compute-capability CC --precision P` for {', '.join(ccs)} (CPU-only ahead-of-time "
         "builds). Build cells: seconds; the engine's compute layers INT8/FP16/FP32 (from the build's layer "
         "information in the sidecar). FAIL and refused (exit 2: before any work) cells carry the first sentence of "

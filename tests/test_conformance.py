@@ -34,7 +34,8 @@ def conformance():
 def matrix(conformance, tmp_path_factory):
     root = tmp_path_factory.mktemp("conformance")
     models = ",".join((*SUBSET, "vit_h_14"))  # vit_h_14: 633M parameters, listed as skipped
-    args = ["--models", models, "--results", str(root / "results"), "--docs", str(root / "docs"), "--small", "32"]
+    args = ["--models", models, "--results", str(root / "results"), "--docs", str(root / "docs"), "--small", "32",
+            "--keep-bundles"]
     assert conformance.main(args) == 0
     return root, args
 
@@ -53,11 +54,8 @@ def test_every_cell_is_a_pass_or_a_reason(matrix):
             assert cell["status"] == "pass" or cell["reason"], (name, precision, cell)
         for precision, builds in record["build"].items():
             for cc, cell in builds.items():
-                assert cell["status"] in ("pass", "fail"), (name, precision, cc, cell)
-                if cc == "7.5" and precision in ("fp32", "int8"):  # every model here ends in a Gemm
-                    assert cell["exit"] == 2 and "FP32 GEMM" in cell["reason"], (name, precision, cell)
-                else:
-                    assert cell["status"] == "pass", (name, precision, cc, cell)
+                # Turing included: each model here ends in a Gemm, built there as a 1x1 convolution
+                assert cell["status"] == "pass", (name, precision, cc, cell)
 
 
 def test_layer_counts_are_the_sidecars(matrix):

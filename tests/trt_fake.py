@@ -348,6 +348,12 @@ class OnnxParser(_Object):
             self._errors.append(self._trt.ParserError("unsupported", 0))
         return not self._errors
 
+    def parse(self, model, path=None) -> "bool":  # a rewritten graph's bytes (runtime/engines/turing.py)
+        self._trt.calls.append(("parser.parse", Path(path).name if path else None))
+        if bytes(model).startswith(b"BROKEN"):
+            self._errors.append(self._trt.ParserError("unsupported", 0))
+        return not self._errors
+
     num_errors = property(lambda self: len(self._errors))
 
     def get_error(self, index) -> "IParserError":

@@ -31,9 +31,12 @@ class EdgeportGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
+        from edgeport.wording import cli_speaking
+
         debug = bool(ctx.params.get("debug"))
         try:
-            return super().invoke(ctx)
+            with cli_speaking():  # the API functions keep the options' spelling for the CLI
+                return super().invoke(ctx)
         except click.UsageError as exc:
             # Option errors read like every other error: one paragraph, exit 2.
             where = exc.ctx.command_path if exc.ctx is not None else "edgeport"

@@ -98,7 +98,8 @@ def export(model, as_json, **options):
         out_envelope({"passed": result.passed, "results": [c.to_dict() for c in result.comparisons],
                       "timings_s": result.timings,
                       "engines": [{"precision": e.precision, "path": str(e.path)} for e in result.engines],
-                      "engine_hint": result.engine_hint},
+                      "engine_hint": result.engine_hint,
+                      "int8_diagnosis": {p: d.to_dict() for p, d in result.int8_diagnosis().items()}},
                      bundle=result.bundle, exit_code=_exit_code(result))
         return _exit(result)
     _print_result(result)
@@ -106,17 +107,21 @@ def export(model, as_json, **options):
 
 
 def _print_result(result) -> None:
+    from edgeport.cli.options import int8_next_step
+
     if result.comparisons:
         out(comparisons_table(result.comparisons))
+        step = int8_next_step(result.comparisons, result.bundle)
+        if step:
+            out(step)
     out(f"bundle: {result.bundle}")
-    if result.comparisons:
-        out(f"report: {result.bundle / 'report.md'}")
     for built in result.engines:
         out(f"engine: {built.path}")
     if result.engine_hint:
         out(result.engine_hint)
     if result.comparisons:
-        # Last line on purpose: `make demo` ends by saying where the page to open is.
+        # The two report paths together, last on purpose: `make demo` ends by saying where the page to open is.
+        out(f"report: {result.bundle / 'report.md'}")
         out(f"report: {result.bundle / 'report.html'}")
 
 

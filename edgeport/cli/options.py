@@ -207,6 +207,19 @@ def comparisons_table(comparisons) -> str:
     return text
 
 
+def int8_next_step(comparisons, bundle) -> str | None:
+    """One line after a failing INT8 row: the command and options that act on it (docs/int8.md).
+    A hint, not a diagnosis: the numbers alone ("cosine_min 0.0 < 0.99") leave the user stuck."""
+    import shlex
+
+    failed = [c.precision for c in comparisons if not c.passed and c.precision.startswith("int8")]
+    if not failed:
+        return None
+    return (f"next: {', '.join(failed)} failed; `edgeport sensitivity {shlex.quote(str(bundle))}` ranks the layers "
+            "INT8 hurts most, then re-export with --max-drop POINTS (keeps them in float) or --calib-data DIR of "
+            "images like your inputs (docs/int8.md).")
+
+
 # -- signed bundles ----------------------------------------------------------------------------------
 def trusted_key_option(fn):
     """--trusted-key PUBLIC.pem (repeatable) on every command that reads a bundle.

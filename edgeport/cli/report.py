@@ -12,6 +12,22 @@ from edgeport.cli.options import common_options, json_option, out, out_envelope,
 from edgeport.cli.options import trusted_key_option
 
 
+def _html_folder(path: Path) -> None:
+    """--html into a folder that does not exist yet: create it, as `export --output` does; a path
+    that cannot hold a file is what the user typed (exit 2), not a bug."""
+    from runtime.errors import UsageError
+
+    parent = path.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"--html '{path}': '{parent}' exists and is not a folder.",
+                         hint="Pass --html with a file name inside a folder, e.g. --html out/report.html.") from None
+    except OSError as exc:
+        raise UsageError(f"--html '{path}': the folder '{parent}' cannot be created ({exc.strerror}).",
+                         hint="Pass --html with a file name inside a folder you can write.") from None
+
+
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=str))
 @click.option("--html", "html_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -32,9 +48,11 @@ def report(bundle, html_path, as_json):
     from runtime.report.summary import load_report, render_markdown
 
     b = Bundle.open(bundle)
+    if html_path is not None:
+        _html_folder(html_path)
     data = load_report(b, required=True)
     if html_path is None:
-        atomic_write_text(b.report_path("md"), render_markdown(data))
+        atomic_write_text(b.report_path("md"), render_markdown(data, b.manifest))
         console.log(f"wrote {b.report_path('md')}")
     target = write_html(b, data, html_path)
     if as_json:

@@ -28,7 +28,9 @@ from edgeport.cli.options import trusted_key_option
                    f"{PRECISIONS[CPU_INT8].artifact} when the bundle has it.")
 @click.option("--kind", default=None, metavar="cpu|gpu",
               help="Instance kind (KIND_CPU/KIND_GPU). Default: gpu for tensorrt, cpu otherwise.")
-@click.option("--instances", type=int, default=1, show_default=True, help="Model instances (per GPU with gpu).")
+@click.option("--instances", type=int, default=1, show_default=True,
+              help="Model instances (per GPU with gpu). Without --threads, the instances share the cores: each "
+                   "ONNX Runtime gets max(1, usable cores // instances) intra-op threads.")
 @click.option("--preferred-batch", "preferred_batch", multiple=True, metavar="N[,N...]", callback=list_callback(kind=int),
               help="Dynamic batcher's preferred batch sizes (comma-separated or repeated), each <= max batch.")
 @click.option("--max-queue-delay-us", type=int, default=0, show_default=True,
@@ -37,7 +39,9 @@ from edgeport.cli.options import trusted_key_option
 @click.option("--force", is_flag=True, help="Replace an existing entry even when it holds another model.")
 @click.option("--no-warmup", is_flag=True, help="No model_warmup (by default one golden sample warms each instance).")
 @click.option("--threads", type=int, default=None,
-              help="ONNX Runtime intra-op threads per instance (python and onnxruntime backends).")
+              help="ONNX Runtime intra-op threads per instance (python and onnxruntime backends). Default: "
+                   "usable cores // --instances, of the server at model load (python) or of this machine "
+                   "(onnxruntime, whose config needs a number).")
 @click.option("--trt-accel", is_flag=True,
               help="onnxruntime backend on GPU: run the graph through TensorRT (gpu_execution_accelerator).")
 @click.option("--trt-precision", default=None, metavar="|".join(engine_keys("tensorrt")),

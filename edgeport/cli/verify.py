@@ -7,7 +7,7 @@ import sys
 import click
 
 from edgeport.cli.options import (batch_option, common_options, comparisons_table, json_option, out, out_envelope, precision_option, target_kwargs, target_options)
-from edgeport.cli.options import trusted_key_option
+from edgeport.cli.options import int8_next_step, trusted_key_option
 
 
 @click.command()
@@ -52,6 +52,9 @@ def verify(bundle, precisions, backend, provider, threads, qdq, batches, tols, l
                      exit_code=0 if result.passed else EXIT_CHECK_FAILED)
     else:
         out(comparisons_table(result.comparisons))
+        step = int8_next_step(result.comparisons, result.bundle)
+        if step:
+            out(step)
         if result.accuracy is not None:
             from runtime.labeled import ACCURACY_HEADER, accuracy_rows
             from runtime.report.summary import render_table

@@ -8,6 +8,8 @@ Every rewrite of a quantized or about-to-be-quantized graph lives here or next d
 - ``float_graph_outputs``: graph outputs written in float, without a last Q/DQ (ORT CPU);
 - ``constant_weights_as_initializers``: weights held by Constant nodes (onnxsim folds GELU's x0.5
   into the next Conv that way) become initializers, so the quantizer quantizes them;
+- ``lowercase_einsum``: Einsum equations in lowercase letters without spaces (torchvision's MaxViT
+  writes "B G H I D, ..."; NVIDIA's parser accepts lowercase letters only);
 - ``release_orphan_qdq`` / ``prune_dead_qdq`` / ``prune_unused_initializers``: clean-up;
 - FP16 float regions: exporter/graph/float_regions.py; layers back to float and FP16
   regions read back: exporter/graph/qdq_graph.py.
@@ -271,3 +273,28 @@ def _tensor_ranks(model) -> dict[str, int]:
         if t.HasField("shape"):
             ranks[vi.name] = len(t.shape.dim)
     return ranks
+
+
+def lowercase_einsum(model) -> int:
+    """Rewrite each Einsum equation with its subscripts renamed to lowercase letters in order of
+    first use and spaces dropped ("B G H I D, B G H J D -> B G H I J" -> "abcde,abcfe->abcdf"):
+    the same contraction, in the only alphabet TensorRT's ONNX parser accepts. Equations with more
+    than 26 distinct subscripts are left as they are. Returns how many were rewritten."""
+    import re
+    import string
+
+    changed = 0
+    for node in model.graph.node:
+        if node.op_type != "Einsum":
+            continue
+        attr = next(a for a in node.attribute if a.name == "equation")
+        equation = attr.s.decode()
+        letters = list(dict.fromkeys(re.findall(r"[A-Za-z]", equation)))
+        if len(letters) > 26:
+            continue
+        mapping = dict(zip(letters, string.ascii_lowercase))
+        rewritten = re.sub(r"[A-Za-z]", lambda m: mapping[m.group(0)], re.sub(r"\s+", "", equation))
+        if rewritten != equation:
+            attr.s = rewritten.encode()
+            changed += 1
+    return changed

@@ -106,6 +106,14 @@ def load_calibration(path: str | Path, pre: Preprocessing, input_shape: tuple[in
     return _load_folder(path, pre, cap, log)
 
 
+def none_readable(what: str, root: Path, problems: list) -> EdgeportError:
+    """The error for a calibration folder none of whose images decodes (at load, and in prechecks)."""
+    first = problems[0] if problems else ("?", "?")
+    return EdgeportError(f"None of the {what} calibration folder '{root}' could be read "
+                         f"(first problem: {first[0]}: {first[1]}).",
+                         hint="Check the files (are they real images?), or pass another --calib-data.")
+
+
 def _load_folder(root: Path, pre: Preprocessing, cap: int, log) -> CalibrationSet:
     files = list_images(root)
     if not files:
@@ -124,16 +132,11 @@ def _load_folder(root: Path, pre: Preprocessing, cap: int, log) -> CalibrationSe
         images += list(loaded.images)
         names += loaded.names
     if not names:
-        first = skipped[0] if skipped else ("?", "?")
-        raise EdgeportError(
-            f"None of the {len(files)} image files in calibration folder '{root}' could be read "
-            f"(first problem: {first[0]}: {first[1]}).",
-            hint="Check the files (are they real images?), or pass another --calib-data.")
+        raise none_readable(f"{len(files)} image files in", root, skipped)
     digest = hashlib.sha256()
     for name in names:
         digest.update(name.encode("utf-8") + b"\0" + sha256_file(root / name).encode() + b"\n")
-    if skipped:
-        log(f"calibration: skipped {len(skipped)} unreadable file(s) (first: {skipped[0][0]}: {skipped[0][1]})")
+    # Skipped files are reported once, by the caller that checks the set (exporter/int8/ranges.py).
     return CalibrationSet(source="folder", path=root, names=names, skipped=skipped, digest=digest.hexdigest(),
                           available=len(files), images=np.stack(images), preprocessing=pre)
 

@@ -191,7 +191,7 @@ def add_int8_cpu(staged, manifest, model, built, config, observed: dict, budget=
         try:
             kept, fitted, qmodel, stats = _quantize_fitted(model, observed, reduce_range, budget, tmp,
                                                            calibration_loader(built, manifest, config),
-                                                           manifest.input.name)
+                                                           manifest.input.name, _user_float(model, config))
         except EdgeportError:
             raise
         except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises many types
@@ -205,13 +205,22 @@ def add_int8_cpu(staged, manifest, model, built, config, observed: dict, budget=
     return staged.entry(INT8_CPU_FILE), info
 
 
-def _quantize_fitted(model, observed: dict, reduce_range: bool, budget, tmp: Path, load_calib, input_name: str):
+def _user_float(model, config) -> list[str]:
+    """--int8-exclude's layers (exporter/int8/exclude.py): float in this graph too."""
+    from exporter.int8.exclude import excluded_nodes
+
+    return excluded_nodes(model, getattr(config, "int8_exclude", ()))
+
+
+def _quantize_fitted(model, observed: dict, reduce_range: bool, budget, tmp: Path, load_calib, input_name: str,
+                     user_float=()):
     """(kept float layers, budget summary or None, the ModelProto, its stats)."""
     pre, stats = prepare_cpu(model, tmp)
     ranges = complete_ranges(pre, observed, load_calib, input_name, tmp)
 
     def build(keep_float):
-        return quantize_prepared(pre, ranges, reduce_range=reduce_range, tmp=tmp, keep_float=keep_float)
+        keep = list(dict.fromkeys([*user_float, *keep_float]))
+        return quantize_prepared(pre, ranges, reduce_range=reduce_range, tmp=tmp, keep_float=keep)
 
     if budget is None:
         qmodel, qstats = build([])

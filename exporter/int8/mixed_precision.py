@@ -44,6 +44,7 @@ import numpy as np
 
 from runtime import console
 from runtime.errors import EXIT_ERROR, EdgeportError, UsageError
+from runtime.report.numbers import percent
 
 DEFAULT_FALLBACK = "fp16"
 MAX_BUDGET_SAMPLES = 2000  # --labeled-data images kept in memory (spread over the classes)
@@ -274,7 +275,7 @@ def apply_budget(staged, manifest, config, fp32, int8, data: BudgetData, golden_
     """
     from exporter.graph.qdq_graph import MixedGraph
     from exporter.int8.quantize import INT8_FILE
-    from exporter.int8.sensitivity import report_rows
+    from exporter.int8.sensitivity import explain_failure, report_rows
 
     budget = float(config.max_drop)
     fallback = config.fallback_precision or DEFAULT_FALLBACK
@@ -295,6 +296,7 @@ def apply_budget(staged, manifest, config, fp32, int8, data: BudgetData, golden_
     result = search(ranked, lambda units: judge(variants.build(units)), budget, cap, log=console.log)
     kept = ranked[:result.float_layers]
     if not result.met:
+        explain_failure(graph, int8.calibration, golden_inputs)  # where full INT8 breaks, and what to try
         raise _budget_not_met(result, graph, ranked, sensitivity_of, kept, cap, budget, data)
 
     counts = _write_final(staged, variants.build(kept))
@@ -353,7 +355,7 @@ def _log_met(result, graph, kept, extra, budget) -> None:
         follows = f" (+{len(extra)} Add(s) fed by them)" if extra else ""
         console.log(f"INT8 budget met: {result.drop:.2f} points <= {budget:g} with the {len(kept)} most sensitive "
                     f"layer(s) out of INT8{follows}: {', '.join(kept[:4])}{' ...' if len(kept) > 4 else ''}; "
-                    f"{graph.int8_macs_share(kept):.1%} of MACs in INT8; lint clean")
+                    f"{percent(graph.int8_macs_share(kept))} of MACs in INT8; lint clean")
     else:
         console.log(f"INT8 budget met by the full INT8 graph: {result.drop:.2f} points <= {budget:g}")
 
@@ -404,7 +406,7 @@ def _budget_not_met(result, graph, ranked, sensitivity_of, kept, cap, budget, da
     return BudgetNotMet(
         f"INT8 accuracy budget not met with at most {cap} of {len(graph.units)} layers out of INT8 "
         f"(--max-float-layers): the best mix found ({result.float_layers} layers out of INT8, "
-        f"{graph.int8_macs_share(kept):.0%} of MACs still INT8) loses {result.drop:.2f} points ({data.metric}, "
+        f"{percent(graph.int8_macs_share(kept), 0)} of MACs still INT8) loses {result.drop:.2f} points ({data.metric}, "
         f"on {data.description}; budget {budget:g}, --max-drop)"
         + (f" and fails the int8 verification tolerance on the golden set ({best['failures']})"
            if best["failures"] else "")

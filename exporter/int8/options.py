@@ -22,6 +22,8 @@ def check_options(config) -> None:
                                       ("--calib-method", config.calib_method)) if value is not None]
     if not getattr(config, "int8_cpu", True):
         given.append("--no-int8-cpu")
+    if getattr(config, "int8_exclude", ()):
+        given.append("--int8-exclude")
     if getattr(config, "int8_openvino", False):
         given.append("--int8-openvino")
     if given:

@@ -90,15 +90,18 @@ def _nodes_to_exclude(model) -> list[str]:
     return out
 
 
-def quantize_qdq(pre_path: Path, ranges: dict, out_path: Path, tmp: Path):
+def quantize_qdq(pre_path: Path, ranges: dict, out_path: Path, tmp: Path, exclude=()):
     """ORT's static quantizer with TensorRT's rules; returns (the post-processed ModelProto,
-    how many residual Add inputs were fused)."""
+    how many residual Add inputs were fused). ``exclude``: --int8-exclude's values."""
     import onnx
     from onnxruntime.quantization import QuantType
+
+    from exporter.int8.exclude import excluded_nodes
 
     model = onnx.load(str(pre_path))
     constant_weights_as_initializers(model)  # quantized as weights, per channel, not as activations
     ensure_node_names(model)
+    user_float = excluded_nodes(model, exclude)
     named = tmp / "fp32.named.onnx"
     onnx.save(model, str(named))
     ranges = shared_concat_ranges(model, ranges)
@@ -110,7 +113,7 @@ def quantize_qdq(pre_path: Path, ranges: dict, out_path: Path, tmp: Path):
             reduce_range=False,
             activation_type=QuantType.QInt8,  # ORT's default QUInt8 is asymmetric: TensorRT refuses it
             weight_type=QuantType.QInt8,
-            nodes_to_exclude=_nodes_to_exclude(model),
+            nodes_to_exclude=_nodes_to_exclude(model) + user_float,
             extra_options={
                 "ActivationSymmetric": True,
                 "WeightSymmetric": True,
@@ -130,7 +133,23 @@ def quantize_qdq(pre_path: Path, ranges: dict, out_path: Path, tmp: Path):
     qmodel = onnx.load(str(out_path))
     fused = fuse_residual_inputs(qmodel)
     quantize_pool_inputs(qmodel, ranges)
+    if user_float:
+        _mark_kept_float(qmodel, user_float)
     return qmodel, fused
+
+
+def _mark_kept_float(qmodel, names: list[str]) -> None:
+    """Record --int8-exclude's layers as float on purpose (the lint lists them; --max-drop keeps them)."""
+    import json
+
+    from runtime.graph.index import KEEP_FLOAT_KEY, KEEP_FLOAT_PRECISION_KEY, kept_float_names
+
+    from exporter.graph.qdq_graph import set_metadata
+
+    set_metadata(qmodel, KEEP_FLOAT_KEY, json.dumps(list(dict.fromkeys(kept_float_names(qmodel) + names))))
+    set_metadata(qmodel, KEEP_FLOAT_PRECISION_KEY, "fp32")
+    console.log(f"INT8: {len(names)} layer(s) kept in float by --int8-exclude: {', '.join(names[:5])}"
+                + (" ..." if len(names) > 5 else ""))
 
 
 def apply_fp16_regions(qmodel, ranges: dict, keep_fp32=()):
@@ -188,7 +207,7 @@ def _calibrate_and_quantize(staged, manifest, model, built, config) -> tuple:
                                                   tmp)
         seconds = round(time.perf_counter() - t0, 3)
         qmodel, fused = quantize_qdq(pre_path, {n: list(v) for n, v in ranges.ranges.items()}, tmp / "int8.onnx",
-                                     tmp)
+                                     tmp, exclude=getattr(config, "int8_exclude", ()))
     return ranges, calibrated, seconds, qmodel, fused
 
 

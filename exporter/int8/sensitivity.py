@@ -190,3 +190,21 @@ def bundle_sensitivity(bundle, *, samples: int | None = DEFAULT_SAMPLES, threads
 
     ranking = Sensitivity.from_dict(report_rows(rows, {n: "kept" for n in kept}))
     return dataclasses.replace(ranking, samples=len(pick), units=len(graph.units), kept=list(kept))
+
+
+def explain_failure(graph: MixedGraph, calibration, golden_inputs: np.ndarray) -> list[str]:
+    """Why the full INT8 graph misses the budget (runtime/int8_diagnosis.py), printed as a warning
+    before the budget error; returns the printed lines (none when the diagnosis cannot run)."""
+    from runtime import console
+    from runtime.bundle import FEW_CALIBRATION_SAMPLES
+    from runtime.int8_diagnosis import diagnose
+
+    info = {"method": calibration.method, "samples": calibration.samples,
+            "few": calibration.samples < FEW_CALIBRATION_SAMPLES, "kind": (calibration.source or {}).get("kind")}
+    try:
+        lines = diagnose(graph.fp32, graph.qmodel, golden_inputs, calibration=info).lines()
+    except Exception as exc:  # noqa: BLE001 - the budget error stands without the explanation
+        console.warn(f"INT8 diagnosis could not run ({type(exc).__name__}: {str(exc)[:200]})")
+        return []
+    console.warn("\n".join(lines))
+    return lines

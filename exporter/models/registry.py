@@ -488,11 +488,9 @@ def compute_model_rows(names=None) -> list[dict]:
 
 
 def list_models() -> list[dict]:
-    """Rows for `edgeport models`: name, params, GMACs, input size, weights.
-
-    Read from the precomputed table (exporter/models/table.py), so listing imports neither
-    torch nor torchvision (seconds) and builds no model; a registry entry missing from the
-    table is computed (needs torch). tests/edgeport/test_cli_messages.py recomputes the table."""
+    """Rows for `edgeport models`, from the precomputed table (exporter/models/table.py: no torch,
+    no model built); an entry missing there is computed. tests/edgeport/test_cli_messages.py
+    recomputes the table."""
     from exporter.models.table import ROWS
 
     table = {r["name"]: r for r in ROWS}

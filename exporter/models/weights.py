@@ -22,8 +22,9 @@ _DENSENET_LEGACY = re.compile(
     r"(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))"
 )
 
-RANDOM_NOTE = ("random-init weights (--weights none): only fidelity to PyTorch is meaningful, "
-               "not task accuracy")
+# No option named here: `--weights auto` also ends in random init (when nothing is cached), and
+# "(--weights none)" then read as if the user had typed it.
+RANDOM_NOTE = "random-init weights (seed 0): only fidelity to PyTorch is meaningful, not task accuracy"
 
 
 def named_weights(model_name: str, spec: str):

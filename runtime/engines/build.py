@@ -138,7 +138,9 @@ def _composition_line(summary) -> str:
     counts = summary.by_precision(compute_only=True)
     total = sum(counts.values())
     parts = ", ".join(f"{n} {p.upper()}" for p, n in counts.items())
-    mem = f", activations {summary.activation_bytes / 1e6:.1f} MB" if summary.activation_bytes is not None else ""
+    from runtime.report.numbers import size  # MiB, as the report's engine table
+
+    mem = f", activations {size(summary.activation_bytes)}" if summary.activation_bytes is not None else ""
     return f"{total} compute layers ({parts or 'none'}){mem}"
 
 
@@ -170,7 +172,8 @@ def _sidecar(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPlan
                "max": list(target.shapes[2])},
         profile=p.to_dict(), dla_core=plan.dla_core, gpu_fallback=plan.gpu_fallback,
         hardware_compat=plan.hardware_compat, version_compatible=plan.version_compatible,
-        builder_flags=tuple(plan.builder_flags), builder_optimization_level=options.builder_level,
+        builder_flags=tuple(plan.builder_flags), graph_rewrites=tuple(plan.graph_rewrites),
+        builder_optimization_level=options.builder_level,
         workspace_mib=target.workspace_mib,
         timing_cache={"path": str(target.timing_cache) if target.timing_cache else None,
                       "reused": out.timing_cache_reused},

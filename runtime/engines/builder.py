@@ -152,7 +152,7 @@ def build_serialized(
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(trt, plan))
     parser = trt.OnnxParser(network, logger)
-    _parse(trt, engine_runtime, parser, onnx_path)
+    _parse(trt, engine_runtime, parser, onnx_path, _rewritten(plan, onnx_path))
 
     config = builder.create_builder_config()
     _configure(trt, plan, builder, config, workspace_mib, builder_level, profiling_verbosity)
@@ -188,9 +188,26 @@ def _network_flags(trt, plan: BuildPlan) -> int:
     return flags
 
 
-def _parse(trt, rt, parser, onnx_path: Path) -> None:
-    """Parse the graph, or raise NVIDIA's parser errors as one paragraph."""
-    if parser.parse_from_file(str(onnx_path)):
+def _rewritten(plan: BuildPlan, onnx_path: Path) -> bytes | None:
+    """The serialized graph after ``plan.graph_rewrites`` (None: parse the file as it is)."""
+    if not plan.graph_rewrites:
+        return None
+    import onnx
+
+    from runtime.engines.turing import GEMM_AS_CONV, gemms_as_conv
+
+    model = onnx.load(str(onnx_path))
+    for rewrite in plan.graph_rewrites:
+        if rewrite != GEMM_AS_CONV:
+            raise EdgeportError(f"Unknown graph rewrite {rewrite!r} in the build plan.")
+        gemms_as_conv(model)
+    return model.SerializeToString()
+
+
+def _parse(trt, rt, parser, onnx_path: Path, rewritten: bytes | None = None) -> None:
+    """Parse the graph (``rewritten``: its rewritten copy), or raise NVIDIA's parser errors as one paragraph."""
+    ok = parser.parse(rewritten, str(onnx_path)) if rewritten is not None else parser.parse_from_file(str(onnx_path))
+    if ok:
         return
     errors = [_without_noise(parser.get_error(i), rt.builder_noise) for i in range(parser.num_errors)]
     product = rt.product

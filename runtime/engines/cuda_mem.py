@@ -99,6 +99,20 @@ class TorchMemory:
         stream.synchronize()
 
 
+# The driver answers, but no device is there to run on: installing anything would not help.
+_NO_DEVICE = ("cudaErrorNoDevice", "cudaErrorDevicesUnavailable")
+
+
+def _no_gpu(reported: str):
+    import os
+
+    raise EdgeportError(
+        f"Running TensorRT engines needs an NVIDIA GPU, and CUDA sees none here (cudaGetDeviceCount: {reported}; "
+        f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}).",
+        hint="Check that `nvidia-smi` lists a GPU and that CUDA_VISIBLE_DEVICES (or the container's `--gpus`) exposes "
+             "it, or run the bundle's ONNX artifacts on the CPU: --backend onnxruntime.")
+
+
 def default_memory():
     """cuda-python if importable, else PyTorch with CUDA, else a DependencyError."""
     from runtime.engines.device import import_cudart, optional_import
@@ -111,6 +125,8 @@ def default_memory():
             return CudaPythonMemory(cudart)
         # e.g. cuda-python 13 on a CUDA 12 driver: cudaErrorInsufficientDriver
         cudart_error = getattr(err, "name", str(err))
+        if cudart_error in _NO_DEVICE or (int(err) == 0 and not count):
+            _no_gpu(cudart_error if int(err) else "0 devices")
     torch = optional_import("torch")  # optional; never imported at module level under runtime/
     if torch is not None and torch.cuda.is_available():
         return TorchMemory(torch)

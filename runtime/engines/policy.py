@@ -105,6 +105,7 @@ class BuildPlan:
     warnings: tuple[str, ...] = ()
     runtime: str = ""  # the engine runtime's registry key (set by its plan_build)
     compute_capabilities: tuple[str, ...] = ()  # targets ("8.6", ...) of runtimes that have them; () = default
+    graph_rewrites: tuple[str, ...] = ()  # applied to a copy of the graph before parsing (turing.GEMM_AS_CONV)
 
 
 def missing_artifact(precision: str, version: TrtVersion, product: str, also: str = "") -> BundleError:

@@ -76,6 +76,7 @@ class EngineSidecar:
     hardware_compat: str = "none"
     version_compatible: bool = False
     builder_flags: tuple[str, ...] = ()
+    graph_rewrites: tuple[str, ...] = ()  # applied to a copy of the source graph before parsing (turing.py)
     builder_optimization_level: int | None = None
     workspace_mib: int | None = None
     timing_cache: dict = dataclasses.field(default_factory=dict)  # {"path", "reused"}
@@ -100,7 +101,8 @@ class EngineSidecar:
     def to_dict(self) -> dict:
         """The JSON layout of schema version ``SIDECAR_VERSION``."""
         data = dataclasses.asdict(self)
-        for key in ("compute_capabilities", "default_compute_capabilities", "builder_flags", "messages"):
+        for key in ("compute_capabilities", "default_compute_capabilities", "builder_flags", "graph_rewrites",
+                    "messages"):
             data[key] = list(data[key])
         data["sidecar_version"] = SIDECAR_VERSION
         return data
@@ -215,6 +217,8 @@ def _build(f: _Fields) -> dict:
         "build_path": f.text("build_path", choices=(STRONGLY_TYPED, FLAGS, DLA_IMPLICIT)),
         "builder_flags": f.texts("builder_flags", pattern=re.compile(r"^[A-Z0-9_]+$"),
                                  want="a list of BuilderFlag names"),
+        "graph_rewrites": f.texts("graph_rewrites", pattern=re.compile(r"^gemm-as-conv1x1$"),
+                                  want="a list of known graph rewrites (gemm-as-conv1x1)"),
         "builder_optimization_level": f.integer("builder_optimization_level", 0, 5, optional=True),
         "workspace_mib": f.integer("workspace_mib", 1, optional=True),
         "messages": f.texts("messages"),

@@ -126,7 +126,7 @@ def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=N
     from runtime.engines import policy
     from runtime.engines.target import BuildTarget, batch_profile, precisions_to_build
     from runtime.engines.rtx import import_tensorrt_rtx
-    from runtime.engines.turing import turing_refusal
+    from runtime.engines.turing import turing_refusal, with_turing_rewrite
 
     if options.timing_cache is not None:
         raise UsageError("--timing-cache does not apply to TensorRT-RTX: its ahead-of-time build times no kernels "
@@ -144,6 +144,7 @@ def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=N
     refusal = turing_refusal(bundle, plans, targets)
     if refusal is not None:
         raise UsageError(refusal[0], hint=refusal[1])
+    plans = [with_turing_rewrite(bundle, plan, targets, log) for plan in plans]
     profile, shapes = batch_profile(bundle, options, False)
     if options.workspace_mib is not None:
         policy.validate_workspace(options.workspace_mib, None)

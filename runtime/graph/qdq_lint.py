@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -372,6 +373,15 @@ def _check_concat(G: GraphIndex, n, v, int8_nodes, float_nodes) -> None:
                                                  "its inputs share one scale"))
 
 
+class ViolationEntry(TypedDict, total=False):
+    """One violation as report.json holds it (Violation.to_dict)."""
+
+    rule: str
+    node: str
+    message: str
+    severity: str
+
+
 @dataclasses.dataclass
 class ArtifactLint:
     """The Q/DQ lint of one bundle artifact, as verify records it (report.json's ``lint``);
@@ -382,10 +392,10 @@ class ArtifactLint:
     warnings: int
     summary: str
     qdq_nodes: int
-    violations: dict  # rule -> [Violation.to_dict()], rules with violations only
-    int8_layers: dict  # op type -> count
-    float_layers: dict  # op type -> node names (op types with some only)
-    kept_float: list = dataclasses.field(default_factory=list)
+    violations: dict[str, list[ViolationEntry]]  # rule -> [Violation.to_dict()], rules with violations only
+    int8_layers: dict[str, int]  # op type -> count
+    float_layers: dict[str, list[str]]  # op type -> node names (op types with some only)
+    kept_float: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -409,8 +419,10 @@ class ArtifactLint:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ArtifactLint":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """The lint as report.json holds it, every field checked (runtime/report/typed.py)."""
+        from runtime.report.typed import fields_of
+
+        return cls(**fields_of(cls, data))
 
 
 def lint_artifact(path: str | Path, warn=None) -> ArtifactLint | None:

@@ -4,12 +4,15 @@ runtime/report/summary.py (``load_report`` / ``save_report``)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import TypedDict
 
 from runtime.benchmark import BenchmarkResult
 from runtime.compare import Comparison
+from runtime.int8_diagnosis import Int8DiagnosisSection
 from runtime.labeled import LabeledAccuracy
 from runtime.report.sections import (EnginesSection, LintSection, MixedPrecision, Notes, Sensitivity,
                                      VerificationSection)
+from runtime.report.typed import at, check, fields_of
 
 REPORT_VERSION = 1
 
@@ -23,8 +26,39 @@ SECTIONS = {
     "sensitivity": Sensitivity,
     "mixed_precision": MixedPrecision,
     "engines": EnginesSection,
+    "int8_diagnosis": Int8DiagnosisSection,
 }
 _HEADER = ("report_version", "model", "weights", "golden", "reference", "calibration")
+
+
+# The header's free-form dicts: the keys the pages read, checked when present (other keys kept).
+class WeightsEntry(TypedDict, total=False):
+    """The manifest's weights (Weights.to_dict)."""
+
+    spec: str | None
+    random_init: bool
+    description: str | None
+    note: str | None
+
+
+class GoldenEntry(TypedDict, total=False):
+    samples: int | None
+    source: str | None
+
+
+class CalibrationEntry(TypedDict, total=False):
+    """One INT8 artifact's calibration (runtime/bundle.py: CalibrationInfo.to_dict)."""
+
+    method: str | None
+    samples: int | None
+    source: str | None
+    kind: str | None
+    skipped: int
+    calibrated: bool | None
+    seconds: float | None
+    shared_with: str | None
+    few: bool
+    recommended_min: int | None
 
 
 @dataclasses.dataclass
@@ -32,10 +66,10 @@ class Report:
     """A bundle's report.json. ``passed`` is derived from the verification results."""
 
     model: str | None = None
-    weights: dict = dataclasses.field(default_factory=dict)  # manifest weights (Weights.to_dict)
-    golden: dict = dataclasses.field(default_factory=dict)  # {"samples", "source"} of the golden set
+    weights: WeightsEntry = dataclasses.field(default_factory=dict)  # manifest weights (Weights.to_dict)
+    golden: GoldenEntry = dataclasses.field(default_factory=dict)  # {"samples", "source"} of the golden set
     reference: str | None = None  # what the golden outputs came from ("PyTorch FP32", ...)
-    calibration: dict = dataclasses.field(default_factory=dict)  # precision -> CalibrationInfo.to_dict()
+    calibration: dict[str, CalibrationEntry] = dataclasses.field(default_factory=dict)  # precision -> CalibrationInfo
     verification: VerificationSection = dataclasses.field(default_factory=VerificationSection)
     lint: LintSection | None = None
     benchmarks: BenchmarkResult | None = None
@@ -43,6 +77,7 @@ class Report:
     sensitivity: Sensitivity | None = None
     mixed_precision: MixedPrecision | None = None
     engines: EnginesSection | None = None
+    int8_diagnosis: Int8DiagnosisSection | None = None
     report_version: int = REPORT_VERSION
     extra: dict = dataclasses.field(default_factory=dict)  # sections of a newer edgeport: kept as they are
 
@@ -73,14 +108,18 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Report":
-        """The typed report; a section of the wrong shape raises TypeError, ValueError, KeyError or
-        AttributeError (summary.read_report turns them into a BundleError)."""
-        report = cls(**{k: data[k] for k in _HEADER if data.get(k) is not None})
+        """The typed report, every value checked against its type (runtime/report/typed.py): a
+        value of the wrong type raises FieldError (a ValueError naming its path), a section of the
+        wrong shape TypeError, ValueError, KeyError or AttributeError (summary.read_report turns
+        them into a BundleError)."""
+        header = {k: data[k] for k in _HEADER if data.get(k) is not None}
+        report = cls(**fields_of(cls, header))
         report.verification = VerificationSection(
-            results=[Comparison.from_dict(r) for r in data["results"]], golden_names=data.get("golden_names"))
+            results=check(data.get("results"), list[Comparison], "results"),
+            golden_names=check(data.get("golden_names"), list[str] | None, "golden_names"))
         for key, section in SECTIONS.items():
             if data.get(key) is not None:
-                setattr(report, key, section.from_dict(data[key]))
+                setattr(report, key, at(key, section.from_dict, data[key]))
         known = set(_HEADER) | set(SECTIONS) | {"results", "golden_names", "passed"}
         report.extra = {k: v for k, v in data.items() if k not in known}
         return report

@@ -24,7 +24,9 @@ def engine_entry(precision: str, runtime: str, version: str, composition: dict, 
 
 
 def _mb(nbytes) -> str:
-    return f"{nbytes / 1e6:.1f}" if isinstance(nbytes, (int, float)) else "-"
+    from runtime.report.numbers import mib
+
+    return mib(nbytes)
 
 
 def _row(name: str, e: dict) -> list[str]:
@@ -37,7 +39,7 @@ def _row(name: str, e: dict) -> list[str]:
 
 
 HEADER = ["engine", "precision", "built with", "layers", "tensors Float / Half / Int8",
-          "compute layers INT8 / FP16 / FP32", "weights MB", "activations MB"]
+          "compute layers INT8 / FP16 / FP32", "weights (MiB)", "activations (MiB)"]
 
 
 def engines_markdown(section: EnginesSection | None) -> list[str]:
@@ -61,7 +63,9 @@ def engines_markdown(section: EnginesSection | None) -> list[str]:
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    from runtime.report.html_sections import cell  # long layer names may break anywhere, numbers never
+
+    body = "".join("<tr>" + "".join(cell(c) for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

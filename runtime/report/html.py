@@ -25,10 +25,14 @@ from typing import TYPE_CHECKING
 
 from runtime.report.engines import engines_html
 from runtime.report.html_sections import (PRECISION_COLORS, PageFacts, calibration_section,  # noqa: F401
-                                          definition_list, deployment_section, latency_section, sensitivity_section)
+                                          definition_list, deployment_section, latency_section, lint_section,
+                                          sensitivity_section)
+from runtime.report.diagnosis_sections import diagnosis_html
 from runtime.report.html_sections import color as _color
 from runtime.report.html_sections import label as _label
 from runtime.report.html_sections import table as _table
+from runtime.report import numbers
+from runtime.report.numbers import words
 from runtime.report.svg_plots import COSINE_FLOOR, SERIES_COLORS, bar_chart, fmt_number, strip_plot  # noqa: F401
 
 if TYPE_CHECKING:
@@ -43,16 +47,6 @@ MAX_THUMBS = 48  # per artifact: a page with thousands of thumbnails helps nobod
 MAX_TABLE_ROWS = 300
 
 _esc = html.escape
-
-
-def _size(nbytes) -> str:
-    if not isinstance(nbytes, (int, float)):
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if nbytes < 1024 or unit == "GB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024.0
-    return "-"  # pragma: no cover
 
 
 # -- data helpers -------------------------------------------------------------------------
@@ -111,9 +105,9 @@ _SUMMARY_HEADER = ["precision", "backend/provider", "ONNX file", "samples", "max
 def _summary_row(r: Comparison, report: Report, manifest: Manifest | None, root: Path | None) -> list[str]:
     fname, nbytes = _artifact_bytes(manifest, root, r.precision)
     lat = _latency_for(r, report.benchmarks)
-    latency = f"{lat.p50_ms:.2f} ms (batch {lat.batch})" if lat else "not measured"
+    latency = f"{numbers.ms(lat.p50_ms)} (batch {lat.batch})" if lat else "not measured"
     verdict = "PASS" if r.passed else "FAIL: " + "; ".join(r.failures)
-    return [_esc(r.precision), _esc(f"{r.backend}/{r.provider}"), _esc(f"{fname or '-'} ({_size(nbytes)})"),
+    return [_esc(r.precision), _esc(f"{r.backend}/{r.provider}"), _esc(f"{fname or '-'} ({numbers.size(nbytes)})"),
             _esc(str(r.samples)), _esc(_fmt(r.max_abs_diff)), _esc(_fmt(r.max_rel_diff)),
             _esc(f"{r.cosine_min:.6f}"), _esc(f"{r.cosine_mean:.6f}"), _esc(f"{r.top1_agreement:.1%}"),
             _esc(f"{r.top5_overlap:.1%}"), _esc(latency),
@@ -142,10 +136,14 @@ def _outputs_section(report: Report) -> str:
     rows = output_rows(report.results)
     if not rows:
         return ""
+    # The verdict column as the summary's badges; the other cells are bundle text, escaped.
+    cells = [[_esc(c) for c in row[:-1]] + [f'<span class="badge {row[-1].lower()}">{_esc(row[-1])}</span>']
+             for row in rows]
+    classes = ["" if row[-1] == "PASS" else "fail" for row in rows]
     return ('<section id="outputs"><h2>Further outputs</h2><p>The summary compares the classifier output; '
             "every other output of the model is compared here with the same tolerance (top-1 agreement "
             "aside). A failing output fails its artifact.</p>\n"
-            + _table(OUTPUTS_HEADER, rows, table_id="outputs-table") + "</section>")
+            + _table(OUTPUTS_HEADER, cells, table_id="outputs-table", row_classes=classes, raw=True) + "</section>")
 
 
 def _plot_rows(results: list[Comparison], golden_names: list[str]) -> tuple[list, list, list]:
@@ -172,8 +170,10 @@ def _plots_section(report: Report, golden_names: list[str]) -> str:
              strip_plot("plot-cosine", f"1 - centered cosine vs {ref} (lower is better)", cos_rows,
                         f"1 - cosine of centered logits, log scale (values below {COSINE_FLOOR:g} drawn at "
                         f"{COSINE_FLOOR:g})"),
+             _pinned_note("plot-cosine-note", cos_rows, "1 - cosine"),
              strip_plot("plot-maxabs", f"Max |logit difference| per image vs {ref}", abs_rows,
                         "max absolute logit difference per image, log scale"),
+             _pinned_note("plot-maxabs-note", abs_rows, "max |logit difference|"),
              f"<h2>Top-1 agreement with {_esc(ref)}</h2>",
              bar_chart("plot-agreement", "Top-1 agreement and top-5 overlap (%)", agree_rows,
                        ["top-1 agreement", "top-5 overlap"], "% of golden images", xmax=100.0,
@@ -183,6 +183,18 @@ def _plots_section(report: Report, golden_names: list[str]) -> str:
                      "so top-1 agreement proves little here; the cosine plot is the meaningful check.</p>")
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _pinned_note(note_id: str, rows: list[dict], what: str) -> str:
+    """Under a log-scale strip plot: how many values lay below its axis and were drawn at its left
+    edge (an exact 0, common for FP32, has no place on a log scale)."""
+    values = [v for r in rows for v in r["values"] if v is not None and v == v and abs(v) != float("inf")]
+    pinned = sum(1 for v in values if v < COSINE_FLOOR)
+    if not pinned:
+        return ""
+    return (f'<p class="note" id="{note_id}">{pinned} of {len(values)} values of the {_esc(what)} plot are below '
+            f"{COSINE_FLOOR:g} (exactly 0 for {sum(1 for v in values if v == 0)}) and are drawn at "
+            f"{COSINE_FLOOR:g}, the left edge of the axis.</p>")
 
 
 def _accuracy_table(acc: LabeledAccuracy) -> tuple[list, list]:
@@ -227,7 +239,7 @@ def _accuracy_section(report: Report) -> str:
 def _flip_caption(i: int, name: str, r: Comparison, to: int | None, probs, class_names,
                   ref_name: str = "PyTorch") -> list[str]:
     """Caption lines of one changed image: the reference's class and the artifact's, by name."""
-    caption = [f"<b>{_esc(name)}</b>"]
+    caption = [f'<b class="name">{_esc(name)}</b>']
     p = probs[i] if probs is not None and i < len(probs) else None
     if p is not None:
         ref = int(np.argmax(p))
@@ -285,10 +297,14 @@ def _definition_list(d: dict) -> str:
     return definition_list(d)
 
 
-def _cell(v) -> str:
+def _cell(v, key=None) -> str:
     if isinstance(v, (dict, list)):
         text = json.dumps(v, default=str)
         return text if len(text) <= 160 else text[:157] + "..."
+    if str(key).endswith("_share"):  # a fraction (int8_macs_share): a percentage that never rounds to 100%
+        return numbers.percent(v)
+    if isinstance(v, float) and 1e-2 <= abs(v) < 1e5:
+        return numbers.significant(v, 3)  # 1.0 -> "1", 0.4 -> "0.4": no padded decimals
     return _fmt(v)
 
 
@@ -300,24 +316,24 @@ def render_generic(value, *, table_id: str | None = None, depth: int = 0) -> str
     if isinstance(value, list):
         if value and all(isinstance(v, dict) for v in value):
             cols = list(dict.fromkeys(k for v in value for k in v))
-            rows = [[_cell(v.get(c)) for c in cols] for v in value[:MAX_TABLE_ROWS]]
+            rows = [[_cell(v.get(c), c) for c in cols] for v in value[:MAX_TABLE_ROWS]]
             classes = [_SEVERITY.get(str(v.get("severity", v.get("level", ""))).lower(), "")
                        for v in value[:MAX_TABLE_ROWS]]
             more = f"<p>... and {len(value) - MAX_TABLE_ROWS} more rows.</p>" if len(value) > MAX_TABLE_ROWS else ""
-            return _table(cols, rows, table_id=table_id, row_classes=classes) + more
+            return _table([words(c) for c in cols], rows, table_id=table_id, row_classes=classes) + more
         if not value:
-            return '<p class="none">(none)</p>'
+            return '<p class="none">None.</p>'
         return "<ul>" + "".join(f"<li>{_esc(_cell(v))}</li>" for v in value[:MAX_TABLE_ROWS]) + "</ul>"
     if isinstance(value, dict):
         if not value:
-            return '<p class="none">(none)</p>'
-        scalars = {k: v for k, v in value.items() if not isinstance(v, (dict, list))}
+            return '<p class="none">None.</p>'
+        scalars = {words(k): _cell(v, k) for k, v in value.items() if not isinstance(v, (dict, list))}
         out = [_definition_list(scalars)] if scalars else []
         level = min(3 + depth, 6)
         for k, v in value.items():
             if isinstance(v, (dict, list)):
                 sub = f"{table_id}-{k}" if table_id else None
-                out.append(f"<h{level}>{_esc(str(k))}</h{level}>"
+                out.append(f"<h{level}>{_esc(words(k))}</h{level}>"
                            + render_generic(v, table_id=sub, depth=depth + 1))
         return "\n".join(out)
     return f"<p>{_esc(_cell(value))}</p>"
@@ -337,7 +353,7 @@ h1{margin:0 0 4px;font-size:26px}h2{margin:30px 0 10px;font-size:19px;border-bot
 h3{font-size:15px;margin:18px 0 6px}h4,h5,h6{font-size:13px;margin:12px 0 4px}.none{color:#5b6474}.meta{color:#5b6474;margin:0 0 14px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0;width:100%}
 th,td{border:1px solid #dde1e7;padding:5px 8px;text-align:left;vertical-align:top}
-td,dd,figcaption,.meta,li,p{overflow-wrap:anywhere}
+td,dd,figcaption,.meta,li,p{overflow-wrap:break-word}td.long,figcaption .name{overflow-wrap:anywhere}
 th{background:#eef1f5;font-weight:600}tr.fail td{background:#fdecec}tr.warn td{background:#fff6e0}
 .badge{display:inline-block;padding:2px 8px;border-radius:10px;font-weight:600;font-size:12px}
 .badge.pass{background:#dcf3e3;color:#17672f}.badge.fail{background:#f9d7d7;color:#9b1c1c}
@@ -357,16 +373,8 @@ code{background:#eef1f5;padding:1px 4px;border-radius:3px}footer{color:#5b6474;f
 
 def _facts(report: Report, manifest: Manifest | None) -> list[str]:
     """The line under the title: architecture, size, input, weights, golden set, reference."""
-    model = manifest.model if manifest else None
     weights = report.weights or (manifest.weights.to_dict() if manifest else {})
-    facts = [f"architecture {(model.architecture if model else None) or '?'}"]
-    if model and model.params:
-        n = model.params
-        facts.append(f"{n / 1e6:.2f} M parameters" if n >= 1e5 else f"{n:,} parameters")
-    if model and model.gmacs:
-        facts.append(f"{model.gmacs} GMACs")
-    if manifest:
-        facts.append("input " + "x".join(str(d) for d in manifest.input.shape))
+    facts = numbers.model_facts(manifest)
     facts.append(f"weights: {weights.get('description', weights.get('spec', '?'))}")
     facts.append(f"golden set: {report.golden.get('samples', '?')} images ({report.golden.get('source', '?')})")
     facts.append(f"reference: {_reference_long(report, manifest)}")
@@ -404,8 +412,7 @@ def _footer(report: Report, manifest: Manifest | None) -> str:
     except ImportError:  # pragma: no cover
         version = "?"
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    tol = "; ".join(f"{_label(r)}: " + ", ".join(f"{k}={v}" for k, v in r.tolerance.items() if v is not None)
-                    for r in report.results)
+    tol = "; ".join(f"{_label(r)}: {numbers.tolerance(r.tolerance)}" for r in report.results)
     return ("<footer><p><b>How to read this.</b> Every artifact runs the golden images and is compared with the "
             f"{_esc(_reference_long(report, manifest))} outputs stored in the bundle. Cosine is over centered logits "
             "(each image's mean subtracted); max rel diff is the largest logit difference relative to that "
@@ -422,10 +429,11 @@ def render_html(report: Report, manifest: Manifest | None = None, golden: dict |
     (``PageFacts.of(bundle)``) the calibration and deployment sections."""
     golden_names = list((golden or {}).get("names") or report.verification.golden_names or [])
     parts = _head(report, manifest)
-    parts += [_summary_section(report, manifest, bundle_root), _outputs_section(report),
+    parts += [_summary_section(report, manifest, bundle_root), diagnosis_html(report.int8_diagnosis),
+              _outputs_section(report),
               _plots_section(report, golden_names), latency_section(report.benchmarks), _accuracy_section(report),
               _changed_section(report, golden), calibration_section(page_facts), deployment_section(page_facts),
-              _generic_section("lint", report.lint.to_dict() if report.lint else None, "INT8 lint"),
+              lint_section(report.lint),
               engines_html(report.engines),
               _generic_section("mixed_precision", report.mixed_precision.data if report.mixed_precision else None,
                                "INT8 accuracy budget: layers kept out of INT8"),

@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import html
 import math
+import re
 from typing import TYPE_CHECKING
 
 from runtime.bundle import FEW_CALIBRATION_SAMPLES
 from runtime.precision import PRECISIONS, quantized_keys
+from runtime.report import numbers
 from runtime.report.svg_plots import bar_chart, fmt_number
 
 if TYPE_CHECKING:
@@ -40,6 +42,20 @@ def label(r) -> str:
     return f"{r.precision} {r.backend}/{r.provider}"
 
 
+# A cell word longer than this (a path, an ONNX node name) may break anywhere; shorter words wrap
+# only between words. Breaking every cell anywhere lets the table squeeze columns below their
+# words ("1.00000" / "0"), since the browser then sizes each column down to one character.
+LONG_WORD = 24
+
+
+def cell(text: str, raw: bool = False) -> str:
+    """One <td>: ``class="long"`` (CSS: overflow-wrap anywhere) when a word of it is longer than LONG_WORD."""
+    plain = re.sub(r"<[^>]*>", " ", text) if raw else text
+    long = any(len(w) > LONG_WORD for w in plain.split())
+    attr = ' class="long"' if long else ""
+    return f"<td{attr}>{text if raw else _esc(text)}</td>"
+
+
 def table(header: list[str], rows: list[list[str]], *, table_id: str | None = None,
           row_classes: list[str] | None = None, raw: bool = False) -> str:
     """An HTML table; cells are escaped unless ``raw`` (then the caller escaped them)."""
@@ -47,7 +63,7 @@ def table(header: list[str], rows: list[list[str]], *, table_id: str | None = No
     out = [f"<table{idattr}><thead><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in header) + "</tr></thead><tbody>"]
     for i, row in enumerate(rows):
         cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
-        cells = "".join(f"<td>{c if raw else _esc(c)}</td>" for c in row)
+        cells = "".join(cell(c, raw) for c in row)
         out.append(f"<tr{cls}>{cells}</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
@@ -91,7 +107,7 @@ class PageFacts:
 # -- latency ---------------------------------------------------------------------------------------
 BENCH_COLUMNS = [  # (header, result key, format)
     ("precision", "precision", str), ("backend / provider", None, None), ("artifact", "artifact", str),
-    ("batch", "batch", str), ("threads", "threads", lambda v: "default" if v is None else str(v)),
+    ("batch", "batch", str), ("threads", "threads", numbers.threads),
     ("p50 (ms)", "p50_ms", "ms"), ("p90 (ms)", "p90_ms", "ms"), ("p99 (ms)", "p99_ms", "ms"),
     ("mean (ms)", "mean_ms", "ms"), ("throughput (img/s)", "throughput_ips", "ips"), ("timed calls", "iterations", str),
 ]
@@ -104,9 +120,9 @@ def _bench_cell(b: Latency, key, kind) -> str:
     if v is None:
         return "-" if key != "threads" else kind(v)
     if kind == "ms":
-        return f"{v:.3g}" if isinstance(v, (int, float)) else str(v)
+        return numbers.ms_value(v)
     if kind == "ips":
-        return (f"{v:,.0f}" if v >= 100 else f"{v:.3g}") if isinstance(v, (int, float)) else str(v)
+        return numbers.rate(v)
     return kind(v)
 
 
@@ -170,7 +186,7 @@ def latency_section(bench: BenchmarkResult | None) -> str:
              "whiskers": [(b.p90_ms, b.p99_ms if b.p99_ms is not None else b.p50_ms)], "colors": [color(b.precision)]}
             for b in ranked]
     parts.append(bar_chart("plot-latency", "Latency per batch: p50 bar, p90 tick, p99 whisker (ms)", rows,
-                           ["p50 latency"], "milliseconds per batch", fmt=lambda v: f"{v:.3g} ms"))
+                           ["p50 latency"], "milliseconds per batch", fmt=numbers.ms))
     parts.append("<h3>Machine</h3>")
     if machine:
         parts.append(definition_list(machine_facts(machine, benches), list_id="bench-machine"))
@@ -315,3 +331,36 @@ def output_rows(results: list[Comparison]) -> list[list[str]]:
     return [[r.precision, f"{r.backend}/{r.provider}", o.name, "[" + ", ".join(str(d) for d in o.shape) + "]",
              fmt_number(o.max_abs_diff), fmt_number(o.max_rel_diff), f"{o.cosine_min:.6f}",
              "PASS" if o.passed else "FAIL"] for r in results for o in r.outputs]
+
+
+# -- INT8 lint (runtime/report/sections.py: LintSection) -------------------------------------------
+def _counts(d: dict) -> str:
+    """{op type: count or node names} as "Conv 12, Gemm 1" ("none" when empty)."""
+    return ", ".join(f"{op} {v if isinstance(v, int) else len(v)}" for op, v in d.items()) or "none"
+
+
+def lint_section(section) -> str:
+    """Per INT8 artifact: the verdict as a badge, the Q/DQ node and layer counts in words, and a
+    table of the rule violations (none: said in words)."""
+    if section is None or not section.artifacts:
+        return ""
+    parts = ['<section id="lint"><h2>INT8 lint (TensorRT\'s Q/DQ rules)</h2>']
+    for precision, lint in section.artifacts.items():
+        verdict = "PASS" if lint.passed else "FAIL"
+        parts.append(f'<h3>{_esc(precision)} ({_esc(str(lint.file))}) '
+                     f'<span class="badge {verdict.lower()}">{verdict}</span></h3>')
+        items = {"summary": str(lint.summary), "errors / warnings": f"{lint.errors} / {lint.warnings}",
+                 "Q/DQ nodes": fmt_number(lint.qdq_nodes), "INT8 layers": _counts(lint.int8_layers or {}),
+                 "float layers": _counts(lint.float_layers or {})}
+        if lint.kept_float:
+            items["kept out of INT8 on purpose"] = ", ".join(str(n) for n in lint.kept_float)
+        parts.append(definition_list(items, list_id=f"lint-{precision}"))
+        rows = [[str(rule), str(v.get("severity", "")), str(v.get("node", "")), str(v.get("message", ""))]
+                for rule, found in (lint.violations or {}).items() for v in found if isinstance(v, dict)]
+        if rows:
+            parts.append(table(["rule", "severity", "node", "message"], rows, table_id=f"lint-{precision}-violations",
+                               row_classes=["fail" if r[1] == "error" else "warn" for r in rows]))
+        else:
+            parts.append('<p class="none">No rule violations.</p>')
+    parts.append("</section>")
+    return "\n".join(parts)

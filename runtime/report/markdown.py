@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from runtime.report.mdtext import md, md_code, md_table, render_table  # noqa: F401 - public here too
+from runtime.report import numbers
 from runtime.report.svg_plots import fmt_number as _fmt
 
 if TYPE_CHECKING:
@@ -21,9 +22,12 @@ def summary_rows(results: list[Comparison]) -> list[list[str]]:
              "PASS" if r.passed else "FAIL"] for r in results]
 
 
-def render_markdown(report: Report) -> str:
+def render_markdown(report: Report, manifest=None) -> str:
+    """report.md; ``manifest`` (the bundle's) adds the model line report.html has under its title."""
     results = report.results
     lines = [f"## edgeport: {md(report.model or '?')} - {'PASS' if report.passed else 'FAIL'}", ""]
+    if manifest is not None:
+        lines += [md("Model: " + "; ".join(numbers.model_facts(manifest)) + "."), ""]
     failed = [r for r in results if not r.passed]
     if failed:
         lines += [f"- **{md(r.precision)} on {md(r.backend)}/{md(r.provider)} failed**: "
@@ -39,9 +43,8 @@ def render_markdown(report: Report) -> str:
         lines += ["", "> Random-init weights: only fidelity to PyTorch is meaningful, not task accuracy; "
                       "top-1 agreement on a random-init net is not informative."]
     lines.append("")
-    lines.append("Tolerances: " + md("; ".join(
-        f"{r.precision}: " + ", ".join(f"{k}={v}" for k, v in r.tolerance.items() if v is not None)
-        for r in results)))
+    lines.append("Tolerances: " + md("; ".join(f"{r.precision} {r.backend}/{r.provider}: "
+                                               f"{numbers.tolerance(r.tolerance)}" for r in results) or "-") + ".")
     lines += output_lines(results)
     lines += markdown_sections(report)
     return "\n".join(lines) + "\n"
@@ -61,7 +64,7 @@ def _calibration_lines(calibration: dict) -> list[str]:
         skipped = f", {c['skipped']} unreadable files skipped" if c.get("skipped") else ""
         lines.append("- " + md(f"{precision}: {c.get('samples', '?')} samples ({c.get('kind') or '?'} "
                                f"{c.get('source') or '?'}{skipped}), method {c.get('method', '?')}, ranges {ranges}"))
-        if c.get("few"):
+        if c.get("few") and isinstance(c.get("samples"), int):  # the count is what the note compares
             few.append((c.get("samples"), c.get("recommended_min")))
     if few:
         samples, minimum = min(few, key=lambda t: t[0])
@@ -85,9 +88,11 @@ def output_lines(results: list[Comparison]) -> list[str]:
 
 def markdown_sections(report: Report) -> list[str]:
     """The sections after the verification table, for those the report has."""
+    from runtime.report.diagnosis_sections import diagnosis_markdown
     from runtime.report.engines import engines_markdown
 
-    lines = _calibration_lines(report.calibration)
+    lines = diagnosis_markdown(report.int8_diagnosis)  # why INT8 failed: first, next to the verdict
+    lines += _calibration_lines(report.calibration)
     if report.lint and report.lint.artifacts:
         lines += ["", "### Q/DQ lint (TensorRT's INT8 rules)", ""]
         lines += ["- " + md(f"{p} ({d.file}): {'' if d.passed else 'FAIL, '}{d.summary}")
@@ -108,7 +113,7 @@ def _budget_lines(report: Report) -> list[str]:
              f"Budget {mp['budget_points']:g} points ({md(mp.get('metric', '?'))}, {md(mp.get('data', '?'))}): "
              f"{_fmt(mp.get('drop_points'))} reached (full INT8: {_fmt(mp.get('full_int8_drop_points'))}); "
              f"{mp.get('layers_out_of_int8', '?')} of {mp.get('quantized_layers', '?')} layers out of INT8, "
-             f"{_fmt(100 * float(mp.get('int8_macs_share') or 0), 1)} % of MACs in INT8.", ""]
+             f"{numbers.percent(mp.get('int8_macs_share'))} of MACs in INT8.", ""]
     return lines + [f"- {md_code(r.get('layer'))} " + md(f"({r.get('op_type')}, {r.get('precision')}): {r.get('reason', '')}")
                     for r in (mp.get("kept_float") or [])[:30] if isinstance(r, dict)]
 
@@ -131,10 +136,12 @@ def _latency_lines(report: Report) -> list[str]:
     bench = report.benchmarks
     if bench is None or not bench.results:
         return []
-    rows = [[b.precision, f"{b.backend}/{b.provider}", _fmt(b.batch), _fmt(b.threads), _fmt(b.p50_ms),
-             _fmt(b.p90_ms), _fmt(b.p99_ms), _fmt(b.throughput_ips)] for b in bench.results]
+    rows = [[b.precision, f"{b.backend}/{b.provider}", _fmt(b.batch), numbers.threads(b.threads),
+             numbers.ms_value(b.p50_ms), numbers.ms_value(b.p90_ms), numbers.ms_value(b.p99_ms),
+             numbers.rate(b.throughput_ips)] for b in bench.results]
     lines = ["", "### Latency", "",
-             md_table(["precision", "backend", "batch", "threads", "p50 ms", "p90 ms", "p99 ms", "img/s"], rows)]
+             md_table(["precision", "backend", "batch", "threads", "p50 (ms)", "p90 (ms)", "p99 (ms)",
+                       "throughput (img/s)"], rows)]
     if bench.machine:
         from runtime.machine import describe_machine_line
 

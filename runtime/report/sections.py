@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Protocol
+from typing import Callable, Protocol, TypedDict
 
 from runtime.compare import Comparison
 from runtime.graph.qdq_lint import ArtifactLint
+from runtime.report.typed import FieldError, at, check, fields_of
 
 # The backend and provider export verifies on: its results are redone by every export.
 EXPORT_VERIFY_TARGET = ("onnxruntime", "cpu")
@@ -89,7 +90,7 @@ class LintSection:
 
     @classmethod
     def from_dict(cls, data: dict) -> "LintSection":
-        return cls({p: ArtifactLint.from_dict(d) for p, d in data.items() if isinstance(d, dict)})
+        return cls(check(data, dict[str, ArtifactLint]))
 
     def carry_over(self, changes: Changes, notes: Notes) -> "LintSection | None":
         kept = {p: lint for p, lint in self.artifacts.items() if changes.same(p)}
@@ -120,8 +121,7 @@ class SensitivityRow:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SensitivityRow":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**fields_of(cls, data))
 
 
 @dataclasses.dataclass
@@ -139,11 +139,37 @@ class Sensitivity:
 
     @classmethod
     def from_dict(cls, rows: list) -> "Sensitivity":
-        return cls(rows=[r if isinstance(r, SensitivityRow) else SensitivityRow.from_dict(r)
-                         for r in rows if isinstance(r, (dict, SensitivityRow))])
+        """Rows as report.json holds them (dicts, each checked), or SensitivityRows (export's own)."""
+        if not isinstance(rows, list):
+            raise FieldError("", "a list of layer rows", rows)
+        return cls(rows=[r if isinstance(r, SensitivityRow) else at(f"[{i}]", SensitivityRow.from_dict, r)
+                         for i, r in enumerate(rows)])
 
     def carry_over(self, changes: Changes, notes: Notes) -> "Sensitivity | None":
         return _carry_int8("sensitivity", self, changes, notes, needs_golden=True)
+
+
+class KeptFloatRow(TypedDict, total=False):
+    """A layer export --max-drop kept out of INT8 (the keys the pages read)."""
+
+    layer: str
+    op_type: str
+    precision: str
+    reason: str
+
+
+class BudgetSummary(TypedDict, total=False):
+    """The keys of ``mixed_precision`` that report.md reads (the page shows every key as it is)."""
+
+    budget_points: float
+    metric: str
+    data: str
+    drop_points: float | None
+    full_int8_drop_points: float | None
+    layers_out_of_int8: int
+    quantized_layers: int
+    int8_macs_share: float | None
+    kept_float: list[KeptFloatRow]
 
 
 @dataclasses.dataclass
@@ -157,7 +183,7 @@ class MixedPrecision:
 
     @classmethod
     def from_dict(cls, data: dict) -> "MixedPrecision":
-        return cls(dict(data))
+        return cls(check(data, BudgetSummary))
 
     def carry_over(self, changes: Changes, notes: Notes) -> "MixedPrecision | None":
         return _carry_int8("mixed_precision", self, changes, notes, needs_golden=False)
@@ -173,6 +199,37 @@ def _carry_int8(key: str, section, changes: Changes, notes: Notes, *, needs_gold
     return None
 
 
+class EngineLayerRow(TypedDict, total=False):
+    """One compute layer of an engine (runtime/engines/layers.py: LayerSummary.to_dict)."""
+
+    layer: str
+    type: str
+    reads: str
+    writes: str
+    onnx: list[str]
+
+
+class Composition(TypedDict, total=False):
+    """The keys of an engine's composition that the pages read."""
+
+    layers: int
+    tensors: dict[str, int]
+    compute_layers_by_precision: dict[str, int]
+    int8_compute_layers: list[EngineLayerRow]
+    other_compute_layers: list[EngineLayerRow]
+    weights_bytes: int | None
+    activation_bytes: int | None
+
+
+class EngineEntry(TypedDict, total=False):
+    """One ``engines`` entry (runtime/report/engines.py: engine_entry)."""
+
+    precision: str
+    runtime: str
+    version: str
+    composition: Composition | None
+
+
 @dataclasses.dataclass
 class EnginesSection:
     """report.json's ``engines``: {engine file: entry} (runtime/report/engines.py: engine_entry)."""
@@ -184,7 +241,7 @@ class EnginesSection:
 
     @classmethod
     def from_dict(cls, data: dict) -> "EnginesSection":
-        return cls({e: v for e, v in data.items() if isinstance(v, dict)})
+        return cls(check(data, dict[str, EngineEntry]))
 
     def carry_over(self, changes: Changes, notes: Notes) -> "EnginesSection | None":
         kept = {e: v for e, v in self.entries.items() if e in changes.engines}

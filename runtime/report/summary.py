@@ -16,6 +16,7 @@ from runtime.labeled import LabeledAccuracy
 from runtime.report.document import REPORT_VERSION, SECTIONS, Report
 from runtime.report.markdown import SUMMARY_HEADER, render_markdown, render_table, summary_rows  # noqa: F401
 from runtime.report.sections import EnginesSection, LintSection
+from runtime.report.typed import FieldError
 
 
 def read_report(path, *, fix: str = "") -> Report:
@@ -32,6 +33,9 @@ def read_report(path, *, fix: str = "") -> Report:
         raise BundleError(f"{path} has no 'results' list, so it is not an edgeport report.", hint=fix)
     try:
         return Report.from_dict(data)
+    except FieldError as exc:  # a value of the wrong type: its path and what was expected say it all
+        raise BundleError(f"{path} has a malformed section ({exc}), so it is not a report this edgeport wrote.",
+                          hint=fix) from exc
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise BundleError(f"{path} has a malformed section ({type(exc).__name__}: {exc}), so it is not a report "
                           "this edgeport wrote.", hint=fix) from exc
@@ -105,12 +109,25 @@ def write_reports(bundle: Bundle, verification, accuracy: LabeledAccuracy | None
     if verification.lint:
         report.lint = report.lint or LintSection()
         report.lint.artifacts.update(verification.lint)
+    _merge_diagnoses(report, verification)
     if accuracy is not None:
         report.accuracy = merge_accuracy(report.accuracy, accuracy)
     for key, value in (sections or {}).items():
         setattr(report, key, SECTIONS[key].from_dict(value))
     save_report(bundle, report)
     return report
+
+
+def _merge_diagnoses(report: Report, verification) -> None:
+    """The INT8 diagnoses of this run in; an artifact verified again without one (it passed now,
+    or its diagnosis could not run) loses its old one."""
+    from runtime.int8_diagnosis import Int8DiagnosisSection
+
+    entries = dict(report.int8_diagnosis.entries) if report.int8_diagnosis else {}
+    for c in verification.comparisons:
+        entries.pop(c.precision, None)
+    entries.update(getattr(verification, "diagnoses", {}))
+    report.int8_diagnosis = Int8DiagnosisSection(entries) if entries else None
 
 
 def write_benchmarks(bundle: Bundle, run: BenchmarkResult,
@@ -155,5 +172,5 @@ def save_report(bundle: Bundle, report: Report) -> None:
     from runtime.report.html import write_html
 
     atomic_write_text(bundle.report_path("json"), json.dumps(report.to_dict(), indent=2) + "\n")
-    atomic_write_text(bundle.report_path("md"), render_markdown(report))
+    atomic_write_text(bundle.report_path("md"), render_markdown(report, bundle.manifest))
     write_html(bundle, report)

@@ -106,7 +106,7 @@ def _strip_axis(rows: list[dict], log: bool, floor: float, left: float, plot_w: 
         hi = math.ceil(math.log10(max(finite))) if finite else 0
         for r in rows:
             t = r.get("threshold")
-            if t is not None and t > 0:
+            if t is not None and 0 < t < math.inf:  # a tolerance read from report.json may be inf
                 lo, hi = min(lo, math.floor(math.log10(t))), max(hi, math.ceil(math.log10(t)))
         if hi <= lo:
             hi = lo + 1
@@ -189,7 +189,8 @@ def strip_plot(plot_id: str, title: str, rows: list[dict], xlabel: str, *, log: 
 def _bar_scale(rows: list[dict], xmax: float | None, log: bool, left: float, plot_w: float):
     """(xpos, ticks as (value, x)) for bar_chart: linear from 0, or decades on a log axis."""
     cand = [v for r in rows for v in r["values"] if v is not None and math.isfinite(v)]
-    cand += [w for r in rows for pair in (r.get("whiskers") or []) if pair for w in pair if w is not None]
+    cand += [w for r in rows for pair in (r.get("whiskers") or []) if pair for w in pair
+             if w is not None and math.isfinite(w)]
     if log:
         pos = [v for v in cand if v > 0]
         lo = math.floor(math.log10(min(pos))) if pos else -6

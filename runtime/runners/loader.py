@@ -121,7 +121,19 @@ class _Engines(_Backend):
         self.name = runtime.name  # also the runtime recorded in the engines' sidecars
         self.help = runtime.backend_help
 
+    def require_library(self) -> None:
+        """Without the runtime's library no engine runs here, and `edgeport build` would fail for the
+        same reason: name the missing part and the backend that runs without it, before any engine lookup."""
+        from runtime.errors import DependencyError
+
+        try:
+            self.runtime.import_library(f"--backend {self.name}")
+        except DependencyError as exc:
+            raise DependencyError(str(exc), hint=f"{exc.hint} Or run the bundle's ONNX artifacts instead: "
+                                                 "--backend onnxruntime.") from exc
+
     def precisions(self, bundle, requested, target):
+        self.require_library()
         if not requested or "all" in requested:
             from runtime.engines.sidecar import engine_precisions
 
@@ -131,6 +143,7 @@ class _Engines(_Backend):
     def resolve(self, bundle, precision, target, warn):
         from runtime.engines.sidecar import resolve_engine
 
+        self.require_library()
         record = resolve_engine(bundle, precision, runtime=self.name, warn=warn)
         return Resolved(precision, record.engine_path, record.target_label, {"sidecar": record.sidecar})
 

@@ -47,13 +47,29 @@ def resolve_provider(provider: str) -> str:
     available = ort.get_available_providers()
     if full not in available:
         short = [k for k, v in PROVIDERS.items() if v in available]
-        raise EdgeportError(
-            f"Requested provider was: {provider} ({full}), but available providers are: {short} "
-            f"({', '.join(available)}).",
-            hint="For cuda/tensorrt install onnxruntime-gpu instead of onnxruntime (`pip install edgeport[gpu]`) "
-            "on a machine with an NVIDIA GPU.",
+        raise DependencyError(
+            f"--provider {provider} needs onnxruntime-gpu, which is not installed here: this ONNX Runtime offers "
+            f"{', '.join(short)} only ({', '.join(available)}).",
+            hint="Install onnxruntime-gpu (`pip uninstall onnxruntime` then `pip install edgeport[gpu]`: onnxruntime "
+            "and onnxruntime-gpu must not both be installed, the CPU one hides the GPU one) on a machine with an "
+            "NVIDIA GPU, or run on the CPU with --provider cpu.",
         )
     return full
+
+
+def check_provider_started(session, full: str, label: str) -> None:
+    """ONNX Runtime falls back to the CPU when a GPU provider cannot start (no device, CUDA init
+    failed) and only logs it: timings and accuracy would silently be the CPU's, so refuse."""
+    if full == "CPUExecutionProvider" or full in session.get_providers():
+        return
+    import os
+
+    raise DependencyError(
+        f"ONNX Runtime's {full} is installed but could not start for {label}: no NVIDIA GPU is visible to CUDA "
+        f"here (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}), or its CUDA/cuDNN "
+        "libraries do not match the driver.",
+        hint="Check that `nvidia-smi` lists a GPU on this machine and that CUDA_VISIBLE_DEVICES names it, or run "
+        "on the CPU with --provider cpu.")
 
 
 OPTIMIZATION_LEVELS = ("all", "basic", "none")
@@ -98,9 +114,11 @@ def create_session(model, *, provider: str = "cpu", threads: int | None = None, 
     else:
         source, label = str(model), what or str(model)
     try:
-        return ort.InferenceSession(source, sess_options=opts, providers=providers)
+        session = ort.InferenceSession(source, sess_options=opts, providers=providers)
     except Exception as exc:  # ORT raises its own exception types
         raise EdgeportError(f"ONNX Runtime could not load {label}: {type(exc).__name__}: {str(exc)[:400]}.") from exc
+    check_provider_started(session, full, label)
+    return session
 
 
 class OnnxRuntimeRunner(Runner):

@@ -153,9 +153,11 @@ def _lines(message: dict, depth: int) -> list[str]:
     return out
 
 
-def render_pbtxt(config: dict) -> str:
-    """``config`` (from build_config) as protobuf text format, the way Triton's docs write it."""
-    return "\n".join(_lines(config, 0)) + "\n"
+def render_pbtxt(config: dict, comment: str = "") -> str:
+    """``config`` (from build_config) as protobuf text format, the way Triton's docs write it;
+    each line of ``comment`` becomes a ``#`` line on top (text format's comment syntax)."""
+    head = [f"# {line}".rstrip() for line in comment.splitlines()]
+    return "\n".join(head + _lines(config, 0)) + "\n"
 
 
 # -- Triton's schema ------------------------------------------------------------------------------

@@ -38,7 +38,9 @@ class TritonOptions:
     name: str | None = None  # default: the bundle's model name
     force: bool = False
     warmup: bool = True
-    threads: int | None = None  # ONNX Runtime intra-op threads per instance (python, onnxruntime)
+    # ONNX Runtime intra-op threads per instance (python, onnxruntime). None: usable cores // instances,
+    # the server's at model load (python backend) or this machine's (onnxruntime: its config needs a number).
+    threads: int | None = None
     trt_accel: bool = False  # onnxruntime backend on GPU: TensorRT execution accelerator
     trt_precision: str | None = None  # default: the artifact's precision
     trt_workspace_mib: int | None = None
@@ -219,12 +221,8 @@ def plan_entry(bundle: Bundle, options: TritonOptions, *, env=None, warn=None) -
     if classes is not None and len(classes) != out_dims[-1]:
         raise BundleError(f"Bundle '{bundle.root}' names {len(classes)} classes for an output of {out_dims[-1]}.",
                           hint="Re-export it with a matching --class-names file.")
-    parameters = {}
-    if options.backend == "python":
-        parameters["onnx_file"] = MODEL_FILES["python"]
-    if options.threads is not None:
-        parameters["intra_op_threads" if options.backend == "python" else "intra_op_thread_count"] = \
-            str(options.threads)
+    parameters, thread_notes = _parameters(bundle, options, key, source, source_sha)
+    notes += thread_notes
     spec = ModelSpec(
         name=name, backend=options.backend, max_batch_size=max_batch,
         input=Tensor(bundle.input_name, str(bundle.input.dtype), in_dims),
@@ -235,3 +233,37 @@ def plan_entry(bundle: Bundle, options: TritonOptions, *, env=None, warn=None) -
         gpu_accelerator=_accelerator(options, key))
     return EntryPlan(spec=spec, precision=key, source=source, source_sha256=source_sha,
                      model_file=MODEL_FILES[options.backend], class_names=classes, engine=engine, notes=tuple(notes))
+
+
+def default_threads(instances: int, cores: int | None = None) -> int:
+    """ONNX Runtime intra-op threads per instance that do not oversubscribe: the usable cores
+    (this process's CPU affinity, as a container or taskset limits it) shared by the instances."""
+    if cores is None:
+        from runtime.machine import usable_cores
+
+        cores = usable_cores()
+    return max(1, cores // max(1, instances))
+
+
+def _parameters(bundle: Bundle, options: TritonOptions, key: str, source: Path,
+                source_sha: str) -> tuple[dict, list[str]]:
+    """config.pbtxt's ``parameters``: what the entry serves (``edgeport.*``, read by people and tools;
+    the backends ignore keys they do not know) and the backend's own thread settings."""
+    parameters = {"edgeport.model": bundle.name, "edgeport.precision": key, "edgeport.artifact": source.name,
+                  "edgeport.sha256": source_sha}
+    notes: list[str] = []
+    if options.backend == "python":
+        parameters["onnx_file"] = MODEL_FILES["python"]
+        if options.threads is not None:
+            parameters["intra_op_threads"] = str(options.threads)
+        # Without --threads, model.py divides the *server's* usable cores by the instance count
+        # when it loads: the server, not this machine, is where the cores are shared.
+    elif options.backend == "onnxruntime":
+        # Triton's onnxruntime backend reads a fixed number and ORT's own default is every core per
+        # session, so N instances would run N x cores threads: write this machine's share instead.
+        threads = options.threads if options.threads is not None else default_threads(options.instances)
+        parameters["intra_op_thread_count"] = str(threads)
+        if options.threads is None:
+            notes.append(f"intra_op_thread_count {threads}: this machine's usable cores shared by "
+                         f"{options.instances} instance(s); pass --threads N for a server with another core count")
+    return parameters, notes

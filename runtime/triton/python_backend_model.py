@@ -8,7 +8,14 @@ What it reads from config.pbtxt (written by edgeport next to it):
 
 - the one input and the one output (names and data types);
 - ``parameters { key: "onnx_file" }``: the ONNX file in the version folder;
-- ``parameters { key: "intra_op_threads" }`` (optional): ONNX Runtime threads per instance.
+- ``parameters { key: "intra_op_threads" }`` (optional): ONNX Runtime threads per instance;
+  without it, the cores this server process may use (``os.sched_getaffinity``) divided by the
+  instance count, so ``--instances N`` never runs N x all-cores threads;
+- ``parameters { key: "edgeport.allow_numpy2" }`` (optional, "true"): skip the numpy guard below.
+
+numpy 2 is refused at load: with Triton 2.51's python backend stub (built against numpy 1)
+every response came back empty under numpy 2, with no error. A failed load names the fix;
+an empty answer would not.
 
 Every ``execute`` call runs the requests Triton's dynamic batcher merged as one ONNX
 Runtime batch, then splits the result back per request, so batching pays off here too.
@@ -30,6 +37,33 @@ def _parameters(config):
     return {k: v.get("string_value", "") for k, v in (config.get("parameters") or {}).items()}
 
 
+def _check_numpy(pb_utils, params):
+    """Refuse numpy 2 (see the module docstring) unless the config allows it explicitly."""
+    major = int(np.__version__.split(".")[0])
+    if major < 2 or params.get("edgeport.allow_numpy2", "").lower() == "true":
+        return
+    raise pb_utils.TritonModelException(
+        f"edgeport model.py: this python backend runs numpy {np.__version__}, and with Triton's python "
+        "backend stub built against numpy 1 (Triton 2.51 and pytriton's build included) every response "
+        "comes back empty under numpy 2. Install numpy<2 in the Python the backend runs "
+        "(`pip install 'numpy<2'`), or, for a stub built against numpy 2, add parameters "
+        '{ key: "edgeport.allow_numpy2" value { string_value: "true" } } to config.pbtxt.')
+
+
+def _intra_op_threads(params, config):
+    """--threads when given, else the usable cores of this server process shared by the instances."""
+    threads = int(params.get("intra_op_threads") or 0)
+    if threads > 0:
+        return threads
+    try:
+        cores = len(os.sched_getaffinity(0))  # a container's or taskset's limit, not the host's count
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    groups = config.get("instance_group") or [{}]
+    instances = sum(int(g.get("count") or 1) for g in groups)
+    return max(1, cores // max(1, instances))
+
+
 def _providers(ort, kind, device_id):
     """CUDA for a GPU instance when this onnxruntime has it; the CPU otherwise."""
     if kind == "GPU" and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -47,6 +81,7 @@ class TritonPythonModel:
         self.pb_utils = pb_utils
         config = json.loads(args["model_config"])
         params = _parameters(config)
+        _check_numpy(pb_utils, params)
         (inp,), (out,) = config["input"], config["output"]
         self.input_name, self.output_name = inp["name"], out["name"]
         self.input_type = _NUMPY_TYPES[inp["data_type"]]
@@ -54,10 +89,8 @@ class TritonPythonModel:
         path = os.path.join(args["model_repository"], args["model_version"], params.get("onnx_file", "model.onnx"))
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        threads = int(params.get("intra_op_threads") or 0)
-        if threads > 0:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+        options.intra_op_num_threads = _intra_op_threads(params, config)
+        options.inter_op_num_threads = 1
         providers = _providers(ort, args.get("model_instance_kind"), args.get("model_instance_device_id"))
         self.session = ort.InferenceSession(path, sess_options=options, providers=providers)
 

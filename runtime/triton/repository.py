@@ -82,7 +82,7 @@ def write_repository(bundle: Bundle, repository: str | Path, options: TritonOpti
     repository is touched. ``env`` is for the tensorrt backend (see plan_entry).
     """
     plan = plan_entry(bundle, options, env=env, warn=warn)
-    text = render_pbtxt(build_config(plan.spec))
+    text = render_pbtxt(build_config(plan.spec), _comment(bundle, plan))
     schema = None
     if options.schema_check:
         schema = f"tritonclient {check_schema(text, plan.spec)}"
@@ -196,8 +196,7 @@ def _check_existing(final: Path, plan: EntryPlan, force: bool) -> bool:
         what = "holds a model that edgeport did not write (no edgeport.json)"
     else:
         bundle = prov.get("bundle") or {}
-        what = (f"holds another model: {bundle.get('model', '?')} {prov.get('precision', '?')} from "
-                f"{bundle.get('path', '?')} (model file sha256 {str(served.get('sha256'))[:16]}..., this one is "
+        what = (f"holds another model: {bundle.get('model', '?')} {prov.get('precision', '?')} (model file sha256 {str(served.get('sha256'))[:16]}..., this one is "
                 f"{plan.source_sha256[:16]}...)")
     raise UsageError(f"The repository entry '{final}' {what}; edgeport never overwrites or mixes two models in "
                      "one folder.", hint="Pass --force to replace it, or --name NAME to add this model beside it.")
@@ -233,12 +232,23 @@ def _stage(staging: Path, bundle: Bundle, plan: EntryPlan, text: str, options: T
     return sorted(files)
 
 
+def _comment(bundle: Bundle, plan: EntryPlan) -> str:
+    """config.pbtxt's first lines: what the entry serves, for a person reading the repository (the
+    int8-cpu graph, say, is copied as 1/model.onnx like the fp32 one)."""
+    from runtime import __version__
+
+    return (f"Written by edgeport {__version__}: {bundle.name}, {plan.precision} artifact {plan.source.name} "
+            f"served as {VERSION}/{plan.model_file}\nsha256 {plan.source_sha256} (parameters edgeport.*)")
+
+
 def _provenance(bundle: Bundle, plan: EntryPlan, options: TritonOptions) -> dict:
     from runtime import __version__
 
+    # No path of the bundle: the repository is copied to servers where the export machine's folders
+    # mean nothing (and name its users); the model name and the sha256 identify the source.
     data = {
         "edgeport": __version__,
-        "bundle": {"model": bundle.name, "path": str(Path(bundle.root).absolute())},
+        "bundle": {"model": bundle.name},
         "backend": options.backend,
         "precision": plan.precision,
         "source": plan.source.name,

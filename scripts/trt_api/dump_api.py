@@ -74,7 +74,7 @@ CLASSES = {
                        "profiling_verbosity", "set_compute_capability", "get_compute_capability",
                        "num_compute_capabilities"),
     "INetworkDefinition": (),
-    "OnnxParser": ("__init__", "parse_from_file", "num_errors", "get_error"),
+    "OnnxParser": ("__init__", "parse", "parse_from_file", "num_errors", "get_error"),
     "ParserError": ("__str__", "desc", "node"),
     "IOptimizationProfile": ("set_shape", "get_shape"),
     "ITimingCache": ("serialize",),

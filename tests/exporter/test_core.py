@@ -126,7 +126,8 @@ def test_verify_command_and_exit_codes(exported, copy_bundle):
     missing = run_cli("verify", bundle.parent / "nope")
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     noprov = run_cli("verify", bundle, "--provider", "cuda")
-    assert noprov.returncode == 3 and "available providers are" in noprov.stderr
+    assert noprov.returncode == 3 and "--provider cuda needs onnxruntime-gpu" in noprov.stderr
+    assert "must not both be installed" in noprov.stderr and "--provider cpu" in noprov.stderr
 
 
 def test_dynamic_batch_matches_batch_one(exported):

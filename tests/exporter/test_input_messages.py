@@ -49,3 +49,24 @@ def test_triton_names_match_whole(name):
 
     assert valid_model_name("seed_resnet-1.2")
     assert not valid_model_name(name)
+
+
+POOL_NET = '''
+import torch.nn as nn
+
+
+def vgg_like():  # VGG's head: a 7x7 adaptive pool after 32x downsampling
+    return nn.Sequential(nn.Conv2d(3, 4, 3, stride=32, padding=1), nn.AdaptiveAvgPool2d(7), nn.Flatten(),
+                         nn.Linear(4 * 49, 3))
+'''
+
+
+def test_vgg_like_adaptive_pool_at_a_small_input_names_the_input_size(tmp_path):
+    # At 64 px the map is 2x2, which ONNX's AdaptiveAvgPool cannot pool to 7x7; at 224 px it is 7x7.
+    nets = tmp_path / "nets.py"
+    nets.write_text(POOL_NET)
+    small = _export(tmp_path, "--model", f"{nets}:vgg_like", "--input-size", "64")
+    assert small.exit_code == 3, small.output
+    assert "adaptive_avg_pool2d" in small.output and "--input-size" in small.output and "224" in small.output
+    assert "--debug" not in small.output and "unexpected" not in small.output
+    assert _export(tmp_path, "--model", f"{nets}:vgg_like", "--input-size", "224").exit_code == 0

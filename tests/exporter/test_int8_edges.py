@@ -178,3 +178,60 @@ def test_cpu_int8_that_misses_the_budget_stops_the_export_unless_skipped(trained
     result = invoke("export", *args, "--no-int8-cpu", "--output", tmp_path / "b")
     assert result.exit_code == 0, result.output
     assert set(_json(_bundle(tmp_path / "b") / "manifest.json")["artifacts"]) == {"fp32", "int8"}
+
+
+def test_fp16_range_probe_loads_graphs_with_integer_tensors():
+    """An attention block slices its input's shape (an int64 tensor): the FP16 range probe once
+    declared every node output float, and ONNX Runtime refused to load it (exit 3 on any
+    attention model). The float tensors must still be probed: Relu's output overflows FP16."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from exporter.onnx_export import fp16_range_check
+
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Slice", ["shape", "zero", "one"], ["batch"]),  # int64, like an attention mask size
+        helper.make_node("Concat", ["batch", "minus_one"], ["new_shape"], axis=0),
+        helper.make_node("Reshape", ["x", "new_shape"], ["flat"]),
+        helper.make_node("Mul", ["flat", "big"], ["scaled"]),
+        helper.make_node("Relu", ["scaled"], ["y"]),
+    ]
+    inits = [helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+             helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+             helper.make_tensor("minus_one", TensorProto.INT64, [1], [-1]),
+             helper.make_tensor("big", TensorProto.FLOAT, [], [1.0e5])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 48])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    inputs = np.ones((2, 3, 4, 4), dtype=np.float32)
+    found = fp16_range_check(model, inputs)
+    assert {t["name"] for t in found["overflowing_tensors"]} >= {"scaled", "y"}
+
+
+def test_einsum_equations_become_lowercase_letters_with_the_same_result():
+    """torchvision's MaxViT writes einsum("B G H I D, B G H J D -> B G H I J"); TensorRT's parser
+    accepts lowercase subscripts only, so every MaxViT build failed to parse. The rewritten
+    equation must compute what the original does (ONNX Runtime on both)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from exporter.graph.rewrites import lowercase_einsum
+
+    node = helper.make_node("Einsum", ["q", "k"], ["y"], equation="B H I D, B H J D -> B H I J")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3, 4, 5])
+                                            for n in ("q", "k")],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    rng = np.random.default_rng(0)
+    feeds = {n: rng.normal(size=(2, 3, 4, 5)).astype(np.float32) for n in ("q", "k")}
+    expected = np.einsum("bhid,bhjd->bhij", feeds["q"], feeds["k"])
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+    np.testing.assert_allclose(run(model), expected, rtol=1e-5, atol=1e-5)
+    assert lowercase_einsum(model) == 1
+    assert model.graph.node[0].attribute[0].s == b"abcd,abed->abce"
+    np.testing.assert_allclose(run(model), expected, rtol=1e-5, atol=1e-5)

@@ -17,6 +17,7 @@ of it is INT8; with one it is fitted to the budget too (tests/exporter/test_int8
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -160,6 +161,10 @@ def test_poor_calibration_misses_the_budget_without_fallback_and_meets_it_with(p
     int8_result = next(r for r in report["results"] if r["precision"] == "int8")
     assert int8_result["passed"] and 100 * (1 - int8_result["top1_agreement"]) <= BUDGET
     assert "INT8 budget met" in log and "budget search: 0 layer(s)" in log
+    # The share in the log line is the manifest's, and never rounds up to 100% with layers kept out.
+    shown = re.search(r"(>?\s*[\d.]+)% of MACs in INT8", log)
+    assert shown and not shown.group(1).startswith("100"), log
+    assert float(shown.group(1).lstrip("> ")) == pytest.approx(100 * mp["int8_macs_share"], abs=0.06)
 
     # report.html: the budget section and the ranked chart, kept layers in the FP16 colour.
     page = (bundle / "report.html").read_text()

@@ -234,9 +234,63 @@ def test_options_tensorrt_rtx_lacks_are_refused_before_building(exported, tmp_pa
     assert not list(bundle.glob("*.engine*"))
 
 
-# -- Turing (7.5): what TensorRT-RTX cannot build there is refused before building -------------------
-def test_turing_fp32_and_int8_are_refused_before_building_with_the_reason(exported, tmp_path):
+# -- Turing (7.5): the classifier's Gemm as a 1x1 convolution; what cannot be, refused before building --
+def test_turing_builds_fp32_and_int8_with_the_classifier_gemm_as_a_1x1_convolution(exported, tmp_path, rtx):
     bundle = copy(exported(*SEED), tmp_path)
+    before = {p.name: sha256(p) for p in bundle.glob("*.onnx")}
+    out = build(bundle, "--precision", "fp32,int8", "--compute-capability", "7.5,8.6").output
+    check_engines(bundle, rtx, ["fp32", "int8"], targets=("7.5", "8.6"))
+    assert "built as 1x1 convolutions" in out, out
+    for sidecar in bundle.glob("model.*.sm75_sm86.rtx*.engine.json"):
+        assert json.loads(sidecar.read_text())["graph_rewrites"] == ["gemm-as-conv1x1"], sidecar.name
+    assert {p.name: sha256(p) for p in bundle.glob("*.onnx")} == before  # a copy was rewritten, not the bundle
+    build(bundle, "--precision", "fp32", "--compute-capability", "8.6")  # no Turing target: no rewrite
+    (ampere,) = bundle.glob("model.fp32.sm86.rtx*.engine.json")
+    assert json.loads(ampere.read_text())["graph_rewrites"] == []
+
+
+def test_without_the_rewrite_the_library_refuses_the_gemm_with_no_jetson_hint(exported, tmp_path, monkeypatch):
+    # The rewrite answers NVIDIA's builder, not a guess: with it switched off, TensorRT-RTX itself
+    # stops on the GEMM; and an ahead-of-time build's error carries no Jetson memory hint.
+    from runtime.engines import turing
+
+    monkeypatch.setattr(turing, "with_turing_rewrite", lambda bundle, plan, targets, log: plan)
+    bundle = copy(exported(*SEED), tmp_path)
+    for precision in ("fp32", "int8"):
+        r = invoke("build", bundle, "--runtime", "tensorrt-rtx", "--compute-capability", "7.5",
+                   "--precision", precision, *PROFILE)
+        assert r.exit_code == 3, r.output
+        assert "for Turing (SM75): FP32 GEMM is not supported" in r.output, r.output
+        assert "Jetson" not in r.output and "--workspace" not in r.output, r.output
+
+
+TOKEN_MODEL = '''
+import torch
+from torch import nn
+
+
+class Mixer(nn.Module):
+    def __init__(self, num_classes=5):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 8, 8)
+        self.tokens = nn.Linear(8, 8)  # on [N, tokens, 8]: ONNX MatMul, not a Gemm
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        t = self.stem(x).flatten(2).transpose(1, 2)
+        return self.head(self.tokens(t).mean(1))
+
+
+def build(num_classes=5):
+    return Mixer(num_classes)
+'''
+
+
+def test_turing_refuses_a_matmul_it_cannot_run_before_building_with_the_reason(exported, tmp_path_factory, tmp_path):
+    model_file = tmp_path_factory.mktemp("token_model") / "token_net.py"
+    model_file.write_text(TOKEN_MODEL)
+    bundle = copy(exported("--model", f"{model_file}:build", "--num-classes", "5", "--input-size", "32", *QUICK),
+                  tmp_path)
     for precision in ("fp32", "int8"):
         r = run_cli("build", bundle, "--runtime", "tensorrt-rtx", "--compute-capability", "7.5,8.6",
                     "--precision", precision, *PROFILE, env={"EDGEPORT_CACHE": str(tmp_path / "cache")})
@@ -245,25 +299,10 @@ def test_turing_fp32_and_int8_are_refused_before_building_with_the_reason(export
         errors = [line for line in lines if line.startswith("edgeport: error:")]
         assert errors == lines[-1:] and "Traceback" not in r.stderr, r.stderr
         assert f"cannot build {precision} for Turing (compute capability 7.5)" in errors[0]
-        assert "FP32 GEMM" in errors[0] and "--precision fp16 --compute-capability 7.5" in errors[0]
-        assert "--compute-capability 8.6" in errors[0] and "Jetson" not in r.stderr
+        assert "'/tokens/MatMul'" in errors[0] and "1x1 convolution" in errors[0]
+        assert "--precision fp16 --compute-capability 7.5" in errors[0] and "--compute-capability 8.6" in errors[0]
         assert f"building {precision}" not in r.stderr  # refused before any build started
     assert not list(bundle.glob("*.engine*"))
-
-
-def test_without_the_check_the_library_refuses_the_same_build_with_no_jetson_hint(exported, tmp_path, monkeypatch):
-    # The check mirrors NVIDIA's builder, not a guess: with it switched off, TensorRT-RTX itself
-    # stops on the GEMM; and an ahead-of-time build's error carries no Jetson memory hint.
-    from runtime.engines import turing
-
-    monkeypatch.setattr(turing, "turing_refusal", lambda *args: None)
-    bundle = copy(exported(*SEED), tmp_path)
-    for precision in ("fp32", "int8"):
-        r = invoke("build", bundle, "--runtime", "tensorrt-rtx", "--compute-capability", "7.5",
-                   "--precision", precision, *PROFILE)
-        assert r.exit_code == 3, r.output
-        assert "for Turing (SM75): FP32 GEMM is not supported" in r.output, r.output
-        assert "Jetson" not in r.output and "--workspace" not in r.output, r.output
 
 
 def test_turing_builds_what_it_can_run(exported, tmp_path, rtx):
@@ -522,3 +561,28 @@ def test_build_verify_and_bench_on_a_gpu(exported, tmp_path):
     assert list((tmp_path / "cache" / "rtx-runtime").glob("rtx*.cache"))  # the JIT cache was saved
     r = run_cli("bench", bundle, "--backend", "tensorrt-rtx", "--batch", "1", "--iterations", "5", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_nvidia_parser_takes_the_lowercased_einsum_and_refuses_torchvisions_spelling(rtx):
+    # exporter/graph/rewrites.py lowercase_einsum: why it exists, checked against NVIDIA's parser.
+    from onnx import TensorProto, helper
+
+    from exporter.graph.rewrites import lowercase_einsum
+
+    node = helper.make_node("Einsum", ["q", "k"], ["y"], equation="B H I D, B H J D -> B H I J")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [-1, 3, 4, 5])
+                                            for n in ("q", "k")],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 3, 4, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    def parse_errors(m) -> list[str]:
+        logger = rtx.Logger(rtx.Logger.ERROR)
+        builder = rtx.Builder(logger)  # kept alive while the parser fills its network
+        network = builder.create_network(0)
+        parser = rtx.OnnxParser(network, logger)
+        parser.parse(m.SerializeToString())
+        return [parser.get_error(i).desc() for i in range(parser.num_errors)]
+
+    assert any("Invalid character" in e for e in parse_errors(model))
+    lowercase_einsum(model)
+    assert parse_errors(model) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import sys
 
 import pytest
@@ -88,13 +89,33 @@ def test_verify_backend_tensorrt_without_tensorrt_is_clean(tmp_path, bare_env):
     bundle = make_bundle(tmp_path / "net")
     r = run_cli("verify", bundle, "--backend", "tensorrt", env=bare_env)
     assert r.returncode == 3 and "Traceback" not in r.stderr
-    assert "has no TensorRT engines yet" in r.stderr and f"edgeport build {bundle} --precision all" in r.stderr
-    # With an engine present, the missing TensorRT is what is reported.
+    # The missing part is named, with how to get it and the backend that runs without it; `edgeport build`
+    # is not suggested: it would fail for the same reason.
+    assert "--backend tensorrt needs NVIDIA TensorRT's Python package" in r.stderr
+    assert "pip install tensorrt" in r.stderr and "JetPack" in r.stderr and "--backend onnxruntime" in r.stderr
+    assert "edgeport build" not in r.stderr and "engines yet" not in r.stderr
+    # With an engine present, the missing TensorRT is what is reported too.
     (bundle / "model.fp16.sm87.trt10.3.0.engine").write_bytes(b"x")
     (bundle / "model.fp16.sm87.trt10.3.0.engine.json").write_text(json.dumps(sidecar_dict()))
     r = run_cli("verify", bundle, "--backend", "tensorrt", env=bare_env)
     assert r.returncode == 3 and "Traceback" not in r.stderr
-    assert "Running TensorRT engines needs NVIDIA TensorRT's Python package" in r.stderr
+    assert "--backend tensorrt needs NVIDIA TensorRT's Python package" in r.stderr
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="elsewhere the hint is to build on x86_64 or with JetPack's TensorRT")
+def test_verify_backend_tensorrt_rtx_without_its_libraries_names_them(tmp_path, bare_env):
+    from runtime.engines.rtx import MODULES
+
+    site = tmp_path / "blocker"  # bare_env's blocker, extended to TensorRT-RTX's modules
+    (site / "sitecustomize.py").write_text(BLOCKER.replace('"torchvision"}', '"torchvision", ' +
+                                                           ", ".join(map(repr, MODULES)) + "}"))
+    bundle = make_bundle(tmp_path / "net")
+    r = run_cli("verify", bundle, "--backend", "tensorrt-rtx", env=bare_env)
+    assert r.returncode == 3 and "Traceback" not in r.stderr
+    assert "--backend tensorrt-rtx needs NVIDIA TensorRT-RTX's Python package" in r.stderr
+    assert "edgeport[rtx]" in r.stderr and "--backend onnxruntime" in r.stderr
+    assert "edgeport build" not in r.stderr  # TensorRT-RTX builds need the same libraries
 
 
 IMPORT_ALL = r'''

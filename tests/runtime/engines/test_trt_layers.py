@@ -94,8 +94,9 @@ def test_engine_composition_in_report_md_and_html():
     entry = engine_entry("int8", "tensorrt-rtx", "1.7.1.116", summary.to_dict())
     report = EnginesSection({"int8.rtx.engine": entry})
     md = "\n".join(engines_markdown(report))
-    # layers 13; tensors Float 41 / Half 0 / Int8 20; compute 6 INT8; 8101640 and 166547456 bytes.
-    assert "| int8.rtx.engine | int8 | tensorrt-rtx 1.7.1.116 | 13 | 41 / 0 / 20 | 6 / 0 / 0 | 8.1 | 166.5 |" in md
+    # layers 13; tensors Float 41 / Half 0 / Int8 20; compute 6 INT8; 8101640 and 166547456 bytes,
+    # in MiB (/ 2**20): 7.73 and 158.83.
+    assert "| int8.rtx.engine | int8 | tensorrt-rtx 1.7.1.116 | 13 | 41 / 0 / 20 | 6 / 0 / 0 | 7.7 | 158.8 |" in md
     assert "not reading INT8" not in md  # every compute layer of the excerpt reads INT8
     page = engines_html(report)
     assert page.startswith('<section id="engines">') and "6 compute layers run INT8, 0 do not" in page
