@@ -133,12 +133,14 @@ class _Engines(_Backend):
                                                  "--backend onnxruntime.") from exc
 
     def precisions(self, bundle, requested, target):
-        self.require_library()
         if not requested or "all" in requested:
             from runtime.engines.sidecar import engine_precisions
 
+            self.require_library()
             return engine_precisions(bundle, self.name)  # "all" = the precisions that have engines
-        return super().precisions(bundle, requested, target)
+        chosen = super().precisions(bundle, requested, target)  # what the user typed first (exit 2)
+        self.require_library()
+        return chosen
 
     def resolve(self, bundle, precision, target, warn):
         from runtime.engines.sidecar import resolve_engine
