@@ -265,11 +265,15 @@ def _add_int8(staged, manifest: Manifest, model, built, config: ExportConfig, re
                     "than FP32 there)")
         return sections
 
-    from exporter.int8.cpu_int8 import add_int8_cpu  # model.int8-cpu.onnx: the INT8 graph ORT CPU runs fast
+    from exporter.int8.cpu_int8 import CpuInt8Unsupported, add_int8_cpu  # the INT8 graph ORT CPU runs fast
 
-    with _Stage(timings, "int8_cpu", "quantizing for ONNX Runtime CPU (U8S8 Q/DQ, model.int8-cpu.onnx)"):
-        manifest.artifacts[CPU_INT8], manifest.int8_cpu = add_int8_cpu(
-            staged, manifest, model, built, config, int8.calibration.observed, budget)
+    try:
+        with _Stage(timings, "int8_cpu", "quantizing for ONNX Runtime CPU (U8S8 Q/DQ, model.int8-cpu.onnx)"):
+            manifest.artifacts[CPU_INT8], manifest.int8_cpu = add_int8_cpu(
+                staged, manifest, model, built, config, int8.calibration.observed, budget)
+    except CpuInt8Unsupported as exc:  # optional: the rest of the bundle is still written
+        console.warn(f"no model.int8-cpu.onnx: {str(exc).rstrip('.')}. ONNX Runtime CPU runs model.int8.onnx instead "
+                     "(slower than FP32 there); pass --no-int8-cpu to skip this step.")
     return sections
 
 

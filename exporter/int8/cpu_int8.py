@@ -166,6 +166,11 @@ def ort_cpu_ops(path: Path, tmp: Path) -> dict[str, int]:
     return _op_counts(onnx.load(str(optimized), load_external_data=False).graph.node)
 
 
+class CpuInt8Unsupported(EdgeportError):
+    """ONNX Runtime's quantizer failed on this model: the export goes on without model.int8-cpu.onnx
+    (an optional artifact; ONNX Runtime CPU then runs model.int8.onnx), with a warning."""
+
+
 def add_int8_cpu(staged, manifest, model, built, config, observed: dict, budget=None) -> tuple:
     """Write model.int8-cpu.onnx (U8S8 Q/DQ for ONNX Runtime CPU) from ``model`` (model.onnx's
     ModelProto) with ``observed`` (the calibration pass's observed ``{tensor: (min, max)}``,
@@ -195,7 +200,7 @@ def add_int8_cpu(staged, manifest, model, built, config, observed: dict, budget=
         except EdgeportError:
             raise
         except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises many types
-            raise EdgeportError(
+            raise CpuInt8Unsupported(
                 f"ONNX Runtime could not quantize the model for CPU INT8: {type(exc).__name__}: {str(exc)[:400]}",
                 hint="Export with --no-int8-cpu (only the TensorRT INT8 graph), or report the model; rerun with "
                      "--debug for the traceback.") from exc
