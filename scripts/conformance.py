@@ -267,6 +267,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-params", type=int, default=MAX_PARAMS)
     ap.add_argument("--small", type=int, default=SMALL, help="input size where the model allows it")
     ap.add_argument("--docs", type=Path, default=ROOT / "docs")
+    ap.add_argument("--docs-only", action="store_true", help="only rewrite the docs from the results kept")
     ap.add_argument("--keep-bundles", action="store_true", help="keep each model's bundle (default: removed once recorded)")
     args = ap.parse_args(argv)
     results, work = args.results, args.work or args.results / "bundles"
@@ -280,7 +281,7 @@ def main(argv=None) -> int:
     started = time.monotonic()
     for entry in entries:
         out = results / f"{entry['model']}.json"
-        if out.exists():
+        if out.exists() or args.docs_only:
             continue
         if entry["params"] > args.max_params:
             record = skipped(entry)
