@@ -20,17 +20,10 @@ CARRIER_RATIO = 2.0  # weights or activations carry the error when their error i
 
 
 def session_with_outputs(model, names: list[str]):
-    """An ONNX Runtime CPU session of a copy of ``model`` that also outputs ``names``."""
-    import onnx
-    import onnxruntime as ort
+    """An ONNX Runtime CPU session of ``model`` that also outputs ``names``."""
+    from runtime.runners.onnxruntime import create_session
 
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
-    m.graph.output.extend([onnx.ValueInfoProto(name=n) for n in names if n not in have])
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return create_session(model, extra_outputs=names, what="a graph of the INT8 diagnosis")
 
 
 def stream_metrics(sessions: list, inputs: np.ndarray, names: list[str], batch: int,

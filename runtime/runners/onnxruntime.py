@@ -75,15 +75,28 @@ def check_provider_started(session, full: str, label: str) -> None:
 OPTIMIZATION_LEVELS = ("all", "basic", "none")
 
 
+def _with_outputs(model, names: list[str]):
+    """A copy of the ModelProto ``model`` whose graph also outputs ``names`` (untyped)."""
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    have = {o.name for o in copy.graph.output}
+    copy.graph.output.extend([onnx.ValueInfoProto(name=n) for n in dict.fromkeys(names) if n not in have])
+    return copy
+
+
 def create_session(model, *, provider: str = "cpu", threads: int | None = None, optimization: str = "all",
                    provider_options: dict | None = None, optimized_model_path: str | Path | None = None,
-                   what: str | None = None):
+                   what: str | None = None, extra_outputs: list[str] | None = None):
     """The one place edgeport creates an ONNX Runtime session.
 
     ``model`` is a path, serialized bytes or an onnx ModelProto. ``threads`` sets the
     intra-op threads (inter-op 1: the graphs are sequential). ``optimized_model_path``
-    makes ORT write the graph it will run (to see which kernels it fused). Errors become
-    an EdgeportError naming ``what`` (default: the path).
+    makes ORT write the graph it will run (to see which kernels it fused). ``extra_outputs``
+    (``model`` a ModelProto): intermediate tensors the session also returns, declared without a
+    type so ONNX Runtime infers it (an int64 shape tensor stays int64). Errors become an
+    EdgeportError naming ``what`` (default: the path).
     """
     ort = import_ort()
     if optimization not in OPTIMIZATION_LEVELS:
@@ -107,6 +120,8 @@ def create_session(model, *, provider: str = "cpu", threads: int | None = None, 
     if provider_options:
         # e.g. the TensorRT EP's engine cache in edgeport's cache folder (runtime/engines/ort_ep.py)
         providers[0] = (full, dict(provider_options))
+    if extra_outputs:
+        model = _with_outputs(model, extra_outputs)
     if hasattr(model, "SerializeToString"):
         source, label = model.SerializeToString(), what or "an in-memory ONNX graph"
     elif isinstance(model, (bytes, bytearray)):
