@@ -196,7 +196,7 @@ def _rewritten(plan: BuildPlan, onnx_path: Path) -> bytes | None:
 
     from runtime.engines.turing import GEMM_AS_CONV, gemms_as_conv
 
-    model = onnx.load(str(onnx_path))
+    model = onnx.load(str(onnx_path), load_external_data=False)  # the bundle reader refuses external data
     for rewrite in plan.graph_rewrites:
         if rewrite != GEMM_AS_CONV:
             raise EdgeportError(f"Unknown graph rewrite {rewrite!r} in the build plan.")
