@@ -100,7 +100,6 @@ def _record_composition(bundle, built: list[BuiltEngine], log) -> None:
 def _build_one(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPlan, log, warn) -> BuiltEngine:
     """Build, then write the engine and its sidecar (nothing is written when the build fails)."""
     from runtime.engines import timing_cache as tc
-    from runtime.engines.builder import build_serialized
     from runtime.engines.layers import summarize_build_log
     from runtime.engines.sidecar import write_engine
 
@@ -110,20 +109,15 @@ def _build_one(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPl
     name = engine_runtime(target.runtime).engine_filename(plan, target)
     log(f"building {plan.precision} ({plan.path}, from {onnx_path.name}"
         f"{f', DLA core {plan.dla_core}' if plan.dla_core is not None else ''}) -> {name}")
-    cache_bytes = tc.load(target.timing_cache) if target.timing_cache else None
-    cal_bytes, cal_class, _ = target.calibration
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
-    out = build_serialized(target.trt, plan, onnx_path, bundle.input_name, target.shapes,
-                           engine_runtime=engine_runtime(plan.runtime),
-                           workspace_mib=target.workspace_mib, builder_level=options.builder_level,
-                           timing_cache=cache_bytes, calibration_cache=cal_bytes if plan.calibration_cache else None,
-                           calibrator_class=cal_class, log_severity=options.log_severity,
-                           profiling_verbosity=options.profiling_verbosity)
+    out, workspace = _build_within_workspace(bundle, options, target, plan, onnx_path, log)
     seconds = time.perf_counter() - t0
     if target.timing_cache and out.timing_cache:
         tc.save(target.timing_cache, out.timing_cache)
     sidecar = _sidecar(bundle, options, target, plan, out, started, seconds)
+    if workspace != target.workspace_mib:
+        sidecar = dataclasses.replace(sidecar, workspace_mib=workspace)
     summary = summarize_build_log(out.log) if out.log else None
     if summary is not None:
         sidecar = dataclasses.replace(sidecar, layers=summary.to_dict())
@@ -131,6 +125,35 @@ def _build_one(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPl
     log(f"{plan.precision}: {name} ({len(out.plan) / 2**20:.1f} MiB) in {seconds:.1f} s"
         + (f"; {_composition_line(summary)}" if summary is not None else ""))
     return BuiltEngine(plan.precision, record.engine_path, record.sidecar, seconds, list(plan.warnings), out.log)
+
+
+def _build_within_workspace(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPlan, onnx_path,
+                            log) -> tuple:
+    """Build; when the builder runs out of the default workspace, again with twice as much, up to the
+    target's ceiling (VGG's 25088x4096 classifier as a Turing 1x1 convolution needs 1,280 MiB, the
+    ahead-of-time default is 1,024). A --workspace the user gave is kept. Returns (output, MiB used)."""
+    from runtime.engines import timing_cache as tc
+    from runtime.engines.builder import BuildOutOfMemory, build_serialized
+
+    cal_bytes, cal_class, _ = target.calibration
+    workspace = target.workspace_mib
+    while True:
+        try:
+            out = build_serialized(
+                target.trt, plan, onnx_path, bundle.input_name, target.shapes,
+                engine_runtime=engine_runtime(plan.runtime), workspace_mib=workspace,
+                builder_level=options.builder_level,
+                timing_cache=tc.load(target.timing_cache) if target.timing_cache else None,
+                calibration_cache=cal_bytes if plan.calibration_cache else None, calibrator_class=cal_class,
+                log_severity=options.log_severity, profiling_verbosity=options.profiling_verbosity)
+            return out, workspace
+        except BuildOutOfMemory:
+            ceiling = target.workspace_ceiling_mib
+            if ceiling is None or workspace * 2 > ceiling:
+                raise
+            log(f"{plan.precision}: the builder ran out of memory with a {workspace} MiB workspace; building again "
+                f"with {workspace * 2} MiB (--workspace sets it)")
+            workspace *= 2
 
 
 def _composition_line(summary) -> str:

@@ -19,6 +19,18 @@ from runtime.engines.policy import MIB, BuildPlan, cc_tag
 
 # TensorRT warnings that mean "the timing cache bytes were not used" (no failure is returned).
 TIMING_CACHE_REJECTED = ("Failed to deserialize timing cache", "timing cache will not be used")
+# NVIDIA's builder error when a layer needs more memory than the workspace allows; the size it
+# names is the workspace plus the weights, not what the layer needs (measured: VGG16 INT8 for
+# Turing fails at 1,100 MiB asking "1,291,938,720 bytes" and builds at 1,280 MiB).
+OUT_OF_MEMORY = "Error Code 2: OutOfMemory"
+
+
+class BuildOutOfMemory(EdgeportError):
+    """The builder ran out of memory with ``workspace_mib``: build.py may retry with more."""
+
+    def __init__(self, message: str, *, workspace_mib: int, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.workspace_mib = workspace_mib
 
 
 @dataclasses.dataclass
@@ -164,16 +176,24 @@ def build_serialized(
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        errors = [m for m in messages if not m.startswith("WARNING")] or messages
-        raise EdgeportError(
-            f"{engine_runtime.product} {trt.__version__} failed to build the {plan.precision} engine ({plan.path}): "
-            f"{'; '.join(_without_noise(e, engine_runtime.builder_noise) for e in errors[-5:]) or 'no message'}.",
-            hint=getattr(engine_runtime, "build_failure_hint", None) or None)
+        _raise_build_failure(trt, engine_runtime, plan, messages, workspace_mib)
     new_cache = None
     if timing_cache is not None:
         new_cache = bytes(memoryview(config.get_timing_cache().serialize()))
     return BuildOutput(plan=bytes(memoryview(serialized)), timing_cache=new_cache, messages=messages,
                        timing_cache_reused=reused, log=log or [], compute_capabilities=targets)
+
+
+def _raise_build_failure(trt, engine_runtime, plan: BuildPlan, messages: list[str], workspace_mib: int):
+    errors = [m for m in messages if not m.startswith("WARNING")] or messages
+    message = (f"{engine_runtime.product} {trt.__version__} failed to build the {plan.precision} engine ({plan.path}): "
+               f"{'; '.join(_without_noise(e, engine_runtime.builder_noise) for e in errors[-5:]) or 'no message'}.")
+    hint = getattr(engine_runtime, "build_failure_hint", None) or None
+    if any(OUT_OF_MEMORY in e for e in errors):
+        more = (f"The builder ran out of memory with a {workspace_mib} MiB workspace: pass a larger --workspace "
+                f"(e.g. {2 * workspace_mib}) if the target GPU has the memory.")
+        raise BuildOutOfMemory(message, workspace_mib=workspace_mib, hint=f"{more} {hint}" if hint else more)
+    raise EdgeportError(message, hint=hint)
 
 
 def _network_flags(trt, plan: BuildPlan) -> int:

@@ -245,6 +245,20 @@ def default_workspace_mib(total_memory_bytes: int | None, jetson: bool) -> int:
     return int(max(value, 256))
 
 
+def workspace_ceiling_mib(total_memory_bytes: int | None, jetson: bool) -> int:
+    """How far build.py may double the default workspace when the builder runs out of it.
+
+    A Jetson keeps its default (its memory is shared: a bigger workspace there is how builds get
+    "Killed"); a discrete GPU may go to half its memory; an ahead-of-time TensorRT-RTX build
+    (memory unknown) to 4 GiB, what an RTX card with 8 GiB gets by default.
+    """
+    if jetson:
+        return default_workspace_mib(total_memory_bytes, jetson)
+    if not total_memory_bytes or total_memory_bytes <= 0:
+        return 4096
+    return int(max(total_memory_bytes // MIB // 2, default_workspace_mib(total_memory_bytes, jetson)))
+
+
 def validate_workspace(workspace_mib: int, total_memory_bytes: int | None) -> None:
     if workspace_mib < 16:
         raise UsageError(f"--workspace must be at least 16 MiB, got {workspace_mib}.")

@@ -28,6 +28,9 @@ class BuildTarget:
     profile: Profile
     shapes: tuple
     workspace_mib: int
+    # The largest workspace an out-of-memory build is retried with (doubling); None: --workspace
+    # was given, and the user's cap is kept.
+    workspace_ceiling_mib: int | None = None
     env: object | None = None  # device.TargetEnv (None for TensorRT-RTX AOT builds: no GPU involved)
     gpu: object | None = None  # device.GpuInfo of the build GPU (TensorRT)
     timing_cache: Path | None = None

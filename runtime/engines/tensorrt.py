@@ -336,6 +336,8 @@ def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=N
         f"workspace {workspace} MiB, timing cache {cache_path or 'off'}")
     return BuildTarget(trt=trt, runtime=NAME, version=version, plans=plans, profile=profile, shapes=shapes,
                        workspace_mib=workspace, env=env, gpu=gpu, timing_cache=cache_path,
+                       workspace_ceiling_mib=None if options.workspace_mib is not None else
+                       policy.workspace_ceiling_mib(gpu.total_memory, env.jetson),
                        calibration=calibration_for(bundle, plans, version, log))
 
 

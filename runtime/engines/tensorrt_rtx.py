@@ -157,7 +157,8 @@ def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=N
         f"{profile.min}/{profile.opt}/{profile.max}, workspace {workspace} MiB, runtime cache "
         f"{'off' if options.no_runtime_cache else (options.runtime_cache or 'default on the target')}")
     return BuildTarget(trt=trt, runtime=NAME, version=version, plans=plans, profile=profile, shapes=shapes,
-                       workspace_mib=workspace, runtime_cache=runtime_cache)
+                       workspace_mib=workspace, runtime_cache=runtime_cache,
+                       workspace_ceiling_mib=None if options.workspace_mib else policy.workspace_ceiling_mib(None, False))
 
 
 def _here(env) -> str:

@@ -264,6 +264,42 @@ def test_without_the_rewrite_the_library_refuses_the_gemm_with_no_jetson_hint(ex
         assert "Jetson" not in r.output and "--workspace" not in r.output, r.output
 
 
+WIDE_HEAD = '''
+from torch import nn
+
+
+def build(num_classes=5):  # a 1024 -> 8192 classifier: 32 MiB of FP32 weights in one Gemm
+    return nn.Sequential(nn.Conv2d(3, 64, 8, 8), nn.ReLU(), nn.Flatten(), nn.Linear(1024, 8192), nn.ReLU(),
+                         nn.Linear(8192, num_classes))
+'''
+
+
+def test_out_of_memory_build_doubles_the_default_workspace_but_keeps_the_users(exported, tmp_path_factory, tmp_path,
+                                                                               rtx, monkeypatch):
+    # On Turing, NVIDIA's builder needs a workspace about the FP32 size of the largest Gemm-as-conv
+    # weight (VGG's 25088x4096 classifier: more than the 1,024 MiB default). Measured for this head:
+    # 16 and 32 MiB fail with "OutOfMemory", 64 MiB builds.
+    from runtime.engines import policy
+
+    model_file = tmp_path_factory.mktemp("wide_head") / "wide_head.py"
+    model_file.write_text(WIDE_HEAD)
+    bundle = copy(exported("--model", f"{model_file}:build", "--num-classes", "5", "--input-size", "32", *QUICK),
+                  tmp_path)
+    args = ("--runtime", "tensorrt-rtx", "--compute-capability", "7.5", "--precision", "int8", *PROFILE)
+    r = invoke("build", bundle, *args, "--workspace", "16")  # the user's cap is kept
+    assert r.exit_code == 3, r.output
+    assert "OutOfMemory" in r.output and "pass a larger --workspace (e.g. 32)" in r.output, r.output
+    assert not list(bundle.glob("*.engine*"))
+    monkeypatch.setattr(policy, "default_workspace_mib", lambda total, jetson: 16)
+    r = invoke("build", bundle, *args)
+    assert r.exit_code == 0, r.output
+    assert "16 MiB workspace; building again with 32 MiB" in r.output, r.output
+    assert "32 MiB workspace; building again with 64 MiB" in r.output, r.output
+    (sidecar,) = bundle.glob("model.int8.sm75.rtx*.engine.json")
+    assert json.loads(sidecar.read_text())["workspace_mib"] == 64
+    check_engines(bundle, rtx, ["int8"], targets=("7.5",))
+
+
 TOKEN_MODEL = '''
 import torch
 from torch import nn

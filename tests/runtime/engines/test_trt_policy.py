@@ -228,6 +228,11 @@ def test_workspace_default_suits_jetson_memory():
     assert policy.default_workspace_mib(6 * gib, jetson=False) == 3072
     assert policy.default_workspace_mib(None, jetson=False) == 1024
     policy.validate_workspace(512, 8 * gib)
+    # How far an out-of-memory build may double the default: not at all on a Jetson (shared
+    # memory), half the memory on a discrete GPU, 4 GiB ahead of time (memory unknown).
+    assert policy.workspace_ceiling_mib(8 * gib, jetson=True) == 2048
+    assert policy.workspace_ceiling_mib(24 * gib, jetson=False) == 12288
+    assert policy.workspace_ceiling_mib(None, jetson=False) == 4096
     with pytest.raises(UsageError, match="exceeds this GPU's memory"):
         policy.validate_workspace(16384, 8 * gib)
     with pytest.raises(UsageError, match="at least 16"):
