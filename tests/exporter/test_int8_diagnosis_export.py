@@ -1,11 +1,8 @@
 """INT8 that explains itself, end to end: a failing INT8 export names its culprit layer in the
 output, report.json/.md/.html and `verify --json`; the option it suggests makes it pass.
 
-The model is broken in INT8 by construction (the weight fault of tests/runtime/test_int8_diagnosis.py,
-in PyTorch): conv1's output channel 7 is always 0 (zero weights, bias -1, ReLU), and conv2 reads it
-with weight 100. In FP32 that weight multiplies zeros; per output channel it sets conv2's INT8 weight
-scale to 100/127, so every other conv2 weight (about 0.3) rounds to 0 or +-0.79. So the culprit
-is /conv2/Conv and its weights; keeping that one layer in float leaves three ordinary layers in INT8.
+The model is broken in INT8 by construction (tests/fault_models.py: the weight fault of
+tests/runtime/test_int8_diagnosis.py, in PyTorch): the culprit is /conv2/Conv and its weights.
 """
 
 from __future__ import annotations
@@ -16,39 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import invoke
+from fault_models import DEAD_CHANNEL_CULPRIT, DEAD_CHANNEL_NET
 
-NET = '''
-import torch
-import torch.nn as nn
-
-
-class DeadChannelNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
-        self.conv3 = nn.Conv2d(8, 8, 3, padding=1)
-        self.fc = nn.Linear(8, 10)
-        with torch.no_grad():
-            for m in (self.conv1, self.conv2, self.conv3, self.fc):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.3)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            self.conv1.weight[7] = 0.0
-            self.conv1.bias[7] = -1.0
-            self.conv2.weight[:, 7, 1, 1] = 100.0
-
-    def forward(self, x):
-        x = torch.relu(self.conv1(x))
-        x = torch.relu(self.conv2(x))
-        x = torch.relu(self.conv3(x))
-        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
-
-
-def dead():
-    return DeadChannelNet().eval()
-'''
-CULPRIT = "/conv2/Conv"
+NET = DEAD_CHANNEL_NET
+CULPRIT = DEAD_CHANNEL_CULPRIT
 
 
 @pytest.fixture(scope="module")

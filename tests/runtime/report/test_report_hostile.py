@@ -17,38 +17,11 @@ from pathlib import Path
 import pytest
 
 from conftest import invoke, write_color_images
+from fault_models import DEAD_CHANNEL_NET
 
-# conv1's channel 7 is always 0 and conv2 reads it with weight 100: conv2's per-channel INT8
-# weight scale becomes 100/127 and its other weights round away, so INT8 fails at /conv2/Conv
-# (the diagnosis names a culprit) while --max-drop keeps that one layer in float.
-NET = """
-import torch
-import torch.nn as nn
-
-
-class DeadChannelNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
-        self.fc = nn.Linear(8, 10)
-        with torch.no_grad():
-            for m in (self.conv1, self.conv2, self.fc):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.3)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            self.conv1.weight[7] = 0.0
-            self.conv1.bias[7] = -1.0
-            self.conv2.weight[:, 7, 1, 1] = 100.0
-
-    def forward(self, x):
-        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
-        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
-
-
-def dead():
-    return DeadChannelNet().eval()
-"""
+# INT8 fails at /conv2/Conv by construction (tests/fault_models.py): the diagnosis names a culprit,
+# and --max-drop keeps that one layer in float.
+NET = DEAD_CHANNEL_NET
 CLASSES = ["red", "green", "blue", "yellow", "magenta", "cyan", "c6", "c7", "c8", "c9"]
 RTX_LOG = Path(__file__).resolve().parents[2] / "data" / "rtx_layer_info.log"
 SECTIONS = {"results", "lint", "calibration", "benchmarks", "accuracy", "sensitivity", "mixed_precision",
