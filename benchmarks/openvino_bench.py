@@ -8,13 +8,14 @@ process per model), at each batch:
   defaults (on CPUs with native bfloat16, AVX512_BF16 or AMX, that default is bf16 arithmetic:
   the printed inference precision says which), and **OpenVINO INT8** = ``nncf.quantize`` of
   ``read_model(model.onnx)`` (NNCF's OpenVINO backend) on the same calibration set edgeport's
-  export used, every sample;
+  export used, every sample; each also reshaped to the call's static batch, and (batch > 1)
+  split into two asynchronous requests on two streams, what edgeport's runner does;
 - edgeport's CPU variants through its own runner (``open_runner``): ONNX Runtime FP32 and
   INT8-CPU, and ``--backend openvino`` FP32 (f32), FP16 and INT8 (model.int8-ov.onnx).
 
-Every variant gets the same threads, the batch's hint (LATENCY for 1, THROUGHPUT above, one
-stream: one synchronous call at a time, as runtime/runners/openvino.py explains), and is
-timed in interleaved blocks with a pause before each (run.interleaved_times: runtimes never
+Every variant gets the same threads, the batch's hint (LATENCY for 1, THROUGHPUT above; one
+stream, except the "2 streams" baselines and edgeport's own runner, which splits a batch as
+runtime/runners/openvino.py explains), and is timed in interleaved blocks with a pause before each (run.interleaved_times: runtimes never
 alternate call by call). Cosine: centered cosine min against the golden set's PyTorch outputs.
 """
 
@@ -35,10 +36,14 @@ VARIANTS = {
     "ov-int8": "OpenVINO INT8 (NNCF PTQ)",
     "ov-fp32-static": "OpenVINO FP32 (plugin default, static batch)",
     "ov-int8-static": "OpenVINO INT8 (NNCF PTQ, static batch)",
+    "ov-fp32-streams": "OpenVINO FP32 (plugin default, static, 2 streams)",
+    "ov-int8-streams": "OpenVINO INT8 (NNCF PTQ, static, 2 streams)",
 }
-# OpenVINO's baselines: what a user writes first, and the same with the model reshaped to each
-# call's static batch, which edgeport's runner does and any user could do too.
-BASELINES = {"int8": ("ov-int8", "ov-int8-static"), "fp32": ("ov-fp32", "ov-fp32-static")}
+# OpenVINO's baselines: what a user writes first; the same with the model reshaped to each
+# call's static batch; and, beyond that, a batch split into two asynchronous requests on two
+# streams (OpenVINO's THROUGHPUT recipe). edgeport's runner does both; any user could too.
+BASELINES = {"int8": ("ov-int8", "ov-int8-static", "ov-int8-streams"),
+             "fp32": ("ov-fp32", "ov-fp32-static", "ov-fp32-streams")}
 EDGEPORT = {"ort-fp32": ("onnxruntime", "fp32"), "ort-int8-cpu": ("onnxruntime", "int8-cpu"),
             "epov-fp32": ("openvino", "fp32"), "epov-fp16": ("openvino", "fp16"), "epov-int8": ("openvino", "int8")}
 
@@ -57,26 +62,38 @@ def nncf_model(core, onnx_path, calib, input_name: str):
 
 
 class _Plain:
-    """An OpenVINO model compiled per hint (or, ``static``, per batch), called on a bare array."""
+    """An OpenVINO model compiled per hint (or, ``static``, per batch), called on a bare array;
+    with ``streams`` > 1 a batch that splits evenly runs as that many asynchronous requests."""
 
-    def __init__(self, core, model, threads: int, static: bool = False):
-        self.core, self.model, self.threads, self.static, self.compiled = core, model, threads, static, {}
+    def __init__(self, core, model, threads: int, static: bool = False, streams: int = 1):
+        self.core, self.model, self.threads, self.static, self.streams = core, model, threads, static, streams
+        self.compiled = {}
 
-    def _compile(self, batch: int):
+    def _compile(self, batch: int, streams: int):
         model = self.model
         if self.static:  # model.reshape works in place: reshape a copy to this batch
             model = self.model.clone()
             shape = model.inputs[0].get_partial_shape()
-            shape[0] = batch
+            shape[0] = batch // streams
             model.reshape(shape)
-        return self.core.compile_model(model, "CPU", {"PERFORMANCE_HINT": hint(batch), "NUM_STREAMS": 1,
-                                                      "INFERENCE_NUM_THREADS": self.threads})
+        compiled = self.core.compile_model(model, "CPU", {"PERFORMANCE_HINT": hint(batch), "NUM_STREAMS": streams,
+                                                          "INFERENCE_NUM_THREADS": self.threads})
+        return [compiled.create_infer_request() for _ in range(streams)]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        streams = self.streams if len(x) > 1 and len(x) % self.streams == 0 else 1
         key = len(x) if self.static else hint(len(x))
         if key not in self.compiled:
-            self.compiled[key] = self._compile(len(x)).create_infer_request()
-        return np.array(self.compiled[key].infer({0: x})[0])
+            self.compiled[key] = self._compile(len(x), streams)
+        requests = self.compiled[key]
+        if len(requests) == 1:
+            return np.array(requests[0].infer({0: x})[0])
+        part = len(x) // len(requests)
+        for k, r in enumerate(requests):
+            r.start_async({0: x[k * part:(k + 1) * part]})
+        for r in requests:
+            r.wait()
+        return np.concatenate([r.get_output_tensor(0).data for r in requests])
 
     def precision(self) -> str:
         c = self.core.compile_model(self.model, "CPU", {"INFERENCE_NUM_THREADS": self.threads})
@@ -109,6 +126,10 @@ def open_variants(bundle, threads: int, calib, log) -> tuple[dict, dict]:
     notes["ov-fp32-static"] = notes["ov-fp32"] + ", reshaped to each batch"
     fns["ov-int8-static"] = _Plain(core, int8, threads, static=True)
     notes["ov-int8-static"] = "the same NNCF model, reshaped to each batch"
+    fns["ov-fp32-streams"] = _Plain(core, fp32.model, threads, static=True, streams=2)
+    notes["ov-fp32-streams"] = notes["ov-fp32-static"] + " / 2, two async requests on 2 streams"
+    fns["ov-int8-streams"] = _Plain(core, int8, threads, static=True, streams=2)
+    notes["ov-int8-streams"] = notes["ov-int8-static"] + " / 2, two async requests on 2 streams"
     return fns, notes
 
 

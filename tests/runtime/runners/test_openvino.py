@@ -132,12 +132,31 @@ def test_each_batch_compiles_a_static_model_with_its_hint_and_threads(ov_bundle)
     assert runner.inputs[0].shape[0] is None  # the artifact itself keeps its dynamic batch
     for n in (1, 2, 3):
         runner.infer(x[:n])
-    compiled = {_compiled_batch(r): r.get_compiled_model() for r in runner._requests.values()}
+    assert all(len(r) == 1 for r in runner._requests.values())  # one thread: one stream, one request
+    compiled = {_compiled_batch(r[0]): r[0].get_compiled_model() for r in runner._requests.values()}
     assert sorted(compiled) == [1, 2, 3]
     for batch, c in compiled.items():
         assert str(c.get_property("PERFORMANCE_HINT")) == ("LATENCY" if batch == 1 else "THROUGHPUT")
         assert c.get_property("INFERENCE_NUM_THREADS") == 1
         assert c.get_property("NUM_STREAMS") == 1  # one synchronous request: all threads on it
+
+
+def test_a_batch_that_splits_evenly_runs_as_one_request_per_stream(ov_bundle):
+    from runtime.runners.openvino import OpenVINORunner, streams_for
+
+    # (batch, threads) -> streams: the largest divisor of the batch not above the threads
+    assert [streams_for(b, t) for b, t in ((1, 2), (2, 2), (3, 2), (4, 2), (8, 2), (6, 4), (7, 4), (8, 16))] == \
+        [1, 2, 1, 2, 2, 3, 1, 8]
+    b, x = _golden(ov_bundle)
+    runner = OpenVINORunner(b.artifact_path("int8-ov"), threads=2)
+    for n in (1, 3, 4):
+        runner.infer(x[:n])
+    requests = {shapes[0][0]: r for shapes, r in runner._requests.items()}
+    assert {n: len(r) for n, r in requests.items()} == {1: 1, 3: 1, 4: 2}
+    part = requests[4][0].get_compiled_model()
+    assert _compiled_batch(requests[4][0]) == 2 and requests[4][1].get_compiled_model() is not None
+    assert part.get_property("NUM_STREAMS") == 2 and part.get_property("INFERENCE_NUM_THREADS") == 2
+    assert _compiled_batch(requests[3][0]) == 3 and requests[3][0].get_compiled_model().get_property("NUM_STREAMS") == 1
 
 
 def test_static_batches_match_onnxruntime_row_by_row(ov_bundle):
@@ -174,10 +193,10 @@ def test_compiled_models_are_bounded_least_recently_used_first(ov_bundle):
     for n in sizes:
         runner.infer(x[:n])
         runner.infer(x[:1])  # batch 1 stays the most recently used
-    kept = sorted(_compiled_batch(r) for r in runner._requests.values())
+    kept = sorted(_compiled_batch(r[0]) for r in runner._requests.values())
     assert kept == sorted([1, *sizes[-(COMPILED_SHAPES - 1):]])
     again = runner.infer(x[:sizes[0]])[b.output_name]  # evicted: compiled again, same numbers
-    assert sorted(_compiled_batch(r) for r in runner._requests.values()) == sorted([1, sizes[0], *sizes[-2:]])
+    assert sorted(_compiled_batch(r[0]) for r in runner._requests.values()) == sorted([1, sizes[0], *sizes[-2:]])
     assert centered_cosine(again[:1], first).min() >= 0.9999
 
 
