@@ -221,6 +221,21 @@ def model_rows(record: dict, ccs=CCS) -> list[str]:
     return rows
 
 
+def _int8_share_lines(done: list[dict], ccs) -> list[str]:
+    """Per target: how many int8 engines run fewer than half their compute layers in INT8
+    (`edgeport build` warns about each: no faster than fp16)."""
+    lines = []
+    for cc in ccs:
+        cells = [c for r in done for c in [((r.get("build") or {}).get("int8") or {}).get(cc) or {}]
+                 if c.get("status") == "pass" and c.get("layers")]
+        mostly_float = [c for c in cells if 2 * c["layers"].get("int8", 0) < sum(c["layers"].values())]
+        if mostly_float:
+            lines.append(f"- int8 engines for {cc} running fewer than half their layers in INT8: {len(mostly_float)} of "
+                         f"{len(cells)} built" + (" (NVIDIA's support matrix lists no INT8 for Turing; build fp16 "
+                                                  "there)" if cc == "7.5" else "") + ".")
+    return lines
+
+
 def write_docs(records: list[dict], pending: list[str], wall_s: float, md: Path, js: Path, ccs=CCS) -> None:
     done = [r for r in records if not r.get("skipped")]
     bugs = sum(json.dumps(r).count('"status": "bug"') for r in done)
@@ -247,7 +262,8 @@ def write_docs(records: list[dict], pending: list[str], wall_s: float, md: Path,
     refused = sorted({r["model"] for r in done for p, b in (r.get("build") or {}).items() for cc, c in b.items()
                       if c.get("exit") == 2})
     if refused:
-        lines += [f"- TensorRT-RTX builds refused before building (exit 2) on {len(refused)} of {len(done)} models.", ""]
+        lines += [f"- TensorRT-RTX builds refused before building (exit 2) on {len(refused)} of {len(done)} models."]
+    lines += _int8_share_lines(done, ccs) + [""]
     if pending:
         lines += [f"Pending (not run yet; rerun `make conformance` to resume): {', '.join(pending)}.", ""]
     lines += ["| model | precision | export | verify | " + " | ".join(f"build sm{cc.replace('.', '')}" for cc in ccs)

@@ -124,7 +124,31 @@ def _build_one(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPl
     record = write_engine(bundle.root, name, out.plan, sidecar)
     log(f"{plan.precision}: {name} ({len(out.plan) / 2**20:.1f} MiB) in {seconds:.1f} s"
         + (f"; {_composition_line(summary)}" if summary is not None else ""))
-    return BuiltEngine(plan.precision, record.engine_path, record.sidecar, seconds, list(plan.warnings), out.log)
+    warnings = list(plan.warnings)
+    mostly_float = _int8_in_name_only(plan, summary)
+    if mostly_float:
+        warn(mostly_float)
+        warnings.append(mostly_float)
+    return BuiltEngine(plan.precision, record.engine_path, record.sidecar, seconds, warnings, out.log)
+
+
+def _int8_in_name_only(plan: BuildPlan, summary) -> str | None:
+    """A warning when an int8 engine runs fewer than half its compute layers in INT8 (the
+    build log's layer information says so): it is then no faster than fp16, and usually slower.
+    Measured: TensorRT-RTX for Turing (7.5) runs 0-13 of 22-274 layers in INT8 on every CNN of
+    docs/conformance.md, while 8.6 and 12.0 run all of them in INT8."""
+    if plan.precision != "int8" or summary is None:
+        return None
+    counts = summary.by_precision(compute_only=True)
+    total, int8 = sum(counts.values()), counts.get("int8", 0)
+    if not total or 2 * int8 >= total:
+        return None
+    parts = ", ".join(f"{n} {p.upper()}" for p, n in counts.items())
+    turing = "7.5" in plan.compute_capabilities
+    why = (" NVIDIA's support matrix lists no INT8 for Turing (7.5): TensorRT-RTX runs those layers in FP32 there."
+           if turing else "")
+    return (f"the int8 engine runs {int8} of {total} compute layers in INT8 ({parts}), so it is no faster than an "
+            f"fp16 engine.{why} Build --precision fp16 for {'Turing' if turing else 'this target'} instead.")
 
 
 def _build_within_workspace(bundle, options: BuildOptions, target: BuildTarget, plan: BuildPlan, onnx_path,

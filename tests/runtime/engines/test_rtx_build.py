@@ -249,6 +249,23 @@ def test_turing_builds_fp32_and_int8_with_the_classifier_gemm_as_a_1x1_convoluti
     assert json.loads(ampere.read_text())["graph_rewrites"] == []
 
 
+def test_an_int8_engine_mostly_in_float_is_named_with_its_layer_counts(exported, tmp_path, rtx):
+    # NVIDIA's support matrix lists no INT8 for Turing: its int8 engine runs the layers in FP32,
+    # as the engine's own layer information (the sidecar) records; Ampere's runs them in INT8.
+    bundle = copy(exported(*SEED), tmp_path)
+    turing = build(bundle, "--precision", "int8", "--compute-capability", "7.5").output
+    (sidecar,) = bundle.glob("model.int8.sm75.rtx*.engine.json")
+    counts = json.loads(sidecar.read_text())["layers"]["compute_layers_by_precision"]
+    total = sum(counts.values())
+    assert 2 * counts.get("int8", 0) < total, counts
+    assert f"runs {counts.get('int8', 0)} of {total} compute layers in INT8" in turing, turing
+    assert "no INT8 for Turing" in turing and "Build --precision fp16 for Turing" in turing, turing
+    ampere = build(bundle, "--precision", "int8", "--compute-capability", "8.6").output
+    (sidecar,) = bundle.glob("model.int8.sm86.rtx*.engine.json")
+    counts = json.loads(sidecar.read_text())["layers"]["compute_layers_by_precision"]
+    assert 2 * counts["int8"] >= sum(counts.values()) and "compute layers in INT8" not in ampere, (counts, ampere)
+
+
 def test_without_the_rewrite_the_library_refuses_the_gemm_with_no_jetson_hint(exported, tmp_path, monkeypatch):
     # The rewrite answers NVIDIA's builder, not a guess: with it switched off, TensorRT-RTX itself
     # stops on the GEMM; and an ahead-of-time build's error carries no Jetson memory hint.
