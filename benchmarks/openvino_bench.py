@@ -156,8 +156,21 @@ def bench_openvino(bundle, calib, *, threads: int, batches, rounds: int, block: 
         log(f"{bundle.manifest.model.name}: OpenVINO comparison, batch {batch}: {rounds} rounds x {block} calls")
         times = interleaved_times(calls, rounds, block, gap_s)
         med = {v: statistics.median(t) * 1e3 for v, t in times.items()}
-        out["batches"][str(batch)] = {"median_ms": med, "images_per_s": {v: batch * 1e3 / m for v, m in med.items()}}
+        # Each round's median too: the spread of a ratio over rounds says how much of it is noise.
+        per_round = {v: [statistics.median(t[i * block:(i + 1) * block]) * 1e3 for i in range(rounds)]
+                     for v, t in times.items()}
+        out["batches"][str(batch)] = {"median_ms": med, "images_per_s": {v: batch * 1e3 / m for v, m in med.items()},
+                                      "round_median_ms": per_round}
     return out
+
+
+def round_ratios(row: dict, ours: str, theirs: str) -> tuple[float, float] | None:
+    """The lowest and highest per-round speed ratio of ``ours`` over ``theirs`` (None without rounds)."""
+    rounds = row.get("round_median_ms") or {}
+    if ours not in rounds or theirs not in rounds:
+        return None
+    r = [b / a for a, b in zip(rounds[ours], rounds[theirs])]
+    return min(r), max(r)
 
 
 def ratios(result: dict) -> list[dict]:
@@ -176,7 +189,8 @@ def ratios(result: dict) -> list[dict]:
                 ok = {v: s for v, s in mine.items() if cos[v] >= cos[theirs] - 0.0005} or mine
                 v = max(ok, key=ok.get)
                 out.append({"batch": int(batch), "kind": kind, "edgeport": v, "openvino": theirs,
-                            "ratio": ok[v] / ips[theirs], "cosine": cos[v], "cosine_openvino": cos[theirs],
+                            "ratio": ok[v] / ips[theirs], "rounds": round_ratios(row, v, theirs),
+                            "cosine": cos[v], "cosine_openvino": cos[theirs],
                             "met": ok[v] >= ips[theirs] and cos[v] >= cos[theirs] - 0.0005})
     return out
 
@@ -206,10 +220,12 @@ def render(results: dict) -> list[str]:
             ms = [f"{r['batches'][b]['median_ms'][v]:.1f}" for b in batches]
             ips = [f"{r['batches'][b]['images_per_s'][v]:.1f}" for b in batches]
             lines.append("| " + " | ".join([model, label, *ms, *ips, f"{r['cosine_min'][v]:.6f}", r["notes"][v]]) + " |")
-    lines += ["", "edgeport's best vs OpenVINO (>= 1.0x at a cosine no lower than OpenVINO's by more than 0.0005):"]
+    lines += ["", "edgeport's best vs OpenVINO (>= 1.0x at a cosine no lower than OpenVINO's by more than 0.0005; "
+                  "rounds: the lowest and highest ratio of one round's medians, the noise of the run):"]
     for model, r in results.items():
         for q in ratios(r):
+            spread = f", rounds {q['rounds'][0]:.2f}-{q['rounds'][1]:.2f}x" if q.get("rounds") else ""
             lines.append(f"- {model} batch {q['batch']} {q['kind']}: {VARIANTS[q['edgeport']]} {q['ratio']:.2f}x "
-                         f"{VARIANTS[q['openvino']]} (cosine {q['cosine']:.6f} vs {q['cosine_openvino']:.6f}) -> "
-                         f"{'met' if q['met'] else 'NOT met'}")
+                         f"{VARIANTS[q['openvino']]}{spread} (cosine {q['cosine']:.6f} vs {q['cosine_openvino']:.6f}) "
+                         f"-> {'met' if q['met'] else 'NOT met'}")
     return lines
