@@ -275,6 +275,7 @@ class IBuilderConfig(_Object):
 
     def set_memory_pool_limit(self, pool, pool_size) -> "None":
         self._trt.calls.append(("config.set_memory_pool_limit", pool.name, pool_size))
+        self._props[f"pool_{pool.name}"] = pool_size
 
     def set_flag(self, flag) -> "None":
         self._trt.calls.append(("config.set_flag", flag.name))
@@ -403,6 +404,11 @@ class Builder(_Object):
             return None
         if self._trt.build_fails:
             return self._fail("Requested amount of GPU memory could not be allocated")
+        workspace = config._props.get("pool_WORKSPACE", 0)
+        if self._trt.needs_workspace_mib and workspace < self._trt.needs_workspace_mib << 20:
+            # NVIDIA's wording; the size it names is the workspace plus the weights (builder.py)
+            return self._fail("[localCheckMacros.cpp::getErrorStr::132] Error Code 2: OutOfMemory (Requested size was "
+                              f"{workspace + 12345} bytes.)")
         if not config._profiles:
             return self._fail("Network has dynamic or shape inputs, but no optimization profile has been defined.")
         desc = {"version": self._trt.__version__, "flags": sorted(config._flags),
@@ -505,7 +511,7 @@ FAKE_CLASSES = {c.__name__: c for c in (
     IHostMemory, Runtime, ICudaEngine, IExecutionContext, ILogger, Logger, IInt8Calibrator, IInt8EntropyCalibrator,
     IInt8EntropyCalibrator2, IInt8MinMaxCalibrator, IInt8LegacyCalibrator)}
 # Attributes of FakeTRT that are the fake's own test helpers, not TensorRT API.
-HELPERS = ("calls", "called", "dla_cores", "build_fails", "memory", "major", "api", "api_key")
+HELPERS = ("calls", "called", "dla_cores", "build_fails", "memory", "major", "api", "api_key", "needs_workspace_mib")
 _NUMPY = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "BOOL": np.bool_,
           "UINT8": np.uint8, "INT64": np.int64}
 
@@ -518,13 +524,14 @@ class FakeTRT:
     """
 
     def __init__(self, version: str, *, dla_cores: int = 0, build_fails: bool = False, memory: FakeMemory | None = None,
-                 module: str = "tensorrt", without: tuple[str, ...] = ()):
+                 module: str = "tensorrt", without: tuple[str, ...] = (), needs_workspace_mib: int = 0):
         self.__version__ = version
         self.major = int(version.split(".")[0])
         self.api_key = api_key_for(version, module)
         self.api = load_api()[self.api_key]
         self.calls: list[tuple] = []
         self.dla_cores, self.build_fails, self.memory = dla_cores, build_fails, memory
+        self.needs_workspace_mib = needs_workspace_mib  # builds below this workspace fail with OutOfMemory
         for name, members in self.api["enums"].items():
             if members is not None and "." not in name:
                 kept = {k: v for k, v in members.items() if f"{name}.{k}" not in without}

@@ -197,6 +197,36 @@ def test_build_engines_writes_engines_sidecars_and_timing_cache(bundle, tmp_path
     assert [r.precision for r in list_engines(bundle)] == ["fp16", "fp32", "int8"]
 
 
+def test_out_of_memory_doubles_the_default_workspace_within_the_gpus_half_never_on_a_jetson(bundle):
+    from runtime.engines.builder import BuildOutOfMemory
+
+    def workspaces(trt):
+        return [c[2] >> 20 for c in trt.calls if c[0] == "config.set_memory_pool_limit" and c[1] == "WORKSPACE"]
+
+    # A10, 24 GB: default 4096 MiB, retried at 8192 (within half its memory, 12288).
+    trt = FakeTRT("10.3.0.30", needs_workspace_mib=6000)
+    lines = []
+    (built,) = build_engines(bundle, BuildOptions(precisions=("fp16",), max_batch=4), trt=trt,
+                             env=env_for(trt, gpu=A10, jetson=False), log=lines.append)
+    assert workspaces(trt) == [4096, 8192] and built.sidecar.workspace_mib == 8192
+    assert any("4096 MiB workspace; building again with 8192 MiB" in line for line in lines), lines
+    # Past the ceiling: the error, with a larger --workspace to try.
+    trt = FakeTRT("10.3.0.30", needs_workspace_mib=12289)
+    with pytest.raises(BuildOutOfMemory, match="OutOfMemory") as err:
+        build_engines(bundle, BuildOptions(precisions=("fp16",), max_batch=4), trt=trt,
+                      env=env_for(trt, gpu=A10, jetson=False))
+    assert workspaces(trt) == [4096, 8192] and "--workspace (e.g. 16384)" in err.value.render()
+    # A Jetson keeps its default (shared memory); a --workspace the user gave is kept anywhere.
+    for env_kw, options, tried in (({"gpu": ORIN, "jetson": True}, {}, [2048]),
+                                   ({"gpu": A10, "jetson": False}, {"workspace_mib": 1024}, [1024])):
+        trt = FakeTRT("10.3.0.30", needs_workspace_mib=3000)
+        with pytest.raises(BuildOutOfMemory):
+            build_engines(bundle, BuildOptions(precisions=("fp16",), max_batch=4, **options), trt=trt,
+                          env=env_for(trt, **env_kw))
+        assert workspaces(trt) == tried
+    assert [p.name for p in bundle.root.glob("*.engine")] == [built.path.name]  # failed builds write nothing
+
+
 def test_build_engines_validates_everything_before_building(bundle):
     trt = FakeTRT("10.3.0")
     with pytest.raises(UsageError, match="exceeds the bundle's maximum batch 4"):
