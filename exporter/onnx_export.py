@@ -42,8 +42,7 @@ def export_onnx(module, input_chw, opset: int = DEFAULT_OPSET, output_names: lis
                 opset_version=opset, do_constant_folding=True, dynamo=False,
             )
         except Exception as exc:  # noqa: BLE001 - the exporter raises many types
-            raise EdgeportError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc)[:500]}",
-                                hint=_export_hint(str(exc), input_chw)) from exc
+            _raise_export_failure(exc, input_chw)
     model = onnx.load_from_string(buf.getvalue())
     _require_one_input(model)
     lowercase_einsum(model)  # TensorRT parses lowercase subscripts only
@@ -54,14 +53,18 @@ def export_onnx(module, input_chw, opset: int = DEFAULT_OPSET, output_names: lis
     return model
 
 
-def _export_hint(message: str, input_chw) -> str:
-    """The next step for a failed trace; the one common case is named (AlexNet and VGG at a small
-    input: their AdaptiveAvgPool2d(6 or 7) gets a 1x1 or 2x2 map, which ONNX cannot express)."""
-    if "adaptive_avg_pool2d" in message and "factor" in message:
-        return (f"An AdaptiveAvgPool2d's output size must divide its input for ONNX, and at --input-size "
-                f"{input_chw[1]}x{input_chw[2]} it does not (AlexNet and VGG pool to 6x6 / 7x7 after 32x "
-                f"downsampling): pass a larger --input-size, e.g. 224.")
-    return "Rerun with --debug for the traceback; unusual layers may need a newer --opset."
+def _raise_export_failure(exc: Exception, input_chw) -> None:
+    """A failed trace as one paragraph. The one common case is the input size the user chose
+    (AlexNet and VGG at a small input: their AdaptiveAvgPool2d(6 or 7) gets a 1x1 or 2x2 map,
+    which ONNX cannot express): a usage error that leads with that, not torch's wording."""
+    text = str(exc)
+    if "adaptive_avg_pool2d" in text and "factor" in text:
+        raise UsageError(f"The model cannot be exported at --input-size {input_chw[1]}x{input_chw[2]}: an "
+                         "AdaptiveAvgPool2d's output size must divide its input for ONNX (torch.onnx.export: "
+                         "adaptive_avg_pool2d output size not a factor of the input size), and AlexNet and VGG pool "
+                         "to 6x6 / 7x7 after 32x downsampling.", hint="Pass a larger --input-size, e.g. 224.") from exc
+    raise EdgeportError(f"torch.onnx.export failed: {type(exc).__name__}: {text[:500]}",
+                        hint="Rerun with --debug for the traceback; unusual layers may need a newer --opset.") from exc
 
 
 def _require_one_input(model) -> None:

@@ -151,7 +151,7 @@ def run_model(entry: dict, work: Path, *, small: int = SMALL, ccs=CCS, timeout: 
     size = input_size(entry, small)
     record = {**entry, "input_size": size, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     record["export"] = export_step(entry, size, work, timeout)
-    if record["export"].get("exit") == 3 and "AdaptiveAvgPool2d's output size must divide" in record["export"]["reason"]:
+    if record["export"].get("exit") == 2 and "AdaptiveAvgPool2d's output size must divide" in record["export"]["reason"]:
         # AlexNet/VGG: ONNX cannot express their 6x6/7x7 adaptive pool of a smaller map (export's
         # own hint says so); the smallest input they export at is 224 (7 x 32).
         record["small_input_refused"], size = record["export"], FULL
