@@ -278,7 +278,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=ROOT / "conformance-results")
     ap.add_argument("--work", type=Path, default=None, help="bundles (default: RESULTS/bundles)")
-    ap.add_argument("--models", default="", help="comma list (default: every classifier)")
+    ap.add_argument("--models", default="", help="comma list: a matrix of only these (the docs list only them; to "
+                                                 "rerun a few models of the full matrix, delete their RESULTS/NAME.json "
+                                                 "and run without --models). Default: every classifier")
     ap.add_argument("--budget-min", type=float, default=0, help="start no model after this many minutes (0: none)")
     ap.add_argument("--max-params", type=int, default=MAX_PARAMS)
     ap.add_argument("--small", type=int, default=SMALL, help="input size where the model allows it")
