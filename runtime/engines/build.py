@@ -143,7 +143,7 @@ def _int8_in_name_only(plan: BuildPlan, summary) -> str | None:
     total, int8 = sum(counts.values()), counts.get("int8", 0)
     if not total or 2 * int8 >= total:
         return None
-    parts = ", ".join(f"{n} {p.upper()}" for p, n in counts.items())
+    parts = _counts_text(counts)
     turing = "7.5" in plan.compute_capabilities
     why = (" NVIDIA's support matrix lists no INT8 for Turing (7.5): TensorRT-RTX runs those layers in FP32 there."
            if turing else "")
@@ -160,14 +160,14 @@ def _build_within_workspace(bundle, options: BuildOptions, target: BuildTarget, 
     from runtime.engines.builder import BuildOutOfMemory, build_serialized
 
     cal_bytes, cal_class, _ = target.calibration
+    cache_bytes = tc.load(target.timing_cache) if target.timing_cache else None
     workspace = target.workspace_mib
     while True:
         try:
             out = build_serialized(
                 target.trt, plan, onnx_path, bundle.input_name, target.shapes,
                 engine_runtime=engine_runtime(plan.runtime), workspace_mib=workspace,
-                builder_level=options.builder_level,
-                timing_cache=tc.load(target.timing_cache) if target.timing_cache else None,
+                builder_level=options.builder_level, timing_cache=cache_bytes,
                 calibration_cache=cal_bytes if plan.calibration_cache else None, calibrator_class=cal_class,
                 log_severity=options.log_severity, profiling_verbosity=options.profiling_verbosity)
             return out, workspace
@@ -180,11 +180,15 @@ def _build_within_workspace(bundle, options: BuildOptions, target: BuildTarget, 
             workspace *= 2
 
 
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {p.upper()}" for p, n in counts.items())
+
+
 def _composition_line(summary) -> str:
     """One line of the layer information: compute layers by precision, and the activation memory."""
     counts = summary.by_precision(compute_only=True)
     total = sum(counts.values())
-    parts = ", ".join(f"{n} {p.upper()}" for p, n in counts.items())
+    parts = _counts_text(counts)
     from runtime.report.numbers import size  # MiB, as the report's engine table
 
     mem = f", activations {size(summary.activation_bytes)}" if summary.activation_bytes is not None else ""

@@ -26,11 +26,7 @@ OUT_OF_MEMORY = "Error Code 2: OutOfMemory"
 
 
 class BuildOutOfMemory(EdgeportError):
-    """The builder ran out of memory with ``workspace_mib``: build.py may retry with more."""
-
-    def __init__(self, message: str, *, workspace_mib: int, hint: str | None = None):
-        super().__init__(message, hint=hint)
-        self.workspace_mib = workspace_mib
+    """The builder ran out of memory within its workspace: build.py may retry with more."""
 
 
 @dataclasses.dataclass
@@ -192,7 +188,7 @@ def _raise_build_failure(trt, engine_runtime, plan: BuildPlan, messages: list[st
     if any(OUT_OF_MEMORY in e for e in errors):
         more = (f"The builder ran out of memory with a {workspace_mib} MiB workspace: pass a larger --workspace "
                 f"(e.g. {2 * workspace_mib}) if the target GPU has the memory.")
-        raise BuildOutOfMemory(message, workspace_mib=workspace_mib, hint=f"{more} {hint}" if hint else more)
+        raise BuildOutOfMemory(message, hint=f"{more} {hint}" if hint else more)
     raise EdgeportError(message, hint=hint)
 
 

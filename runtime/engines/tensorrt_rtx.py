@@ -158,7 +158,8 @@ def _prepare(bundle, options, *, trt=None, env=None, log=lambda s: None, rerun=N
         f"{'off' if options.no_runtime_cache else (options.runtime_cache or 'default on the target')}")
     return BuildTarget(trt=trt, runtime=NAME, version=version, plans=plans, profile=profile, shapes=shapes,
                        workspace_mib=workspace, runtime_cache=runtime_cache,
-                       workspace_ceiling_mib=None if options.workspace_mib else policy.workspace_ceiling_mib(None, False))
+                       workspace_ceiling_mib=None if options.workspace_mib is not None else
+                       policy.workspace_ceiling_mib(None, False))
 
 
 def _here(env) -> str:
